@@ -1,0 +1,60 @@
+"""Application factory: builds the services from settings and mounts the routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from llamafarm import __version__
+from llamafarm.api.errors import install_error_handlers
+from llamafarm.api.paths import EncodedSlashGuard
+from llamafarm.api.routers import projects, system
+from llamafarm.projects import ProjectStore
+from llamafarm.settings import Settings
+from llamafarm.system.health import api_check, data_dir_check
+from llamafarm.system.version import VersionChecker
+
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.projects_dir.mkdir(parents=True, exist_ok=True)
+        app.state.settings = settings
+        app.state.projects = ProjectStore(
+            settings.projects_dir, templates_dir=settings.templates_dir
+        )
+        app.state.version_checker = VersionChecker(
+            current=__version__,
+            url=settings.version_check_url,
+            timeout=settings.version_check_timeout,
+            ttl=settings.version_check_ttl,
+        )
+        app.state.health_checks = {"api": api_check, "data_dir": data_dir_check(settings.data_dir)}
+        yield
+
+    app = FastAPI(
+        title="llamafarm",
+        version=__version__,
+        description="Local-first AI project server: projects, datasets, RAG and chat.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=LOCAL_ORIGINS,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Session-ID"],
+    )
+    app.add_middleware(EncodedSlashGuard)
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(projects.router, prefix="/v1")
+    return app

@@ -1,0 +1,1 @@
+"""The `lf` command line: talks to the server over HTTP."""

@@ -1,0 +1,3 @@
+from llamafarm.cli.main import run
+
+run()

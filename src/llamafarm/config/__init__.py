@@ -1,0 +1,22 @@
+"""`llamafarm.yaml`: schema, loading with `${VAR}` substitution, templates, JSON Schema."""
+
+from llamafarm.config.loader import (
+    dump_document,
+    json_schema,
+    load_config,
+    parse_config,
+    read_document,
+)
+from llamafarm.config.models import ProjectConfig
+from llamafarm.config.templates import available_templates, render_template
+
+__all__ = [
+    "ProjectConfig",
+    "available_templates",
+    "dump_document",
+    "json_schema",
+    "load_config",
+    "parse_config",
+    "read_document",
+    "render_template",
+]

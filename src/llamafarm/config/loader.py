@@ -1,0 +1,109 @@
+"""Reading, validating and writing `llamafarm.yaml` documents.
+
+A *document* is the mapping as the user wrote it (with `${VAR}` placeholders kept); a
+`ProjectConfig` is the validated model after environment substitution. Files store documents,
+so secrets given as `${VAR}` never land on disk or in API responses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from llamafarm.config.models import ProjectConfig
+from llamafarm.errors import ConfigInvalid
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """`('rag', 'databases', 0, 'name')` -> `rag.databases[0].name`."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    """One readable line per pydantic error, each starting with the path of the key."""
+    lines = []
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        where = format_location(tuple(error["loc"]))
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+def substitute_env(
+    document: Any, env: Mapping[str, str] | None = None, *, _loc: tuple[int | str, ...] = ()
+) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of the document."""
+    env = os.environ if env is None else env
+    if isinstance(document, dict):
+        return {k: substitute_env(v, env, _loc=(*_loc, k)) for k, v in document.items()}
+    if isinstance(document, list):
+        return [substitute_env(v, env, _loc=(*_loc, i)) for i, v in enumerate(document)]
+    if not isinstance(document, str):
+        return document
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                where = format_location(_loc) or "config"
+                raise ConfigInvalid(f"{where}: environment variable {name} is not set")
+            return default
+        return value
+
+    return _VAR.sub(replace, document)
+
+
+def parse_config(document: Any, env: Mapping[str, str] | None = None) -> ProjectConfig:
+    """Validate a document (after `${VAR}` substitution) into a ProjectConfig."""
+    if not isinstance(document, dict):
+        raise ConfigInvalid("config must be a mapping of keys to values")
+    try:
+        return ProjectConfig.model_validate(substitute_env(document, env))
+    except ValidationError as exc:
+        raise ConfigInvalid(f"Invalid config: {describe_errors(exc.errors())}") from exc
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Load a YAML file as a document; syntax errors become ConfigInvalid."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigInvalid(f"{path.name} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalid(f"{path.name} is not UTF-8 text") from exc
+    if not isinstance(document, dict):
+        raise ConfigInvalid(f"{path.name} must contain a mapping of keys to values")
+    return document
+
+
+def load_config(path: Path) -> ProjectConfig:
+    return parse_config(read_document(path))
+
+
+def dump_document(document: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
+
+
+def json_schema() -> str:
+    return json.dumps(ProjectConfig.model_json_schema(), indent=2)

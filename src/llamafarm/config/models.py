@@ -1,0 +1,265 @@
+"""Pydantic models for `llamafarm.yaml`. Unknown keys are errors; names cross-reference."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from llamafarm.names import is_valid_name
+
+Provider = Literal["universal", "ollama", "openai"]
+
+
+def _check_name(value: str) -> str:
+    if not is_valid_name(value):
+        raise ValueError(
+            "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _require_unique(where: str, names: Iterable[str]) -> None:
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise ValueError(f"{where}: duplicate names {repeated}")
+
+
+def _require_known(where: str, value: str | None, known: list[str], what: str) -> None:
+    if value is not None and value not in known:
+        raise ValueError(f"{where}: unknown {what} {value!r} (known: {', '.join(known) or 'none'})")
+
+
+class PromptMessage(StrictModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(description="Text; `{{var}}` and `{{var | default}}` are placeholders.")
+
+
+class PromptSet(StrictModel):
+    name: Name
+    messages: list[PromptMessage] = Field(min_length=1)
+
+
+class ModelConfig(StrictModel):
+    """One chat model a project can use."""
+
+    name: Name
+    provider: Provider
+    model: NonEmpty
+    base_url: str | None = None
+    api_key: str | None = None
+    description: str | None = None
+    prompts: list[str] = Field(default_factory=list, description="Names of prompt sets to apply.")
+    model_api_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Runtime(StrictModel):
+    """Either the flat form (`provider`, `model`, ...) or `models` with a `default_model`."""
+
+    provider: Provider | None = None
+    model: NonEmpty | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    description: str | None = None
+    prompts: list[str] = Field(default_factory=list)
+    model_api_parameters: dict[str, Any] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    default_model: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Runtime:
+        flat = self.provider is not None or self.model is not None
+        if flat and self.models:
+            raise ValueError("use either the flat form (provider, model) or models, not both")
+        if flat and (self.provider is None or self.model is None):
+            raise ValueError("the flat form needs both provider and model")
+        if not flat and not self.models:
+            raise ValueError("needs provider and model, or a non-empty models list")
+        if flat and self.default_model is not None:
+            raise ValueError("default_model belongs with the models list")
+        names = [m.name for m in self.models]
+        _require_unique("models", names)
+        _require_known("default_model", self.default_model, names, "model")
+        return self
+
+    def model_list(self) -> list[ModelConfig]:
+        """The configured models; the flat form is one model named `default`."""
+        if self.models:
+            return list(self.models)
+        assert self.provider is not None and self.model is not None  # checked by _one_form
+        return [
+            ModelConfig(
+                name="default",
+                provider=self.provider,
+                model=self.model,
+                base_url=self.base_url,
+                api_key=self.api_key,
+                description=self.description,
+                prompts=self.prompts,
+                model_api_parameters=self.model_api_parameters,
+            )
+        ]
+
+    def default(self) -> ModelConfig:
+        models = self.model_list()
+        return next((m for m in models if m.name == self.default_model), models[0])
+
+
+class EmbeddingStrategy(StrictModel):
+    name: Name
+    type: NonEmpty
+    config: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0
+
+
+class RetrievalStrategy(StrictModel):
+    name: Name
+    type: NonEmpty
+    config: dict[str, Any] = Field(default_factory=dict)
+    default: bool = False
+
+
+class Database(StrictModel):
+    name: Name
+    type: NonEmpty
+    config: dict[str, Any] = Field(default_factory=dict)
+    embedding_strategies: list[EmbeddingStrategy] = Field(default_factory=list)
+    retrieval_strategies: list[RetrievalStrategy] = Field(default_factory=list)
+    default_embedding_strategy: str | None = None
+    default_retrieval_strategy: str | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> Database:
+        embedders = [s.name for s in self.embedding_strategies]
+        retrievers = [s.name for s in self.retrieval_strategies]
+        _require_unique("embedding_strategies", embedders)
+        _require_unique("retrieval_strategies", retrievers)
+        _require_known(
+            "default_embedding_strategy",
+            self.default_embedding_strategy,
+            embedders,
+            "embedding strategy",
+        )
+        _require_known(
+            "default_retrieval_strategy",
+            self.default_retrieval_strategy,
+            retrievers,
+            "retrieval strategy",
+        )
+        if sum(s.default for s in self.retrieval_strategies) > 1:
+            raise ValueError("retrieval_strategies: at most one may have default: true")
+        return self
+
+
+class Parser(StrictModel):
+    type: NonEmpty
+    config: dict[str, Any] = Field(default_factory=dict)
+    file_include_patterns: list[str] = Field(default_factory=list)
+    priority: int = Field(default=50, description="Lower runs first when several parsers match.")
+
+
+class Extractor(StrictModel):
+    type: NonEmpty
+    config: dict[str, Any] = Field(default_factory=dict)
+    file_include_patterns: list[str] = Field(default_factory=list)
+    priority: int = 50
+
+
+class DataProcessingStrategy(StrictModel):
+    name: Name
+    description: str | None = None
+    parsers: list[Parser] = Field(min_length=1)
+    extractors: list[Extractor] = Field(default_factory=list)
+
+
+class Rag(StrictModel):
+    default_database: str | None = None
+    databases: list[Database] = Field(default_factory=list)
+    data_processing_strategies: list[DataProcessingStrategy] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Rag:
+        databases = [d.name for d in self.databases]
+        _require_unique("databases", databases)
+        _require_unique(
+            "data_processing_strategies", [s.name for s in self.data_processing_strategies]
+        )
+        _require_known("default_database", self.default_database, databases, "database")
+        return self
+
+
+class Dataset(StrictModel):
+    name: Name
+    database: NonEmpty
+    data_processing_strategy: NonEmpty
+
+
+class McpServer(StrictModel):
+    name: Name
+    transport: Literal["stdio", "http", "sse"]
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> McpServer:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("a stdio server needs a command")
+        if self.transport != "stdio" and not self.base_url:
+            raise ValueError(f"an {self.transport} server needs a base_url")
+        return self
+
+
+class Mcp(StrictModel):
+    servers: list[McpServer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Mcp:
+        _require_unique("servers", [s.name for s in self.servers])
+        return self
+
+
+class ProjectConfig(StrictModel):
+    """The whole `llamafarm.yaml` of one project."""
+
+    version: Literal["v1"] = "v1"
+    name: Name
+    namespace: Name
+    runtime: Runtime
+    prompts: list[PromptSet] = Field(default_factory=list)
+    rag: Rag | None = None
+    datasets: list[Dataset] = Field(default_factory=list)
+    mcp: Mcp | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> ProjectConfig:
+        prompt_names = [p.name for p in self.prompts]
+        _require_unique("prompts", prompt_names)
+        for i, model in enumerate(self.runtime.model_list()):
+            where = f"runtime.models[{i}].prompts" if self.runtime.models else "runtime.prompts"
+            for prompt in model.prompts:
+                _require_known(where, prompt, prompt_names, "prompt set")
+        _require_unique("datasets", [d.name for d in self.datasets])
+        databases = [d.name for d in self.rag.databases] if self.rag else []
+        strategies = [s.name for s in self.rag.data_processing_strategies] if self.rag else []
+        for i, dataset in enumerate(self.datasets):
+            _require_known(f"datasets[{i}].database", dataset.database, databases, "database")
+            _require_known(
+                f"datasets[{i}].data_processing_strategy",
+                dataset.data_processing_strategy,
+                strategies,
+                "data processing strategy",
+            )
+        return self

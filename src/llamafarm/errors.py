@@ -1,0 +1,53 @@
+"""The one error tree. Each class carries the HTTP status the API answers with.
+
+    LfError (500)
+     ├── BadRequest (400)
+     │    └── InvalidName
+     ├── NotFound (404)
+     ├── Conflict (409)
+     ├── Unprocessable (422)
+     │    └── ConfigInvalid
+     └── Unavailable (503)
+
+Code below `api/` raises these; one handler in `api/errors.py` renders them as `{"detail": message}`.
+"""
+
+from __future__ import annotations
+
+
+class LfError(Exception):
+    """Base of every error the server reports to a client."""
+
+    status: int = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(LfError):
+    status = 400
+
+
+class InvalidName(BadRequest):
+    """A namespace, project or other name that is not safe to use as a path segment."""
+
+
+class NotFound(LfError):
+    status = 404
+
+
+class Conflict(LfError):
+    status = 409
+
+
+class Unprocessable(LfError):
+    status = 422
+
+
+class ConfigInvalid(Unprocessable):
+    """A llamafarm.yaml (or a config sent by a client) that does not validate."""
+
+
+class Unavailable(LfError):
+    status = 503

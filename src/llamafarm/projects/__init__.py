@@ -1,0 +1,5 @@
+"""Projects: one folder with a `llamafarm.yaml` each, under `$LF_DATA_DIR/projects/{namespace}/`."""
+
+from llamafarm.projects.store import Project, ProjectStore
+
+__all__ = ["Project", "ProjectStore"]

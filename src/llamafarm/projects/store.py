@@ -1,0 +1,140 @@
+"""Projects on disk: `{projects_dir}/{namespace}/{name}/llamafarm.yaml`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamafarm.config import dump_document, parse_config, read_document, render_template
+from llamafarm.config.models import ProjectConfig
+from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
+from llamafarm.names import check_name, is_valid_name
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "llamafarm.yaml"
+BACKUP_FILE = "llamafarm.yaml.bak"
+
+
+@dataclass(frozen=True)
+class Project:
+    namespace: str
+    name: str
+    config: dict[str, Any]
+
+
+class ProjectStore:
+    """Create, read, update and delete projects under one directory."""
+
+    def __init__(self, root: Path, *, templates_dir: Path | None = None) -> None:
+        self.root = root
+        self.templates_dir = templates_dir
+
+    def path(self, namespace: str, name: str) -> Path:
+        """The project's folder; names are validated so it is always inside the root."""
+        check_name(namespace, kind="namespace")
+        check_name(name, kind="project name")
+        return self.root / namespace / name
+
+    def list(self, namespace: str) -> list[Project]:
+        folder = self.root / check_name(namespace, kind="namespace")
+        if not folder.is_dir():
+            return []
+        projects = []
+        for child in sorted(folder.iterdir()):
+            if not (is_valid_name(child.name) and (child / CONFIG_FILE).is_file()):
+                continue
+            try:
+                projects.append(self.get(namespace, child.name))
+            except ConfigInvalid as exc:
+                log.warning("skipping project %s/%s: %s", namespace, child.name, exc.detail)
+        return projects
+
+    def get(self, namespace: str, name: str) -> Project:
+        document = self._read(namespace, name)
+        try:
+            parse_config(document)
+        except ConfigInvalid as exc:
+            raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
+        return Project(namespace, name, document)
+
+    def load(self, namespace: str, name: str) -> ProjectConfig:
+        """The validated config with `${VAR}` substituted, for services that act on it."""
+        return parse_config(self._read(namespace, name))
+
+    def create(self, namespace: str, name: str, *, template: str = "default") -> Project:
+        folder = self.path(namespace, name)
+        document = render_template(
+            template, namespace=namespace, name=name, custom_dir=self.templates_dir
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            _write_atomic(folder / CONFIG_FILE, dump_document(document), exclusive=True)
+        except FileExistsError:
+            raise Conflict(f"Project {namespace}/{name} already exists") from None
+        return Project(namespace, name, document)
+
+    def update(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
+        folder = self.path(namespace, name)
+        self._read(namespace, name)  # 404 before validating the new config
+        for key, expected in (("namespace", namespace), ("name", name)):
+            if document.get(key) != expected:
+                raise BadRequest(
+                    f"config.{key} is {document.get(key)!r} but the path says {expected!r}; "
+                    "projects cannot be renamed by an update"
+                )
+        parse_config(document)
+        config_file = folder / CONFIG_FILE
+        shutil.copy2(config_file, folder / BACKUP_FILE)
+        _write_atomic(config_file, dump_document(document))
+        return Project(namespace, name, document)
+
+    def delete(self, namespace: str, name: str) -> Project:
+        """Remove the project's whole folder; a broken config does not prevent it."""
+        folder = self.path(namespace, name)
+        try:
+            document = self._read(namespace, name)
+        except ConfigInvalid:
+            document = {}
+        # Rename first so the project disappears at once, then remove the files.
+        doomed = folder.with_name(f".deleting-{name}-{uuid.uuid4().hex}")
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            raise NotFound(f"Project {namespace}/{name} not found") from None
+        shutil.rmtree(doomed)
+        try:
+            folder.parent.rmdir()  # the namespace folder, once empty
+        except OSError:
+            pass
+        return Project(namespace, name, document)
+
+    def _read(self, namespace: str, name: str) -> dict[str, Any]:
+        config_file = self.path(namespace, name) / CONFIG_FILE
+        if not config_file.is_file():
+            raise NotFound(f"Project {namespace}/{name} not found")
+        try:
+            return read_document(config_file)
+        except ConfigInvalid as exc:
+            raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
+
+
+def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write via a temp file in the same folder; `exclusive` fails if `path` already exists."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, path)  # atomic create-if-absent
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

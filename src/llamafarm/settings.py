@@ -1,0 +1,67 @@
+"""Server settings, read from `LF_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_VERSION_CHECK_URL = "https://api.github.com/repos/llama-farm/llamafarm/releases/latest"
+
+
+class Settings(BaseSettings):
+    """Every setting of the server; each field is `LF_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LF_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("~/.llamafarm"), description="Where projects and state are kept."
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the server binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the server listens on.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra browser origins allowed by CORS, comma-separated ('*' for any). "
+        "Pages served from localhost or 127.0.0.1 on any port are always allowed.",
+    )
+    version_check_url: str = Field(
+        default=DEFAULT_VERSION_CHECK_URL,
+        description="Release feed for /v1/system/version-check; empty disables the check.",
+    )
+    version_check_timeout: float = Field(
+        default=3.0, gt=0, le=60, description="Seconds before the outbound version check gives up."
+    )
+    version_check_ttl: float = Field(
+        default=6 * 3600, ge=0, description="Seconds a successful version check is cached."
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return level
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.data_dir / "projects"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.data_dir / "templates"

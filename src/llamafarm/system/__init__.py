@@ -1,0 +1,1 @@
+"""System services: component health and the release check."""

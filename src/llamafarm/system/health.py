@@ -1,0 +1,76 @@
+"""Component health: each check is timed, run concurrently, and the worst status decides."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["healthy", "degraded", "unhealthy"]
+Check = Callable[[], tuple[Status, str]]
+"""A blocking function that returns a status and a message; raising means unhealthy."""
+
+_RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+MIN_FREE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    status: Status
+    latency_ms: float
+    message: str
+
+
+async def check_components(checks: dict[str, Check], *, timeout: float) -> list[ComponentHealth]:
+    return list(await asyncio.gather(*(_run(name, c, timeout) for name, c in checks.items())))
+
+
+async def _run(name: str, check: Check, timeout: float) -> ComponentHealth:
+    started = time.perf_counter()
+    try:
+        status, message = await asyncio.wait_for(asyncio.to_thread(check), timeout)
+    except TimeoutError:
+        status, message = "unhealthy", f"no answer within {timeout:g}s"
+    except Exception as exc:
+        status, message = "unhealthy", f"{type(exc).__name__}: {exc}"
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return ComponentHealth(name, status, latency, message)
+
+
+def overall(components: list[ComponentHealth]) -> Status:
+    return max((c.status for c in components), key=_RANK.__getitem__, default="healthy")
+
+
+def report(components: list[ComponentHealth]) -> dict[str, Any]:
+    """The /health body: overall status, a `services` map as in the reference, and details."""
+    return {
+        "status": overall(components),
+        "services": {c.name: c.status for c in components},
+        "components": [asdict(c) for c in components],
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def api_check() -> tuple[Status, str]:
+    return "healthy", "serving requests"
+
+
+def data_dir_check(data_dir: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> Check:
+    """Unhealthy when the data directory is not writable, degraded when it is nearly full."""
+
+    def check() -> tuple[Status, str]:
+        probe = data_dir / f".health-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        free = shutil.disk_usage(data_dir).free
+        if free < min_free_bytes:
+            return "degraded", f"writable, only {free / 2**20:.0f} MiB free"
+        return "healthy", f"writable, {free / 2**30:.1f} GiB free"
+
+    return check

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi.testclient import TestClient
+
+from llamafarm.settings import Settings
+
+
+def test_create_get_list(client: TestClient, settings: Settings) -> None:
+    response = client.post("/v1/projects/acme", json={"name": "chat", "config_template": "server"})
+    assert response.status_code == 201
+    project = response.json()["project"]
+    assert (project["namespace"], project["name"]) == ("acme", "chat")
+    assert project["config"]["runtime"]["models"][0]["provider"] == "universal"
+    assert "rag" not in project["config"]
+
+    on_disk = settings.data_dir / "projects" / "acme" / "chat" / "llamafarm.yaml"
+    assert yaml.safe_load(on_disk.read_text()) == project["config"]
+
+    assert client.get("/v1/projects/acme/chat").json() == {"project": project}
+    client.post("/v1/projects/acme", json={"name": "rag-bot"})
+    listing = client.get("/v1/projects/acme").json()
+    assert listing["total"] == 2
+    assert [p["name"] for p in listing["projects"]] == ["chat", "rag-bot"]
+
+
+def test_default_template_is_rag(client: TestClient, project: dict[str, Any]) -> None:
+    config = project["config"]
+    assert config["rag"]["default_database"] == "main_db"
+    assert config["datasets"][0]["name"] == "documents"
+
+
+def test_list_of_an_unknown_namespace_is_empty(client: TestClient) -> None:
+    assert client.get("/v1/projects/nobody").json() == {"total": 0, "projects": []}
+
+
+def test_create_twice_conflicts(client: TestClient, project: dict[str, Any]) -> None:
+    response = client.post("/v1/projects/acme", json={"name": "bot"})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Project acme/bot already exists"}
+
+
+def test_update_replaces_config_and_keeps_a_backup(
+    client: TestClient, project: dict[str, Any], settings: Settings
+) -> None:
+    config = dict(project["config"])
+    config["runtime"] = {"provider": "ollama", "model": "llama3.2:3b"}
+    response = client.put("/v1/projects/acme/bot", json={"config": config})
+    assert response.status_code == 200
+    assert response.json()["project"]["config"]["runtime"] == config["runtime"]
+    assert client.get("/v1/projects/acme/bot").json()["project"]["config"] == config
+
+    folder = settings.data_dir / "projects" / "acme" / "bot"
+    backup = yaml.safe_load((folder / "llamafarm.yaml.bak").read_text())
+    assert backup == project["config"]
+    assert sorted(p.name for p in folder.iterdir()) == ["llamafarm.yaml", "llamafarm.yaml.bak"]
+
+
+def test_update_keeps_env_placeholders(client: TestClient, project: dict[str, Any]) -> None:
+    config = dict(project["config"])
+    config["runtime"] = {"provider": "openai", "model": "m", "api_key": "${NOT_SET_ANYWHERE:-x}"}
+    client.put("/v1/projects/acme/bot", json={"config": config})
+    stored = client.get("/v1/projects/acme/bot").json()["project"]["config"]
+    assert stored["runtime"]["api_key"] == "${NOT_SET_ANYWHERE:-x}"
+
+
+def test_update_rejects_invalid_config_and_leaves_the_file(
+    client: TestClient, project: dict[str, Any]
+) -> None:
+    config = dict(project["config"], colour="blue")
+    response = client.put("/v1/projects/acme/bot", json={"config": config})
+    assert response.status_code == 422
+    assert response.json() == {"detail": "Invalid config: colour: unknown key"}
+    assert client.get("/v1/projects/acme/bot").json()["project"] == project
+
+
+def test_update_cannot_rename(client: TestClient, project: dict[str, Any]) -> None:
+    config = dict(project["config"], name="other")
+    response = client.put("/v1/projects/acme/bot", json={"config": config})
+    assert response.status_code == 400
+    assert "config.name is 'other' but the path says 'bot'" in response.json()["detail"]
+
+
+def test_delete_removes_the_folder(
+    client: TestClient, project: dict[str, Any], settings: Settings
+) -> None:
+    response = client.delete("/v1/projects/acme/bot")
+    assert response.status_code == 200
+    assert response.json() == {"project": project}
+    assert client.get("/v1/projects/acme/bot").status_code == 404
+    assert not (settings.data_dir / "projects" / "acme").exists()
+    assert client.delete("/v1/projects/acme/bot").status_code == 404
+    # The name is free again.
+    assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
+
+
+def test_broken_config_is_reported_skipped_in_lists_and_deletable(
+    client: TestClient, project: dict[str, Any], settings: Settings
+) -> None:
+    client.post("/v1/projects/acme", json={"name": "good"})
+    folder = settings.data_dir / "projects" / "acme" / "bot"
+    (folder / "llamafarm.yaml").write_text("name: [broken\n")
+
+    response = client.get("/v1/projects/acme/bot")
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("Project acme/bot: llamafarm.yaml is not valid YAML")
+    assert [p["name"] for p in client.get("/v1/projects/acme").json()["projects"]] == ["good"]
+    assert client.delete("/v1/projects/acme/bot").json() == {
+        "project": {"namespace": "acme", "name": "bot", "config": {}}
+    }
+    assert not folder.exists()
+
+
+def test_custom_template_from_the_data_dir(client: TestClient, settings: Settings) -> None:
+    settings.templates_dir.mkdir(parents=True)
+    (settings.templates_dir / "team.yaml").write_text(
+        "runtime:\n  provider: ollama\n  model: qwen3:8b\n"
+    )
+    response = client.post("/v1/projects/acme", json={"name": "t", "config_template": "team"})
+    assert response.status_code == 201
+    assert response.json()["project"]["config"]["runtime"]["model"] == "qwen3:8b"
+
+
+def test_names_never_leave_the_data_dir(client: TestClient, settings: Settings) -> None:
+    for name in ["../escape", "/etc/passwd", "a/b", "..", "", "x" * 65, ".hidden", "a\\b"]:
+        response = client.post("/v1/projects/acme", json={"name": name})
+        assert response.status_code == 400, name
+    outside = sorted(p.name for p in settings.data_dir.parent.iterdir())
+    assert outside == ["data"]
+    assert list((settings.data_dir / "projects").iterdir()) == []
