@@ -9,7 +9,8 @@
      │    └── ConfigInvalid
      └── Unavailable (503)
 
-Code below `api/` raises these; one handler in `api/errors.py` renders them as `{"detail": message}`.
+Code below `api/` raises these; one handler in `api/errors.py` renders them
+as `{"detail": message}`.
 """
 
 from __future__ import annotations

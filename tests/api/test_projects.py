@@ -105,7 +105,9 @@ def test_broken_config_is_reported_skipped_in_lists_and_deletable(
 
     response = client.get("/v1/projects/acme/bot")
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("Project acme/bot: llamafarm.yaml is not valid YAML")
+    assert response.json()["detail"].startswith(
+        "Project acme/bot: llamafarm.yaml is not valid YAML"
+    )
     assert [p["name"] for p in client.get("/v1/projects/acme").json()["projects"]] == ["good"]
     assert client.delete("/v1/projects/acme/bot").json() == {
         "project": {"namespace": "acme", "name": "bot", "config": {}}

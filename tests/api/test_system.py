@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -111,7 +112,7 @@ def release_server() -> Iterator[tuple[str, type[_Release]]]:
     server.server_close()
 
 
-def _version_check(settings: Settings, **overrides: object) -> list[dict[str, object]]:
+def _version_check(settings: Settings, **overrides: object) -> list[dict[str, Any]]:
     app = create_app(settings.model_copy(update=overrides))
     with TestClient(app) as test_client:
         return [test_client.get("/v1/system/version-check").json() for _ in range(2)]

@@ -51,7 +51,9 @@ def test_server_template_is_chat_only_and_rag_has_a_dataset() -> None:
     database = rag.rag.databases[0]
     assert database.type == "ChromaStore"
     assert database.embedding_strategies[0].config["model"] == "all-MiniLM-L6-v2"
-    patterns = {p for s in rag.rag.data_processing_strategies[0].parsers for p in s.file_include_patterns}
+    patterns = {
+        p for s in rag.rag.data_processing_strategies[0].parsers for p in s.file_include_patterns
+    }
     assert {"*.pdf", "*.docx", "*.md", "*.txt", "*.csv", "*.html"} <= patterns
     assert [(d.name, d.database) for d in rag.datasets] == [("documents", "main_db")]
     assert render_template("default", namespace="a", name="b") == render_template(

@@ -51,7 +51,7 @@ def start(
     from llamafarm.api import create_app
     from llamafarm.settings import Settings
 
-    overrides = {"host": host, "port": port, "data_dir": data_dir}
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
@@ -65,7 +65,9 @@ def init(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Project name.")],
     namespace: Annotated[str, typer.Option(help="Namespace of the project.")] = DEFAULT_NAMESPACE,
-    template: Annotated[str, typer.Option(help="server, rag, default or a custom one.")] = "default",
+    template: Annotated[
+        str, typer.Option(help="server, rag, default or a custom one.")
+    ] = "default",
 ) -> None:
     """Create a project on the server and write its llamafarm.yaml here."""
     target = Path.cwd() / "llamafarm.yaml"

@@ -1,4 +1,4 @@
-"""Project templates: the built-in ones shipped in the package, plus `$LF_DATA_DIR/templates/*.yaml`."""
+"""Project templates: built-in ones in the package, plus `$LF_DATA_DIR/templates/*.yaml`."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -108,10 +109,8 @@ class ProjectStore:
         except FileNotFoundError:
             raise NotFound(f"Project {namespace}/{name} not found") from None
         shutil.rmtree(doomed)
-        try:
+        with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the namespace folder, once empty
-        except OSError:
-            pass
         return Project(namespace, name, document)
 
     def _read(self, namespace: str, name: str) -> dict[str, Any]:
