@@ -5,9 +5,12 @@
      │    └── InvalidName
      ├── NotFound (404)
      ├── Conflict (409)
+     ├── PayloadTooLarge (413)
      ├── Unprocessable (422)
-     │    └── ConfigInvalid
+     │    ├── ConfigInvalid
+     │    └── ParseFailed
      └── Unavailable (503)
+          └── EmbedderUnavailable
 
 Code below `api/` raises these; one handler in `api/errors.py` renders them
 as `{"detail": message}`.
@@ -52,3 +55,15 @@ class ConfigInvalid(Unprocessable):
 
 class Unavailable(LfError):
     status = 503
+
+
+class PayloadTooLarge(LfError):
+    status = 413
+
+
+class ParseFailed(Unprocessable):
+    """A file that no parser handles, or that yields no usable text; it fails alone."""
+
+
+class EmbedderUnavailable(Unavailable):
+    """The embedding service or model cannot be reached or loaded."""

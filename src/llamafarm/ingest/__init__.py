@@ -1,0 +1,1 @@
+"""Ingestion: parsers (one module per format), chunking, extractors and the per-file pipeline."""

@@ -1,0 +1,1 @@
+"""Retrieval: vector stores, embedders, and (later) retrieval strategies and the query service."""
