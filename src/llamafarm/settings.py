@@ -38,6 +38,27 @@ class Settings(BaseSettings):
         default=6 * 3600, ge=0, description="Seconds a successful version check is cached."
     )
 
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the state database; empty means SQLite in the data dir.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); empty means a local "
+        "filesystem broker in the data dir that needs no server.",
+    )
+    result_backend: str = Field(
+        default="",
+        description="Celery result backend URL; optional, task state lives in the state database.",
+    )
+    embedded_worker: bool = Field(
+        default=True, description="Whether `lf start` also runs an ingestion worker process."
+    )
+    worker_concurrency: int = Field(
+        default=1, ge=1, le=64, description="Worker processes of an ingestion worker."
+    )
+    max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted upload, in MiB.")
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -65,3 +86,15 @@ class Settings(BaseSettings):
     @property
     def templates_dir(self) -> Path:
         return self.data_dir / "templates"
+
+    @property
+    def state_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"

@@ -11,6 +11,13 @@ MCP_OPERATIONS = {
     "project_get",
     "project_update",
     "project_delete",
+    "dataset_list",
+    "dataset_strategies_list",
+    "dataset_create",
+    "dataset_delete",
+    "dataset_actions",
+    "dataset_data_upload",
+    "task_get",
 }
 
 

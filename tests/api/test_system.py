@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
 import json
 import shutil
 import threading
@@ -16,6 +19,8 @@ from fastapi.testclient import TestClient
 from llamafarm import __version__
 from llamafarm.api import create_app
 from llamafarm.settings import Settings
+from llamafarm.state import WorkerHeartbeat
+from llamafarm.state.heartbeats import beat
 from llamafarm.system.health import check_components, data_dir_check, overall
 
 
@@ -35,11 +40,34 @@ def test_health_lists_components(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "healthy"
-    assert body["services"] == {"api": "healthy", "data_dir": "healthy"}
+    # No ingestion worker runs beside the in-process app: uploads work, processing waits.
+    assert body["status"] == "degraded"
+    assert body["services"] == {
+        "api": "healthy",
+        "data_dir": "healthy",
+        "state_db": "healthy",
+        "worker": "degraded",
+    }
     for component in body["components"]:
         assert component["latency_ms"] >= 0
         assert component["message"]
+
+
+def test_health_is_healthy_with_a_live_worker(client: TestClient) -> None:
+    beat(client.app.state.db, f"{socket.gethostname()}:{os.getpid()}")  # type: ignore[attr-defined]
+    body = client.get("/health").json()
+    assert body["status"] == "healthy"
+    worker = next(c for c in body["components"] if c["name"] == "worker")
+    assert worker["message"] == "1 worker(s) alive"
+
+
+def test_a_dead_workers_heartbeat_does_not_count(client: TestClient) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid now belongs to no process
+    name = f"{socket.gethostname()}:{gone.pid}"
+    with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+        session.add(WorkerHeartbeat(worker=name, pid=gone.pid, last_seen=time.time()))
+    assert client.get("/health").json()["services"]["worker"] == "degraded"
 
 
 def test_health_is_unhealthy_when_the_data_dir_is_gone(

@@ -3,58 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 import yaml
 
+from tests.e2e.conftest import LF
+
 pytestmark = pytest.mark.slow
 
-LF = str(Path(sys.executable).parent / "lf")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    data_dir = tmp_path_factory.mktemp("data")
-    port = _free_port()
-    env = {**os.environ, "LF_VERSION_CHECK_URL": ""}
-    process = subprocess.Popen(
-        [LF, "start", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health/liveness").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            output = process.communicate()[0].decode(errors="replace")
-            pytest.fail(f"lf start did not come up:\n{output}")
-        time.sleep(0.2)
-    yield url, data_dir
-    process.terminate()
-    process.wait(timeout=30)
-    assert process.stdout is not None
-    process.stdout.close()
+def server(start_server: Any) -> tuple[str, Path]:
+    started = start_server(LF_EMBEDDED_WORKER="false")
+    return started.url, started.data_dir
 
 
 def lf(url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

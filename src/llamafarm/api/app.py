@@ -10,12 +10,15 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from llamafarm import __version__
 from llamafarm.api.errors import install_error_handlers
+from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.paths import EncodedSlashGuard
-from llamafarm.api.routers import projects, system
+from llamafarm.api.routers import datasets, projects, system, tasks
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
-from llamafarm.system.health import api_check, data_dir_check
+from llamafarm.state import StateDB
+from llamafarm.system.health import api_check, data_dir_check, state_db_check, worker_check
 from llamafarm.system.version import VersionChecker
+from llamafarm.tasks.app import create_celery
 
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
@@ -26,7 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.projects_dir.mkdir(parents=True, exist_ok=True)
+        db = StateDB(settings.state_url)
         app.state.settings = settings
+        app.state.db = db
+        app.state.celery = create_celery(settings)
         app.state.projects = ProjectStore(
             settings.projects_dir, templates_dir=settings.templates_dir
         )
@@ -36,8 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.version_check_timeout,
             ttl=settings.version_check_ttl,
         )
-        app.state.health_checks = {"api": api_check, "data_dir": data_dir_check(settings.data_dir)}
+        app.state.health_checks = {
+            "api": api_check,
+            "data_dir": data_dir_check(settings.data_dir),
+            "state_db": state_db_check(db),
+            "worker": worker_check(db),
+        }
         yield
+        db.close()
 
     app = FastAPI(
         title="llamafarm",
@@ -54,7 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Session-ID"],
     )
     app.add_middleware(EncodedSlashGuard)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
     install_error_handlers(app)
     app.include_router(system.router)
-    app.include_router(projects.router, prefix="/v1")
+    for router in (projects.router, datasets.router, tasks.router):
+        app.include_router(router, prefix="/v1")
     return app

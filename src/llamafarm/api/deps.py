@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, Request
 
+from llamafarm.datasets.service import ProjectRef
+from llamafarm.names import check_name
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
+from llamafarm.state import StateDB
 from llamafarm.system.version import VersionChecker
 
 
@@ -21,11 +25,31 @@ def get_projects(request: Request) -> ProjectStore:
     return store
 
 
+def get_db(request: Request) -> StateDB:
+    db: StateDB = request.app.state.db
+    return db
+
+
+def get_celery(request: Request) -> Celery:
+    celery: Celery = request.app.state.celery
+    return celery
+
+
 def get_version_checker(request: Request) -> VersionChecker:
     checker: VersionChecker = request.app.state.version_checker
     return checker
 
 
+def get_project_ref(namespace: str, project: str) -> ProjectRef:
+    """The `{namespace}/{project}` of the path, with both names validated."""
+    return ProjectRef(
+        check_name(namespace, kind="namespace"), check_name(project, kind="project name")
+    )
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProjectStoreDep = Annotated[ProjectStore, Depends(get_projects)]
+StateDBDep = Annotated[StateDB, Depends(get_db)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
 VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
+ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]

@@ -1,31 +1,36 @@
-"""`lf`: start the server, create and inspect projects."""
+"""`lf`: start the server and a worker, create projects; subcommands for the rest."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from llamafarm import __version__
 from llamafarm.cli.client import ApiClient, CliError
+from llamafarm.cli.common import client, err, out, segment
+from llamafarm.cli.datasets import datasets_app, tasks_app
+from llamafarm.cli.projects import DEFAULT_NAMESPACE, projects_app
 from llamafarm.config import dump_document, json_schema
+from llamafarm.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="llamafarm: a local-first AI project server.")
-projects_app = typer.Typer(no_args_is_help=True, help="List and inspect projects.")
 config_app = typer.Typer(no_args_is_help=True, help="The llamafarm.yaml schema.")
 app.add_typer(projects_app, name="projects")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(tasks_app, name="tasks")
 app.add_typer(config_app, name="config")
 
-out = Console()
-err = Console(stderr=True)
-
-DEFAULT_NAMESPACE = "default"
+HostOption = Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")]
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on (LF_PORT).")]
+DataDirOption = Annotated[
+    Path | None, typer.Option(help="Where projects and state live (LF_DATA_DIR).")
+]
 
 
 @app.callback()
@@ -40,28 +45,48 @@ def main(
 
 @app.command()
 def start(
-    host: Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (LF_PORT).")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where projects and state live (LF_DATA_DIR).")
+    host: HostOption = None,
+    port: PortOption = None,
+    data_dir: DataDirOption = None,
+    worker: Annotated[
+        bool | None, typer.Option(help="Also run an ingestion worker (LF_EMBEDDED_WORKER).")
     ] = None,
 ) -> None:
-    """Start the server in the foreground."""
+    """Start the server, and an ingestion worker beside it, in the foreground."""
     import uvicorn
 
     from llamafarm.api import create_app
-    from llamafarm.settings import Settings
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
-    )
+    settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
-    )
+    child = _spawn_worker(settings) if settings.embedded_worker else None
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@app.command("worker")
+def worker_command(
+    data_dir: DataDirOption = None,
+    concurrency: Annotated[int | None, typer.Option(help="LF_WORKER_CONCURRENCY")] = None,
+) -> None:
+    """Run an ingestion worker alone (for LF_BROKER_URL=redis://...: as many as you like)."""
+    from llamafarm.tasks.worker import run_worker
+
+    settings = _settings(data_dir=data_dir, worker_concurrency=concurrency)
+    parent = os.environ.get("LF_PARENT_PID")
+    run_worker(settings, parent_pid=int(parent) if parent else None)
 
 
 @app.command()
@@ -77,8 +102,8 @@ def init(
     target = Path.cwd() / "llamafarm.yaml"
     if target.exists():
         raise CliError(f"{target} already exists; run `lf init` in another folder")
-    body = ctx.obj.post(
-        f"/v1/projects/{_segment(namespace)}", json={"name": name, "config_template": template}
+    body = client(ctx).post(
+        f"/v1/projects/{segment(namespace)}", json={"name": name, "config_template": template}
     )
     target.write_text(dump_document(body["project"]["config"]), encoding="utf-8")
     out.print(f"Created project {namespace}/{name} and wrote {target}")
@@ -88,47 +113,13 @@ def init(
 def version(ctx: typer.Context) -> None:
     """Print the CLI's version and, if it answers, the server's."""
     out.print(f"lf {__version__}")
-    client: ApiClient = ctx.obj
+    api = client(ctx)
     try:
-        info = client.get("/info")
+        info = api.get("/info")
     except CliError:
-        out.print(f"server: not reachable at {client.base_url}")
+        out.print(f"server: not reachable at {api.base_url}")
         return
-    out.print(f"server {info['version']} at {client.base_url} (data: {info['data_directory']})")
-
-
-@projects_app.command("list")
-def list_projects(
-    ctx: typer.Context,
-    namespace: Annotated[str, typer.Argument(help="Namespace to list.")] = DEFAULT_NAMESPACE,
-) -> None:
-    """List the projects of a namespace."""
-    body = ctx.obj.get(f"/v1/projects/{_segment(namespace)}")
-    table = Table(title=f"Projects in {namespace} ({body['total']})")
-    for column in ("name", "default model", "databases", "datasets"):
-        table.add_column(column)
-    for project in body["projects"]:
-        config = project["config"]
-        table.add_row(
-            project["name"],
-            _default_model(config),
-            str(len((config.get("rag") or {}).get("databases") or [])),
-            str(len(config.get("datasets") or [])),
-        )
-    out.print(table)
-
-
-@projects_app.command("show")
-def show_project(
-    ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAMESPACE/NAME")]
-) -> None:
-    """Print a project's llamafarm.yaml."""
-    namespace, sep, name = ref.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise CliError(f"Expected NAMESPACE/NAME, got {ref!r}")
-    body = ctx.obj.get(f"/v1/projects/{_segment(namespace)}/{_segment(name)}")
-    out.print(f"# {namespace}/{name}")
-    out.print(dump_document(body["project"]["config"]), markup=False, highlight=False)
+    out.print(f"server {info['version']} at {api.base_url} (data: {info['data_directory']})")
 
 
 @config_app.command("schema")
@@ -137,17 +128,23 @@ def config_schema() -> None:
     print(json_schema())
 
 
-def _segment(value: str) -> str:
-    """Quote a name for a URL path so the server, not the URL parser, judges it."""
-    return quote(value, safe="")
+def _settings(**overrides: Any) -> Settings:
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
+    )
+    return settings
 
 
-def _default_model(config: dict[str, Any]) -> str:
-    runtime = config.get("runtime") or {}
-    models = runtime.get("models") or []
-    chosen = next((m for m in models if m.get("name") == runtime.get("default_model")), None)
-    chosen = chosen or (models[0] if models else runtime)
-    return f"{chosen.get('provider', '?')}:{chosen.get('model', '?')}"
+def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """The embedded worker: same settings, and it exits if this process dies."""
+    env = {
+        **os.environ,
+        "LF_DATA_DIR": str(settings.data_dir),
+        "LF_PARENT_PID": str(os.getpid()),
+    }
+    return subprocess.Popen([sys.executable, "-m", "llamafarm.cli", "worker"], env=env)
 
 
 def run() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import fcntl
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "llamafarm.yaml"
 BACKUP_FILE = "llamafarm.yaml.bak"
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,16 @@ class ProjectStore:
         shutil.copy2(config_file, folder / BACKUP_FILE)
         _write_atomic(config_file, dump_document(document))
         return Project(namespace, name, document)
+
+    def edit(self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]) -> Project:
+        """Read-modify-write of a project's document under a lock shared by all processes."""
+        folder = self.path(namespace, name)
+        self._read(namespace, name)  # 404 before taking the lock
+        with (folder / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            document = copy.deepcopy(self._read(namespace, name))
+            change(document)
+            return self.update(namespace, name, document)
 
     def delete(self, namespace: str, name: str) -> Project:
         """Remove the project's whole folder; a broken config does not prevent it."""

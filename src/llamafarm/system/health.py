@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llamafarm.state import StateDB
+from llamafarm.state.heartbeats import live_workers
+
 Status = Literal["healthy", "degraded", "unhealthy"]
 Check = Callable[[], tuple[Status, str]]
 """A blocking function that returns a status and a message; raising means unhealthy."""
@@ -72,5 +75,25 @@ def data_dir_check(data_dir: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> C
         if free < min_free_bytes:
             return "degraded", f"writable, only {free / 2**20:.0f} MiB free"
         return "healthy", f"writable, {free / 2**30:.1f} GiB free"
+
+    return check
+
+
+def state_db_check(db: StateDB) -> Check:
+    def check() -> tuple[Status, str]:
+        db.ping()
+        return "healthy", db.engine.dialect.name
+
+    return check
+
+
+def worker_check(db: StateDB) -> Check:
+    """Degraded without a live ingestion worker: uploads work, processing waits in the queue."""
+
+    def check() -> tuple[Status, str]:
+        workers = live_workers(db)
+        if not workers:
+            return "degraded", "no ingestion worker seen recently; queued processing will wait"
+        return "healthy", f"{len(workers)} worker(s) alive"
 
     return check

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from llamafarm.api.deps import ProjectStoreDep
+from llamafarm.api.deps import ProjectStoreDep, StateDBDep
+from llamafarm.datasets.service import ProjectRef, forget_project
 from llamafarm.projects import Project
 
 router = APIRouter(prefix="/projects", tags=["projects", "mcp"])
@@ -74,5 +75,9 @@ def update_project(
 @router.delete(
     "/{namespace}/{project}", operation_id="project_delete", summary="Delete a project and its data"
 )
-def delete_project(namespace: str, project: str, store: ProjectStoreDep) -> ProjectResponse:
-    return ProjectResponse(project=ProjectPublic.of(store.delete(namespace, project)))
+def delete_project(
+    namespace: str, project: str, store: ProjectStoreDep, db: StateDBDep
+) -> ProjectResponse:
+    deleted = store.delete(namespace, project)
+    forget_project(db=db, ref=ProjectRef(namespace, project))
+    return ProjectResponse(project=ProjectPublic.of(deleted))

@@ -1,0 +1,168 @@
+"""Datasets API: `/v1/projects/{namespace}/{project}/datasets`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.datasets import service
+from llamafarm.tasks.service import queue_processing
+
+router = APIRouter(prefix="/projects/{namespace}/{project}/datasets", tags=["datasets"])
+
+
+class DatasetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    data_processing_strategy: str
+    database: str
+
+
+class DatasetAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action_type: Literal["process", "ingest"] = Field(description='"process" (alias "ingest")')
+
+
+class TaskAccepted(BaseModel):
+    message: str
+    task_uri: str
+    task_id: str
+
+
+@router.get("", operation_id="dataset_list", tags=["mcp"], summary="List datasets")
+def list_datasets(
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    include_extra_details: bool = True,
+) -> dict[str, Any]:
+    datasets = service.list_datasets(
+        projects=projects, db=db, ref=ref, details=include_extra_details
+    )
+    return {"total": len(datasets), "datasets": datasets}
+
+
+@router.get(
+    "/strategies",
+    operation_id="dataset_strategies_list",
+    tags=["mcp"],
+    summary="Data processing strategies and databases",
+)
+def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, list[str]]:
+    return service.strategies(projects=projects, ref=ref)
+
+
+@router.post(
+    "", operation_id="dataset_create", tags=["mcp"], summary="Create a dataset", status_code=201
+)
+def create_dataset(
+    ref: ProjectRefDep, body: DatasetCreate, projects: ProjectStoreDep
+) -> dict[str, Any]:
+    dataset = service.create_dataset(
+        projects=projects,
+        ref=ref,
+        name=body.name,
+        database=body.database,
+        strategy=body.data_processing_strategy,
+    )
+    return {"dataset": dataset}
+
+
+@router.delete(
+    "/{dataset}",
+    operation_id="dataset_delete",
+    tags=["mcp"],
+    summary="Delete a dataset, its chunks and files",
+)
+def delete_dataset(
+    ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
+) -> dict[str, Any]:
+    return {"dataset": service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)}
+
+
+@router.post(
+    "/{dataset}/data",
+    operation_id="dataset_data_upload",
+    tags=["mcp"],
+    summary="Upload a file to a dataset",
+)
+def upload(
+    ref: ProjectRefDep,
+    dataset: str,
+    request: Request,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
+    auto_process: bool = False,
+) -> dict[str, Any]:
+    result = service.upload_file(
+        projects=projects,
+        db=db,
+        ref=ref,
+        dataset=dataset,
+        source=file.file,
+        filename=file.filename or "",
+        limit=settings.max_upload_mb << 20,
+    )
+    if auto_process:
+        task_id = queue_processing(
+            projects=projects, db=db, celery=celery, ref=ref, dataset=dataset
+        )
+        result |= {"task_id": task_id, "task_uri": _task_uri(request, ref, task_id)}
+    return result
+
+
+@router.delete(
+    "/{dataset}/data/{file_hash}",
+    operation_id="dataset_data_delete",
+    summary="Remove a file and its chunks from a dataset",
+)
+def remove_file(
+    ref: ProjectRefDep,
+    dataset: str,
+    file_hash: str,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    remove_from_disk: bool = False,
+) -> dict[str, Any]:
+    return service.remove_file(
+        projects=projects,
+        db=db,
+        ref=ref,
+        dataset=dataset,
+        file_hash=file_hash,
+        remove_from_disk=remove_from_disk,
+    )
+
+
+@router.post(
+    "/{dataset}/actions",
+    operation_id="dataset_actions",
+    tags=["mcp"],
+    summary="Process (ingest) the dataset's files in the background",
+    status_code=202,
+)
+def dataset_action(
+    ref: ProjectRefDep,
+    dataset: str,
+    body: DatasetAction,
+    request: Request,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+) -> TaskAccepted:
+    task_id = queue_processing(projects=projects, db=db, celery=celery, ref=ref, dataset=dataset)
+    return TaskAccepted(
+        message="Accepted", task_uri=_task_uri(request, ref, task_id), task_id=task_id
+    )
+
+
+def _task_uri(request: Request, ref: Any, task_id: str) -> str:
+    return str(
+        request.url_for("task_get", namespace=ref.namespace, project=ref.project, task_id=task_id)
+    )

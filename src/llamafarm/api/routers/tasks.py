@@ -1,0 +1,32 @@
+"""Tasks API: `/v1/projects/{namespace}/{project}/tasks/{task_id}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, StateDBDep
+from llamafarm.tasks import service
+
+router = APIRouter(prefix="/projects/{namespace}/{project}/tasks", tags=["tasks"])
+
+
+@router.get(
+    "/{task_id}",
+    operation_id="task_get",
+    name="task_get",
+    summary="Status of a background task, per file",
+    tags=["mcp"],
+)
+def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> dict[str, Any]:
+    return service.get_task(db=db, ref=ref, task_id=task_id)
+
+
+@router.delete(
+    "/{task_id}", operation_id="task_cancel", summary="Cancel a task and revert its stored files"
+)
+def cancel_task(
+    ref: ProjectRefDep, task_id: str, projects: ProjectStoreDep, db: StateDBDep, celery: CeleryDep
+) -> dict[str, Any]:
+    return service.cancel_task(projects=projects, db=db, celery=celery, ref=ref, task_id=task_id)

@@ -1,0 +1,190 @@
+"""`lf datasets ...` and `lf tasks ...`."""
+
+from __future__ import annotations
+
+import glob
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from llamafarm.cli.client import ApiClient, CliError
+from llamafarm.cli.common import ProjectOption, client, human_size, out, project_path, segment
+
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: create, upload, process.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Background tasks: progress and cancel.")
+
+Project = Annotated[str | None, ProjectOption]
+FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+@datasets_app.command("list")
+def list_datasets(ctx: typer.Context, project: Project = None) -> None:
+    """List the project's datasets with their files."""
+    body = client(ctx).get(f"{project_path(project)}/datasets")
+    table = Table(title=f"Datasets ({body['total']})")
+    for column in ("name", "database", "strategy", "files", "size", "processed"):
+        table.add_column(column)
+    for dataset in body["datasets"]:
+        details = dataset.get("details") or {}
+        files = details.get("file_details", [])
+        table.add_row(
+            dataset["name"],
+            dataset["database"],
+            dataset["data_processing_strategy"],
+            str(len(dataset["files"])),
+            human_size(details.get("total_size_bytes", 0)),
+            f"{sum(f.get('processed', False) for f in files)}/{len(files)}",
+        )
+    out.print(table)
+
+
+@datasets_app.command("create")
+def create_dataset(
+    ctx: typer.Context,
+    name: str,
+    strategy: Annotated[str | None, typer.Option(help="Data processing strategy.")] = None,
+    database: Annotated[str | None, typer.Option(help="RAG database.")] = None,
+    project: Project = None,
+) -> None:
+    """Create a dataset; strategy and database default to the project's only one."""
+    api, path = client(ctx), project_path(project)
+    if strategy is None or database is None:
+        known = api.get(f"{path}/datasets/strategies")
+        strategy = strategy or _only(known["data_processing_strategies"], "--strategy")
+        database = database or _only(known["databases"], "--database")
+    body = {"name": name, "data_processing_strategy": strategy, "database": database}
+    api.post(f"{path}/datasets", json=body)
+    out.print(f"Created dataset {name} (strategy {strategy}, database {database})")
+
+
+@datasets_app.command("delete")
+def delete_dataset(ctx: typer.Context, name: str, project: Project = None) -> None:
+    """Delete a dataset, its files and its chunks."""
+    body = client(ctx).request("DELETE", f"{project_path(project)}/datasets/{segment(name)}")
+    out.print(f"Deleted dataset {name} ({len(body['dataset']['files'])} file(s))")
+
+
+@datasets_app.command("upload")
+def upload(
+    ctx: typer.Context,
+    name: str,
+    files: Annotated[list[str], typer.Argument(help="Files or glob patterns.")],
+    process: Annotated[bool, typer.Option("--process", help="Process when uploaded.")] = False,
+    project: Project = None,
+) -> None:
+    """Upload files to a dataset (the same content twice is stored once)."""
+    api, path = client(ctx), project_path(project)
+    paths = _expand(files)
+    failures = 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out
+    ) as bar:
+        job = bar.add_task("Uploading", total=len(paths))
+        for file in paths:
+            bar.update(job, description=f"Uploading {file.name}")
+            try:
+                with file.open("rb") as handle:
+                    result = api.post(
+                        f"{path}/datasets/{segment(name)}/data", files={"file": (file.name, handle)}
+                    )
+            except CliError as exc:
+                failures += 1
+                bar.console.print(f"[red]{file}: {exc}[/red]", highlight=False)
+            else:
+                note = " (duplicate, skipped)" if result.get("skipped") else ""
+                bar.console.print(f"{file.name}  {result['hash'][:12]}{note}", highlight=False)
+            bar.advance(job)
+    out.print(f"Uploaded {len(paths) - failures} of {len(paths)} file(s) to {name}")
+    if process:
+        _process_and_follow(api, path, name)
+    if failures:
+        raise typer.Exit(1)
+
+
+@datasets_app.command("process")
+def process(
+    ctx: typer.Context,
+    name: str,
+    wait: Annotated[bool, typer.Option(help="Follow progress until done.")] = True,
+    project: Project = None,
+) -> None:
+    """Parse, chunk, embed and store the dataset's files in the background."""
+    api, path = client(ctx), project_path(project)
+    if wait:
+        _process_and_follow(api, path, name)
+    else:
+        accepted = api.post(
+            f"{path}/datasets/{segment(name)}/actions", json={"action_type": "process"}
+        )
+        out.print(f"Queued task {accepted['task_id']}")
+
+
+@tasks_app.command("show")
+def show_task(ctx: typer.Context, task_id: str, project: Project = None) -> None:
+    """Show a task's state and per-file outcomes."""
+    body = client(ctx).get(f"{project_path(project)}/tasks/{segment(task_id)}")
+    _print_task(body)
+
+
+@tasks_app.command("cancel")
+def cancel_task(ctx: typer.Context, task_id: str, project: Project = None) -> None:
+    """Cancel a task: queued files are dropped, stored ones reverted."""
+    body = client(ctx).request("DELETE", f"{project_path(project)}/tasks/{segment(task_id)}")
+    out.print(body["message"])
+
+
+def _process_and_follow(api: ApiClient, path: str, name: str) -> None:
+    accepted = api.post(f"{path}/datasets/{segment(name)}/actions", json={"action_type": "process"})
+    task_path = f"{path}/tasks/{accepted['task_id']}"
+    out.print(f"Processing {name}: task {accepted['task_id']}")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out
+    ) as bar:
+        job = bar.add_task("Processing", total=None)
+        while True:
+            body = api.get(task_path)
+            meta = body["meta"]
+            bar.update(job, total=meta["total"], completed=meta["current"])
+            if body["state"] in FINISHED:
+                break
+            time.sleep(0.5)
+    _print_task(body)
+    if body["state"] != "SUCCESS":
+        raise typer.Exit(1)
+
+
+def _print_task(body: dict[str, Any]) -> None:
+    meta = body["meta"]
+    table = Table(
+        title=f"Task {body['task_id']}: {body['state']} ({meta['current']}/{meta['total']})"
+    )
+    for column in ("file", "state", "chunks", "error"):
+        table.add_column(column)
+    for item in meta["files"]:
+        table.add_row(item["filename"], item["state"], str(item["chunks"]), item["error"] or "")
+    out.print(table)
+    if body.get("error"):
+        out.print(f"[red]{body['error']}[/red]", highlight=False)
+
+
+def _expand(patterns: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) or [pattern]
+        paths.extend(Path(m) for m in matches if not Path(m).is_dir())
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CliError(f"No such file: {', '.join(missing)}")
+    if not paths:
+        raise CliError("No files matched")
+    return paths
+
+
+def _only(choices: list[str], option: str) -> str:
+    if len(choices) == 1:
+        return choices[0]
+    raise CliError(f"Pass {option}: the project has {', '.join(choices) or 'none'}")

@@ -1,0 +1,55 @@
+"""`lf projects ...`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from llamafarm.cli.common import client, out, segment, split_ref
+from llamafarm.config import dump_document
+
+DEFAULT_NAMESPACE = "default"
+
+projects_app = typer.Typer(no_args_is_help=True, help="List and inspect projects.")
+
+
+@projects_app.command("list")
+def list_projects(
+    ctx: typer.Context,
+    namespace: Annotated[str, typer.Argument(help="Namespace to list.")] = DEFAULT_NAMESPACE,
+) -> None:
+    """List the projects of a namespace."""
+    body = client(ctx).get(f"/v1/projects/{segment(namespace)}")
+    table = Table(title=f"Projects in {namespace} ({body['total']})")
+    for column in ("name", "default model", "databases", "datasets"):
+        table.add_column(column)
+    for project in body["projects"]:
+        config = project["config"]
+        table.add_row(
+            project["name"],
+            _default_model(config),
+            str(len((config.get("rag") or {}).get("databases") or [])),
+            str(len(config.get("datasets") or [])),
+        )
+    out.print(table)
+
+
+@projects_app.command("show")
+def show_project(
+    ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAMESPACE/NAME")]
+) -> None:
+    """Print a project's llamafarm.yaml."""
+    namespace, name = split_ref(ref)
+    body = client(ctx).get(f"/v1/projects/{segment(namespace)}/{segment(name)}")
+    out.print(f"# {namespace}/{name}")
+    out.print(dump_document(body["project"]["config"]), markup=False, highlight=False)
+
+
+def _default_model(config: dict[str, Any]) -> str:
+    runtime = config.get("runtime") or {}
+    models = runtime.get("models") or []
+    chosen = next((m for m in models if m.get("name") == runtime.get("default_model")), None)
+    chosen = chosen or (models[0] if models else runtime)
+    return f"{chosen.get('provider', '?')}:{chosen.get('model', '?')}"

@@ -1,0 +1,1 @@
+"""Datasets: named sets of uploaded files in a project, stored once per content hash."""

@@ -1,0 +1,251 @@
+"""Dataset operations: the config lives in llamafarm.yaml, files and their state in the state DB."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, BinaryIO
+
+from sqlalchemy import delete, select
+
+from llamafarm.config.models import Dataset, ProjectConfig
+from llamafarm.datasets.blobs import BlobStore, check_hash
+from llamafarm.errors import BadRequest, Conflict, NotFound
+from llamafarm.names import check_name
+from llamafarm.projects import ProjectStore
+from llamafarm.rag.stores import VectorStore, create_store
+from llamafarm.state import FileRecord, StateDB, TaskRecord
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    namespace: str
+    project: str
+
+
+def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
+    return BlobStore(projects.path(ref.namespace, ref.project) / "raw")
+
+
+def find_dataset(config: ProjectConfig, name: str) -> Dataset:
+    check_name(name, kind="dataset name")
+    for dataset in config.datasets:
+        if dataset.name == name:
+            return dataset
+    raise NotFound(f"Dataset {name!r} not found in project {config.namespace}/{config.name}")
+
+
+def list_datasets(
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, details: bool
+) -> list[dict[str, Any]]:
+    config = projects.load(ref.namespace, ref.project)
+    with db.session() as session:
+        records = session.scalars(
+            select(FileRecord)
+            .where(FileRecord.namespace == ref.namespace, FileRecord.project == ref.project)
+            .order_by(FileRecord.id)
+        ).all()
+    by_dataset: dict[str, list[FileRecord]] = {}
+    for record in records:
+        by_dataset.setdefault(record.dataset, []).append(record)
+    return [
+        _public(d.name, d.database, d.data_processing_strategy, by_dataset.get(d.name, []), details)
+        for d in config.datasets
+    ]
+
+
+def strategies(*, projects: ProjectStore, ref: ProjectRef) -> dict[str, list[str]]:
+    config = projects.load(ref.namespace, ref.project)
+    rag = config.rag
+    return {
+        "data_processing_strategies": [s.name for s in rag.data_processing_strategies]
+        if rag
+        else [],
+        "databases": [d.name for d in rag.databases] if rag else [],
+    }
+
+
+def create_dataset(
+    *, projects: ProjectStore, ref: ProjectRef, name: str, database: str, strategy: str
+) -> dict[str, Any]:
+    check_name(name, kind="dataset name")
+    config = projects.load(ref.namespace, ref.project)
+    known = strategies(projects=projects, ref=ref)
+    if strategy not in known["data_processing_strategies"]:
+        listed = ", ".join(known["data_processing_strategies"]) or "none configured"
+        raise BadRequest(f"Unknown data_processing_strategy {strategy!r} (available: {listed})")
+    if database not in known["databases"]:
+        listed = ", ".join(known["databases"]) or "none configured"
+        raise BadRequest(f"Unknown database {database!r} (available: {listed})")
+    if any(d.name == name for d in config.datasets):
+        raise Conflict(f"Dataset {name!r} already exists")
+
+    def add(document: dict[str, Any]) -> None:
+        entries = document.setdefault("datasets", [])
+        if any(entry.get("name") == name for entry in entries):
+            raise Conflict(f"Dataset {name!r} already exists")
+        entries.append({"name": name, "database": database, "data_processing_strategy": strategy})
+
+    projects.edit(ref.namespace, ref.project, add)
+    return _public(name, database, strategy, [], details=False)
+
+
+def delete_dataset(
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, name: str
+) -> dict[str, Any]:
+    """Remove the dataset's chunks, then its config entry, then its file records and bytes."""
+    config = projects.load(ref.namespace, ref.project)
+    dataset = find_dataset(config, name)
+    dataset_store(projects, ref, name).delete({"dataset": name})
+
+    def remove(document: dict[str, Any]) -> None:
+        document["datasets"] = [d for d in document.get("datasets", []) if d.get("name") != name]
+
+    projects.edit(ref.namespace, ref.project, remove)
+    with db.session() as session:
+        records = list(session.scalars(_files(ref, name)).all())
+        for record in records:
+            session.delete(record)
+    for record in records:
+        _drop_unreferenced(projects, db, ref, record.file_hash)
+    return _public(name, dataset.database, dataset.data_processing_strategy, records, False)
+
+
+def upload_file(
+    *,
+    projects: ProjectStore,
+    db: StateDB,
+    ref: ProjectRef,
+    dataset: str,
+    source: BinaryIO,
+    filename: str,
+    limit: int,
+) -> dict[str, Any]:
+    """Store the bytes once per content; the same content again is reported as skipped."""
+    find_dataset(projects.load(ref.namespace, ref.project), dataset)
+    filename = clean_filename(filename)
+    file_hash, size = blobs(projects, ref).put(source, limit=limit)
+    with db.session() as session:
+        existing = session.scalars(
+            _files(ref, dataset).where(FileRecord.file_hash == file_hash)
+        ).one_or_none()
+        if existing is None:
+            session.add(
+                FileRecord(
+                    namespace=ref.namespace,
+                    project=ref.project,
+                    dataset=dataset,
+                    file_hash=file_hash,
+                    filename=filename,
+                    size=size,
+                    uploaded_at=time.time(),
+                )
+            )
+    return {
+        "filename": filename,
+        "hash": file_hash,
+        "processed": existing is not None and existing.fingerprint is not None,
+        "skipped": existing is not None,
+        "size": size,
+    }
+
+
+def remove_file(
+    *,
+    projects: ProjectStore,
+    db: StateDB,
+    ref: ProjectRef,
+    dataset: str,
+    file_hash: str,
+    remove_from_disk: bool,
+) -> dict[str, Any]:
+    check_hash(file_hash)
+    store = dataset_store(projects, ref, dataset)
+    with db.session() as session:
+        record = session.scalars(
+            _files(ref, dataset).where(FileRecord.file_hash == file_hash)
+        ).one_or_none()
+    if record is None:
+        raise NotFound(f"File {file_hash} is not in dataset {dataset!r}")
+    removed = store.delete({"dataset": dataset, "file_hash": file_hash})
+    with db.session() as session:
+        session.execute(delete(FileRecord).where(FileRecord.id == record.id))
+    deleted = remove_from_disk and _drop_unreferenced(projects, db, ref, file_hash)
+    return {"file_hash": file_hash, "chunks_removed": removed, "removed_from_disk": deleted}
+
+
+def forget_project(*, db: StateDB, ref: ProjectRef) -> None:
+    """Delete a project's rows from the state DB (its files went with its folder)."""
+    with db.session() as session:
+        for table in (FileRecord, TaskRecord):
+            session.execute(
+                delete(table).where(table.namespace == ref.namespace, table.project == ref.project)
+            )
+
+
+def clean_filename(filename: str) -> str:
+    """The base name a client gave, without directories or control characters."""
+    base = PureWindowsPath(PurePosixPath(filename or "").name).name
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip()
+    return base[:255] or "upload"
+
+
+def _files(ref: ProjectRef, dataset: str) -> Any:
+    return select(FileRecord).where(
+        FileRecord.namespace == ref.namespace,
+        FileRecord.project == ref.project,
+        FileRecord.dataset == dataset,
+    )
+
+
+def dataset_store(projects: ProjectStore, ref: ProjectRef, dataset: str) -> VectorStore:
+    """The vector store a dataset's chunks go to."""
+    config = projects.load(ref.namespace, ref.project)
+    database = find_dataset(config, dataset).database
+    assert config.rag is not None  # the config validated that the database exists
+    entry = next(d for d in config.rag.databases if d.name == database)
+    return create_store(entry, project_dir=projects.path(ref.namespace, ref.project))
+
+
+def _drop_unreferenced(
+    projects: ProjectStore, db: StateDB, ref: ProjectRef, file_hash: str
+) -> bool:
+    with db.session() as session:
+        still_used = session.scalars(
+            select(FileRecord.id).where(
+                FileRecord.namespace == ref.namespace,
+                FileRecord.project == ref.project,
+                FileRecord.file_hash == file_hash,
+            )
+        ).first()
+    return still_used is None and blobs(projects, ref).delete(file_hash)
+
+
+def _public(
+    name: str, database: str, strategy: str, records: list[FileRecord], details: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "database": database,
+        "data_processing_strategy": strategy,
+        "files": [r.file_hash for r in records],
+    }
+    if details:
+        body["details"] = {
+            "total_files": len(records),
+            "total_size_bytes": sum(r.size for r in records),
+            "file_details": [
+                {
+                    "hash": r.file_hash,
+                    "original_filename": r.filename,
+                    "size": r.size,
+                    "timestamp": r.uploaded_at,
+                    "processed": r.fingerprint is not None,
+                    "chunks": r.chunk_count,
+                }
+                for r in records
+            ],
+        }
+    return body

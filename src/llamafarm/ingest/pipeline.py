@@ -1,0 +1,134 @@
+"""The per-file pipeline: parse → chunk → extract → embed → store, with deterministic chunk ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llamafarm.config.models import Database, DataProcessingStrategy, ProjectConfig
+from llamafarm.errors import ConfigInvalid, NotFound
+from llamafarm.ingest.chunking import chunk_document
+from llamafarm.ingest.extractors import apply_extractors
+from llamafarm.ingest.parsers import parse_file, select_parser
+from llamafarm.rag.embedders import create_embedder
+from llamafarm.rag.embedders.base import Embedder
+from llamafarm.rag.stores import create_store
+
+EMBED_STEP = 256
+"""Texts embedded between two cancellation checks."""
+
+
+class Cancelled(Exception):
+    """Raised between steps when the task this file belongs to was cancelled."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: Literal["SUCCESS", "SKIPPED"]
+    chunks: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What processing one file of a dataset needs, resolved from the project config."""
+
+    strategy: DataProcessingStrategy
+    database: Database
+    embedder: Embedder
+
+
+def plan(config: ProjectConfig, dataset_name: str) -> Plan:
+    dataset = next((d for d in config.datasets if d.name == dataset_name), None)
+    if dataset is None or config.rag is None:
+        raise NotFound(f"Dataset {dataset_name!r} not found in {config.namespace}/{config.name}")
+    strategy = next(
+        s
+        for s in config.rag.data_processing_strategies
+        if s.name == dataset.data_processing_strategy
+    )
+    database = next(d for d in config.rag.databases if d.name == dataset.database)
+    if not database.embedding_strategies:
+        raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
+    chosen = database.default_embedding_strategy
+    embedding = next(
+        (e for e in database.embedding_strategies if e.name == chosen),
+        min(database.embedding_strategies, key=lambda e: e.priority),
+    )
+    return Plan(strategy, database, create_embedder(embedding))
+
+
+def process_file(
+    *,
+    plan: Plan,
+    dataset: str,
+    path: Path,
+    filename: str,
+    file_hash: str,
+    stored_fingerprint: str | None,
+    project_dir: Path,
+    should_stop: Callable[[], bool],
+) -> Outcome:
+    parser = select_parser(plan.strategy, filename)
+    fingerprint = _fingerprint(plan, parser.model_dump(mode="json"), filename)
+    if stored_fingerprint == fingerprint:
+        return Outcome("SKIPPED", 0, fingerprint)
+
+    document = parse_file(parser, path, filename=filename)
+    _stop_if(should_stop)
+    options = parser.config
+    chunks = chunk_document(
+        document,
+        chunk_size=int(options.get("chunk_size", 1000)),
+        chunk_overlap=int(options.get("chunk_overlap", 100)),
+        chunk_strategy=str(options.get("chunk_strategy", "paragraphs")),
+    )
+    apply_extractors(plan.strategy, filename, chunks)
+    texts = [chunk.text for chunk in chunks]
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), EMBED_STEP):
+        _stop_if(should_stop)
+        vectors.extend(plan.embedder.embed(texts[start : start + EMBED_STEP]))
+    _stop_if(should_stop)
+
+    base = {
+        "document_id": file_hash,
+        "source": filename,
+        "file_hash": file_hash,
+        "dataset": dataset,
+    }
+    metadatas = [{**chunk.metadata, **base} for chunk in chunks]
+    ids = [chunk_id(dataset, file_hash, fingerprint, i) for i in range(len(chunks))]
+    store = create_store(plan.database, project_dir=project_dir)
+    # Chunks of an earlier strategy, or of a run that died half-way, go before the new ones.
+    store.delete({"dataset": dataset, "file_hash": file_hash})
+    store.upsert(ids, texts, vectors, metadatas)
+    return Outcome("SUCCESS", len(chunks), fingerprint)
+
+
+def chunk_id(dataset: str, file_hash: str, fingerprint: str, index: int) -> str:
+    key = f"{dataset}\0{file_hash}\0{fingerprint}\0{index}"
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _fingerprint(plan: Plan, parser: object, filename: str) -> str:
+    extractors = [e.model_dump(mode="json") for e in plan.strategy.extractors]
+    key = json.dumps(
+        {
+            "parser": parser,
+            "extractors": extractors,
+            "embedder": plan.embedder.fingerprint(),
+            "database": plan.database.name,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _stop_if(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise Cancelled

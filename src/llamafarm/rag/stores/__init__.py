@@ -1,0 +1,25 @@
+"""Vector stores: a protocol, one module per backend, and a registry by config `type`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llamafarm.config.models import Database
+from llamafarm.errors import ConfigInvalid
+from llamafarm.rag.stores.base import VectorStore, Where
+from llamafarm.rag.stores.chroma import ChromaStore
+
+STORES = {"ChromaStore": ChromaStore}
+
+
+def create_store(database: Database, *, project_dir: Path) -> VectorStore:
+    """The store of a project database; embedded stores live in `stores/{database}/`."""
+    store_class = STORES.get(database.type)
+    if store_class is None:
+        known = ", ".join(STORES)
+        raise ConfigInvalid(f"Database {database.name!r}: unknown type {database.type!r} ({known})")
+    path = project_dir / "stores" / database.name
+    return store_class.from_config(path=path, database=database.name, config=database.config)
+
+
+__all__ = ["STORES", "ChromaStore", "VectorStore", "Where", "create_store"]

@@ -1,0 +1,78 @@
+"""Tables of the state database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FileRecord(Base):
+    """A file in a dataset; its bytes live once per project under `raw/{file_hash}`."""
+
+    __tablename__ = "dataset_files"
+    __table_args__ = (UniqueConstraint("namespace", "project", "dataset", "file_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    file_hash: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int]
+    uploaded_at: Mapped[float]
+    fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    """Fingerprint of the strategy whose chunks are stored; None while not (fully) stored."""
+    chunk_count: Mapped[int] = mapped_column(default=0)
+    processed_at: Mapped[float | None] = mapped_column(default=None)
+
+
+class TaskRecord(Base):
+    """A processing request: one row per action, with one TaskFile per file."""
+
+    __tablename__ = "tasks"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float]
+    cancelled_at: Mapped[float | None] = mapped_column(default=None)
+    cancel_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    files: Mapped[list[TaskFile]] = relationship(
+        back_populates="task", order_by="TaskFile.id", cascade="all, delete-orphan"
+    )
+
+
+class TaskFile(Base):
+    __tablename__ = "task_files"
+    __table_args__ = (Index("ix_task_files_task", "task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"))
+    file_hash: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    chunks: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    error_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    traceback: Mapped[str | None] = mapped_column(Text, default=None)
+    worker: Mapped[str | None] = mapped_column(String(255), default=None)
+    started_at: Mapped[float | None] = mapped_column(default=None)
+    finished_at: Mapped[float | None] = mapped_column(default=None)
+    task: Mapped[TaskRecord] = relationship(back_populates="files")
+
+
+class WorkerHeartbeat(Base):
+    """Each ingestion worker writes its row every few seconds; /health reads them."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pid: Mapped[int]
+    last_seen: Mapped[float]

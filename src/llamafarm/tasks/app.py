@@ -1,0 +1,61 @@
+"""The Celery app: the same code on the embedded filesystem broker or on Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+
+from llamafarm.settings import Settings
+
+PROCESS_FILE = "llamafarm.process_file"
+QUEUE = "llamafarm"
+
+
+def job_id(task_id: str, task_file_id: int) -> str:
+    """The Celery id of one file's job, so a cancel can revoke it."""
+    return f"{task_id}-{task_file_id}"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("llamafarm", set_as_current=False)
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker,
+        "result_backend": settings.result_backend or None,
+        "task_ignore_result": not settings.result_backend,
+        # A file whose worker dies mid-way goes back to the queue (Redis); the embedded broker
+        # cannot redeliver, so its worker re-queues interrupted files when it starts.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 4,
+        # Fail an API request fast when the broker is down instead of retrying for minutes.
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+    }
+    if settings.broker.startswith("filesystem"):
+        queue = settings.broker_dir / "queue"
+        control = settings.broker_dir / "control"
+        for folder in (queue, control):
+            folder.mkdir(parents=True, exist_ok=True)
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "control_folder": str(control),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+    app.conf.update(conf)
+    app.task(name=PROCESS_FILE, bind=True)(_process_file)
+    return app
+
+
+def _process_file(task: Task, task_file_id: int) -> str:
+    from llamafarm.tasks.processing import WorkerContext, run_file
+
+    context: WorkerContext = task.app.llamafarm  # set by tasks.worker.run_worker
+    return run_file(context, task_file_id)

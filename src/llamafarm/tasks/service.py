@@ -1,0 +1,241 @@
+"""Tasks as the API sees them: queue a dataset's files, report progress, cancel and revert."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import select
+
+from llamafarm.datasets.service import ProjectRef, dataset_store, find_dataset
+from llamafarm.errors import NotFound, Unavailable
+from llamafarm.projects import ProjectStore
+from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
+from llamafarm.tasks.app import PROCESS_FILE, job_id
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {"SUCCESS", "SKIPPED", "FAILURE", "CANCELLED", "REVERTED"}
+
+
+def queue_processing(
+    *, projects: ProjectStore, db: StateDB, celery: Celery, ref: ProjectRef, dataset: str
+) -> str:
+    """Record a task with one entry per file of the dataset, then queue one job per file."""
+    find_dataset(projects.load(ref.namespace, ref.project), dataset)
+    task_id = uuid.uuid4().hex
+    with db.session() as session:
+        records = session.scalars(
+            select(FileRecord)
+            .where(
+                FileRecord.namespace == ref.namespace,
+                FileRecord.project == ref.project,
+                FileRecord.dataset == dataset,
+            )
+            .order_by(FileRecord.id)
+        ).all()
+        task = TaskRecord(
+            task_id=task_id,
+            namespace=ref.namespace,
+            project=ref.project,
+            dataset=dataset,
+            created_at=time.time(),
+            files=[TaskFile(file_hash=r.file_hash, filename=r.filename) for r in records],
+        )
+        session.add(task)
+        session.flush()
+        items = [item.id for item in task.files]
+    try:
+        for item in items:
+            celery.send_task(PROCESS_FILE, args=[item], task_id=job_id(task_id, item))
+    except Exception as exc:
+        with db.session() as session:
+            for entry in session.get_one(TaskRecord, task_id).files:
+                if entry.state == "PENDING":
+                    entry.state, entry.error = "FAILURE", f"could not be queued: {exc}"
+        raise Unavailable(f"The task broker is unavailable: {type(exc).__name__}: {exc}") from exc
+    return task_id
+
+
+def get_task(*, db: StateDB, ref: ProjectRef, task_id: str) -> dict[str, Any]:
+    with db.session() as session:
+        return _report(_load(session, ref, task_id))
+
+
+def cancel_task(
+    *, projects: ProjectStore, db: StateDB, celery: Celery, ref: ProjectRef, task_id: str
+) -> dict[str, Any]:
+    """Stop queued files, let running ones stop at their next step, revert stored ones."""
+    with db.session() as session:
+        task = _load(session, ref, task_id)
+        if task.cancel_report is not None:
+            return {
+                **task.cancel_report,
+                "message": "Task already cancelled",
+                "already_cancelled": True,
+            }
+        state = _state(task)
+        if state in ("SUCCESS", "FAILURE"):
+            return _cancel_body(
+                task_id, f"Task already {state.lower()}", cancelled=False, already_completed=True
+            )
+        task.cancelled_at = time.time()
+    # Committed: from here on workers see the flag before starting or storing a file.
+    with db.session() as session:
+        task = _load(session, ref, task_id)
+        pending = [f for f in task.files if f.state == "PENDING"]
+        for item in pending:
+            item.state, item.finished_at = "CANCELLED", time.time()
+        running = sum(f.state == "STARTED" for f in task.files)
+        stored = [(f.id, f.file_hash) for f in task.files if f.state == "SUCCESS"]
+        dataset = task.dataset
+    _revoke(celery, [job_id(task_id, item.id) for item in pending])
+
+    errors: list[dict[str, str]] = []
+    reverted = 0
+    for item_id, file_hash in stored:
+        try:
+            dataset_store(projects, ref, dataset).delete(
+                {"dataset": dataset, "file_hash": file_hash}
+            )
+        except Exception as exc:
+            errors.append({"file_hash": file_hash, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        reverted += 1
+        _mark_reverted(db, ref, dataset, item_id, file_hash)
+
+    if errors:
+        message = f"Task cancelled with cleanup issues: {reverted} reverted, {len(errors)} failed"
+    else:
+        message = f"Task cancelled and {reverted} file(s) reverted"
+    report = _cancel_body(
+        task_id,
+        message,
+        cancelled=True,
+        pending=len(pending),
+        running=running,
+        reverted=reverted,
+        errors=errors,
+    )
+    with db.session() as session:
+        session.get_one(TaskRecord, task_id).cancel_report = report
+    return report
+
+
+def _mark_reverted(
+    db: StateDB, ref: ProjectRef, dataset: str, item_id: int, file_hash: str
+) -> None:
+    with db.session() as session:
+        session.get_one(TaskFile, item_id).state = "REVERTED"
+        record = session.scalars(
+            select(FileRecord).where(
+                FileRecord.namespace == ref.namespace,
+                FileRecord.project == ref.project,
+                FileRecord.dataset == dataset,
+                FileRecord.file_hash == file_hash,
+            )
+        ).one_or_none()
+        if record is not None:
+            record.fingerprint, record.chunk_count = None, 0
+
+
+def _revoke(celery: Celery, job_ids: list[str]) -> None:
+    if not job_ids:
+        return
+    try:
+        celery.control.revoke(job_ids)
+    except Exception as exc:
+        # Workers also skip files of a cancelled task, so a lost revoke only costs a lookup.
+        log.warning("could not revoke %d queued jobs: %s", len(job_ids), exc)
+
+
+def _load(session: Any, ref: ProjectRef, task_id: str) -> TaskRecord:
+    task = session.get(TaskRecord, task_id) if len(task_id) <= 64 else None
+    if task is None or (task.namespace, task.project) != (ref.namespace, ref.project):
+        raise NotFound(f"Task {task_id[:80]!r} not found in project {ref.namespace}/{ref.project}")
+    return task  # type: ignore[no-any-return]
+
+
+def _state(task: TaskRecord) -> str:
+    states = [f.state for f in task.files]
+    if task.cancelled_at is not None:
+        return "REVOKED"
+    if all(s in TERMINAL for s in states):
+        return "FAILURE" if "FAILURE" in states else "SUCCESS"
+    if all(s == "PENDING" for s in states):
+        return "PENDING"
+    return "STARTED"
+
+
+def _report(task: TaskRecord) -> dict[str, Any]:
+    state = _state(task)
+    files = [
+        {
+            "filename": f.filename,
+            "hash": f.file_hash,
+            "state": f.state,
+            "chunks": f.chunks,
+            "error": f.error,
+            "error_type": f.error_type,
+        }
+        for f in task.files
+    ]
+    done = sum(f.state in TERMINAL for f in task.files)
+    failed = [f for f in task.files if f.state == "FAILURE"]
+    finished = state in ("SUCCESS", "FAILURE", "REVOKED")
+    result = None
+    if finished:
+        result = {
+            "processed_files": sum(f.state == "SUCCESS" for f in task.files),
+            "skipped_files": sum(f.state == "SKIPPED" for f in task.files),
+            "failed_files": len(failed),
+            "details": files,
+        }
+    error = None
+    if state == "REVOKED":
+        error = "Task was cancelled"
+    elif failed:
+        error = f"{len(failed)} of {len(files)} file(s) failed"
+    traceback = next((f.traceback for f in failed if f.traceback), None)
+    return {
+        "task_id": task.task_id,
+        "state": state,
+        "meta": {
+            "current": done,
+            "total": len(files),
+            "dataset": task.dataset,
+            "cancelled": task.cancelled_at is not None,
+            "files": files,
+        },
+        "result": result,
+        "error": error,
+        "traceback": traceback,
+    }
+
+
+def _cancel_body(
+    task_id: str,
+    message: str,
+    *,
+    cancelled: bool,
+    already_completed: bool = False,
+    pending: int = 0,
+    running: int = 0,
+    reverted: int = 0,
+    errors: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "message": message,
+        "task_id": task_id,
+        "cancelled": cancelled,
+        "pending_tasks_cancelled": pending,
+        "running_tasks_at_cancel": running,
+        "files_reverted": reverted,
+        "files_failed_to_revert": len(errors or []),
+        "errors": errors or None,
+        "already_completed": already_completed,
+        "already_cancelled": False,
+    }
