@@ -24,6 +24,16 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
 
+    def stop(self) -> None:
+        """Ctrl-C, as a user would; the server stops its worker on the way out."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -43,7 +53,16 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Serv
         log = data_dir.parent / f"server-{port}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [LF, "start", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
+                [
+                    LF,
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data_dir),
+                ],
                 env={**os.environ, "LF_VERSION_CHECK_URL": "", **env},
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -63,10 +82,4 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Serv
 
     yield start  # type: ignore[misc]
     for server in started:
-        server.process.send_signal(signal.SIGINT)
-    for server in started:
-        try:
-            server.process.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        server.stop()

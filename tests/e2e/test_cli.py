@@ -14,6 +14,7 @@ from tests.e2e.conftest import LF
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="module")
 def server(start_server: Any) -> tuple[str, Path]:
     started = start_server(LF_EMBEDDED_WORKER="false")

@@ -26,6 +26,4 @@ def live_workers(db: StateDB) -> list[WorkerHeartbeat]:
     with db.session() as session:
         cutoff = time.time() - STALE_SECONDS
         recent = session.scalars(select(WorkerHeartbeat).where(WorkerHeartbeat.last_seen >= cutoff))
-        return [
-            w for w in recent if w.worker.rsplit(":", 1)[0] != host or psutil.pid_exists(w.pid)
-        ]
+        return [w for w in recent if w.worker.rsplit(":", 1)[0] != host or psutil.pid_exists(w.pid)]
