@@ -89,3 +89,40 @@ def test_version(server: tuple[str, Path]) -> None:
     result = lf(url, "version")
     assert result.returncode == 0
     assert f"(data: {data_dir})" in result.stdout
+
+
+def test_datasets_upload_process_list_and_tasks(start_server: Any, tmp_path: Path) -> None:
+    url = start_server().url  # with its ingestion worker
+    assert lf(url, "init", "kb", cwd=tmp_path).returncode == 0
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Alpine glaciers retreat every summer.\n\nSnow returns in autumn.")
+    (docs / "b.md").write_text("# Rivers\n\nRivers carry sediment to the delta.")
+
+    uploaded = lf(
+        url, "datasets", "upload", "documents", str(docs / "*"), "--process", cwd=tmp_path
+    )
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert "Uploaded 2 of 2 file(s) to documents" in uploaded.stdout
+    assert "SUCCESS" in uploaded.stdout
+    task_id = uploaded.stdout.split("task ", 1)[1].split()[0]
+
+    listed = lf(url, "datasets", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "documents" in listed.stdout and "2/2" in listed.stdout
+
+    shown = lf(url, "tasks", "show", task_id, "--project", "default/kb")
+    assert shown.returncode == 0, shown.stderr
+    assert "a.txt" in shown.stdout and "b.md" in shown.stdout
+
+    # A broken file makes `process` exit non-zero, naming the file's error.
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    failed = lf(
+        url, "datasets", "upload", "documents", str(docs / "broken.pdf"), "--process", cwd=tmp_path
+    )
+    assert failed.returncode == 1
+    assert "FAILURE" in failed.stdout and "broken.pdf" in failed.stdout
+
+    missing = lf(url, "datasets", "upload", "documents", str(docs / "nope.txt"), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "No such file" in missing.stderr

@@ -47,7 +47,7 @@ def create_celery(settings: Settings) -> Celery:
             "data_folder_out": str(queue),
             "control_folder": str(control),
             "store_processed": False,
-            "polling_interval": 0.2,
+            "polling_interval": 0.05,
         }
     app.conf.update(conf)
     app.task(name=PROCESS_FILE, bind=True)(_process_file)

@@ -1,0 +1,177 @@
+"""Ingestion throughput: end to end through a real server and worker vs the raw embedder.
+
+    .venv/bin/python bench/ingest.py [FOLDER] [--files 50] [--paragraphs 40]
+
+Without FOLDER it generates a corpus of FILES x PARAGRAPHS paragraphs. It starts `lf start`
+(server + embedded worker) on a free port with a temporary data directory, uploads the files,
+times processing from the request to the task's end, then embeds the very same chunk texts with
+the raw embedder in this process, and prints both rates, their ratio, and the worker's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from llamafarm.config import parse_config, render_template
+from llamafarm.rag.embedders import create_embedder
+from llamafarm.rag.stores import ChromaStore
+
+WORDS = (
+    "glacier basin sediment core isotope ratio climate record summer melt ridge valley "
+    "moraine tundra permafrost carbon flux sample station survey field season ice sheet "
+    "temperature gradient snowpack runoff river delta estuary salinity plankton bloom "
+    "nutrient cycle forest canopy soil moisture drought index rainfall model forecast"
+).split()
+
+
+def generate(folder: Path, files: int, paragraphs: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    for f in range(files):
+        body = []
+        for _ in range(paragraphs):
+            sentences = [
+                " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 22))).capitalize() + "."
+                for _ in range(rng.randint(2, 5))
+            ]
+            body.append(" ".join(sentences))
+        (folder / f"doc{f:03d}.txt").write_text("\n\n".join(body))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
+    """Peak memory of the worker (the server's child and its pool), as summed PSS.
+
+    PSS splits pages shared by the pool's parent and children between them, so the sum is
+    what the worker really holds; summing RSS would count the forked pages twice.
+    """
+    while not stop.is_set():
+        for child in root.children():
+            try:
+                tree = [child, *child.children(recursive=True)]
+                peak[0] = max(peak[0], sum(p.memory_full_info().pss for p in tree))
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", nargs="?", type=Path)
+    parser.add_argument("--files", type=int, default=50)
+    parser.add_argument("--paragraphs", type=int, default=40)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="lf-bench-"))
+    corpus = args.folder or work / "corpus"
+    if args.folder is None:
+        corpus.mkdir()
+        generate(corpus, args.files, args.paragraphs)
+    paths = sorted(p for p in corpus.rglob("*") if p.is_file())
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    lf = str(Path(sys.executable).parent / "lf")
+    env = {**os.environ, "LF_VERSION_CHECK_URL": "", "LF_LOG_LEVEL": "warning"}
+    with (work / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [lf, "start", "--port", str(port), "--data-dir", str(work / "data")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        http = httpx.Client(base_url=url, timeout=120)
+        for _ in range(300):
+            try:
+                http.get("/health/liveness")
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        http.post("/v1/projects/bench", json={"name": "kb"}).raise_for_status()
+        base = "/v1/projects/bench/kb"
+        for path in paths:
+            with path.open("rb") as handle:
+                http.post(
+                    f"{base}/datasets/documents/data", files={"file": (path.name, handle)}
+                ).raise_for_status()
+        while not any(
+            c["name"] == "worker" and c["status"] == "healthy"
+            for c in http.get("/health").json()["components"]
+        ):
+            time.sleep(0.2)
+
+        stop, peak = threading.Event(), [0]
+        watcher = threading.Thread(target=watch_rss, args=(psutil.Process(server.pid), stop, peak))
+        watcher.start()
+        started = time.perf_counter()
+        task_id = http.post(
+            f"{base}/datasets/documents/actions", json={"action_type": "process"}
+        ).json()["task_id"]
+        while (task := http.get(f"{base}/tasks/{task_id}").json())["state"] not in (
+            "SUCCESS",
+            "FAILURE",
+        ):
+            time.sleep(0.05)
+        end_to_end = time.perf_counter() - started
+        stop.set()
+        watcher.join()
+        chunks = sum(f["chunks"] for f in task["meta"]["files"])
+        if task["state"] != "SUCCESS":
+            raise SystemExit(f"processing failed: {task['error']}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+    store_dir = work / "data" / "projects" / "bench" / "kb" / "stores" / "main_db"
+    store = ChromaStore(path=store_dir, collection_name="documents")
+    texts = store_texts(store)
+    assert len(texts) == chunks, (len(texts), chunks)
+
+    config = parse_config(render_template("rag", namespace="bench", name="kb"))
+    assert config.rag is not None
+    embedder = create_embedder(config.rag.databases[0].embedding_strategies[0])
+    embedder.embed(texts[:8])  # load the model outside the timing, as the worker had
+    started = time.perf_counter()
+    embedder.embed(texts)
+    raw = time.perf_counter() - started
+
+    e2e_rate, raw_rate = chunks / end_to_end, chunks / raw
+    print(f"corpus: {len(paths)} files, {chunks} chunks, {sum(map(len, texts))} chars")
+    print(f"end to end (request -> task done): {end_to_end:6.2f} s  {e2e_rate:7.1f} chunks/s")
+    print(f"raw embedder, same chunks:         {raw:6.2f} s  {raw_rate:7.1f} chunks/s")
+    print(f"ratio end to end / raw: {e2e_rate / raw_rate:.2f}")
+    print(f"worker peak memory (PSS, pool parent + children): {peak[0] / 2**20:.0f} MiB")
+
+
+def store_texts(store: ChromaStore) -> list[str]:
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(
+        path=str(store.path), settings=Settings(anonymized_telemetry=False)
+    )
+    documents = client.get_collection(store.collection_name).get(include=["documents"])
+    return [d for d in documents["documents"] or [] if d is not None]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Recovery of files whose worker died, on the embedded broker (which cannot redeliver)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from llamafarm.settings import Settings
+from llamafarm.state import StateDB, TaskFile, TaskRecord
+from llamafarm.state.heartbeats import beat
+from llamafarm.tasks.app import PROCESS_FILE, create_celery
+from llamafarm.tasks.worker import requeue_interrupted
+
+
+def queued_jobs(settings: Settings) -> list[dict[str, object]]:
+    folder = settings.broker_dir / "queue"
+    messages = [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
+    return [m["headers"] for m in messages]
+
+
+def test_files_started_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}"
+    alive = f"{socket.gethostname()}:live"
+    beat(db, alive)  # this process: alive
+    with db.session() as session:
+        session.add(
+            TaskRecord(
+                task_id="t1",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                files=[
+                    TaskFile(file_hash="a" * 64, filename="a", state="STARTED", worker=dead),
+                    TaskFile(file_hash="b" * 64, filename="b", state="STARTED", worker=alive),
+                    TaskFile(file_hash="c" * 64, filename="c", state="SUCCESS", worker=dead),
+                ],
+            )
+        )
+        session.add(
+            TaskRecord(
+                task_id="t2",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                cancelled_at=time.time(),
+                files=[TaskFile(file_hash="d" * 64, filename="d", state="STARTED", worker=dead)],
+            )
+        )
+
+    app = create_celery(settings)
+    assert requeue_interrupted(db, app) == 1
+    with db.session() as session:
+        states = {f.filename: (f.state, f.worker) for f in session.query(TaskFile)}
+    assert states == {
+        "a": ("PENDING", None),
+        "b": ("STARTED", alive),
+        "c": ("SUCCESS", dead),
+        "d": ("STARTED", dead),  # its task was cancelled: nothing to resume
+    }
+    [job] = queued_jobs(settings)
+    assert job["task"] == PROCESS_FILE
+    assert job["id"] == "t1-1"
+    db.close()
