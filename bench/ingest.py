@@ -29,12 +29,13 @@ from llamafarm.config import parse_config, render_template
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.stores import ChromaStore
 
-WORDS = (
-    "glacier basin sediment core isotope ratio climate record summer melt ridge valley "
-    "moraine tundra permafrost carbon flux sample station survey field season ice sheet "
-    "temperature gradient snowpack runoff river delta estuary salinity plankton bloom "
-    "nutrient cycle forest canopy soil moisture drought index rainfall model forecast"
-).split()
+VOCABULARY = """
+glacier basin sediment core isotope ratio climate record summer melt ridge valley moraine tundra
+permafrost carbon flux sample station survey field season ice sheet temperature gradient snowpack
+runoff river delta estuary salinity plankton bloom nutrient cycle forest canopy soil moisture
+drought index rainfall model forecast
+"""
+WORDS = VOCABULARY.split()
 
 
 def generate(folder: Path, files: int, paragraphs: int, seed: int = 7) -> None:

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import socket
 import subprocess
-import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
