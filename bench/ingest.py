@@ -131,7 +131,7 @@ def main() -> None:
             "SUCCESS",
             "FAILURE",
         ):
-            time.sleep(0.05)
+            time.sleep(0.2)
         end_to_end = time.perf_counter() - started
         stop.set()
         watcher.join()
@@ -142,6 +142,7 @@ def main() -> None:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
 
+    busy = job_seconds(work / "data" / "state.db", task_id)
     store_dir = work / "data" / "projects" / "bench" / "kb" / "stores" / "main_db"
     store = ChromaStore(path=store_dir, collection_name="documents")
     texts = store_texts(store)
@@ -160,7 +161,18 @@ def main() -> None:
     print(f"end to end (request -> task done): {end_to_end:6.2f} s  {e2e_rate:7.1f} chunks/s")
     print(f"raw embedder, same chunks:         {raw:6.2f} s  {raw_rate:7.1f} chunks/s")
     print(f"ratio end to end / raw: {e2e_rate / raw_rate:.2f}")
+    print(f"time inside file jobs: {busy:6.2f} s (parse, chunk, embed, store, state updates)")
     print(f"worker peak memory (PSS, pool parent + children): {peak[0] / 2**20:.0f} MiB")
+
+
+def job_seconds(state_db: Path, task_id: str) -> float:
+    import sqlite3
+
+    with sqlite3.connect(state_db) as connection:
+        rows = connection.execute(
+            "SELECT started_at, finished_at FROM task_files WHERE task_id = ?", (task_id,)
+        ).fetchall()
+    return float(sum(end - start for start, end in rows))
 
 
 def store_texts(store: ChromaStore) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from llamafarm.rag.stores import ChromaStore
@@ -334,3 +335,28 @@ def test_bad_input(start_server: Any, make_api: Any) -> None:
     assert api.http.get(f"{api.base}/tasks/{task_id}").status_code == 404
     assert api.http.delete(f"{api.base}/tasks/{task_id}").status_code == 404
     assert other.task(task_id)["state"] == "PENDING"  # no worker in this server
+
+
+def test_a_killed_pool_process_loses_no_file(start_server: Any, make_api: Any) -> None:
+    server = start_server()
+    api = make_api(server, "kill")
+    for i in range(8):
+        assert (
+            api.upload("documents", f"doc{i}.txt", text_file(f"subject{i}", 60)).status_code == 200
+        )
+    task_id = api.process("documents")
+    deadline = time.monotonic() + 120
+    while not any(f["state"] == "STARTED" for f in api.task(task_id)["meta"]["files"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    # lf start -> worker -> pool process: kill the pool process mid-file, as the OOM killer would.
+    [worker] = psutil.Process(server.process.pid).children()
+    [pool] = worker.children()
+    pool.kill()
+
+    body = api.wait(task_id)
+    assert body["state"] == "SUCCESS", body["meta"]["files"]
+    chunks = sum(f["chunks"] for f in body["meta"]["files"])
+    assert chunks > 0
+    assert api.store().count() == chunks  # nothing half-stored, nothing twice

@@ -8,10 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat
 from llamafarm.tasks.app import PROCESS_FILE, create_celery
+from llamafarm.tasks.processing import WorkerContext, run_file
 from llamafarm.tasks.worker import requeue_interrupted
 
 
@@ -69,4 +71,28 @@ def test_files_started_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None
     [job] = queued_jobs(settings)
     assert job["task"] == PROCESS_FILE
     assert job["id"] == "t1-1"
+    db.close()
+
+
+def test_a_file_that_keeps_killing_its_worker_fails_alone(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    with db.session() as session:
+        task = TaskRecord(
+            task_id="t",
+            namespace="ns",
+            project="p",
+            dataset="d",
+            created_at=time.time(),
+            files=[TaskFile(file_hash="a" * 64, filename="bomb.pdf", state="STARTED", attempts=2)],
+        )
+        session.add(task)
+        session.flush()
+        item_id = task.files[0].id
+    context = WorkerContext(db=db, projects=ProjectStore(settings.projects_dir), worker="w")
+    assert run_file(context, item_id) == "FAILURE"
+    with db.session() as session:
+        item = session.get_one(TaskFile, item_id)
+        assert item.error_type == "WorkerLost"
+        assert "stopped 2 times" in (item.error or "")
     db.close()

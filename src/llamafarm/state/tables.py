@@ -63,6 +63,7 @@ class TaskFile(Base):
     error_type: Mapped[str | None] = mapped_column(String(64), default=None)
     traceback: Mapped[str | None] = mapped_column(Text, default=None)
     worker: Mapped[str | None] = mapped_column(String(255), default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[float | None] = mapped_column(default=None)
     finished_at: Mapped[float | None] = mapped_column(default=None)
     task: Mapped[TaskRecord] = relationship(back_populates="files")

@@ -17,6 +17,8 @@ from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 2
+
 
 @dataclass
 class WorkerContext:
@@ -37,7 +39,18 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
         if task.cancelled_at is not None:
             _finish(item, "CANCELLED")
             return item.state
+        if item.attempts >= MAX_ATTEMPTS:
+            # Redelivered after its worker died each time: a file that kills the process
+            # (memory, a crash in a parser) must fail alone instead of looping forever.
+            item.error_type = "WorkerLost"
+            item.error = (
+                f"The worker stopped {item.attempts} times while processing this file "
+                "(out of memory, or a crash in a parser?); not trying again"
+            )
+            _finish(item, "FAILURE")
+            return item.state
         item.state, item.started_at, item.worker = "STARTED", time.time(), ctx.worker
+        item.attempts += 1
         record = session.scalars(
             select(FileRecord).where(
                 FileRecord.namespace == task.namespace,
