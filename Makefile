@@ -23,6 +23,10 @@ lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
+bench: install
+	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/ingest.py
+
 format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
