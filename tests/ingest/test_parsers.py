@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 import llamafarm.config
+from llamafarm.config import parse_config, render_template
 from llamafarm.config.loader import load_config
 from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
@@ -434,3 +436,28 @@ def test_rag_template_strategy_parses_fixtures(name: str, parser: str) -> None:
     chosen = select_parser(config.rag.data_processing_strategies[0], name)
     assert chosen.type == parser
     assert parse_file(chosen, FIXTURES / name, filename=name).text
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(
+        p.name for p in (Path(__file__).parent.parent / "fixtures").iterdir() if p.suffix != ".md"
+    ),
+)
+def test_every_fixture_parses_the_same_from_a_stored_blob(fixture: str, tmp_path: Path) -> None:
+    """The pipeline parses `raw/{sha256}`, a path without the file's extension."""
+    source = Path(__file__).parent.parent / "fixtures" / fixture
+    blob = tmp_path / "0123abcd"
+    shutil.copyfile(source, blob)
+    strategy = parse_config(render_template("rag", namespace="a", name="b")).rag
+    assert strategy is not None
+    parser = select_parser(strategy.data_processing_strategies[0], fixture)
+    try:
+        expected: object = parse_file(parser, source, filename=fixture).text
+    except ParseFailed as exc:
+        expected = type(exc)
+    try:
+        got: object = parse_file(parser, blob, filename=fixture).text
+    except ParseFailed as exc:
+        got = type(exc)
+    assert got == expected

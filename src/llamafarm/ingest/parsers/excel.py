@@ -27,9 +27,13 @@ class ExcelParser:
         # Workbooks written by other tools often lack a default style; openpyxl warns and copes.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Workbook contains no default style", UserWarning)
+            # A file object, not the path: stored files have no extension, and openpyxl
+            # refuses paths that do not end in .xlsx.
+            handle = path.open("rb")
             try:
-                workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+                workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
             except Exception as exc:  # openpyxl raises KeyError, ValueError... on broken parts
+                handle.close()
                 raise ParseFailed(f"'{filename}' is not a readable Excel workbook: {exc}") from exc
             try:
                 for number, sheet in enumerate(workbook.worksheets, 1):
@@ -41,6 +45,7 @@ class ExcelParser:
                 raise ParseFailed(f"'{filename}' is not a readable Excel workbook: {exc}") from exc
             finally:
                 workbook.close()
+                handle.close()
         return finish(sections, filename, {"format": "xlsx", "pages": sheets})
 
 
