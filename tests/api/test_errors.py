@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -80,3 +81,30 @@ def test_unexpected_errors_are_500_with_the_same_shape(settings: Settings) -> No
         response = test_client.get("/boom")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_as_it_streams(settings: Settings) -> None:
+    boundary = "llamafarm-test-boundary"
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="big.txt"\r\nContent-Type: text/plain\r\n\r\n'
+        ).encode()
+        for _ in range(48):  # 3 MiB, no Content-Length: sent chunked
+            yield b"x" * (64 << 10)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    app = create_app(settings.model_copy(update={"max_upload_mb": 1}))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.post("/v1/projects/acme", json={"name": "bot"})
+        response = test_client.post(
+            "/v1/projects/acme/bot/datasets/documents/data",
+            content=body(),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
+        listing = test_client.get("/v1/projects/acme/bot/datasets").json()
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body is larger than the 1 MiB limit"}
+    assert listing["datasets"][0]["files"] == []

@@ -55,7 +55,11 @@ def test_update_replaces_config_and_keeps_a_backup(
     folder = settings.data_dir / "projects" / "acme" / "bot"
     backup = yaml.safe_load((folder / "llamafarm.yaml.bak").read_text())
     assert backup == project["config"]
-    assert sorted(p.name for p in folder.iterdir()) == ["llamafarm.yaml", "llamafarm.yaml.bak"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".lock",
+        "llamafarm.yaml",
+        "llamafarm.yaml.bak",
+    ]
 
 
 def test_update_keeps_env_placeholders(client: TestClient, project: dict[str, Any]) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
-from llamafarm.datasets.service import ProjectRef
 from llamafarm.names import check_name
-from llamafarm.projects import ProjectStore
+from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.system.version import VersionChecker

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
@@ -14,15 +13,9 @@ from llamafarm.config.models import Dataset, ProjectConfig
 from llamafarm.datasets.blobs import BlobStore, check_hash
 from llamafarm.errors import BadRequest, Conflict, NotFound
 from llamafarm.names import check_name
-from llamafarm.projects import ProjectStore
+from llamafarm.projects import Project, ProjectRef, ProjectStore
 from llamafarm.rag.stores import VectorStore, create_store
 from llamafarm.state import FileRecord, StateDB, TaskRecord
-
-
-@dataclass(frozen=True)
-class ProjectRef:
-    namespace: str
-    project: str
 
 
 def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
@@ -105,7 +98,7 @@ def delete_dataset(
 
     projects.edit(ref.namespace, ref.project, remove)
     with db.session() as session:
-        records = list(session.scalars(_files(ref, name)).all())
+        records = list(session.scalars(file_query(ref, name)).all())
         for record in records:
             session.delete(record)
     for record in records:
@@ -126,10 +119,13 @@ def upload_file(
     """Store the bytes once per content; the same content again is reported as skipped."""
     find_dataset(projects.load(ref.namespace, ref.project), dataset)
     filename = clean_filename(filename)
-    file_hash, size = blobs(projects, ref).put(source, limit=limit)
-    with db.session() as session:
+    # Under the project lock: a concurrent removal of the same content cannot unlink the
+    # bytes between storing them and recording them, and the same content uploaded twice at
+    # once makes one record, not a unique-key error.
+    with projects.lock(ref.namespace, ref.project), db.session() as session:
+        file_hash, size = blobs(projects, ref).put(source, limit=limit)
         existing = session.scalars(
-            _files(ref, dataset).where(FileRecord.file_hash == file_hash)
+            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
         ).one_or_none()
         if existing is None:
             session.add(
@@ -165,7 +161,7 @@ def remove_file(
     store = dataset_store(projects, ref, dataset)
     with db.session() as session:
         record = session.scalars(
-            _files(ref, dataset).where(FileRecord.file_hash == file_hash)
+            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
         ).one_or_none()
     if record is None:
         raise NotFound(f"File {file_hash} is not in dataset {dataset!r}")
@@ -176,13 +172,15 @@ def remove_file(
     return {"file_hash": file_hash, "chunks_removed": removed, "removed_from_disk": deleted}
 
 
-def forget_project(*, db: StateDB, ref: ProjectRef) -> None:
-    """Delete a project's rows from the state DB (its files went with its folder)."""
+def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> Project:
+    """Delete a project's folder (config, files, stores), then its rows in the state DB."""
+    deleted = projects.delete(ref.namespace, ref.project)
     with db.session() as session:
         for table in (FileRecord, TaskRecord):
             session.execute(
                 delete(table).where(table.namespace == ref.namespace, table.project == ref.project)
             )
+    return deleted
 
 
 def clean_filename(filename: str) -> str:
@@ -192,7 +190,8 @@ def clean_filename(filename: str) -> str:
     return base[:255] or "upload"
 
 
-def _files(ref: ProjectRef, dataset: str) -> Any:
+def file_query(ref: ProjectRef, dataset: str) -> Any:
+    """SELECT of a dataset's file records."""
     return select(FileRecord).where(
         FileRecord.namespace == ref.namespace,
         FileRecord.project == ref.project,
@@ -212,7 +211,7 @@ def dataset_store(projects: ProjectStore, ref: ProjectRef, dataset: str) -> Vect
 def _drop_unreferenced(
     projects: ProjectStore, db: StateDB, ref: ProjectRef, file_hash: str
 ) -> bool:
-    with db.session() as session:
+    with projects.lock(ref.namespace, ref.project), db.session() as session:
         still_used = session.scalars(
             select(FileRecord.id).where(
                 FileRecord.namespace == ref.namespace,
@@ -220,7 +219,7 @@ def _drop_unreferenced(
                 FileRecord.file_hash == file_hash,
             )
         ).first()
-    return still_used is None and blobs(projects, ref).delete(file_hash)
+        return still_used is None and blobs(projects, ref).delete(file_hash)
 
 
 def _public(

@@ -42,7 +42,10 @@ class Plan:
     embedder: Embedder
 
 
-def plan(config: ProjectConfig, dataset_name: str) -> Plan:
+def plan(
+    config: ProjectConfig, dataset_name: str, embedders: dict[str, Embedder] | None = None
+) -> Plan:
+    """Resolve a dataset's strategy, database and embedder; `embedders` caches the latter."""
     dataset = next((d for d in config.datasets if d.name == dataset_name), None)
     if dataset is None or config.rag is None:
         raise NotFound(f"Dataset {dataset_name!r} not found in {config.namespace}/{config.name}")
@@ -59,7 +62,11 @@ def plan(config: ProjectConfig, dataset_name: str) -> Plan:
         (e for e in database.embedding_strategies if e.name == chosen),
         min(database.embedding_strategies, key=lambda e: e.priority),
     )
-    return Plan(strategy, database, create_embedder(embedding))
+    key = json.dumps(embedding.model_dump(mode="json"), sort_keys=True)
+    cache = {} if embedders is None else embedders
+    if key not in cache:
+        cache[key] = create_embedder(embedding)
+    return Plan(strategy, database, cache[key])
 
 
 def process_file(
@@ -74,7 +81,7 @@ def process_file(
     should_stop: Callable[[], bool],
 ) -> Outcome:
     parser = select_parser(plan.strategy, filename)
-    fingerprint = _fingerprint(plan, parser.model_dump(mode="json"), filename)
+    fingerprint = _fingerprint(plan, parser.model_dump(mode="json"))
     if stored_fingerprint == fingerprint:
         return Outcome("SKIPPED", 0, fingerprint)
 
@@ -104,9 +111,8 @@ def process_file(
     metadatas = [{**chunk.metadata, **base} for chunk in chunks]
     ids = [chunk_id(dataset, file_hash, fingerprint, i) for i in range(len(chunks))]
     store = create_store(plan.database, project_dir=project_dir)
-    # Chunks of an earlier strategy, or of a run that died half-way, go before the new ones.
-    store.delete({"dataset": dataset, "file_hash": file_hash})
-    store.upsert(ids, texts, vectors, metadatas)
+    # Chunks of an earlier strategy, or of a run that died half-way, go once the new ones are in.
+    store.replace({"dataset": dataset, "file_hash": file_hash}, ids, texts, vectors, metadatas)
     return Outcome("SUCCESS", len(chunks), fingerprint)
 
 
@@ -115,7 +121,7 @@ def chunk_id(dataset: str, file_hash: str, fingerprint: str, index: int) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def _fingerprint(plan: Plan, parser: object, filename: str) -> str:
+def _fingerprint(plan: Plan, parser: object) -> str:
     extractors = [e.model_dump(mode="json") for e in plan.strategy.extractors]
     key = json.dumps(
         {

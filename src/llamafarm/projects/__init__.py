@@ -1,5 +1,5 @@
 """Projects: one folder with a `llamafarm.yaml` each, under `$LF_DATA_DIR/projects/{namespace}/`."""
 
-from llamafarm.projects.store import Project, ProjectStore
+from llamafarm.projects.store import Project, ProjectRef, ProjectStore
 
-__all__ = ["Project", "ProjectStore"]
+__all__ = ["Project", "ProjectRef", "ProjectStore"]

@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "llamafarm.yaml"
 BACKUP_FILE = "llamafarm.yaml.bak"
 LOCK_FILE = ".lock"
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """A project's namespace and name, as services pass them around."""
+
+    namespace: str
+    project: str
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,11 @@ class ProjectStore:
         return Project(namespace, name, document)
 
     def update(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
+        with self.lock(namespace, name):
+            return self._replace(namespace, name, document)
+
+    def _replace(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
         folder = self.path(namespace, name)
-        self._read(namespace, name)  # 404 before validating the new config
         for key, expected in (("namespace", namespace), ("name", name)):
             if document.get(key) != expected:
                 raise BadRequest(
@@ -101,13 +112,19 @@ class ProjectStore:
 
     def edit(self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]) -> Project:
         """Read-modify-write of a project's document under a lock shared by all processes."""
-        folder = self.path(namespace, name)
-        self._read(namespace, name)  # 404 before taking the lock
-        with (folder / LOCK_FILE).open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self.lock(namespace, name):
             document = copy.deepcopy(self._read(namespace, name))
             change(document)
-            return self.update(namespace, name, document)
+            return self._replace(namespace, name, document)
+
+    @contextlib.contextmanager
+    def lock(self, namespace: str, name: str) -> Iterator[None]:
+        """A lock on the project shared by every process on this machine (not re-entrant)."""
+        folder = self.path(namespace, name)
+        self._read(namespace, name)  # 404 before taking the lock
+        with (folder / LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def delete(self, namespace: str, name: str) -> Project:
         """Remove the project's whole folder; a broken config does not prevent it."""

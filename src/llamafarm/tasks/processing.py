@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
+from llamafarm.datasets.service import blobs, dataset_store, file_query
 from llamafarm.errors import LfError
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
-from llamafarm.projects import ProjectStore
-from llamafarm.rag.stores import create_store
+from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.embedders.base import Embedder
 from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -25,6 +24,8 @@ class WorkerContext:
     db: StateDB
     projects: ProjectStore
     worker: str
+    embedders: dict[str, Embedder] = field(default_factory=dict)
+    """Embedders by strategy, built once per process rather than once per file."""
 
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
@@ -51,37 +52,31 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
             return item.state
         item.state, item.started_at, item.worker = "STARTED", time.time(), ctx.worker
         item.attempts += 1
+        ref, dataset = ProjectRef(task.namespace, task.project), task.dataset
         record = session.scalars(
-            select(FileRecord).where(
-                FileRecord.namespace == task.namespace,
-                FileRecord.project == task.project,
-                FileRecord.dataset == task.dataset,
-                FileRecord.file_hash == item.file_hash,
-            )
+            file_query(ref, dataset).where(FileRecord.file_hash == item.file_hash)
         ).one_or_none()
-        namespace, project, dataset = task.namespace, task.project, task.dataset
+        file_hash, filename, task_id = item.file_hash, item.filename, task.task_id
         stored = record.fingerprint if record else None
-        task_id = task.task_id
 
     if record is None:
         return _fail(ctx, task_file_id, "The file was removed from the dataset", "NotFound")
 
     def cancelled() -> bool:
         with ctx.db.session() as session:
-            return session.get(TaskRecord, task_id).cancelled_at is not None  # type: ignore[union-attr]
+            task = session.get(TaskRecord, task_id)
+            return task is None or task.cancelled_at is not None
 
-    project_dir = ctx.projects.path(namespace, project)
     try:
-        config = ctx.projects.load(namespace, project)
-        steps = plan(config, dataset)
+        steps = plan(ctx.projects.load(ref.namespace, ref.project), dataset, ctx.embedders)
         outcome = process_file(
             plan=steps,
             dataset=dataset,
-            path=project_dir / "raw" / item.file_hash,
-            filename=item.filename,
-            file_hash=item.file_hash,
+            path=blobs(ctx.projects, ref).path(file_hash),
+            filename=filename,
+            file_hash=file_hash,
             stored_fingerprint=stored,
-            project_dir=project_dir,
+            project_dir=ctx.projects.path(ref.namespace, ref.project),
             should_stop=cancelled,
         )
     except Cancelled:
@@ -91,43 +86,63 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     except LfError as exc:
         return _fail(ctx, task_file_id, exc.detail, type(exc).__name__)
     except Exception as exc:
-        log.exception("processing %s failed", item.filename)
+        log.exception("processing %s failed", filename)
         return _fail(ctx, task_file_id, f"{type(exc).__name__}: {exc}", type(exc).__name__, True)
 
-    _record(ctx, task_file_id, record.id, outcome)
-    # Cancel may have come while this file was being stored: it reverts files that are
-    # SUCCESS when it looks, and this check catches the ones it could not see yet.
-    if outcome.state == "SUCCESS" and cancelled():
-        store = create_store(steps.database, project_dir=project_dir)
-        store.delete({"dataset": dataset, "file_hash": item.file_hash})
-        with ctx.db.session() as session:
-            _finish(session.get_one(TaskFile, task_file_id), "REVERTED")
-            file_record = session.get_one(FileRecord, record.id)
-            file_record.fingerprint, file_record.chunk_count = None, 0
+    still_listed = _record(ctx, task_file_id, record.id, outcome)
+    # A cancel, or the file's removal, may have come while the chunks were being stored: they
+    # revert what they can see as stored, and this check catches what they could not see yet.
+    if outcome.state == "SUCCESS" and (cancelled() or not still_listed):
+        revert_file(ctx.projects, ctx.db, ref, dataset, file_hash, task_file_id)
         return "REVERTED"
     return outcome.state
 
 
-def _record(ctx: WorkerContext, task_file_id: int, record_id: int, outcome: Outcome) -> None:
+def revert_file(
+    projects: ProjectStore,
+    db: StateDB,
+    ref: ProjectRef,
+    dataset: str,
+    file_hash: str,
+    task_file_id: int,
+) -> None:
+    """Remove a file's chunks and mark it, and its task entry, as not stored."""
+    dataset_store(projects, ref, dataset).delete({"dataset": dataset, "file_hash": file_hash})
+    with db.session() as session:
+        item = session.get(TaskFile, task_file_id)
+        if item is not None:
+            _finish(item, "REVERTED")
+        record = session.scalars(
+            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
+        ).one_or_none()
+        if record is not None:
+            record.fingerprint, record.chunk_count = None, 0
+
+
+def _record(ctx: WorkerContext, task_file_id: int, record_id: int, outcome: Outcome) -> bool:
+    """Store the outcome; False when the file left its dataset meanwhile."""
     with ctx.db.session() as session:
-        item = session.get_one(TaskFile, task_file_id)
         record = session.get(FileRecord, record_id)
         if record is not None:
             if outcome.state == "SUCCESS":
                 record.chunk_count = outcome.chunks
             record.fingerprint, record.processed_at = outcome.fingerprint, time.time()
-        item.chunks = record.chunk_count if record is not None else outcome.chunks
-        _finish(item, outcome.state)
+        item = session.get(TaskFile, task_file_id)
+        if item is not None:
+            item.chunks = record.chunk_count if record is not None else outcome.chunks
+            _finish(item, outcome.state)
+        return record is not None
 
 
 def _fail(
     ctx: WorkerContext, task_file_id: int, error: str, kind: str, with_trace: bool = False
 ) -> str:
     with ctx.db.session() as session:
-        item = session.get_one(TaskFile, task_file_id)
-        item.error, item.error_type = error, kind
-        item.traceback = traceback.format_exc() if with_trace else None
-        _finish(item, "FAILURE")
+        item = session.get(TaskFile, task_file_id)
+        if item is not None:
+            item.error, item.error_type = error, kind
+            item.traceback = traceback.format_exc() if with_trace else None
+            _finish(item, "FAILURE")
     return "FAILURE"
 
 

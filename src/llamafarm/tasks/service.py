@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import CursorResult, update
 
-from llamafarm.datasets.service import ProjectRef, dataset_store, find_dataset
+from llamafarm.datasets.service import file_query, find_dataset
 from llamafarm.errors import NotFound, Unavailable
-from llamafarm.projects import ProjectStore
+from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 from llamafarm.tasks.app import PROCESS_FILE, job_id
+from llamafarm.tasks.processing import revert_file
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +23,23 @@ TERMINAL = {"SUCCESS", "SKIPPED", "FAILURE", "CANCELLED", "REVERTED"}
 
 
 def queue_processing(
-    *, projects: ProjectStore, db: StateDB, celery: Celery, ref: ProjectRef, dataset: str
+    *,
+    projects: ProjectStore,
+    db: StateDB,
+    celery: Celery,
+    ref: ProjectRef,
+    dataset: str,
+    file_hashes: list[str] | None = None,
 ) -> str:
-    """Record a task with one entry per file of the dataset, then queue one job per file."""
+    """Record a task with one entry per file (all of the dataset's, or the given ones), then
+    queue one job per file."""
     find_dataset(projects.load(ref.namespace, ref.project), dataset)
     task_id = uuid.uuid4().hex
+    query = file_query(ref, dataset).order_by(FileRecord.id)
+    if file_hashes is not None:
+        query = query.where(FileRecord.file_hash.in_(file_hashes))
     with db.session() as session:
-        records = session.scalars(
-            select(FileRecord)
-            .where(
-                FileRecord.namespace == ref.namespace,
-                FileRecord.project == ref.project,
-                FileRecord.dataset == dataset,
-            )
-            .order_by(FileRecord.id)
-        ).all()
+        records = session.scalars(query).all()
         task = TaskRecord(
             task_id=task_id,
             namespace=ref.namespace,
@@ -71,18 +74,21 @@ def cancel_task(
     """Stop queued files, let running ones stop at their next step, revert stored ones."""
     with db.session() as session:
         task = _load(session, ref, task_id)
-        if task.cancel_report is not None:
-            return {
-                **task.cancel_report,
-                "message": "Task already cancelled",
-                "already_cancelled": True,
-            }
         state = _state(task)
         if state in ("SUCCESS", "FAILURE"):
             return _cancel_body(
                 task_id, f"Task already {state.lower()}", cancelled=False, already_completed=True
             )
-        task.cancelled_at = time.time()
+        # Only the request that sets the flag cancels; a concurrent or later one reports.
+        result = session.execute(
+            update(TaskRecord)
+            .where(TaskRecord.task_id == task_id, TaskRecord.cancelled_at.is_(None))
+            .values(cancelled_at=time.time())
+        )
+        first = cast(CursorResult[Any], result).rowcount
+        if not first:
+            report = task.cancel_report or _cancel_body(task_id, "", cancelled=True)
+            return {**report, "message": "Task already cancelled", "already_cancelled": True}
     # Committed: from here on workers see the flag before starting or storing a file.
     with db.session() as session:
         task = _load(session, ref, task_id)
@@ -98,14 +104,11 @@ def cancel_task(
     reverted = 0
     for item_id, file_hash in stored:
         try:
-            dataset_store(projects, ref, dataset).delete(
-                {"dataset": dataset, "file_hash": file_hash}
-            )
+            revert_file(projects, db, ref, dataset, file_hash, item_id)
         except Exception as exc:
             errors.append({"file_hash": file_hash, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        reverted += 1
-        _mark_reverted(db, ref, dataset, item_id, file_hash)
+        else:
+            reverted += 1
 
     if errors:
         message = f"Task cancelled with cleanup issues: {reverted} reverted, {len(errors)} failed"
@@ -123,23 +126,6 @@ def cancel_task(
     with db.session() as session:
         session.get_one(TaskRecord, task_id).cancel_report = report
     return report
-
-
-def _mark_reverted(
-    db: StateDB, ref: ProjectRef, dataset: str, item_id: int, file_hash: str
-) -> None:
-    with db.session() as session:
-        session.get_one(TaskFile, item_id).state = "REVERTED"
-        record = session.scalars(
-            select(FileRecord).where(
-                FileRecord.namespace == ref.namespace,
-                FileRecord.project == ref.project,
-                FileRecord.dataset == dataset,
-                FileRecord.file_hash == file_hash,
-            )
-        ).one_or_none()
-        if record is not None:
-            record.fingerprint, record.chunk_count = None, 0
 
 
 def _revoke(celery: Celery, job_ids: list[str]) -> None:

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ProjectStoreDep, StateDBDep
-from llamafarm.datasets.service import ProjectRef, forget_project
-from llamafarm.projects import Project
+from llamafarm.datasets import service as datasets
+from llamafarm.projects import Project, ProjectRef
 
 router = APIRouter(prefix="/projects", tags=["projects", "mcp"])
 
@@ -78,6 +78,5 @@ def update_project(
 def delete_project(
     namespace: str, project: str, store: ProjectStoreDep, db: StateDBDep
 ) -> ProjectResponse:
-    deleted = store.delete(namespace, project)
-    forget_project(db=db, ref=ProjectRef(namespace, project))
+    deleted = datasets.delete_project(projects=store, db=db, ref=ProjectRef(namespace, project))
     return ProjectResponse(project=ProjectPublic.of(deleted))

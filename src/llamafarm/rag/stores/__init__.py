@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llamafarm.config.models import Database
-from llamafarm.errors import ConfigInvalid
+from llamafarm.errors import ConfigInvalid, NotFound
 from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import ChromaStore
 
@@ -18,6 +18,9 @@ def create_store(database: Database, *, project_dir: Path) -> VectorStore:
     if store_class is None:
         known = ", ".join(STORES)
         raise ConfigInvalid(f"Database {database.name!r}: unknown type {database.type!r} ({known})")
+    if not project_dir.is_dir():
+        # The project was deleted: never recreate its folder by writing to its store.
+        raise NotFound(f"Project folder {project_dir.name!r} no longer exists")
     path = project_dir / "stores" / database.name
     return store_class.from_config(path=path, database=database.name, config=database.config)
 

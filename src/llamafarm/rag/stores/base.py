@@ -20,16 +20,22 @@ class VectorStore(Protocol):
         metadatas: Sequence[Mapping[str, MetadataValue]],
     ) -> None: ...
 
+    def replace(
+        self,
+        where: Where,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, MetadataValue]],
+    ) -> None:
+        """Make the chunks matching `where` exactly these: upsert them, then drop the others.
+
+        The old chunks stay until the new ones are stored, so a failure leaves the old set.
+        """
+        ...
+
     def delete(self, where: Where) -> int:
         """Remove matching chunks; returns how many were removed."""
         ...
 
     def count(self, where: Where | None = None) -> int: ...
-
-    def drop(self) -> None:
-        """Delete the whole collection (a no-op when it does not exist)."""
-        ...
-
-    def check(self) -> None:
-        """Raise when the store cannot be used."""
-        ...

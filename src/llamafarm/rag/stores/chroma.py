@@ -25,7 +25,6 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import NotFoundError
 
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.documents import MetadataValue
@@ -79,18 +78,23 @@ class ChromaStore:
         vectors: Sequence[Sequence[float]],
         metadatas: Sequence[Mapping[str, MetadataValue]],
     ) -> None:
-        if not ids:
-            return
+        if ids:
+            with self._collection(write=True) as collection:
+                _upsert(collection, ids, texts, vectors, metadatas)
+
+    def replace(
+        self,
+        where: Where,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, MetadataValue]],
+    ) -> None:
         with self._collection(write=True) as collection:
-            step = collection._client.get_max_batch_size()
-            for start in range(0, len(ids), step):
-                end = start + step
-                collection.upsert(
-                    ids=list(ids[start:end]),
-                    documents=list(texts[start:end]),
-                    embeddings=np.asarray(vectors[start:end], dtype=np.float32),
-                    metadatas=[dict(m) for m in metadatas[start:end]],
-                )
+            _upsert(collection, ids, texts, vectors, metadatas)
+            stale = set(collection.get(where=_where(where), include=[])["ids"]) - set(ids)
+            if stale:
+                collection.delete(ids=sorted(stale))
 
     def delete(self, where: Where) -> int:
         with self._collection(write=True) as collection:
@@ -105,18 +109,6 @@ class ChromaStore:
                 return collection.count()
             return len(collection.get(where=_where(where), include=[])["ids"])
 
-    def drop(self) -> None:
-        if not self.path.exists():
-            return
-        with _locked(self.path):
-            client = _client(self.path)
-            with contextlib.suppress(NotFoundError, ValueError):
-                client.delete_collection(self.collection_name)
-            _bump(self.path)
-
-    def check(self) -> None:
-        self.count()
-
     @contextlib.contextmanager
     def _collection(self, *, write: bool) -> Iterator[Collection]:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -129,6 +121,24 @@ class ChromaStore:
             )
             if write:
                 _bump(self.path)
+
+
+def _upsert(
+    collection: Collection,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    vectors: Sequence[Sequence[float]],
+    metadatas: Sequence[Mapping[str, MetadataValue]],
+) -> None:
+    step = collection._client.get_max_batch_size()
+    for start in range(0, len(ids), step):
+        end = start + step
+        collection.upsert(
+            ids=list(ids[start:end]),
+            documents=list(texts[start:end]),
+            embeddings=np.asarray(vectors[start:end], dtype=np.float32),
+            metadatas=[dict(m) for m in metadatas[start:end]],
+        )
 
 
 def _valid_collection(name: str) -> bool:
