@@ -19,6 +19,7 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Background tasks: progress a
 
 Project = Annotated[str | None, ProjectOption]
 FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+STALL_SECONDS = 10.0
 
 
 @datasets_app.command("list")
@@ -145,16 +146,33 @@ def _process_and_follow(api: ApiClient, path: str, name: str) -> None:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out
     ) as bar:
         job = bar.add_task("Processing", total=None)
+        waited = 0.0
         while True:
             body = api.get(task_path)
             meta = body["meta"]
             bar.update(job, total=meta["total"], completed=meta["current"])
             if body["state"] in FINISHED:
                 break
+            if body["state"] == "PENDING" and waited >= STALL_SECONDS and not _worker_alive(api):
+                bar.console.print(
+                    "[yellow]No ingestion worker is running: the files wait in the queue. "
+                    "Start one with `lf worker` (or `lf start`), or press Ctrl-C; "
+                    f"`lf tasks show {body['task_id']}` shows progress later.[/yellow]"
+                )
+                waited = -float("inf")  # say it once
             time.sleep(0.5)
+            waited += 0.5
     _print_task(body)
     if body["state"] != "SUCCESS":
         raise typer.Exit(1)
+
+
+def _worker_alive(api: ApiClient) -> bool:
+    try:
+        components = api.get("/health")["components"]
+    except CliError:
+        return True  # /health answered 503: something is wrong, but not known to be this
+    return any(c["name"] == "worker" and c["status"] == "healthy" for c in components)
 
 
 def _print_task(body: dict[str, Any]) -> None:

@@ -23,8 +23,8 @@ def create_celery(settings: Settings) -> Celery:
         "broker_url": settings.broker,
         "result_backend": settings.result_backend or None,
         "task_ignore_result": not settings.result_backend,
-        # A file whose worker dies mid-way goes back to the queue (Redis); the embedded broker
-        # cannot redeliver, so its worker re-queues interrupted files when it starts.
+        # A file whose pool process dies mid-way goes back to the queue; files of a worker
+        # that died whole are queued again by the next worker that starts.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,

@@ -37,8 +37,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     )
     worker_process_init.connect(lambda **_: _init_pool_process(db, settings), weak=False)
     beat(db, name)
-    if settings.broker.startswith("filesystem"):
-        requeue_interrupted(db, app)
+    requeue_interrupted(db, app)
     threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
     app.worker_main(
         [
@@ -69,7 +68,11 @@ def _init_pool_process(db: StateDB, settings: Settings) -> None:
 
 
 def requeue_interrupted(db: StateDB, app: Celery) -> int:
-    """Queue again the files a dead worker had started; the embedded broker cannot redeliver."""
+    """Queue again the files a dead worker had started.
+
+    The embedded broker cannot redeliver them at all, and Redis only after its visibility
+    timeout (an hour); a second delivery of a file that is done by then is a no-op.
+    """
     alive = {w.worker for w in live_workers(db)}
     with db.session() as session:
         stuck = session.scalars(
