@@ -175,6 +175,23 @@ def test_ingest_with_the_embedded_broker(start_server: Any, make_api: Any) -> No
     assert gone.json()["removed_from_disk"] is True
     assert not (raw / notes).exists()
 
+    # auto_process queues the uploaded file alone, and nothing for content already stored.
+    response = api.http.post(
+        f"{api.base}/datasets/documents/data?auto_process=true",
+        files={"file": ("fresh.txt", text_file("fresh", 3))},
+    ).json()
+    assert response["task_uri"].endswith(response["task_id"])
+    done = api.wait(response["task_id"])
+    assert [(f["filename"], f["state"]) for f in done["meta"]["files"]] == [
+        ("fresh.txt", "SUCCESS")
+    ]
+    again = api.http.post(
+        f"{api.base}/datasets/documents/data?auto_process=true",
+        files={"file": ("fresh-copy.txt", text_file("fresh", 3))},
+    ).json()
+    assert again["skipped"] is True and again["processed"] is True
+    assert "task_id" not in again
+
     # A second dataset: deleting it takes its chunks, its files and its config entry.
     created = api.http.post(
         f"{api.base}/datasets",

@@ -109,9 +109,14 @@ def upload(
         filename=file.filename or "",
         limit=settings.max_upload_mb << 20,
     )
-    if auto_process:
+    if auto_process and not result["processed"]:
         task_id = queue_processing(
-            projects=projects, db=db, celery=celery, ref=ref, dataset=dataset
+            projects=projects,
+            db=db,
+            celery=celery,
+            ref=ref,
+            dataset=dataset,
+            file_hashes=[result["hash"]],
         )
         result |= {"task_id": task_id, "task_uri": _task_uri(request, ref, task_id)}
     return result
