@@ -96,5 +96,9 @@ class Settings(BaseSettings):
         return self.broker_url or "filesystem://"
 
     @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb << 20
+
+    @property
     def broker_dir(self) -> Path:
         return self.data_dir / "broker"

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Session-ID"],
     )
     app.add_middleware(EncodedSlashGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(system.router)
     for router in (projects.router, datasets.router, tasks.router):

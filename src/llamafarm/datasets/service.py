@@ -64,7 +64,6 @@ def create_dataset(
     *, projects: ProjectStore, ref: ProjectRef, name: str, database: str, strategy: str
 ) -> dict[str, Any]:
     check_name(name, kind="dataset name")
-    config = projects.load(ref.namespace, ref.project)
     known = strategies(projects=projects, ref=ref)
     if strategy not in known["data_processing_strategies"]:
         listed = ", ".join(known["data_processing_strategies"]) or "none configured"
@@ -72,10 +71,8 @@ def create_dataset(
     if database not in known["databases"]:
         listed = ", ".join(known["databases"]) or "none configured"
         raise BadRequest(f"Unknown database {database!r} (available: {listed})")
-    if any(d.name == name for d in config.datasets):
-        raise Conflict(f"Dataset {name!r} already exists")
 
-    def add(document: dict[str, Any]) -> None:
+    def add(document: dict[str, Any]) -> None:  # checked under the project lock
         entries = document.setdefault("datasets", [])
         if any(entry.get("name") == name for entry in entries):
             raise Conflict(f"Dataset {name!r} already exists")

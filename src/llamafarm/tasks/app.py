@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery
 
 from llamafarm.settings import Settings
+from llamafarm.tasks.processing import WorkerContext, run_file
 
 PROCESS_FILE = "llamafarm.process_file"
 QUEUE = "llamafarm"
@@ -17,7 +18,8 @@ def job_id(task_id: str, task_file_id: int) -> str:
     return f"{task_id}-{task_file_id}"
 
 
-def create_celery(settings: Settings) -> Celery:
+def create_celery(settings: Settings, context: WorkerContext | None = None) -> Celery:
+    """The app; a worker passes its context, which registers the job that uses it."""
     app = Celery("llamafarm", set_as_current=False)
     conf: dict[str, Any] = {
         "broker_url": settings.broker,
@@ -50,12 +52,10 @@ def create_celery(settings: Settings) -> Celery:
             "polling_interval": 0.05,
         }
     app.conf.update(conf)
-    app.task(name=PROCESS_FILE, bind=True)(_process_file)
+    if context is not None:
+
+        def process_file(task_file_id: int) -> str:
+            return run_file(context, task_file_id)
+
+        app.task(name=PROCESS_FILE)(process_file)
     return app
-
-
-def _process_file(task: Task, task_file_id: int) -> str:
-    from llamafarm.tasks.processing import WorkerContext, run_file
-
-    context: WorkerContext = task.app.llamafarm  # set by tasks.worker.run_worker
-    return run_file(context, task_file_id)

@@ -27,14 +27,14 @@ HEARTBEAT_SECONDS = 5.0
 
 def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     """Block running a worker; with `parent_pid` it exits when that process is gone."""
-    app = create_celery(settings)
     db = StateDB(settings.state_url)
     name = f"{socket.gethostname()}:{os.getpid()}"
-    app.llamafarm = WorkerContext(
+    context = WorkerContext(
         db=db,
         projects=ProjectStore(settings.projects_dir, templates_dir=settings.templates_dir),
         worker=name,
     )
+    app = create_celery(settings, context)
     worker_process_init.connect(lambda **_: _init_pool_process(db, settings), weak=False)
     beat(db, name)
     requeue_interrupted(db, app)

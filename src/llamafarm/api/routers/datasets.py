@@ -107,7 +107,7 @@ def upload(
         dataset=dataset,
         source=file.file,
         filename=file.filename or "",
-        limit=settings.max_upload_mb << 20,
+        limit=settings.max_upload_bytes,
     )
     if auto_process and not result["processed"]:
         task_id = queue_processing(
