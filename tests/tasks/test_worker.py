@@ -43,6 +43,8 @@ def test_files_started_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None
                     TaskFile(file_hash="a" * 64, filename="a", state="STARTED", worker=dead),
                     TaskFile(file_hash="b" * 64, filename="b", state="STARTED", worker=alive),
                     TaskFile(file_hash="c" * 64, filename="c", state="SUCCESS", worker=dead),
+                    TaskFile(file_hash="e" * 64, filename="e", state="PENDING"),
+                    TaskFile(file_hash="f" * 64, filename="f", state="PENDING"),
                 ],
             )
         )
@@ -59,18 +61,21 @@ def test_files_started_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None
         )
 
     app = create_celery(settings)
-    assert requeue_interrupted(db, app) == 1
+    app.send_task(PROCESS_FILE, args=[5], task_id="t1-5")  # f's job is still in the queue
+    assert requeue_interrupted(db, app, settings) == 2  # a (its worker died) and e (lost)
     with db.session() as session:
         states = {f.filename: (f.state, f.worker) for f in session.query(TaskFile)}
     assert states == {
-        "a": ("PENDING", None),
+        "a": ("STARTED", dead),  # claimed again by the next delivery
         "b": ("STARTED", alive),
         "c": ("SUCCESS", dead),
         "d": ("STARTED", dead),  # its task was cancelled: nothing to resume
+        "e": ("PENDING", None),
+        "f": ("PENDING", None),
     }
-    [job] = queued_jobs(settings)
-    assert job["task"] == PROCESS_FILE
-    assert job["id"] == "t1-1"
+    jobs = queued_jobs(settings)
+    assert {job["task"] for job in jobs} == {PROCESS_FILE}
+    assert sorted(job["id"] for job in jobs) == ["t1-1", "t1-4", "t1-5"]
     db.close()
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,7 +60,7 @@ def start(
 
     settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
-    child = _spawn_worker(settings) if settings.embedded_worker else None
+    supervisor = WorkerSupervisor(settings) if settings.embedded_worker else None
     try:
         uvicorn.run(
             create_app(settings),
@@ -68,12 +69,8 @@ def start(
             log_level=settings.log_level,
         )
     finally:
-        if child is not None:
-            child.terminate()
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 @app.command("worker")
@@ -137,14 +134,45 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
-def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """The embedded worker: same settings, and it exits if this process dies."""
-    env = {
-        **os.environ,
-        "LF_DATA_DIR": str(settings.data_dir),
-        "LF_PARENT_PID": str(os.getpid()),
-    }
-    return subprocess.Popen([sys.executable, "-m", "llamafarm.cli", "worker"], env=env)
+class WorkerSupervisor:
+    """The embedded worker: same settings, restarted if it dies, stopped with the server.
+
+    The worker exits by itself if this process dies (LF_PARENT_PID), and a restarted worker
+    queues again the files its predecessor had started.
+    """
+
+    RESTART_DELAY = 2.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {
+            **os.environ,
+            "LF_DATA_DIR": str(settings.data_dir),
+            "LF_PARENT_PID": str(os.getpid()),
+        }
+        self.stopping = threading.Event()
+        self.child = self._spawn()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "llamafarm.cli", "worker"], env=self.env)
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            code = self.child.poll()
+            if code is not None and not self.stopping.is_set():
+                err.print(f"[yellow]ingestion worker exited ({code}); restarting it[/yellow]")
+                self.stopping.wait(self.RESTART_DELAY)
+                if not self.stopping.is_set():
+                    self.child = self._spawn()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.child.terminate()
+        try:
+            self.child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
 
 
 def run() -> None:

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from llamafarm.config.models import Database, DataProcessingStrategy, ProjectConfig
+from llamafarm.config.models import (
+    Database,
+    DataProcessingStrategy,
+    EmbeddingStrategy,
+    ProjectConfig,
+)
 from llamafarm.errors import ConfigInvalid, NotFound
 from llamafarm.ingest.chunking import chunk_document
 from llamafarm.ingest.extractors import apply_extractors
@@ -43,9 +48,11 @@ class Plan:
 
 
 def plan(
-    config: ProjectConfig, dataset_name: str, embedders: dict[str, Embedder] | None = None
+    config: ProjectConfig,
+    dataset_name: str,
+    make_embedder: Callable[[EmbeddingStrategy], Embedder] = create_embedder,
 ) -> Plan:
-    """Resolve a dataset's strategy, database and embedder; `embedders` caches the latter."""
+    """Resolve a dataset's strategy, database and embedder (a worker passes its cached ones)."""
     dataset = next((d for d in config.datasets if d.name == dataset_name), None)
     if dataset is None or config.rag is None:
         raise NotFound(f"Dataset {dataset_name!r} not found in {config.namespace}/{config.name}")
@@ -62,11 +69,7 @@ def plan(
         (e for e in database.embedding_strategies if e.name == chosen),
         min(database.embedding_strategies, key=lambda e: e.priority),
     )
-    key = json.dumps(embedding.model_dump(mode="json"), sort_keys=True)
-    cache = {} if embedders is None else embedders
-    if key not in cache:
-        cache[key] = create_embedder(embedding)
-    return Plan(strategy, database, cache[key])
+    return Plan(strategy, database, make_embedder(embedding))
 
 
 def process_file(

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, update
+
+from llamafarm.config.models import EmbeddingStrategy
 from llamafarm.datasets.service import blobs, dataset_store, file_query
 from llamafarm.errors import LfError
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
+from llamafarm.rag.embedders.batching import BatchingEmbedder
 from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -24,8 +32,16 @@ class WorkerContext:
     db: StateDB
     projects: ProjectStore
     worker: str
-    embedders: dict[str, Embedder] = field(default_factory=dict)
-    """Embedders by strategy, built once per process rather than once per file."""
+    _embedders: dict[str, Embedder] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def embedder(self, strategy: EmbeddingStrategy) -> Embedder:
+        """One embedder per strategy and process, shared by the files processed at once."""
+        key = json.dumps(strategy.model_dump(mode="json"), sort_keys=True)
+        with self._lock:
+            if key not in self._embedders:
+                self._embedders[key] = BatchingEmbedder(create_embedder(strategy))
+            return self._embedders[key]
 
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
@@ -50,8 +66,24 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
             )
             _finish(item, "FAILURE")
             return item.state
-        item.state, item.started_at, item.worker = "STARTED", time.time(), ctx.worker
-        item.attempts += 1
+        # Claim the file with a compare-and-set: a job queued again after a worker died may
+        # be delivered twice, and only one delivery may process it.
+        claimed = session.execute(
+            update(TaskFile)
+            .where(
+                TaskFile.id == task_file_id,
+                TaskFile.state == item.state,
+                TaskFile.attempts == item.attempts,
+            )
+            .values(
+                state="STARTED",
+                started_at=time.time(),
+                worker=ctx.worker,
+                attempts=item.attempts + 1,
+            )
+        )
+        if cast(CursorResult[Any], claimed).rowcount != 1:
+            return "CLAIMED"
         ref, dataset = ProjectRef(task.namespace, task.project), task.dataset
         record = session.scalars(
             file_query(ref, dataset).where(FileRecord.file_hash == item.file_hash)
@@ -68,7 +100,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
             return task is None or task.cancelled_at is not None
 
     try:
-        steps = plan(ctx.projects.load(ref.namespace, ref.project), dataset, ctx.embedders)
+        steps = plan(ctx.projects.load(ref.namespace, ref.project), dataset, ctx.embedder)
         outcome = process_file(
             plan=steps,
             dataset=dataset,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
 import time
 
-from billiard.process import current_process
 from celery import Celery
-from celery.signals import worker_process_init
 from sqlalchemy import select
 
 from llamafarm.projects import ProjectStore
@@ -35,13 +34,15 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
         worker=name,
     )
     app = create_celery(settings, context)
-    worker_process_init.connect(lambda **_: _init_pool_process(db, settings), weak=False)
     beat(db, name)
-    requeue_interrupted(db, app)
+    requeue_interrupted(db, app, settings)
     threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
     app.worker_main(
         [
             "worker",
+            # Threads, not processes: one model in memory, and files processed at once share
+            # its batches (BatchingEmbedder) while parsing and storing overlap with inference.
+            "--pool=threads",
             f"--concurrency={settings.worker_concurrency}",
             f"--loglevel={settings.log_level.upper()}",
             f"--hostname=llamafarm@{name}",
@@ -51,43 +52,51 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     )
 
 
-def _init_pool_process(db: StateDB, settings: Settings) -> None:
-    """Give each pool process its own share of the CPUs.
+def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
+    """Queue again the files a dead worker had taken.
 
-    Embedding is CPU-bound; pool processes that each use all cores would fight over them.
-    Pinning process i to its own cores makes the embedder (which sizes its thread pool from
-    the CPUs it may use) run one thread per core, with files processed side by side.
-    """
-    db.after_fork()
-    cores = sorted(os.sched_getaffinity(0))
-    if settings.worker_concurrency > 1 and len(cores) > 1:
-        index = current_process().index
-        share = max(1, len(cores) // settings.worker_concurrency)
-        start = (index * share) % len(cores)
-        os.sched_setaffinity(0, cores[start : start + share])
-
-
-def requeue_interrupted(db: StateDB, app: Celery) -> int:
-    """Queue again the files a dead worker had started.
-
-    The embedded broker cannot redeliver them at all, and Redis only after its visibility
-    timeout (an hour); a second delivery of a file that is done by then is a no-op.
+    Files it had started: the embedded broker cannot redeliver them at all, and Redis only
+    after its visibility timeout (an hour). On the embedded broker also the files it had
+    fetched but not started yet: a job leaves the queue folder when it is fetched, so a
+    PENDING file whose job is not in the folder is in no queue. Jobs delivered twice are
+    harmless: the worker claims a file before processing it.
     """
     alive = {w.worker for w in live_workers(db)}
+    queued = _queued_jobs(settings)
     with db.session() as session:
-        stuck = session.scalars(
+        open_files = session.scalars(
             select(TaskFile)
             .join(TaskRecord)
-            .where(TaskFile.state == "STARTED", TaskRecord.cancelled_at.is_(None))
+            .where(TaskFile.state.in_(("PENDING", "STARTED")), TaskRecord.cancelled_at.is_(None))
         ).all()
-        again = [item for item in stuck if item.worker not in alive]
-        for item in again:
-            item.state, item.worker = "PENDING", None
+        again = [
+            item
+            for item in open_files
+            if (item.state == "STARTED" and item.worker not in alive)
+            or (
+                item.state == "PENDING"
+                and queued is not None
+                and job_id(item.task_id, item.id) not in queued
+            )
+        ]
         ids = [(item.task_id, item.id) for item in again]
     for task_id, item_id in ids:
         log.warning("re-queueing file %s of task %s: its worker stopped", item_id, task_id)
         app.send_task(PROCESS_FILE, args=[item_id], task_id=job_id(task_id, item_id))
     return len(ids)
+
+
+def _queued_jobs(settings: Settings) -> set[str] | None:
+    """Ids of the jobs waiting in the embedded broker's folder; None for other brokers."""
+    if not settings.broker.startswith("filesystem"):
+        return None
+    queued = set()
+    for message in (settings.broker_dir / "queue").glob("*.msg"):
+        try:
+            queued.add(str(json.loads(message.read_bytes())["headers"]["id"]))
+        except (OSError, ValueError, KeyError):
+            continue  # fetched meanwhile, or not ours
+    return queued
 
 
 def _heartbeat(db: StateDB, name: str, parent_pid: int | None) -> None:

@@ -42,7 +42,7 @@ _GENERATION = ".lf-generation"
 _LOCK = ".lf-lock"
 
 _clients: dict[Path, tuple[ClientAPI, str]] = {}
-_clients_lock = threading.Lock()
+_process_lock = threading.RLock()
 
 
 class ChromaStore:
@@ -155,7 +155,9 @@ def _where(where: Where) -> Any:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with (path / _LOCK).open("a") as handle:
+    # The process lock first: reopening a client clears Chroma's process-wide cache, which
+    # must not happen under another thread's operation on any store.
+    with _process_lock, (path / _LOCK).open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -173,25 +175,26 @@ def _generation(path: Path) -> str:
 def _bump(path: Path) -> None:
     generation = uuid.uuid4().hex
     (path / _GENERATION).write_text(generation)
-    with _clients_lock:
-        if path in _clients:
-            _clients[path] = (_clients[path][0], generation)
+    if path in _clients:
+        _clients[path] = (_clients[path][0], generation)
 
 
 def _client(path: Path) -> ClientAPI:
-    """This process's client for `path`, reopened when another process has written since."""
+    """This process's client for `path`, reopened when another process has written since.
+
+    Called under `_locked`, like `_bump`: the process lock guards `_clients`.
+    """
     current = _generation(path)
-    with _clients_lock:
-        cached = _clients.get(path)
-        if cached is not None and cached[1] == current:
-            return cached[0]
-        if cached is not None:
-            # Chroma caches one system per path for the life of the process; clearing the
-            # cache is its public way to make the next client read the files again.
-            _clients.clear()
-            SharedSystemClient.clear_system_cache()
-        client = chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
-        _clients[path] = (client, current)
-        return client
+    cached = _clients.get(path)
+    if cached is not None and cached[1] == current:
+        return cached[0]
+    if cached is not None:
+        # Chroma caches one system per path for the life of the process; clearing the
+        # cache is its public way to make the next client read the files again.
+        _clients.clear()
+        SharedSystemClient.clear_system_cache()
+    client = chromadb.PersistentClient(
+        path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    _clients[path] = (client, current)
+    return client
