@@ -123,8 +123,8 @@ def main() -> None:
             time.sleep(0.2)
 
         api_process = psutil.Process(server.pid)
-        [worker_main] = api_process.children()
-        cpu_before = [p.cpu_times() for p in (api_process, worker_main)]
+        [worker_process] = api_process.children()
+        cpu_before = [p.cpu_times() for p in (api_process, worker_process)]
         stop, peak = threading.Event(), [0]
         watcher = threading.Thread(target=watch_rss, args=(psutil.Process(server.pid), stop, peak))
         watcher.start()
@@ -138,8 +138,8 @@ def main() -> None:
         ):
             time.sleep(0.2)
         end_to_end = time.perf_counter() - started
-        cpu_after = [p.cpu_times() for p in (api_process, worker_main)]
-        api_cpu, worker_main_cpu = (
+        cpu_after = [p.cpu_times() for p in (api_process, worker_process)]
+        api_cpu, worker_cpu = (
             (a.user + a.system) - (b.user + b.system)
             for a, b in zip(cpu_after, cpu_before, strict=True)
         )
@@ -177,12 +177,9 @@ def main() -> None:
     print(f"raw embedder, one call per file:    {per_file:6.2f} s  {file_rate:7.1f} chunks/s")
     print(f"ratio end to end / raw (all at once): {e2e_rate / raw_rate:.2f}")
     print(f"ratio end to end / raw (per file):    {e2e_rate / file_rate:.2f}")
-    print(
-        f"CPU used meanwhile by the API server: {api_cpu:.2f} s, the worker's main process: "
-        f"{worker_main_cpu:.2f} s (the pool process does the work)"
-    )
-    print(f"time inside file jobs: {busy:6.2f} s (parse, chunk, embed, store, state updates)")
-    print(f"worker peak memory (PSS, pool parent + children): {peak[0] / 2**20:.0f} MiB")
+    print(f"CPU used meanwhile: API server {api_cpu:.2f} s, worker {worker_cpu:.2f} s")
+    print(f"time inside file jobs, summed over files processed at once: {busy:6.2f} s")
+    print(f"worker peak memory (PSS, with any child processes): {peak[0] / 2**20:.0f} MiB")
 
 
 def job_seconds(state_db: Path, task_id: str) -> float:

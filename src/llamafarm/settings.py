@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         default=True, description="Whether `lf start` also runs an ingestion worker process."
     )
     worker_concurrency: int = Field(
-        default=8, ge=1, le=64, description="Files an ingestion worker processes at once."
+        default=16, ge=1, le=64, description="Files an ingestion worker processes at once."
     )
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted upload, in MiB.")
 
