@@ -25,8 +25,9 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
         "broker_url": settings.broker,
         "result_backend": settings.result_backend or None,
         "task_ignore_result": not settings.result_backend,
-        # A file whose pool process dies mid-way goes back to the queue; files of a worker
-        # that died whole are queued again by the next worker that starts.
+        # Jobs are acknowledged when done: on Redis a job of a worker that dies goes back to
+        # the queue (after the visibility timeout); the next worker that starts also queues
+        # again the files dead workers had taken (tasks.worker.requeue_interrupted).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
