@@ -136,3 +136,30 @@ def test_names_never_leave_the_data_dir(client: TestClient, settings: Settings) 
     outside = sorted(p.name for p in settings.data_dir.parent.iterdir())
     assert outside == ["data"]
     assert list((settings.data_dir / "projects").iterdir()) == []
+
+
+def test_update_refuses_to_drop_a_dataset_that_has_files(
+    client: TestClient, project: dict[str, Any]
+) -> None:
+    upload = client.post(
+        "/v1/projects/acme/bot/datasets/documents/data", files={"file": ("a.txt", b"alpha")}
+    )
+    assert upload.status_code == 200
+    config = dict(project["config"], datasets=[])
+    response = client.put("/v1/projects/acme/bot", json={"config": config})
+    assert response.status_code == 409
+    assert "['documents'] still have files" in response.json()["detail"]
+    assert client.get("/v1/projects/acme/bot").json()["project"] == project
+
+    # A dataset without files may go.
+    client.post(
+        "/v1/projects/acme/bot/datasets",
+        json={
+            "name": "empty",
+            "database": "main_db",
+            "data_processing_strategy": "default_processor",
+        },
+    )
+    kept = client.get("/v1/projects/acme/bot").json()["project"]["config"]
+    kept["datasets"] = [d for d in kept["datasets"] if d["name"] != "empty"]
+    assert client.put("/v1/projects/acme/bot", json={"config": kept}).status_code == 200

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 
 from llamafarm.config.models import Dataset, ProjectConfig
 from llamafarm.datasets.blobs import BlobStore, check_hash
-from llamafarm.errors import BadRequest, Conflict, NotFound
+from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import Project, ProjectRef, ProjectStore
 from llamafarm.rag.stores import VectorStore, create_store
@@ -167,6 +167,42 @@ def remove_file(
         session.execute(delete(FileRecord).where(FileRecord.id == record.id))
     deleted = remove_from_disk and _drop_unreferenced(projects, db, ref, file_hash)
     return {"file_hash": file_hash, "chunks_removed": removed, "removed_from_disk": deleted}
+
+
+def update_project(
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, document: dict[str, Any]
+) -> Project:
+    """Replace a project's config, refusing to drop (or move) a dataset that still has files."""
+    try:
+        current = projects.load(ref.namespace, ref.project).datasets
+    except ConfigInvalid:
+        current = []  # a broken config must stay fixable by a PUT
+    before = {d.name: d.database for d in current}
+    after = {
+        str(d.get("name")): d.get("database")
+        for d in document.get("datasets") or []
+        if isinstance(d, dict)
+    }
+    changed = [name for name, database in before.items() if after.get(name) != database]
+    if changed:
+        with db.session() as session:
+            used = sorted(
+                set(
+                    session.scalars(
+                        select(FileRecord.dataset).where(
+                            FileRecord.namespace == ref.namespace,
+                            FileRecord.project == ref.project,
+                            FileRecord.dataset.in_(changed),
+                        )
+                    )
+                )
+            )
+        if used:
+            raise Conflict(
+                f"Dataset(s) {used} still have files: the new config drops them or moves them "
+                "to another database. Delete them first (DELETE .../datasets/{name})."
+            )
+    return projects.update(ref.namespace, ref.project, document)
 
 
 def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> Project:

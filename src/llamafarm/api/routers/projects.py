@@ -67,9 +67,12 @@ def get_project(namespace: str, project: str, store: ProjectStoreDep) -> Project
     "/{namespace}/{project}", operation_id="project_update", summary="Replace a project's config"
 )
 def update_project(
-    namespace: str, project: str, body: ProjectUpdate, store: ProjectStoreDep
+    namespace: str, project: str, body: ProjectUpdate, store: ProjectStoreDep, db: StateDBDep
 ) -> ProjectResponse:
-    return ProjectResponse(project=ProjectPublic.of(store.update(namespace, project, body.config)))
+    updated = datasets.update_project(
+        projects=store, db=db, ref=ProjectRef(namespace, project), document=body.config
+    )
+    return ProjectResponse(project=ProjectPublic.of(updated))
 
 
 @router.delete(
