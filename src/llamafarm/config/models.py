@@ -243,6 +243,11 @@ class ProjectConfig(StrictModel):
     datasets: list[Dataset] = Field(default_factory=list)
     mcp: Mcp | None = None
 
+    def database_of(self, dataset: Dataset) -> Database:
+        """The rag database a dataset feeds; validation guarantees it exists."""
+        assert self.rag is not None
+        return next(d for d in self.rag.databases if d.name == dataset.database)
+
     @model_validator(mode="after")
     def _references(self) -> ProjectConfig:
         prompt_names = [p.name for p in self.prompts]

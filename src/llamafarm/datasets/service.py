@@ -7,7 +7,7 @@ import time
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, select
 
 from llamafarm.config.models import Dataset, ProjectConfig
 from llamafarm.datasets.blobs import BlobStore, check_hash
@@ -36,9 +36,7 @@ def list_datasets(
     config = projects.load(ref.namespace, ref.project)
     with db.session() as session:
         records = session.scalars(
-            select(FileRecord)
-            .where(FileRecord.namespace == ref.namespace, FileRecord.project == ref.project)
-            .order_by(FileRecord.id)
+            select(FileRecord).where(in_project(ref)).order_by(FileRecord.id)
         ).all()
     by_dataset: dict[str, list[FileRecord]] = {}
     for record in records:
@@ -190,9 +188,7 @@ def update_project(
                 set(
                     session.scalars(
                         select(FileRecord.dataset).where(
-                            FileRecord.namespace == ref.namespace,
-                            FileRecord.project == ref.project,
-                            FileRecord.dataset.in_(changed),
+                            in_project(ref), FileRecord.dataset.in_(changed)
                         )
                     )
                 )
@@ -223,22 +219,21 @@ def clean_filename(filename: str) -> str:
     return base[:255] or "upload"
 
 
+def in_project(ref: ProjectRef) -> Any:
+    """The WHERE clause of a project's file records."""
+    return and_(FileRecord.namespace == ref.namespace, FileRecord.project == ref.project)
+
+
 def file_query(ref: ProjectRef, dataset: str) -> Any:
     """SELECT of a dataset's file records."""
-    return select(FileRecord).where(
-        FileRecord.namespace == ref.namespace,
-        FileRecord.project == ref.project,
-        FileRecord.dataset == dataset,
-    )
+    return select(FileRecord).where(in_project(ref), FileRecord.dataset == dataset)
 
 
 def dataset_store(projects: ProjectStore, ref: ProjectRef, dataset: str) -> VectorStore:
     """The vector store a dataset's chunks go to."""
     config = projects.load(ref.namespace, ref.project)
-    database = find_dataset(config, dataset).database
-    assert config.rag is not None  # the config validated that the database exists
-    entry = next(d for d in config.rag.databases if d.name == database)
-    return create_store(entry, project_dir=projects.path(ref.namespace, ref.project))
+    database = config.database_of(find_dataset(config, dataset))
+    return create_store(database, project_dir=projects.path(ref.namespace, ref.project))
 
 
 def _drop_unreferenced(
@@ -246,11 +241,7 @@ def _drop_unreferenced(
 ) -> bool:
     with projects.lock(ref.namespace, ref.project), db.session() as session:
         still_used = session.scalars(
-            select(FileRecord.id).where(
-                FileRecord.namespace == ref.namespace,
-                FileRecord.project == ref.project,
-                FileRecord.file_hash == file_hash,
-            )
+            select(FileRecord.id).where(in_project(ref), FileRecord.file_hash == file_hash)
         ).first()
         return still_used is None and blobs(projects, ref).delete(file_hash)
 

@@ -61,7 +61,7 @@ def plan(
         for s in config.rag.data_processing_strategies
         if s.name == dataset.data_processing_strategy
     )
-    database = next(d for d in config.rag.databases if d.name == dataset.database)
+    database = config.database_of(dataset)
     if not database.embedding_strategies:
         raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
     chosen = database.default_embedding_strategy
