@@ -10,7 +10,8 @@
      │    ├── ConfigInvalid
      │    └── ParseFailed
      └── Unavailable (503)
-          └── EmbedderUnavailable
+          ├── EmbedderUnavailable
+          └── RerankerUnavailable
 
 Code below `api/` raises these; one handler in `api/errors.py` renders them
 as `{"detail": message}`.
@@ -67,3 +68,7 @@ class ParseFailed(Unprocessable):
 
 class EmbedderUnavailable(Unavailable):
     """The embedding service or model cannot be reached or loaded."""
+
+
+class RerankerUnavailable(Unavailable):
+    """The reranking model is not in the local cache, or its service cannot be reached."""

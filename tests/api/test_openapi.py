@@ -18,6 +18,11 @@ MCP_OPERATIONS = {
     "dataset_actions",
     "dataset_data_upload",
     "task_get",
+    "rag_query",
+    "database_create",
+    "database_get",
+    "database_update",
+    "database_delete",
 }
 
 

@@ -115,6 +115,23 @@ def test_datasets_upload_process_list_and_tasks(start_server: Any, tmp_path: Pat
     assert shown.returncode == 0, shown.stderr
     assert "a.txt" in shown.stdout and "b.md" in shown.stdout
 
+    found = lf(url, "rag", "query", "How do glaciers change in summer?", "-k", "1", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert "1 result(s) from main_db" in found.stdout
+    assert "a.txt" in found.stdout and "glaciers retreat" in found.stdout
+    only = lf(url, "rag", "query", "glaciers", "--filter", "source=b.md", cwd=tmp_path)
+    assert only.returncode == 0, only.stderr
+    assert "b.md" in only.stdout and "a.txt" not in only.stdout
+    unknown = lf(url, "rag", "query", "glaciers", "--strategy", "nope", cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "Unknown retrieval_strategy 'nope'" in unknown.stderr
+    health = lf(url, "rag", "health", cwd=tmp_path)
+    assert health.returncode == 0, health.stderr
+    assert "main_db: healthy" in health.stdout and "embeddings" in health.stdout
+    databases = lf(url, "rag", "databases", cwd=tmp_path)
+    assert databases.returncode == 0, databases.stderr
+    assert "main_db" in databases.stdout and "basic_search (default)" in databases.stdout
+
     # A broken file makes `process` exit non-zero, naming the file's error.
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     failed = lf(

@@ -12,8 +12,9 @@ from llamafarm import __version__
 from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.paths import EncodedSlashGuard
-from llamafarm.api.routers import datasets, projects, system, tasks
+from llamafarm.api.routers import datasets, projects, rag, system, tasks
 from llamafarm.projects import ProjectStore
+from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.system.health import api_check, data_dir_check, state_db_check, worker_check
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.projects = ProjectStore(
             settings.projects_dir, templates_dir=settings.templates_dir
         )
+        app.state.models = ModelCache()
         app.state.version_checker = VersionChecker(
             current=__version__,
             url=settings.version_check_url,
@@ -69,6 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(system.router)
-    for router in (projects.router, datasets.router, tasks.router):
+    for router in (projects.router, datasets.router, rag.router, tasks.router):
         app.include_router(router, prefix="/v1")
     return app

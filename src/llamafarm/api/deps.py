@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.system.version import VersionChecker
@@ -39,6 +40,11 @@ def get_version_checker(request: Request) -> VersionChecker:
     return checker
 
 
+def get_models(request: Request) -> ModelCache:
+    models: ModelCache = request.app.state.models
+    return models
+
+
 def get_project_ref(namespace: str, project: str) -> ProjectRef:
     """The `{namespace}/{project}` of the path, with both names validated."""
     return ProjectRef(
@@ -51,4 +57,5 @@ ProjectStoreDep = Annotated[ProjectStore, Depends(get_projects)]
 StateDBDep = Annotated[StateDB, Depends(get_db)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
+ModelCacheDep = Annotated[ModelCache, Depends(get_models)]
 ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]

@@ -17,6 +17,7 @@ from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import client, err, out, segment
 from llamafarm.cli.datasets import datasets_app, tasks_app
 from llamafarm.cli.projects import DEFAULT_NAMESPACE, projects_app
+from llamafarm.cli.rag import rag_app
 from llamafarm.config import dump_document, json_schema
 from llamafarm.settings import Settings
 
@@ -25,6 +26,7 @@ config_app = typer.Typer(no_args_is_help=True, help="The llamafarm.yaml schema."
 app.add_typer(projects_app, name="projects")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(rag_app, name="rag")
 app.add_typer(config_app, name="config")
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")]

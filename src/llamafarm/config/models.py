@@ -160,6 +160,14 @@ class Database(StrictModel):
             raise ValueError("retrieval_strategies: at most one may have default: true")
         return self
 
+    def embedding(self) -> EmbeddingStrategy | None:
+        """The strategy that embeds chunks and queries: the named default, else lowest priority."""
+        chosen = self.default_embedding_strategy
+        return next(
+            (e for e in self.embedding_strategies if e.name == chosen),
+            min(self.embedding_strategies, key=lambda e: e.priority, default=None),
+        )
+
 
 class Parser(StrictModel):
     type: NonEmpty

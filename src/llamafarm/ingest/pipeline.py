@@ -62,13 +62,9 @@ def plan(
         if s.name == dataset.data_processing_strategy
     )
     database = config.database_of(dataset)
-    if not database.embedding_strategies:
+    embedding = database.embedding()
+    if embedding is None:
         raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
-    chosen = database.default_embedding_strategy
-    embedding = next(
-        (e for e in database.embedding_strategies if e.name == chosen),
-        min(database.embedding_strategies, key=lambda e: e.priority),
-    )
     return Plan(strategy, database, make_embedder(embedding))
 
 

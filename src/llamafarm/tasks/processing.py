@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -12,14 +10,11 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, update
 
-from llamafarm.config.models import EmbeddingStrategy
 from llamafarm.datasets.service import blobs, dataset_store, file_query
 from llamafarm.errors import LfError
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
-from llamafarm.rag.embedders import create_embedder
-from llamafarm.rag.embedders.base import Embedder
-from llamafarm.rag.embedders.batching import BatchingEmbedder
+from llamafarm.rag.cache import ModelCache
 from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -32,16 +27,8 @@ class WorkerContext:
     db: StateDB
     projects: ProjectStore
     worker: str
-    _embedders: dict[str, Embedder] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def embedder(self, strategy: EmbeddingStrategy) -> Embedder:
-        """One embedder per strategy and process, shared by the files processed at once."""
-        key = json.dumps(strategy.model_dump(mode="json"), sort_keys=True)
-        with self._lock:
-            if key not in self._embedders:
-                self._embedders[key] = BatchingEmbedder(create_embedder(strategy))
-            return self._embedders[key]
+    models: ModelCache = field(default_factory=ModelCache)
+    """One embedder per strategy and process, shared by the files processed at once."""
 
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
@@ -100,7 +87,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
             return task is None or task.cancelled_at is not None
 
     try:
-        steps = plan(ctx.projects.load(ref.namespace, ref.project), dataset, ctx.embedder)
+        steps = plan(ctx.projects.load(ref.namespace, ref.project), dataset, ctx.models.embedder)
         outcome = process_file(
             plan=steps,
             dataset=dataset,

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from llamafarm.ingest.documents import MetadataValue
+from llamafarm.rag.filters import Filter
+
+DistanceMetric = Literal["cosine", "l2", "euclidean", "ip", "inner_product", "dot"]
 
 Where = Mapping[str, MetadataValue]
 """Equality filters on chunk metadata, all of which must hold."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk."""
+
+    id: str
+    text: str
+    metadata: Mapping[str, MetadataValue]
+    score: float
+    """A similarity in [0, 1], higher is better (raw BM25 from `keyword_search`)."""
 
 
 class VectorStore(Protocol):
@@ -39,3 +54,26 @@ class VectorStore(Protocol):
         ...
 
     def count(self, where: Where | None = None) -> int: ...
+
+    def search(
+        self,
+        vector: Sequence[float],
+        *,
+        top_k: int,
+        where: Filter | None = None,
+        metric: DistanceMetric | None = None,
+    ) -> list[Hit]:
+        """The `top_k` nearest chunks; `metric` other than the store's re-scores its candidates."""
+        ...
+
+    def keyword_search(self, text: str, *, top_k: int, where: Filter | None = None) -> list[Hit]:
+        """The best BM25 matches of the store's lexical index (scores are raw BM25)."""
+        ...
+
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many chunks hold each (stemmed) term, and how many chunks there are."""
+        ...
+
+    def drop(self) -> None:
+        """Remove the whole store: its vectors and its lexical index."""
+        ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,10 +26,13 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import InvalidArgumentError
 
-from llamafarm.errors import ConfigInvalid
+from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.ingest.documents import MetadataValue
-from llamafarm.rag.stores.base import Where
+from llamafarm.rag.filters import Filter, to_chroma
+from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
+from llamafarm.rag.stores.lexical import LexicalIndex
 
 DISTANCES = {
     "cosine": "cosine",
@@ -40,6 +44,9 @@ DISTANCES = {
 }
 _GENERATION = ".lf-generation"
 _LOCK = ".lf-lock"
+_LEXICAL = "lexical.sqlite3"
+RESCORE_CANDIDATES = 100
+"""Nearest chunks re-scored when a query asks for a metric other than the collection's."""
 
 _clients: dict[Path, tuple[ClientAPI, str]] = {}
 _process_lock = threading.RLock()
@@ -81,6 +88,7 @@ class ChromaStore:
         if ids:
             with self._collection(write=True) as collection:
                 _upsert(collection, ids, texts, vectors, metadatas)
+                self._lexical(collection).upsert(ids, texts, metadatas)
 
     def replace(
         self,
@@ -91,16 +99,20 @@ class ChromaStore:
         metadatas: Sequence[Mapping[str, MetadataValue]],
     ) -> None:
         with self._collection(write=True) as collection:
+            lexical = self._lexical(collection)
             _upsert(collection, ids, texts, vectors, metadatas)
-            stale = set(collection.get(where=_where(where), include=[])["ids"]) - set(ids)
+            lexical.upsert(ids, texts, metadatas)
+            stale = sorted(set(collection.get(where=_where(where), include=[])["ids"]) - set(ids))
             if stale:
-                collection.delete(ids=sorted(stale))
+                collection.delete(ids=stale)
+                lexical.delete(stale)
 
     def delete(self, where: Where) -> int:
         with self._collection(write=True) as collection:
             ids = collection.get(where=_where(where), include=[])["ids"]
             if ids:
                 collection.delete(ids=ids)
+                self._lexical(collection).delete(ids)
             return len(ids)
 
     def count(self, where: Where | None = None) -> int:
@@ -109,16 +121,117 @@ class ChromaStore:
                 return collection.count()
             return len(collection.get(where=_where(where), include=[])["ids"])
 
+    def search(
+        self,
+        vector: Sequence[float],
+        *,
+        top_k: int,
+        where: Filter | None = None,
+        metric: DistanceMetric | None = None,
+    ) -> list[Hit]:
+        space = self.space if metric is None else _space(metric)
+        wanted = top_k if space == self.space else max(top_k, RESCORE_CANDIDATES)
+        include: list[Any] = ["documents", "metadatas", "distances"]
+        if space != self.space:
+            include.append("embeddings")
+        query = np.asarray([vector], dtype=np.float32)
+        with self._collection(write=False) as collection:
+            try:
+                found = collection.query(
+                    query_embeddings=query,
+                    n_results=wanted,
+                    where=to_chroma(where) if where is not None else None,
+                    include=include,
+                )
+            except InvalidArgumentError as exc:
+                if "dimension" not in str(exc):
+                    raise
+                raise Conflict(
+                    f"Collection {self.collection_name!r} holds vectors of another size than "
+                    f"this query's ({len(vector)}): the embedder changed since its files were "
+                    "processed; process the datasets again"
+                ) from exc
+        ids, texts = found["ids"][0], (found["documents"] or [[]])[0]
+        metadatas = (found["metadatas"] or [[]])[0]
+        if space == self.space:
+            scores = [_similarity(space, d) for d in (found["distances"] or [[]])[0]]
+        else:
+            stored = np.asarray((found["embeddings"] or [[]])[0], dtype=np.float32)
+            scores = [_similarity(space, d) for d in _distances(space, query[0], stored)]
+        hits = [
+            Hit(id=i, text=t or "", metadata=_scalars(m), score=s)
+            for i, t, m, s in zip(ids, texts, metadatas, scores, strict=True)
+        ]
+        hits.sort(key=lambda hit: (-hit.score, hit.id))
+        return hits[:top_k]
+
+    def keyword_search(self, text: str, *, top_k: int, where: Filter | None = None) -> list[Hit]:
+        with self._collection(write=False) as collection:
+            found = self._lexical(collection).search(text, top_k=top_k, where=where)
+        return [Hit(id=f.id, text=f.text, metadata=f.metadata, score=f.score) for f in found]
+
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        with self._collection(write=False) as collection:
+            lexical = self._lexical(collection)
+            return lexical.term_stats(terms), lexical.count()
+
+    def drop(self) -> None:
+        if not self.path.exists():
+            return
+        with _locked(self.path):
+            _forget(self.path)
+            # Everything but the lock file, which other processes may hold open right now.
+            for entry in self.path.iterdir():
+                if entry.name == _LOCK:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            _bump(self.path)
+
+    def _lexical(self, collection: Collection) -> LexicalIndex:
+        """The store's BM25 index; a store made before there was one gets it filled once."""
+        lexical = LexicalIndex(self.path / _LEXICAL)
+        if not lexical.exists and collection.count():
+            step = collection._client.get_max_batch_size()
+            offset = 0
+            while True:
+                page = collection.get(include=["documents", "metadatas"], limit=step, offset=offset)
+                if not page["ids"]:
+                    break
+                texts = [t or "" for t in (page["documents"] or [])]
+                metadatas = [_scalars(m) for m in (page["metadatas"] or [])]
+                lexical.upsert(page["ids"], texts, metadatas)
+                offset += len(page["ids"])
+        return lexical
+
     @contextlib.contextmanager
     def _collection(self, *, write: bool) -> Iterator[Collection]:
         self.path.mkdir(parents=True, exist_ok=True)
         with _locked(self.path):
             client = _client(self.path)
-            yield client.get_or_create_collection(
+            collection = client.get_or_create_collection(
                 self.collection_name,
                 embedding_function=None,
                 configuration=cast(Any, {"hnsw": {"space": self.space}}),
             )
+            built = collection.configuration_json.get("hnsw", {}).get("space", self.space)
+            if built != self.space:
+                # Chroma keeps the space a collection was made with and ignores the new one.
+                if collection.count():
+                    raise Conflict(
+                        f"Collection {self.collection_name!r} was built with distance {built!r} "
+                        f"and holds chunks; it cannot switch to {self.space!r}. Delete the "
+                        "database's chunks (or the database) first"
+                    )
+                client.delete_collection(self.collection_name)
+                collection = client.create_collection(
+                    self.collection_name,
+                    embedding_function=None,
+                    configuration=cast(Any, {"hnsw": {"space": self.space}}),
+                )
+            yield collection
             if write:
                 _bump(self.path)
 
@@ -139,6 +252,34 @@ def _upsert(
             embeddings=np.asarray(vectors[start:end], dtype=np.float32),
             metadatas=[dict(m) for m in metadatas[start:end]],
         )
+
+
+def _scalars(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:
+    """A chunk's metadata as stored: this project writes scalars only."""
+    return {k: v for k, v in (metadata or {}).items() if isinstance(v, str | int | float | bool)}
+
+
+def _space(metric: str) -> str:
+    if metric not in DISTANCES:
+        raise BadRequest(f"Unknown distance_metric {metric!r} (valid: {', '.join(DISTANCES)})")
+    return DISTANCES[metric]
+
+
+def _distances(space: str, query: Any, stored: Any) -> Any:
+    """Chroma's distance of each stored vector to the query, in another space than its index."""
+    if space == "l2":
+        return ((stored - query) ** 2).sum(axis=1)
+    if space == "ip":
+        return 1.0 - stored @ query
+    norms = np.linalg.norm(stored, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+    return 1.0 - (stored @ query) / np.maximum(norms, 1e-12)
+
+
+def _similarity(space: str, distance: float) -> float:
+    """A distance as a similarity in [0, 1]: cosine and inner product clipped, l2 as 1/(1+d)."""
+    if space == "l2":
+        return 1.0 / (1.0 + max(float(distance), 0.0))
+    return min(max(1.0 - float(distance), 0.0), 1.0)
 
 
 def _valid_collection(name: str) -> bool:
@@ -179,6 +320,13 @@ def _bump(path: Path) -> None:
         _clients[path] = (_clients[path][0], generation)
 
 
+def _forget(path: Path) -> None:
+    """Close this process's client of `path` (Chroma caches one system per path)."""
+    if path in _clients:
+        _clients.clear()
+        SharedSystemClient.clear_system_cache()
+
+
 def _client(path: Path) -> ClientAPI:
     """This process's client for `path`, reopened when another process has written since.
 
@@ -191,8 +339,7 @@ def _client(path: Path) -> ClientAPI:
     if cached is not None:
         # Chroma caches one system per path for the life of the process; clearing the
         # cache is its public way to make the next client read the files again.
-        _clients.clear()
-        SharedSystemClient.clear_system_cache()
+        _forget(path)
     client = chromadb.PersistentClient(
         path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
     )

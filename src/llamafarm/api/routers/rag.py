@@ -1,0 +1,127 @@
+"""RAG API: `/v1/projects/{namespace}/{project}/rag` — queries, health and databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from llamafarm.api.deps import ModelCacheDep, ProjectRefDep, ProjectStoreDep
+from llamafarm.rag import databases, service
+from llamafarm.rag.retrieval import MAX_TOP_K
+from llamafarm.rag.stores.base import DistanceMetric
+
+router = APIRouter(prefix="/projects/{namespace}/{project}/rag", tags=["rag"])
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=10_000, pattern=r"\S")
+    database: str | None = None
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="Default 5.")
+    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    retrieval_strategy: str | None = None
+    metadata_filters: dict[str, Any] | None = None
+    distance_metric: DistanceMetric | None = None
+    hybrid_alpha: float | None = Field(default=None, ge=0.0, le=1.0)
+    rerank_model: str | None = Field(default=None, min_length=1)
+    query_expansion: bool | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class DatabaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    embedding_strategies: list[dict[str, Any]] = Field(default_factory=list)
+    retrieval_strategies: list[dict[str, Any]] = Field(default_factory=list)
+    default_embedding_strategy: str | None = None
+    default_retrieval_strategy: str | None = None
+
+
+class DatabaseUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, description="Immutable: must match if given.")
+    type: str | None = Field(default=None, description="Immutable: must match if given.")
+    config: dict[str, Any] | None = None
+    embedding_strategies: list[dict[str, Any]] | None = None
+    retrieval_strategies: list[dict[str, Any]] | None = None
+    default_embedding_strategy: str | None = None
+    default_retrieval_strategy: str | None = None
+
+
+@router.post("/query", operation_id="rag_query", tags=["mcp"], summary="Query a RAG database")
+def query(
+    body: QueryRequest, ref: ProjectRefDep, projects: ProjectStoreDep, models: ModelCacheDep
+) -> dict[str, Any]:
+    options = service.QueryOptions(**body.model_dump(exclude={"query"}))
+    return service.query(
+        projects=projects, models=models, ref=ref, text=body.query, options=options
+    )
+
+
+@router.get("/health", operation_id="rag_health", summary="Health of a RAG database")
+async def health(
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    models: ModelCacheDep,
+    database: str | None = None,
+) -> dict[str, Any]:
+    return await service.health(projects=projects, models=models, ref=ref, database=database)
+
+
+@router.get("/databases", operation_id="database_list", summary="List RAG databases")
+def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
+    return databases.list_databases(projects=projects, ref=ref)
+
+
+@router.get(
+    "/databases/{database}", operation_id="database_get", tags=["mcp"], summary="Get a database"
+)
+def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
+    return databases.get_database(projects=projects, ref=ref, name=database)
+
+
+@router.post(
+    "/databases",
+    operation_id="database_create",
+    tags=["mcp"],
+    summary="Create a database",
+    status_code=201,
+)
+def create_database(
+    body: DatabaseCreate, ref: ProjectRefDep, projects: ProjectStoreDep
+) -> dict[str, Any]:
+    return databases.create_database(
+        projects=projects, ref=ref, body=body.model_dump(exclude_unset=True)
+    )
+
+
+@router.patch(
+    "/databases/{database}",
+    operation_id="database_update",
+    tags=["mcp"],
+    summary="Update a database",
+)
+def update_database(
+    database: str, body: DatabaseUpdate, ref: ProjectRefDep, projects: ProjectStoreDep
+) -> dict[str, Any]:
+    return databases.update_database(
+        projects=projects, ref=ref, name=database, changes=body.model_dump(exclude_unset=True)
+    )
+
+
+@router.delete(
+    "/databases/{database}",
+    operation_id="database_delete",
+    tags=["mcp"],
+    summary="Delete a database",
+)
+def delete_database(
+    database: str, ref: ProjectRefDep, projects: ProjectStoreDep, delete_collection: bool = True
+) -> dict[str, Any]:
+    return databases.delete_database(
+        projects=projects, ref=ref, name=database, delete_collection=delete_collection
+    )

@@ -1,0 +1,189 @@
+"""RAG database definitions: listed, read, created, changed and deleted in llamafarm.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from llamafarm.config.loader import describe_errors
+from llamafarm.config.models import Database, ProjectConfig
+from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
+from llamafarm.names import check_name
+from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.embedders import EMBEDDERS, create_embedder
+from llamafarm.rag.retrieval import RETRIEVERS, Strategies
+from llamafarm.rag.service import find_database
+from llamafarm.rag.stores import STORES, create_store
+
+IMMUTABLE = ("name", "type")
+_NOWHERE = Path("nowhere")
+"""Where a store is built only to validate its config (nothing is opened)."""
+
+
+def list_databases(*, projects: ProjectStore, ref: ProjectRef) -> dict[str, Any]:
+    config = projects.load(ref.namespace, ref.project)
+    databases = config.rag.databases if config.rag else []
+    default = find_database(config, None).name if databases else None
+    return {
+        "databases": [summary(d, is_default=d.name == default) for d in databases],
+        "default_database": default,
+    }
+
+
+def get_database(*, projects: ProjectStore, ref: ProjectRef, name: str) -> dict[str, Any]:
+    config = projects.load(ref.namespace, ref.project)
+    return details(config, find_database(config, name))
+
+
+def create_database(
+    *, projects: ProjectStore, ref: ProjectRef, body: dict[str, Any]
+) -> dict[str, Any]:
+    check_name(str(body.get("name", "")), kind="database name")
+    database = _validated(body)
+
+    def add(document: dict[str, Any]) -> None:  # under the project lock
+        rag = document["rag"] = document.get("rag") or {}
+        entries = rag.setdefault("databases", [])
+        if any(entry.get("name") == database.name for entry in entries):
+            raise Conflict(f"Database {database.name!r} already exists")
+        entries.append(body)
+
+    projects.edit(ref.namespace, ref.project, add)
+    config = projects.load(ref.namespace, ref.project)
+    default = find_database(config, None).name
+    return {"database": summary(database, is_default=database.name == default)}
+
+
+def update_database(
+    *, projects: ProjectStore, ref: ProjectRef, name: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    current = find_database(projects.load(ref.namespace, ref.project), name)  # 404 first
+    for field in IMMUTABLE:
+        if field in changes and changes[field] != getattr(current, field):
+            raise BadRequest(f"Database {field} is immutable; create a new database instead")
+
+    def change(document: dict[str, Any]) -> None:
+        entries = (document.get("rag") or {}).get("databases") or []
+        index = next((i for i, e in enumerate(entries) if e.get("name") == name), None)
+        if index is None:
+            raise NotFound(f"Database {name!r} not found")
+        updated = {**entries[index], **changes}
+        _validated(updated)
+        entries[index] = updated
+
+    projects.edit(ref.namespace, ref.project, change)
+    config = projects.load(ref.namespace, ref.project)
+    return details(config, find_database(config, name))
+
+
+def delete_database(
+    *, projects: ProjectStore, ref: ProjectRef, name: str, delete_collection: bool
+) -> dict[str, Any]:
+    config = projects.load(ref.namespace, ref.project)
+    database = find_database(config, name)
+    default = find_database(config, None).name
+
+    def remove(document: dict[str, Any]) -> None:  # under the lock: datasets may have changed
+        datasets = document.get("datasets") or []
+        dependents = [d.get("name") for d in datasets if d.get("database") == name]
+        if dependents:
+            raise Conflict(
+                f"Cannot delete database {name!r}: {len(dependents)} dataset(s) depend on it. "
+                f"Delete or reassign these datasets first: {dependents}"
+            )
+        rag = document.get("rag") or {}
+        rag["databases"] = [d for d in rag["databases"] if d.get("name") != name]
+        if rag.get("default_database") == name:
+            del rag["default_database"]
+
+    projects.edit(ref.namespace, ref.project, remove)
+    if delete_collection:
+        create_store(database, project_dir=projects.path(ref.namespace, ref.project)).drop()
+    return {
+        "message": f"Database {name!r} deleted successfully",
+        "database": summary(database, is_default=name == default),
+        "collection_deleted": delete_collection,
+    }
+
+
+def summary(database: Database, *, is_default: bool) -> dict[str, Any]:
+    embedding = database.embedding()
+    strategies = Strategies(database)
+    retrieval_default = strategies.default_name
+    return {
+        "name": database.name,
+        "type": database.type,
+        "is_default": is_default,
+        "embedding_strategies": [
+            {
+                "name": e.name,
+                "type": e.type,
+                "priority": e.priority,
+                "is_default": embedding is not None and e.name == embedding.name,
+            }
+            for e in database.embedding_strategies
+        ],
+        "retrieval_strategies": [
+            {"name": r.name, "type": r.type, "is_default": r.name == retrieval_default}
+            for r in database.retrieval_strategies
+        ],
+    }
+
+
+def details(config: ProjectConfig, database: Database) -> dict[str, Any]:
+    embedding = database.embedding()
+    retrieval_default = Strategies(database).default_name
+    return {
+        "name": database.name,
+        "type": database.type,
+        "config": database.config,
+        "embedding_strategies": [
+            {"name": e.name, "type": e.type, "config": e.config, "priority": e.priority}
+            for e in database.embedding_strategies
+        ],
+        "retrieval_strategies": [
+            {
+                "name": r.name,
+                "type": r.type,
+                "config": r.config,
+                "default": r.name == retrieval_default,
+            }
+            for r in database.retrieval_strategies
+        ],
+        "default_embedding_strategy": embedding.name if embedding else None,
+        "default_retrieval_strategy": retrieval_default,
+        "dependent_datasets": [d.name for d in config.datasets if d.database == database.name],
+    }
+
+
+def _validated(body: dict[str, Any]) -> Database:
+    """A database definition whose store, embedder and strategy types exist and whose configs
+    validate; nothing is loaded or contacted."""
+    try:
+        database = Database.model_validate(body)
+    except ValidationError as exc:
+        raise ConfigInvalid(describe_errors(exc.errors())) from exc
+    if database.type not in STORES:
+        raise BadRequest(
+            f"Unknown database type {database.type!r} (available: {', '.join(STORES)})"
+        )
+    STORES[database.type].from_config(path=_NOWHERE, database=database.name, config=database.config)
+    if not database.embedding_strategies:
+        raise BadRequest(f"Database {database.name!r} needs at least one embedding strategy")
+    for strategy in database.embedding_strategies:
+        if strategy.type not in EMBEDDERS:
+            raise BadRequest(
+                f"Unknown embedding strategy type {strategy.type!r} "
+                f"(available: {', '.join(EMBEDDERS)})"
+            )
+        create_embedder(strategy)  # validates its config; models load lazily
+    for retrieval in database.retrieval_strategies:
+        if retrieval.type not in RETRIEVERS:
+            raise BadRequest(
+                f"Unknown retrieval strategy type {retrieval.type!r} "
+                f"(available: {', '.join(RETRIEVERS)})"
+            )
+    Strategies(database).check()
+    return database

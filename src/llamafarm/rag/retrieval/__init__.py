@@ -1,0 +1,117 @@
+"""Retrieval strategies: one module per family, chosen by a strategy's `type`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from llamafarm.config.models import Database, RetrievalStrategy
+from llamafarm.errors import BadRequest, ConfigInvalid
+from llamafarm.rag.retrieval.base import DEFAULT_TOP_K, MAX_TOP_K, Retriever, Search
+from llamafarm.rag.retrieval.basic import BasicSimilarityStrategy, MetadataFilteredStrategy
+from llamafarm.rag.retrieval.hybrid import HybridUniversalStrategy
+from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy, retrieve_all
+from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
+
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_TOP_K",
+    "MAX_TOP_K",
+    "RETRIEVERS",
+    "Retriever",
+    "Search",
+    "Strategies",
+    "retrieve_all",
+]
+
+RETRIEVERS: dict[str, Callable[[dict[str, Any]], Retriever]] = {
+    "BasicSimilarityStrategy": BasicSimilarityStrategy,
+    "MetadataFilteredStrategy": MetadataFilteredStrategy,
+    "HybridUniversalStrategy": HybridUniversalStrategy,
+    "MultiQueryStrategy": MultiQueryStrategy,
+    "CrossEncoderRerankedStrategy": CrossEncoderRerankedStrategy,
+}
+"""Strategy classes by the `type` a retrieval strategy names; each takes its `config`."""
+
+BUILTIN = {
+    "basic": RetrievalStrategy(name="basic", type="BasicSimilarityStrategy"),
+    "hybrid": RetrievalStrategy(name="hybrid", type="HybridUniversalStrategy"),
+    "multi_query": RetrievalStrategy(name="multi_query", type="MultiQueryStrategy"),
+}
+"""Names every database answers to when none of its own strategies has the name."""
+
+_WRAPPERS = {"MultiQueryStrategy", "CrossEncoderRerankedStrategy"}
+"""Types that run another strategy of the database (`config.strategy`)."""
+
+
+class Strategies:
+    """The retrieval strategies of one database, built once each, by name."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._built: dict[str, Retriever] = {}
+        self._configured = {s.name: s for s in database.retrieval_strategies}
+
+    @property
+    def names(self) -> list[str]:
+        return [*self._configured, *(n for n in BUILTIN if n not in self._configured)]
+
+    @property
+    def default_name(self) -> str:
+        chosen = self.database.default_retrieval_strategy
+        if chosen is None:
+            chosen = next((s.name for s in self.database.retrieval_strategies if s.default), None)
+        if chosen is None and self.database.retrieval_strategies:
+            chosen = self.database.retrieval_strategies[0].name
+        return chosen or "basic"
+
+    def spec(self, name: str) -> RetrievalStrategy:
+        found = self._configured.get(name) or BUILTIN.get(name)
+        if found is None:
+            raise BadRequest(
+                f"Unknown retrieval_strategy {name!r} for database {self.database.name!r} "
+                f"(valid: {', '.join(self.names)})"
+            )
+        return found
+
+    def get(self, name: str | None, *, inner: bool = False) -> Retriever:
+        """A strategy by name; None is the database default (plain `basic` for an inner one
+        when the default itself runs other strategies)."""
+        if name is None:
+            name = self.default_name
+            if inner and self.spec(name).type in _WRAPPERS:
+                name = "basic"
+        if name not in self._built:
+            spec = self.spec(name)
+            factory = RETRIEVERS.get(spec.type)
+            if factory is None:
+                known = ", ".join(RETRIEVERS)
+                raise ConfigInvalid(
+                    f"retrieval strategy {name!r}: unknown type {spec.type!r} (known: {known})"
+                )
+            self._built[name] = factory(dict(spec.config))
+        return self._built[name]
+
+    def check(self, name: str | None = None) -> None:
+        """Build a strategy (all configured ones when None) and follow what it runs.
+
+        ConfigInvalid for a bad config, an unknown reference or a cycle.
+        """
+        names = [s.name for s in self.database.retrieval_strategies] if name is None else [name]
+        for start in names:
+            chain = [start]
+            while True:
+                spec = self.spec(chain[-1])
+                self.get(spec.name)
+                target = spec.config.get("strategy") if spec.type in _WRAPPERS else None
+                if target is None:
+                    break
+                if target in chain:
+                    cycle = " -> ".join([*chain, target])
+                    raise ConfigInvalid(f"retrieval strategies refer to each other: {cycle}")
+                if target not in self._configured and target not in BUILTIN:
+                    raise ConfigInvalid(
+                        f"retrieval strategy {spec.name!r}: unknown strategy {target!r} "
+                        f"(valid: {', '.join(self.names)})"
+                    )
+                chain.append(target)

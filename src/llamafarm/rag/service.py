@@ -1,0 +1,219 @@
+"""RAG queries and health: resolve the database and strategy, search, shape the answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llamafarm.config.models import Database, ProjectConfig
+from llamafarm.errors import BadRequest, ConfigInvalid, LfError, NotFound
+from llamafarm.names import check_name
+from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.filters import parse_filters
+from llamafarm.rag.retrieval import DEFAULT_TOP_K, Retriever, Search, Strategies, retrieve_all
+from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy
+from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
+from llamafarm.rag.stores import create_store
+from llamafarm.rag.stores.base import DistanceMetric, Hit
+from llamafarm.system.health import Check, Status, check_components, overall
+
+CHARS_PER_TOKEN = 4
+"""`max_tokens` counts tokens as about four characters, whatever the chat model's tokenizer."""
+HEALTH_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """A query's knobs beyond its text; None means the strategy's or database's default."""
+
+    database: str | None = None
+    top_k: int | None = None
+    score_threshold: float | None = None
+    retrieval_strategy: str | None = None
+    metadata_filters: Mapping[str, Any] | None = None
+    distance_metric: DistanceMetric | None = None
+    hybrid_alpha: float | None = None
+    rerank_model: str | None = None
+    query_expansion: bool | None = None
+    max_tokens: int | None = None
+
+
+def find_database(config: ProjectConfig, name: str | None) -> Database:
+    """A database by name, or the project's default (its `default_database`, else the first)."""
+    databases = config.rag.databases if config.rag else []
+    if name is None:
+        if not databases:
+            raise NotFound(f"Project {config.namespace}/{config.name} has no RAG databases")
+        default = config.rag.default_database if config.rag else None
+        return next((d for d in databases if d.name == default), databases[0])
+    check_name(name, kind="database name")
+    for database in databases:
+        if database.name == name:
+            return database
+    known = ", ".join(d.name for d in databases) or "none configured"
+    raise NotFound(
+        f"Database {name!r} not found in project {config.namespace}/{config.name} "
+        f"(databases: {known})"
+    )
+
+
+def query(
+    *,
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    text: str,
+    options: QueryOptions,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    hits, database, strategy = search(
+        projects=projects, models=models, ref=ref, queries=[text], options=options
+    )
+    return {
+        "query": text,
+        "results": [result(hit) for hit in hits],
+        "total_results": len(hits),
+        "processing_time_ms": round((time.perf_counter() - started) * 1000, 2),
+        "retrieval_strategy_used": strategy,
+        "database_used": database.name,
+    }
+
+
+def search(
+    *,
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    queries: Sequence[str],
+    options: QueryOptions,
+) -> tuple[list[Hit], Database, str]:
+    """The best chunks for one or more queries (several run at once and are merged).
+
+    Returns the hits, the database searched and the name of the strategy used.
+    """
+    texts = [q.strip() for q in queries]
+    if not texts or not all(texts):
+        raise BadRequest("query must not be empty")
+    config = projects.load(ref.namespace, ref.project)
+    database = find_database(config, options.database)
+    strategies = Strategies(database)
+    name = options.retrieval_strategy or strategies.default_name
+    strategies.check(name)
+    chosen = _wrapped(strategies, name, options)
+    embedding = database.embedding()
+    if embedding is None:
+        raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
+    context = Search(
+        store=create_store(database, project_dir=projects.path(ref.namespace, ref.project)),
+        embedder=models.embedder(embedding),
+        filters=parse_filters(options.metadata_filters),
+        distance_metric=options.distance_metric,
+        hybrid_alpha=options.hybrid_alpha,
+        strategy=lambda inner: strategies.get(inner, inner=True),
+        reranker=models.reranker,
+    )
+    top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
+    if len(texts) == 1:
+        hits = chosen.retrieve(context, texts[0], top_k=top_k)
+    else:
+        hits = retrieve_all(context, chosen, texts, top_k=top_k)
+    if options.score_threshold is not None:
+        hits = [hit for hit in hits if hit.score >= options.score_threshold]
+    if options.max_tokens is not None:
+        hits = _within(hits, options.max_tokens)
+    return hits, database, name
+
+
+def _wrapped(strategies: Strategies, name: str, options: QueryOptions) -> Retriever:
+    """The named strategy, with the query's expansion and reranking around it when asked."""
+    spec, chosen = strategies.spec(name), strategies.get(name)
+    reranked = spec.type == "CrossEncoderRerankedStrategy"
+    if options.rerank_model and reranked:
+        chosen = CrossEncoderRerankedStrategy({**spec.config, "model_name": options.rerank_model})
+    if options.query_expansion and spec.type != "MultiQueryStrategy":
+        chosen = MultiQueryStrategy({"top_k": chosen.default_top_k}, inner=chosen)
+    if options.rerank_model and not reranked:
+        # After the expansion: the merged candidates of every variant are reranked together.
+        top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
+        chosen = CrossEncoderRerankedStrategy(
+            {"model_name": options.rerank_model, "initial_k": max(30, top_k), "final_k": top_k},
+            inner=chosen,
+        )
+    return chosen
+
+
+def result(hit: Hit) -> dict[str, Any]:
+    return {
+        "content": hit.text,
+        "score": round(hit.score, 6),
+        "metadata": dict(hit.metadata),
+        "chunk_id": hit.id,
+        "document_id": hit.metadata.get("document_id"),
+    }
+
+
+def _within(hits: list[Hit], max_tokens: int) -> list[Hit]:
+    """Results in order while they fit the budget; the one that overflows it is cut short."""
+    budget = max_tokens * CHARS_PER_TOKEN
+    kept: list[Hit] = []
+    for hit in hits:
+        if budget <= 0:
+            break
+        text = hit.text if len(hit.text) <= budget else hit.text[:budget]
+        budget -= len(text)
+        kept.append(Hit(id=hit.id, text=text, metadata=hit.metadata, score=hit.score))
+    return kept
+
+
+async def health(
+    *, projects: ProjectStore, models: ModelCache, ref: ProjectRef, database: str | None
+) -> dict[str, Any]:
+    config = projects.load(ref.namespace, ref.project)
+    chosen = find_database(config, database)
+    checks: dict[str, Check] = {
+        "vector_store": _store_check(projects, ref, chosen),
+        "embeddings": _embedder_check(models, chosen),
+    }
+    components = await check_components(checks, timeout=HEALTH_TIMEOUT)
+    status = overall(components)
+    return {
+        "status": status,
+        "database": chosen.name,
+        "components": {
+            c.name: {
+                "name": c.name,
+                "status": c.status,
+                "latency": c.latency_ms,
+                "message": c.message,
+            }
+            for c in components
+        },
+        "last_check": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "issues": [f"{c.name}: {c.message}" for c in components if c.status != "healthy"] or None,
+    }
+
+
+def _store_check(projects: ProjectStore, ref: ProjectRef, database: Database) -> Check:
+    def check() -> tuple[Status, str]:
+        store = create_store(database, project_dir=projects.path(ref.namespace, ref.project))
+        return "healthy", f"Vector store operational ({store.count()} chunks)"
+
+    return check
+
+
+def _embedder_check(models: ModelCache, database: Database) -> Check:
+    def check() -> tuple[Status, str]:
+        embedding = database.embedding()
+        if embedding is None:
+            return "unhealthy", f"Database {database.name!r} has no embedding_strategies"
+        embedder = models.embedder(embedding)
+        try:
+            embedder.check()
+        except LfError as exc:
+            return "unhealthy", exc.detail
+        return "healthy", f"Embedding service operational ({embedder.name})"
+
+    return check

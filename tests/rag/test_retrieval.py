@@ -1,0 +1,235 @@
+"""Retrieval strategies on a small corpus where the right answer is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llamafarm.config.models import Database
+from llamafarm.errors import BadRequest, ConfigInvalid, RerankerUnavailable
+from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.embedders import UniversalEmbedder
+from llamafarm.rag.filters import parse_filters
+from llamafarm.rag.retrieval import Search, Strategies
+from llamafarm.rag.retrieval.multi_query import expand
+from llamafarm.rag.stores import ChromaStore
+from tests.rag.rerank_fixtures import build_tiny_reranker
+
+CORPUS = {
+    "dishwasher": ("The dishwasher shows E4417 when its drain hose is blocked.", "appliances", 1),
+    "codes-1": ("Error codes tell developers what went wrong in a program.", "software", 2),
+    "codes-2": ("An error code is a number that identifies a software failure.", "software", 3),
+    "codes-3": ("Read the error code in the log before you restart the service.", "software", 4),
+    "cat": ("The feline rested peacefully on the woven rug beside the fireplace.", "pets", 5),
+    "rain": ("Heavy rainfall is expected across the northern regions tomorrow.", "weather", 6),
+    "garden": ("Tomatoes need plenty of sunlight and regular watering in summer.", "garden", 7),
+    "train": ("The night train to Vienna departs from platform four at eleven.", "travel", 8),
+    "harbour": ("Fishing boats unload cheese and wine at the old harbour.", "travel", 9),
+}
+LEXICAL = "error code E4417"  # the rare code only BM25 weighs; vectors prefer "error code" texts
+PARAPHRASE = "a cat sleeping on a carpet"  # no word in common with the cat's text
+BOTH = "a cat sleeping on a carpet, E4417"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> UniversalEmbedder:
+    return UniversalEmbedder({"model": "all-MiniLM-L6-v2"})
+
+
+@pytest.fixture
+def store(tmp_path: Path, embedder: UniversalEmbedder) -> ChromaStore:
+    store = ChromaStore(path=tmp_path / "store", collection_name="docs")
+    ids = list(CORPUS)
+    texts = [CORPUS[i][0] for i in ids]
+    metadatas: list[dict[str, Any]] = [
+        {"source": f"{i}.txt", "topic": CORPUS[i][1], "page": CORPUS[i][2]} for i in ids
+    ]
+    store.upsert(ids, texts, embedder.embed(texts), metadatas)
+    return store
+
+
+def database(*strategies: dict[str, Any]) -> Database:
+    return Database.model_validate(
+        {
+            "name": "db",
+            "type": "ChromaStore",
+            "embedding_strategies": [{"name": "e", "type": "UniversalEmbedder"}],
+            "retrieval_strategies": list(strategies),
+        }
+    )
+
+
+def run(
+    store: ChromaStore,
+    embedder: UniversalEmbedder,
+    query: str,
+    strategy: str,
+    *,
+    db: Database | None = None,
+    top_k: int = 3,
+    models: ModelCache | None = None,
+    **search: Any,
+) -> list[str]:
+    strategies = Strategies(db or database())
+    context = Search(
+        store=store,
+        embedder=embedder,
+        strategy=lambda name: strategies.get(name, inner=True),
+        reranker=(models or ModelCache()).reranker,
+        **search,
+    )
+    hits = strategies.get(strategy).retrieve(context, query, top_k=top_k)
+    assert all(0.0 <= hit.score <= 1.0 for hit in hits)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    return [hit.id for hit in hits]
+
+
+def test_vectors_find_the_paraphrase_and_bm25_the_rare_code(
+    store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    assert run(store, embedder, PARAPHRASE, "basic")[0] == "cat"
+    assert store.keyword_search(PARAPHRASE, top_k=3) == []
+    assert run(store, embedder, PARAPHRASE, "hybrid", hybrid_alpha=0.0) == []
+
+    assert run(store, embedder, LEXICAL, "basic")[0].startswith("codes")
+    assert run(store, embedder, LEXICAL, "hybrid", hybrid_alpha=0.0)[0] == "dishwasher"
+
+
+def test_hybrid_finds_both(store: ChromaStore, embedder: UniversalEmbedder) -> None:
+    for fusion in ("zscore", "minmax", "rrf"):
+        db = database(
+            {"name": "h", "type": "HybridUniversalStrategy", "config": {"fusion": fusion}}
+        )
+        assert set(run(store, embedder, BOTH, "h", db=db, top_k=2)) == {"cat", "dishwasher"}
+
+
+def test_hybrid_alpha_one_is_the_vector_ranking(
+    store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    vector = run(store, embedder, BOTH, "basic", top_k=5)
+    assert run(store, embedder, BOTH, "hybrid", top_k=5, hybrid_alpha=1.0) == vector
+
+
+def test_filters_exclude_the_right_document(
+    store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    no_pets = parse_filters({"topic": {"$ne": "pets"}})
+    assert "cat" not in run(store, embedder, PARAPHRASE, "basic", filters=no_pets)
+    assert "cat" not in run(store, embedder, BOTH, "hybrid", filters=no_pets)
+    only = parse_filters({"page": {"$gte": 2, "$lte": 3}})
+    assert set(run(store, embedder, LEXICAL, "hybrid", filters=only)) == {"codes-1", "codes-2"}
+    listed = parse_filters({"source": {"$in": ["rain.txt", "train.txt"]}})
+    assert set(run(store, embedder, PARAPHRASE, "basic", filters=listed)) == {"rain", "train"}
+
+    db = database(
+        {
+            "name": "f",
+            "type": "MetadataFilteredStrategy",
+            "config": {"filters": {"topic": "software"}},
+        }
+    )
+    assert set(run(store, embedder, LEXICAL, "f", db=db)) == {"codes-1", "codes-2", "codes-3"}
+    # The configured filters and the query's both hold.
+    narrowed = parse_filters({"page": 4})
+    assert run(store, embedder, LEXICAL, "f", db=db, filters=narrowed) == ["codes-3"]
+
+
+def test_another_distance_metric_rescores(store: ChromaStore, embedder: UniversalEmbedder) -> None:
+    cosine = run(store, embedder, PARAPHRASE, "basic", top_k=3)
+    for metric in ("l2", "ip"):
+        assert run(store, embedder, PARAPHRASE, "basic", distance_metric=metric) == cosine
+
+
+def test_multi_query_merges_and_deduplicates(
+    store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {
+            "name": "m",
+            "type": "MultiQueryStrategy",
+            "config": {"queries": [PARAPHRASE], "strategy": "hybrid", "expand": False},
+        }
+    )
+    found = run(store, embedder, "E4417", "m", db=db, top_k=4)
+    assert {"cat", "dishwasher"} <= set(found)
+    assert len(found) == len(set(found)) == 4
+
+
+def test_expansion_keeps_the_rare_words(store: ChromaStore, embedder: UniversalEmbedder) -> None:
+    context = Search(store=store, embedder=embedder)
+    variants = expand(context, "what does the error code E4417 mean")
+    assert variants[0] == "error code E4417 mean"
+    assert "E4417" in variants[1] and "error" not in variants[1]
+
+
+def test_reranking_reorders_candidates(
+    tmp_path: Path, store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    cache, model = build_tiny_reranker(tmp_path / "hf")
+    models = ModelCache(hf_cache=cache)
+    db = database(
+        {
+            "name": "r",
+            "type": "CrossEncoderRerankedStrategy",
+            "config": {"model_name": model, "initial_k": 9, "strategy": "basic"},
+        }
+    )
+    query = "heavy rainfall tomorrow, cheese"
+    assert run(store, embedder, query, "basic")[0] == "rain"
+    # The tiny cross-encoder scores shared known words: only "cheese" is one.
+    assert run(store, embedder, query, "r", db=db, models=models)[0] == "harbour"
+
+
+def test_a_missing_reranker_is_an_error_naming_it(
+    tmp_path: Path, store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {"name": "r", "type": "CrossEncoderRerankedStrategy", "config": {"model_name": "acme/nope"}}
+    )
+    with pytest.raises(RerankerUnavailable, match="acme/nope"):
+        run(store, embedder, "x", "r", db=db, models=ModelCache(hf_cache=tmp_path))
+
+
+def test_unknown_strategy_names_the_valid_ones() -> None:
+    with pytest.raises(BadRequest, match="basic, hybrid, multi_query"):
+        Strategies(database()).get("nope")
+
+
+@pytest.mark.parametrize(
+    ("strategies", "message"),
+    [
+        ([{"name": "a", "type": "HybridUniversalStrategy", "config": {"alpha": 2}}], "alpha"),
+        ([{"name": "a", "type": "BasicSimilarityStrategy", "config": {"k": 1}}], "k"),
+        ([{"name": "a", "type": "Nope"}], "unknown type"),
+        (
+            [{"name": "a", "type": "MultiQueryStrategy", "config": {"strategy": "zz"}}],
+            "unknown strategy 'zz'",
+        ),
+        (
+            [
+                {"name": "a", "type": "MultiQueryStrategy", "config": {"strategy": "b"}},
+                {
+                    "name": "b",
+                    "type": "CrossEncoderRerankedStrategy",
+                    "config": {"strategy": "a", "model_name": "x/y"},
+                },
+            ],
+            "a -> b -> a",
+        ),
+        (
+            [
+                {
+                    "name": "a",
+                    "type": "MetadataFilteredStrategy",
+                    "config": {"filters": {"k": {"$x": 1}}},
+                }
+            ],
+            r"\$x",
+        ),
+    ],
+)
+def test_bad_strategy_configs_are_reported(strategies: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ConfigInvalid, match=message):
+        Strategies(database(*strategies)).check()
