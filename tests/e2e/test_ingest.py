@@ -72,6 +72,13 @@ class Api:
             time.sleep(0.3)
         return body
 
+    def query(self, text: str, *, strategy: str = "basic", **options: Any) -> list[Any]:
+        body = {"query": text, "retrieval_strategy": strategy, "top_k": 20, **options}
+        response = self.http.post(f"{self.base}/rag/query", json=body)
+        assert response.status_code == 200, response.text
+        results: list[Any] = response.json()["results"]
+        return results
+
     def store(self) -> ChromaStore:
         path = self.server.data_dir / "projects" / self.namespace / "kb" / "stores" / "main_db"
         return ChromaStore(path=path, collection_name="documents")
@@ -157,6 +164,14 @@ def ingest_round_trip(api: Api) -> None:
     assert removed.json()["chunks_removed"] == files["plain.txt"]["chunks"]
     assert store.count({"file_hash": hashes["plain.txt"]}) == 0
     assert store.count() == total - files["plain.txt"]["chunks"]
+
+    # Queries see what is stored, from the vectors and from the BM25 index alike.
+    found = api.query("Do glaciers retreat in summer?", top_k=1)
+    assert [r["metadata"]["source"] for r in found] == ["notes.md"]
+    for strategy in ("basic", "hybrid"):
+        sources = {r["metadata"]["source"] for r in api.query("geology samples", strategy=strategy)}
+        assert "plain.txt" not in sources
+    assert api.query("geology", strategy="hybrid", hybrid_alpha=0.0) == []
 
 
 def test_ingest_with_the_embedded_broker(start_server: Any, make_api: Any) -> None:
@@ -247,6 +262,7 @@ def test_cancel_reverts_stored_files(start_server: Any, make_api: Any) -> None:
     states = {f["state"] for f in body["meta"]["files"]}
     assert states <= {"REVERTED", "CANCELLED"}, states
     assert api.store().count({"dataset": "documents"}) == 0
+    assert api.query("topic0 samples", strategy="hybrid") == []
 
     repeat = api.http.delete(f"{api.base}/tasks/{task_id}").json()
     assert repeat["already_cancelled"] is True
