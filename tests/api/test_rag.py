@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,15 @@ def test_database_crud(client: TestClient) -> None:
     )
     assert client.get(f"{BASE}/rag/databases/notes_db").json()["dependent_datasets"] == ["notes"]
     ingest(client, {"note.txt": b"Remember the milk."}, dataset="notes")
+    # The store config merges key by key, and cannot change under stored chunks.
+    moved = client.patch(
+        f"{BASE}/rag/databases/notes_db", json={"config": {"distance_function": "l2"}}
+    )
+    assert moved.status_code == 409 and "holds 1 chunks" in moved.json()["detail"]
+    same = client.patch(
+        f"{BASE}/rag/databases/notes_db", json={"config": {"distance_function": "cosine"}}
+    )
+    assert same.status_code == 200 and same.json()["config"] == new["config"]
     store = Path(client.app.state.settings.projects_dir) / "acme/bot/stores/notes_db"  # type: ignore[attr-defined]
     assert store.is_dir()
 
@@ -216,7 +226,8 @@ def test_database_crud(client: TestClient) -> None:
     assert client.post(f"{BASE}/rag/databases", json=new).status_code == 201
     dropped = client.delete(f"{BASE}/rag/databases/notes_db")
     assert dropped.json()["collection_deleted"] is True
-    assert not (store / "chroma.sqlite3").exists() and not (store / "lexical.sqlite3").exists()
+    assert not (store / "chroma.sqlite3").exists()
+    assert not (store / "notes.lexical.sqlite3").exists()
 
 
 @pytest.mark.usefixtures("project")
@@ -285,12 +296,19 @@ def test_database_create_rejects_bad_definitions(
         ({"query": "x", "metadata_filters": {"page": {"$in": []}}}, 400, "$in"),
         ({"query": "x", "rerank_model": "acme/missing"}, 503, "acme/missing"),
         ({"query": "x", "topk": 3}, 422, "topk"),
+        ({"query": "x", "retrieval_strategy": ""}, 422, "retrieval_strategy"),
+        ({"query": "x", "metadata_filters": {"source": "\ud83d"}}, 400, "Unicode"),
+        ({"query": "x", "metadata_filters": {"#document": "x"}}, 400, "not a metadata key"),
     ],
 )
 def test_bad_queries_get_clear_errors(
     client: TestClient, body: dict[str, Any], status: int, detail: str
 ) -> None:
-    response = client.post(f"{BASE}/rag/query", json=body)
+    # json.dumps escapes what cannot be UTF-8, as a client in another language might send it.
+    raw = json.dumps(body)
+    response = client.post(
+        f"{BASE}/rag/query", content=raw, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == status, response.text
     assert detail in response.json()["detail"]
 

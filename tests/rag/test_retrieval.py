@@ -9,12 +9,13 @@ import pytest
 
 from llamafarm.config.models import Database
 from llamafarm.errors import BadRequest, ConfigInvalid, RerankerUnavailable
-from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.cache import KEPT, ModelCache
 from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.filters import parse_filters
 from llamafarm.rag.retrieval import Search, Strategies
 from llamafarm.rag.retrieval.multi_query import expand
 from llamafarm.rag.stores import ChromaStore
+from llamafarm.rag.stores.lexical import LexicalIndex
 from tests.rag.rerank_fixtures import build_tiny_reranker
 
 CORPUS = {
@@ -233,3 +234,53 @@ def test_unknown_strategy_names_the_valid_ones() -> None:
 def test_bad_strategy_configs_are_reported(strategies: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ConfigInvalid, match=message):
         Strategies(database(*strategies)).check()
+
+
+@pytest.mark.parametrize("wrapper", ["MultiQueryStrategy", "CrossEncoderRerankedStrategy"])
+def test_a_default_that_runs_the_default_does_not_loop(
+    tmp_path: Path, store: ChromaStore, embedder: UniversalEmbedder, wrapper: str
+) -> None:
+    # Named "basic" like the built-in, default, and running "the default": its inner strategy
+    # must be the plain vector search, not itself again.
+    cache, model = build_tiny_reranker(tmp_path / "hf")
+    config = {"model_name": model} if wrapper == "CrossEncoderRerankedStrategy" else {}
+    db = database({"name": "basic", "type": wrapper, "config": config, "default": True})
+    Strategies(db).check()
+    found = run(store, embedder, PARAPHRASE, "basic", db=db, models=ModelCache(hf_cache=cache))
+    assert len(found) == 3
+
+
+def test_deletes_reach_lexical_rows_the_vectors_no_longer_have(
+    store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    # As if an earlier delete removed the vectors and died before the lexical rows went.
+    lexical = LexicalIndex(store.path / "docs.lexical.sqlite3")
+    lexical.upsert(["ghost"], ["E4417 ghost row"], [{"source": "ghost.txt"}])
+    assert [h.id for h in store.keyword_search("E4417", top_k=5)][:2] == ["ghost", "dishwasher"]
+    assert store.delete({"source": "ghost.txt"}) == 0  # no vectors had it
+    assert [h.id for h in store.keyword_search("E4417", top_k=5)] == ["dishwasher"]
+
+    store.replace({"source": "dishwasher.txt"}, [], [], [], [])
+    assert store.keyword_search("E4417", top_k=5) == []
+    assert store.count({"source": "dishwasher.txt"}) == 0
+
+
+def test_an_old_store_gets_its_lexical_index_once(
+    store: ChromaStore, embedder: UniversalEmbedder
+) -> None:
+    index = store.path / "docs.lexical.sqlite3"
+    LexicalIndex(index).drop()
+    # What an interrupted fill would have left: ignored and replaced.
+    LexicalIndex(store.path / "docs.lexical.sqlite3.partial").upsert(["x"], ["E4417"], [{}])
+    assert [h.id for h in store.keyword_search("E4417", top_k=5)] == ["dishwasher"]
+    assert LexicalIndex(index).count() == len(CORPUS)
+    assert not (store.path / "docs.lexical.sqlite3.partial").exists()
+
+
+def test_model_cache_keeps_the_recent_ones(tmp_path: Path) -> None:
+    models = ModelCache(hf_cache=tmp_path)
+    first = models.reranker({"model_name": "acme/r0"})
+    assert models.reranker({"model_name": "acme/r0"}) is first
+    for i in range(1, KEPT + 1):
+        models.reranker({"model_name": f"acme/r{i}"})
+    assert models.reranker({"model_name": "acme/r0"}) is not first

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from llamafarm.config.models import EmbeddingStrategy
 from llamafarm.rag.embedders import create_embedder
@@ -14,32 +15,40 @@ from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
 from llamafarm.rag.rerankers import Reranker, create_reranker
 
+KEPT = 8
+"""Models of each kind kept; the least recently used goes (a client may name any reranker)."""
+
+T = TypeVar("T")
+
 
 class ModelCache:
     """Keyed by the whole config, so an edited strategy gets a new instance."""
 
     def __init__(self, *, hf_cache: Path | None = None) -> None:
         self.hf_cache = hf_cache
-        self._embedders: dict[str, Embedder] = {}
-        self._rerankers: dict[str, Reranker] = {}
+        self._embedders: OrderedDict[str, Embedder] = OrderedDict()
+        self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
         self._lock = threading.Lock()
 
     def embedder(self, strategy: EmbeddingStrategy) -> Embedder:
         # Batching: texts of concurrent callers (files of a worker, queries of the API)
         # are embedded together.
-        key = _key(strategy.model_dump(mode="json"))
-        with self._lock:
-            if key not in self._embedders:
-                self._embedders[key] = BatchingEmbedder(create_embedder(strategy))
-            return self._embedders[key]
+        config = strategy.model_dump(mode="json", include={"type", "config"})
+        return self._get(
+            self._embedders, config, lambda: BatchingEmbedder(create_embedder(strategy))
+        )
 
     def reranker(self, config: Mapping[str, Any]) -> Reranker:
-        key = _key(dict(config))
+        return self._get(
+            self._rerankers, dict(config), lambda: create_reranker(config, cache_dir=self.hf_cache)
+        )
+
+    def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
+        key = json.dumps(config, sort_keys=True, default=str)
         with self._lock:
-            if key not in self._rerankers:
-                self._rerankers[key] = create_reranker(config, cache_dir=self.hf_cache)
-            return self._rerankers[key]
-
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+            if key not in kept:
+                kept[key] = make()  # cheap: models load on first use, outside this lock
+                while len(kept) > KEPT:
+                    kept.popitem(last=False)
+            kept.move_to_end(key)
+            return kept[key]

@@ -60,6 +60,7 @@ def update_database(
     *, projects: ProjectStore, ref: ProjectRef, name: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     current = find_database(projects.load(ref.namespace, ref.project), name)  # 404 first
+    project_dir = projects.path(ref.namespace, ref.project)
     for field in IMMUTABLE:
         if field in changes and changes[field] != getattr(current, field):
             raise BadRequest(f"Database {field} is immutable; create a new database instead")
@@ -70,7 +71,18 @@ def update_database(
         if index is None:
             raise NotFound(f"Database {name!r} not found")
         updated = {**entries[index], **changes}
+        if "config" in changes:  # merged key by key; a key set to null is removed
+            merged = {**(entries[index].get("config") or {}), **(changes["config"] or {})}
+            updated["config"] = {k: v for k, v in merged.items() if v is not None}
         _validated(updated)
+        if (updated.get("config") or {}) != (entries[index].get("config") or {}):
+            chunks = create_store(current, project_dir=project_dir).count()
+            if chunks:
+                raise Conflict(
+                    f"Database {name!r} holds {chunks} chunks: its store config cannot change "
+                    "while it does (they would be orphaned or searched with the wrong "
+                    "distance). Remove its datasets' files first, or create a new database"
+                )
         entries[index] = updated
 
     projects.edit(ref.namespace, ref.project, change)

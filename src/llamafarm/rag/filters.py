@@ -132,6 +132,8 @@ class _Parser:
             at = (*path, key)
             if not isinstance(key, str) or not key:
                 raise BadRequest(f"{_at(path)}: keys must be non-empty strings")
+            if not _encodable(key) or key.startswith("#"):
+                raise BadRequest(f"{_at(path)}: {key!r} is not a metadata key")
             if key in ("$and", "$or"):
                 items.append(self.logical(key, value, at, depth=depth + 1))
             elif key.startswith("$"):
@@ -188,6 +190,8 @@ class _Parser:
         self.values += 1
         if self.values > MAX_VALUES:
             raise BadRequest(f"metadata_filters: more than {MAX_VALUES} values")
+        if isinstance(value, str) and not _encodable(value):
+            raise BadRequest(f"{_at(at)}: not valid Unicode text (a lone surrogate?)")
         if isinstance(value, bool | str):
             return value
         if isinstance(value, int) and -_INT64 <= value < _INT64:
@@ -202,6 +206,15 @@ class _Parser:
         raise BadRequest(
             f"{_at(at)}: expected a string, a finite number or a boolean, got {_kind(value)}{hint}"
         )
+
+
+def _encodable(text: str) -> bool:
+    """Valid Unicode (JSON may carry lone surrogates, which no store can compare)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _join(kind: type[All] | type[AnyOf], items: list[Filter]) -> Filter:

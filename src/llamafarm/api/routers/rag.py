@@ -18,10 +18,10 @@ router = APIRouter(prefix="/projects/{namespace}/{project}/rag", tags=["rag"])
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=10_000, pattern=r"\S")
-    database: str | None = None
+    database: str | None = Field(default=None, min_length=1)
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="Default 5.")
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    retrieval_strategy: str | None = None
+    retrieval_strategy: str | None = Field(default=None, min_length=1)
     metadata_filters: dict[str, Any] | None = None
     distance_metric: DistanceMetric | None = None
     hybrid_alpha: float | None = Field(default=None, ge=0.0, le=1.0)

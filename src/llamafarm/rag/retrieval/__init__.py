@@ -40,6 +40,7 @@ BUILTIN = {
 }
 """Names every database answers to when none of its own strategies has the name."""
 
+_PLAIN = RetrievalStrategy(name="basic", type="BasicSimilarityStrategy")
 _WRAPPERS = {"MultiQueryStrategy", "CrossEncoderRerankedStrategy"}
 """Types that run another strategy of the database (`config.strategy`)."""
 
@@ -49,7 +50,7 @@ class Strategies:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._built: dict[str, Retriever] = {}
+        self._built: dict[tuple[str, bool], Retriever] = {}
         self._configured = {s.name: s for s in database.retrieval_strategies}
 
     @property
@@ -75,22 +76,25 @@ class Strategies:
         return found
 
     def get(self, name: str | None, *, inner: bool = False) -> Retriever:
-        """A strategy by name; None is the database default (plain `basic` for an inner one
-        when the default itself runs other strategies)."""
-        if name is None:
-            name = self.default_name
-            if inner and self.spec(name).type in _WRAPPERS:
-                name = "basic"
-        if name not in self._built:
-            spec = self.spec(name)
+        """A strategy by name; None is the database default.
+
+        For an inner strategy (what a multi-query or reranked strategy runs) whose default
+        itself runs other strategies, None is the built-in vector search: never the same name,
+        which a configured strategy may have taken, so no chain can loop.
+        """
+        spec = self.spec(self.default_name if name is None else name)
+        if name is None and inner and spec.type in _WRAPPERS:
+            spec = _PLAIN
+        key = (spec.name, spec is _PLAIN)
+        if key not in self._built:
             factory = RETRIEVERS.get(spec.type)
             if factory is None:
                 known = ", ".join(RETRIEVERS)
                 raise ConfigInvalid(
-                    f"retrieval strategy {name!r}: unknown type {spec.type!r} (known: {known})"
+                    f"retrieval strategy {spec.name!r}: unknown type {spec.type!r} (known: {known})"
                 )
-            self._built[name] = factory(dict(spec.config))
-        return self._built[name]
+            self._built[key] = factory(dict(spec.config))
+        return self._built[key]
 
     def check(self, name: str | None = None) -> None:
         """Build a strategy (all configured ones when None) and follow what it runs.

@@ -30,7 +30,7 @@ from chromadb.errors import InvalidArgumentError
 
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.ingest.documents import MetadataValue
-from llamafarm.rag.filters import Filter, to_chroma
+from llamafarm.rag.filters import Filter, parse_filters, to_chroma
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
 from llamafarm.rag.stores.lexical import LexicalIndex
 
@@ -44,7 +44,6 @@ DISTANCES = {
 }
 _GENERATION = ".lf-generation"
 _LOCK = ".lf-lock"
-_LEXICAL = "lexical.sqlite3"
 RESCORE_CANDIDATES = 100
 """Nearest chunks re-scored when a query asks for a metric other than the collection's."""
 
@@ -102,17 +101,20 @@ class ChromaStore:
             lexical = self._lexical(collection)
             _upsert(collection, ids, texts, vectors, metadatas)
             lexical.upsert(ids, texts, metadatas)
+            # The lexical side by metadata first: a retry after a failure here redoes it all.
+            lexical.delete_where(_filter(where), keep=ids)
             stale = sorted(set(collection.get(where=_where(where), include=[])["ids"]) - set(ids))
             if stale:
                 collection.delete(ids=stale)
-                lexical.delete(stale)
 
     def delete(self, where: Where) -> int:
         with self._collection(write=True) as collection:
+            # The lexical side first, by metadata: if the vectors' delete then fails, a retry
+            # still finds them; the other order could leave lexical rows no retry would see.
+            self._lexical(collection).delete_where(_filter(where))
             ids = collection.get(where=_where(where), include=[])["ids"]
             if ids:
                 collection.delete(ids=ids)
-                self._lexical(collection).delete(ids)
             return len(ids)
 
     def count(self, where: Where | None = None) -> int:
@@ -145,7 +147,7 @@ class ChromaStore:
                 )
             except InvalidArgumentError as exc:
                 if "dimension" not in str(exc):
-                    raise
+                    raise BadRequest(f"The vector store refused the query: {exc}") from exc
                 raise Conflict(
                     f"Collection {self.collection_name!r} holds vectors of another size than "
                     f"this query's ({len(vector)}): the embedder changed since its files were "
@@ -191,19 +193,23 @@ class ChromaStore:
             _bump(self.path)
 
     def _lexical(self, collection: Collection) -> LexicalIndex:
-        """The store's BM25 index; a store made before there was one gets it filled once."""
-        lexical = LexicalIndex(self.path / _LEXICAL)
+        """The collection's BM25 index; a store made before there was one gets it filled once."""
+        lexical = LexicalIndex(self.path / f"{self.collection_name}.lexical.sqlite3")
         if not lexical.exists and collection.count():
+            # Filled under another name and renamed when complete: an interrupted fill
+            # leaves no partial index that would pass for a whole one.
+            partial = LexicalIndex(lexical.path.with_name(lexical.path.name + ".partial"))
+            partial.drop()
             step = collection._client.get_max_batch_size()
             offset = 0
             while True:
                 page = collection.get(include=["documents", "metadatas"], limit=step, offset=offset)
                 if not page["ids"]:
                     break
-                texts = [t or "" for t in (page["documents"] or [])]
-                metadatas = [_scalars(m) for m in (page["metadatas"] or [])]
-                lexical.upsert(page["ids"], texts, metadatas)
+                texts = [t or "" for t in page["documents"] or []]
+                partial.upsert(page["ids"], texts, [_scalars(m) for m in page["metadatas"] or []])
                 offset += len(page["ids"])
+            partial.path.replace(lexical.path)
         return lexical
 
     @contextlib.contextmanager
@@ -252,6 +258,13 @@ def _upsert(
             embeddings=np.asarray(vectors[start:end], dtype=np.float32),
             metadatas=[dict(m) for m in metadatas[start:end]],
         )
+
+
+def _filter(where: Where) -> Filter:
+    found = parse_filters(where)
+    if found is None:
+        raise ValueError("a store-wide delete must name what to delete")
+    return found
 
 
 def _scalars(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:

@@ -122,6 +122,23 @@ class LexicalIndex:
                 removed += conn.execute(f"DELETE FROM chunks WHERE id IN ({marks})", batch).rowcount
         return removed
 
+    def delete_where(self, where: Filter, *, keep: Sequence[str] = ()) -> int:
+        """Remove the chunks whose metadata passes `where`, except those in `keep`.
+
+        By metadata rather than by ids read from the vector store: a retry after a failure
+        half-way still finds every row to remove here.
+        """
+        if not self.exists:
+            return 0
+        condition, params = to_sql(where, "metadata")
+        with self._connect() as conn, _transaction(conn):
+            if not keep:
+                return conn.execute(f"DELETE FROM chunks WHERE {condition}", params).rowcount
+            conn.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
+            conn.executemany("INSERT OR IGNORE INTO temp.keep VALUES (?)", [(i,) for i in keep])
+            sql = f"DELETE FROM chunks WHERE {condition} AND id NOT IN (SELECT id FROM temp.keep)"
+            return conn.execute(sql, params).rowcount
+
     def search(self, query: str, *, top_k: int, where: Filter | None = None) -> list[LexicalHit]:
         """The `top_k` best BM25 matches of any of the query's words, among chunks passing `where`.
 
