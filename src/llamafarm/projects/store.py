@@ -47,6 +47,7 @@ class ProjectStore:
     def __init__(self, root: Path, *, templates_dir: Path | None = None) -> None:
         self.root = root
         self.templates_dir = templates_dir
+        self._parsed: dict[Path, tuple[tuple[int, int, int], ProjectConfig]] = {}
 
     def path(self, namespace: str, name: str) -> Path:
         """The project's folder; names are validated so it is always inside the root."""
@@ -77,8 +78,23 @@ class ProjectStore:
         return Project(namespace, name, document)
 
     def load(self, namespace: str, name: str) -> ProjectConfig:
-        """The validated config with `${VAR}` substituted, for services that act on it."""
-        return parse_config(self._read(namespace, name))
+        """The validated config with `${VAR}` substituted, for services that act on it.
+
+        Parsed once per version of the file (its inode, size and mtime: every write replaces
+        it), since every query and file job starts here. Callers must not change it.
+        """
+        config_file = self.path(namespace, name) / CONFIG_FILE
+        try:
+            stat = config_file.stat()
+        except FileNotFoundError:
+            raise NotFound(f"Project {namespace}/{name} not found") from None
+        version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = self._parsed.get(config_file)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        config = parse_config(self._read(namespace, name))
+        self._parsed[config_file] = (version, config)
+        return config
 
     def create(self, namespace: str, name: str, *, template: str = "default") -> Project:
         folder = self.path(namespace, name)
@@ -108,6 +124,7 @@ class ProjectStore:
         config_file = folder / CONFIG_FILE
         shutil.copy2(config_file, folder / BACKUP_FILE)
         _write_atomic(config_file, dump_document(document))
+        self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
         return Project(namespace, name, document)
 
     def edit(self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]) -> Project:
@@ -140,6 +157,7 @@ class ProjectStore:
         except FileNotFoundError:
             raise NotFound(f"Project {namespace}/{name} not found") from None
         shutil.rmtree(doomed)
+        self._parsed.pop(folder / CONFIG_FILE, None)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the namespace folder, once empty
         return Project(namespace, name, document)

@@ -1,11 +1,16 @@
 """Lexical (BM25) and vector search over the same chunks, fused into one ranking.
 
-Fusions, each giving scores in [0, 1]:
-- `zscore` (default): each side's scores standardised over its candidates, a chunk missing from
-  one side counted at that side's lowest candidate, summed with weights `alpha` (vector) and
-  `1 - alpha` (lexical), and reported through the normal CDF. Best on SciFact (bench/retrieval.py).
-- `minmax`: each side scaled to [0, 1] over its candidates, missing = 0, weighted sum.
+Both sides score in [0, 1]: the vector side a cosine similarity, the lexical side BM25 as a
+fraction of the most the query could score. Fusions:
+- `weighted` (default): `alpha * vector + (1 - alpha) * lexical`; a chunk one side did not return
+  counts at that side's lowest candidate (lexical: 0 when it returned every match). The score
+  keeps an absolute meaning, so `score_threshold` works as with plain vector search; and it
+  ranks best on SciFact (bench/retrieval.py).
+- `zscore`: each side standardised over the candidates, weighted sum through the normal CDF.
+- `minmax`: each side scaled from its lowest to its best candidate, weighted sum.
 - `rrf`: weighted reciprocal rank, `1 / (rrf_k + rank)`, divided by its largest possible value.
+The last three are relative to the query's candidates: the best of them scores near 1 however
+poor the match.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ Fused = dict[str, float]
 
 class HybridConfig(StrictModel):
     alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="Weight of the vector side.")
-    fusion: Literal["zscore", "minmax", "rrf"] = "zscore"
+    fusion: Literal["weighted", "zscore", "minmax", "rrf"] = "weighted"
     rrf_k: int = Field(default=60, ge=1)
     candidates: int = Field(default=100, ge=1, le=MAX_TOP_K)
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
@@ -55,7 +60,7 @@ class HybridUniversalStrategy:
         if alpha == 1:
             return search.nearest(query, top_k=top_k, metric=self.config.distance_metric)
         lexical = search.keywords(query, top_k=wanted)
-        vector = []
+        vector: list[Hit] = []
         if alpha > 0:
             vector = search.nearest(query, top_k=wanted, metric=self.config.distance_metric)
         sides = [
@@ -64,12 +69,24 @@ class HybridUniversalStrategy:
             Side(1 - alpha, _scores(lexical), 0.0 if len(lexical) < wanted else _low(lexical)),
             Side(alpha, _scores(vector), _low(vector)),
         ]
-        fused = FUSIONS[self.config.fusion]([side for side in sides if side.scores], self.config)
+        if self.config.fusion != "weighted":  # the relative fusions rank what was returned
+            sides = [side for side in sides if side.scores]
+        fused = FUSIONS[self.config.fusion](sides, self.config)
         chunks = {hit.id: hit for hit in (*lexical, *vector)}
         ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:top_k]
         return [
             Hit(id=i, text=chunks[i].text, metadata=chunks[i].metadata, score=s) for i, s in ranked
         ]
+
+
+def weighted(sides: Sequence[Side], config: HybridConfig) -> Fused:
+    """The weighted mean of the sides' own scores (their fill for a chunk they lack)."""
+    chunks = {chunk for side in sides for chunk in side.scores}
+    total = sum(side.weight for side in sides) or 1.0
+    return {
+        chunk: sum(side.weight * side.scores.get(chunk, side.fill) for side in sides) / total
+        for chunk in chunks
+    }
 
 
 def zscore(sides: Sequence[Side], config: HybridConfig) -> Fused:
@@ -113,6 +130,7 @@ def rrf(sides: Sequence[Side], config: HybridConfig) -> Fused:
 
 
 FUSIONS: dict[str, Callable[[Sequence[Side], HybridConfig], Fused]] = {
+    "weighted": weighted,
     "zscore": zscore,
     "minmax": minmax,
     "rrf": rrf,

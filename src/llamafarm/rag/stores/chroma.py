@@ -48,6 +48,8 @@ RESCORE_CANDIDATES = 100
 """Nearest chunks re-scored when a query asks for a metric other than the collection's."""
 
 _clients: dict[Path, tuple[ClientAPI, str]] = {}
+_collections: dict[tuple[Path, str, str], Collection] = {}
+"""Open collections of the cached clients (opening one costs more than a query)."""
 _process_lock = threading.RLock()
 
 
@@ -212,31 +214,40 @@ class ChromaStore:
             partial.path.replace(lexical.path)
         return lexical
 
+    def _open(self, client: ClientAPI) -> Collection:
+        collection = client.get_or_create_collection(
+            self.collection_name,
+            embedding_function=None,
+            configuration=cast(Any, {"hnsw": {"space": self.space}}),
+        )
+        built = collection.configuration_json.get("hnsw", {}).get("space", self.space)
+        if built == self.space:
+            return collection
+        # Chroma keeps the space a collection was made with and ignores the new one.
+        if collection.count():
+            raise Conflict(
+                f"Collection {self.collection_name!r} was built with distance {built!r} "
+                f"and holds chunks; it cannot switch to {self.space!r}. Delete the "
+                "database's chunks (or the database) first"
+            )
+        client.delete_collection(self.collection_name)
+        for stale in [k for k in _collections if k[:2] == (self.path, self.collection_name)]:
+            del _collections[stale]
+        return client.create_collection(
+            self.collection_name,
+            embedding_function=None,
+            configuration=cast(Any, {"hnsw": {"space": self.space}}),
+        )
+
     @contextlib.contextmanager
     def _collection(self, *, write: bool) -> Iterator[Collection]:
         self.path.mkdir(parents=True, exist_ok=True)
         with _locked(self.path):
             client = _client(self.path)
-            collection = client.get_or_create_collection(
-                self.collection_name,
-                embedding_function=None,
-                configuration=cast(Any, {"hnsw": {"space": self.space}}),
-            )
-            built = collection.configuration_json.get("hnsw", {}).get("space", self.space)
-            if built != self.space:
-                # Chroma keeps the space a collection was made with and ignores the new one.
-                if collection.count():
-                    raise Conflict(
-                        f"Collection {self.collection_name!r} was built with distance {built!r} "
-                        f"and holds chunks; it cannot switch to {self.space!r}. Delete the "
-                        "database's chunks (or the database) first"
-                    )
-                client.delete_collection(self.collection_name)
-                collection = client.create_collection(
-                    self.collection_name,
-                    embedding_function=None,
-                    configuration=cast(Any, {"hnsw": {"space": self.space}}),
-                )
+            key = (self.path, self.collection_name, self.space)
+            if key not in _collections:
+                _collections[key] = self._open(client)
+            collection = _collections[key]
             yield collection
             if write:
                 _bump(self.path)
@@ -337,6 +348,7 @@ def _forget(path: Path) -> None:
     """Close this process's client of `path` (Chroma caches one system per path)."""
     if path in _clients:
         _clients.clear()
+        _collections.clear()
         SharedSystemClient.clear_system_cache()
 
 
@@ -346,6 +358,11 @@ def _client(path: Path) -> ClientAPI:
     Called under `_locked`, like `_bump`: the process lock guards `_clients`.
     """
     current = _generation(path)
+    if not current:
+        # A store's first open names a generation, so a folder deleted and made again
+        # (no generation) never matches a client still open on the old files.
+        _bump(path)
+        current = _generation(path)
     cached = _clients.get(path)
     if cached is not None and cached[1] == current:
         return cached[0]

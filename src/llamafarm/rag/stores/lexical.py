@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +23,8 @@ from llamafarm.ingest.documents import MetadataValue
 from llamafarm.rag.filters import Filter, to_sql
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"
+BM25_K1 = 1.2
+"""FTS5's bm25() term-frequency saturation (its default)."""
 MAX_QUERY_TERMS = 256
 """Distinct words of a query that are searched; a longer query keeps its first ones."""
 STOPWORDS = frozenset(
@@ -68,9 +71,17 @@ ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadat
 _SEARCH = """
 SELECT c.id, c.text, c.metadata, -bm25(chunks_fts) AS score
 FROM chunks_fts JOIN chunks AS c ON c.seq = chunks_fts.rowid
-WHERE chunks_fts MATCH ? {where}
+WHERE chunks_fts MATCH ? AND {where}
 ORDER BY score DESC, c.id
 LIMIT ?
+"""
+# Without a filter FTS5 ranks and cuts by itself before the join: twice as fast (measured on
+# SciFact, 5,183 chunks: 5.4 ms against 11.2 ms a query).
+_SEARCH_ALL = """
+SELECT c.id, c.text, c.metadata, -f.rank AS score
+FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS f
+JOIN chunks AS c ON c.seq = f.rowid
+ORDER BY score DESC, c.id
 """
 
 
@@ -80,7 +91,7 @@ class LexicalHit:
     text: str
     metadata: dict[str, MetadataValue]
     score: float
-    """BM25, higher is better; not bounded."""
+    """BM25 as a fraction of the most the query could score, in [0, 1]."""
 
 
 class LexicalIndex:
@@ -143,21 +154,24 @@ class LexicalIndex:
         """The `top_k` best BM25 matches of any of the query's words, among chunks passing `where`.
 
         The filter runs in the same SQL as the ranking: the best `top_k` of the chunks that pass.
+        Scores are BM25 divided by the most this query could score (every word's IDF times
+        `k1 + 1`, which BM25 approaches as a word repeats): in [0, 1], comparable across queries.
         """
         terms = query_terms(query)
         if not terms or top_k <= 0 or not self.exists:
             return []
         params: list[Any] = [match_expression(terms)]
-        clause = ""
+        sql = _SEARCH_ALL
         if where is not None:
             condition, where_params = to_sql(where, "c.metadata")
-            clause = f"AND {condition}"
+            sql = _SEARCH.format(where=condition)
             params.extend(where_params)
         params.append(top_k)
         with self._connect() as conn:
-            rows = conn.execute(_SEARCH.format(where=clause), params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
+            best = _most(conn, terms) if rows else 0.0
         return [
-            LexicalHit(id=id_, text=text, metadata=json.loads(meta), score=score)
+            LexicalHit(id=id_, text=text, metadata=json.loads(meta), score=min(score / best, 1.0))
             for id_, text, meta, score in rows
         ]
 
@@ -228,6 +242,30 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _most(conn: sqlite3.Connection, terms: Sequence[str]) -> float:
+    """The highest BM25 any chunk could get for these words: the sum of their IDF times k1+1.
+
+    The IDF is FTS5's (`log((N - n + 0.5) / (n + 0.5))`, at least 1e-6); a word the tokenizer
+    splits counts at its rarest part; words no chunk holds cannot score and are left out.
+    """
+    stems = _stems(terms)
+    wanted = sorted({stem for parts in stems.values() for stem in parts})
+    if not wanted:
+        return 1.0
+    marks = ", ".join("?" * len(wanted))
+    found = dict(
+        conn.execute(f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})", wanted)
+    )
+    total: int = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    most = 0.0
+    for parts in stems.values():
+        frequencies = [found.get(stem, 0) for stem in parts]
+        if parts and min(frequencies) > 0:
+            rarest = min(frequencies)
+            most += max(math.log((total - rarest + 0.5) / (rarest + 0.5)), 1e-6) * (BM25_K1 + 1)
+    return most or 1.0
 
 
 def _stems(terms: Sequence[str]) -> dict[str, list[str]]:
