@@ -59,7 +59,7 @@ def test_query_finds_an_ingested_passage(client: TestClient) -> None:
     body = search(client, "Why do glaciers in the Alps get smaller?", top_k=2)
     assert body["query"] == "Why do glaciers in the Alps get smaller?"
     assert body["database_used"] == "main_db"
-    assert body["retrieval_strategy_used"] == "basic_search"
+    assert body["retrieval_strategy_used"] == "hybrid_search"
     assert body["total_results"] == len(body["results"]) == 2
     first = body["results"][0]
     assert first["metadata"]["source"] == "glaciers.md"
@@ -119,7 +119,7 @@ def test_database_crud(client: TestClient) -> None:
             "is_default": True,
         }
     ]
-    assert {s["name"] for s in main["retrieval_strategies"] if s["is_default"]} == {"basic_search"}
+    assert {s["name"] for s in main["retrieval_strategies"] if s["is_default"]} == {"hybrid_search"}
 
     new = {
         "name": "notes_db",
@@ -289,7 +289,7 @@ def test_database_create_rejects_bad_definitions(
         ({"query": "x", "score_threshold": 2}, 422, "score_threshold"),
         ({"query": "x", "hybrid_alpha": -0.1}, 422, "hybrid_alpha"),
         ({"query": "x", "distance_metric": "manhattan"}, 422, "distance_metric"),
-        ({"query": "x", "retrieval_strategy": "nope"}, 400, "basic_search, basic, hybrid"),
+        ({"query": "x", "retrieval_strategy": "nope"}, 400, "hybrid_search, basic_search, basic, hybrid"),
         ({"query": "x", "database": "nope"}, 404, "nope"),
         ({"query": "x", "database": "../etc"}, 400, "database name"),
         ({"query": "x", "metadata_filters": {"page": {"$regex": "a"}}}, 400, "$regex"),

@@ -130,7 +130,7 @@ def test_datasets_upload_process_list_and_tasks(start_server: Any, tmp_path: Pat
     assert "main_db: healthy" in health.stdout and "embeddings" in health.stdout
     databases = lf(url, "rag", "databases", cwd=tmp_path)
     assert databases.returncode == 0, databases.stderr
-    assert "main_db" in databases.stdout and "basic_search (default)" in databases.stdout
+    assert "main_db" in databases.stdout and "hybrid_search (default)" in databases.stdout
 
     # A broken file makes `process` exit non-zero, naming the file's error.
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
