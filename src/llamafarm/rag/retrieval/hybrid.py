@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +29,9 @@ from llamafarm.rag.embedders.base import parse_config
 from llamafarm.rag.retrieval.base import MAX_TOP_K, Search
 from llamafarm.rag.stores.base import DistanceMetric, Hit
 
-Fused = dict[str, float]
+Fused = dict[str, tuple[float, float]]
+"""Each chunk's sort key and reported score (the same but for `zscore`, whose reported
+normal CDF rounds to 1.0 for several chunks that its raw sum still tells apart)."""
 
 
 class HybridConfig(StrictModel):
@@ -59,10 +62,12 @@ class HybridUniversalStrategy:
         wanted = max(self.config.candidates, top_k)
         if alpha == 1:
             return search.nearest(query, top_k=top_k, metric=self.config.distance_metric)
-        lexical = search.keywords(query, top_k=wanted)
+        # Both sides at once: BM25 runs while the query is embedded.
+        words = _SIDES.submit(search.keywords, query, top_k=wanted)
         vector: list[Hit] = []
         if alpha > 0:
             vector = search.nearest(query, top_k=wanted, metric=self.config.distance_metric)
+        lexical = words.result()
         sides = [
             # A chunk the lexical side lacks shares no term with the query (BM25 0) unless
             # the list was cut at `wanted`; one the vector side lacks is below its last.
@@ -73,9 +78,10 @@ class HybridUniversalStrategy:
             sides = [side for side in sides if side.scores]
         fused = FUSIONS[self.config.fusion](sides, self.config)
         chunks = {hit.id: hit for hit in (*lexical, *vector)}
-        ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+        ranked = sorted(fused.items(), key=lambda item: (-item[1][0], item[0]))[:top_k]
         return [
-            Hit(id=i, text=chunks[i].text, metadata=chunks[i].metadata, score=s) for i, s in ranked
+            Hit(id=i, text=chunks[i].text, metadata=chunks[i].metadata, score=score)
+            for i, (_, score) in ranked
         ]
 
 
@@ -83,10 +89,12 @@ def weighted(sides: Sequence[Side], config: HybridConfig) -> Fused:
     """The weighted mean of the sides' own scores (their fill for a chunk they lack)."""
     chunks = {chunk for side in sides for chunk in side.scores}
     total = sum(side.weight for side in sides) or 1.0
-    return {
-        chunk: sum(side.weight * side.scores.get(chunk, side.fill) for side in sides) / total
-        for chunk in chunks
-    }
+    return _same(
+        {
+            chunk: sum(side.weight * side.scores.get(chunk, side.fill) for side in sides) / total
+            for chunk in chunks
+        }
+    )
 
 
 def zscore(sides: Sequence[Side], config: HybridConfig) -> Fused:
@@ -101,9 +109,9 @@ def zscore(sides: Sequence[Side], config: HybridConfig) -> Fused:
             if deviation > 0:
                 fused[chunk] += side.weight * (value - mean) / deviation
     if len(sides) == 1 and len(chunks) == 1:
-        return dict.fromkeys(chunks, 1.0)  # the only match
+        return dict.fromkeys(chunks, (1.0, 1.0))  # the only match
     normal = statistics.NormalDist()
-    return {chunk: normal.cdf(total / spread) for chunk, total in fused.items()}
+    return {chunk: (total, normal.cdf(total / spread)) for chunk, total in fused.items()}
 
 
 def minmax(sides: Sequence[Side], config: HybridConfig) -> Fused:
@@ -115,19 +123,22 @@ def minmax(sides: Sequence[Side], config: HybridConfig) -> Fused:
         low, high = min(side.fill, *side.scores.values()), max(side.scores.values())
         for chunk, value in side.scores.items():
             fused[chunk] += side.weight * ((value - low) / (high - low) if high > low else 1.0)
-    return {chunk: value / total for chunk, value in fused.items()}
+    return _same({chunk: value / total for chunk, value in fused.items()})
 
 
 def rrf(sides: Sequence[Side], config: HybridConfig) -> Fused:
     """Weighted reciprocal rank, divided by the best possible (first on every side)."""
-    fused: Fused = {}
+    fused: dict[str, float] = {}
     best = sum(side.weight for side in sides) / (config.rrf_k + 1)
     for side in sides:
         ranked = sorted(side.scores, key=lambda chunk: -side.scores[chunk])
         for rank, chunk in enumerate(ranked, start=1):
             fused[chunk] = fused.get(chunk, 0.0) + side.weight / (config.rrf_k + rank)
-    return {chunk: score / best for chunk, score in fused.items()} if best else fused
+    return _same({chunk: score / best for chunk, score in fused.items()} if best else fused)
 
+
+_SIDES = ThreadPoolExecutor(thread_name_prefix="lf-bm25")
+"""Runs the lexical side of hybrid queries beside their vector side."""
 
 FUSIONS: dict[str, Callable[[Sequence[Side], HybridConfig], Fused]] = {
     "weighted": weighted,
@@ -135,6 +146,10 @@ FUSIONS: dict[str, Callable[[Sequence[Side], HybridConfig], Fused]] = {
     "minmax": minmax,
     "rrf": rrf,
 }
+
+
+def _same(scores: dict[str, float]) -> Fused:
+    return {chunk: (score, score) for chunk, score in scores.items()}
 
 
 def _scores(hits: Sequence[Hit]) -> dict[str, float]:
