@@ -30,7 +30,7 @@ from chromadb.errors import InvalidArgumentError
 
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.ingest.documents import MetadataValue
-from llamafarm.rag.filters import Filter, parse_filters, to_chroma
+from llamafarm.rag.filters import Filter, to_chroma
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
 from llamafarm.rag.stores.lexical import LexicalIndex
 
@@ -104,7 +104,7 @@ class ChromaStore:
             _upsert(collection, ids, texts, vectors, metadatas)
             lexical.upsert(ids, texts, metadatas)
             # The lexical side by metadata first: a retry after a failure here redoes it all.
-            lexical.delete_where(_filter(where), keep=ids)
+            lexical.delete_where(where, keep=ids)
             stale = sorted(set(collection.get(where=_where(where), include=[])["ids"]) - set(ids))
             if stale:
                 collection.delete(ids=stale)
@@ -113,7 +113,7 @@ class ChromaStore:
         with self._collection(write=True) as collection:
             # The lexical side first, by metadata: if the vectors' delete then fails, a retry
             # still finds them; the other order could leave lexical rows no retry would see.
-            self._lexical(collection).delete_where(_filter(where))
+            self._lexical(collection).delete_where(where)
             ids = collection.get(where=_where(where), include=[])["ids"]
             if ids:
                 collection.delete(ids=ids)
@@ -269,13 +269,6 @@ def _upsert(
             embeddings=np.asarray(vectors[start:end], dtype=np.float32),
             metadatas=[dict(m) for m in metadatas[start:end]],
         )
-
-
-def _filter(where: Where) -> Filter:
-    found = parse_filters(where)
-    if found is None:
-        raise ValueError("a store-wide delete must name what to delete")
-    return found
 
 
 def _scalars(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:

@@ -36,6 +36,7 @@ STOPWORDS = frozenset(
 )
 
 _WORD = re.compile(r"[^\W_]+")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BATCH = 500
 """Ids per DELETE: well under SQLite's limit on bound parameters."""
 _SCHEMA = f"""
@@ -55,13 +56,16 @@ END;
 CREATE TRIGGER IF NOT EXISTS chunks_delete AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
 END;
+CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (
+    json_extract(metadata, '$.dataset'), json_extract(metadata, '$.file_hash')
+);
 CREATE TRIGGER IF NOT EXISTS chunks_update AFTER UPDATE OF text ON chunks
 WHEN old.text IS NOT new.text BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
     INSERT INTO chunks_fts(rowid, text) VALUES (new.seq, new.text);
 END;
 """
-_LAST_OBJECT = "chunks_update"
+_LAST_OBJECT = "chunks_by_file"
 # ON CONFLICT DO UPDATE keeps the row (and its seq): INSERT OR REPLACE would delete it without
 # firing the delete trigger, leaving the old text's postings behind.
 _UPSERT = """
@@ -133,15 +137,19 @@ class LexicalIndex:
                 removed += conn.execute(f"DELETE FROM chunks WHERE id IN ({marks})", batch).rowcount
         return removed
 
-    def delete_where(self, where: Filter, *, keep: Sequence[str] = ()) -> int:
-        """Remove the chunks whose metadata passes `where`, except those in `keep`.
+    def delete_where(self, where: Mapping[str, MetadataValue], *, keep: Sequence[str] = ()) -> int:
+        """Remove the chunks whose metadata equals `where`, except those in `keep`.
 
         By metadata rather than by ids read from the vector store: a retry after a failure
-        half-way still finds every row to remove here.
+        half-way still finds every row to remove here. Deletes by `dataset` and `file_hash`
+        (what the pipeline and the datasets API use) are indexed.
         """
-        if not self.exists:
+        if not self.exists or not where:
             return 0
-        condition, params = to_sql(where, "metadata")
+        if not all(_PLAIN_KEY.fullmatch(key) for key in where):
+            raise ValueError(f"delete_where takes plain metadata keys, got {sorted(where)}")
+        condition = " AND ".join(f"json_extract(metadata, '$.{key}') = ?" for key in where)
+        params = list(where.values())
         with self._connect() as conn, _transaction(conn):
             if not keep:
                 return conn.execute(f"DELETE FROM chunks WHERE {condition}", params).rowcount
