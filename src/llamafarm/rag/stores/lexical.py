@@ -176,8 +176,12 @@ class LexicalIndex:
             params.extend(where_params)
         params.append(top_k)
         with self._connect() as conn:
-            rows = conn.execute(sql, params).fetchall()
-            best = _most(conn, terms) if rows else 0.0
+            conn.execute("BEGIN")  # one snapshot for the matches and the statistics
+            try:
+                rows = conn.execute(sql, params).fetchall()
+                best = _most(conn, terms) if rows else 0.0
+            finally:
+                conn.execute("COMMIT")
         return [
             LexicalHit(id=id_, text=text, metadata=json.loads(meta), score=min(score / best, 1.0))
             for id_, text, meta, score in rows
@@ -271,7 +275,7 @@ def _most(conn: sqlite3.Connection, terms: Sequence[str]) -> float:
     for parts in stems.values():
         frequencies = [found.get(stem, 0) for stem in parts]
         if parts and min(frequencies) > 0:
-            rarest = min(frequencies)
+            rarest = min(min(frequencies), total)
             most += max(math.log((total - rarest + 0.5) / (rarest + 0.5)), 1e-6) * (BM25_K1 + 1)
     return most or 1.0
 
