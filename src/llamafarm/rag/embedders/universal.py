@@ -84,10 +84,6 @@ def _session(path: Path, threads: int) -> Any:
             # the life of the process; shrinking it after each run (_run_options) gives most
             # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
             options.enable_cpu_mem_arena = True
-            # Threads that spin while waiting cost a query twice its time when the other core
-            # is busy (a single query on 2 cores: 11.8 ms spinning vs 7.2 ms not, with one
-            # busy core; 5.0 vs 5.6 ms when idle).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             _SESSIONS[path, threads] = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
