@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
+from llamafarm.errors import ConfigInvalid, EmbedderUnavailable, LfError
 
 CHECK_TIMEOUT = 5.0
 """Seconds `check()` waits at most, whatever the configured timeout."""
@@ -163,22 +163,7 @@ class HttpEmbedder:
 
     def _post(self, texts: list[str], *, timeout: float) -> httpx.Response:
         url = f"{self.base_url}{self.path}"
-        limits = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
-        for attempt in (1, 2):
-            try:
-                return self._client.post(url, json=self._payload(texts), timeout=limits)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if attempt == 2:
-                    raise self._fail(f"connection lost: {exc!r}") from exc
-            except httpx.ConnectTimeout as exc:
-                raise self._fail(f"could not connect within {limits.connect:g}s") from exc
-            except httpx.TimeoutException as exc:
-                raise self._fail(f"no answer within {timeout:g}s") from exc
-            except httpx.ConnectError as exc:
-                raise self._fail(f"cannot connect: {exc}") from exc
-            except httpx.HTTPError as exc:
-                raise self._fail(f"{type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")
+        return post_json(self._client, url, self._payload(texts), timeout=timeout, fail=self._fail)
 
     def _check_dimension(self, vectors: list[list[float]]) -> None:
         sizes = sorted({len(vector) for vector in vectors})
@@ -192,3 +177,31 @@ class HttpEmbedder:
             expected = self._dimension
         if sizes[0] != expected:
             raise self._fail(f"returned {sizes[0]}-dimensional vectors, expected {expected}")
+
+
+def post_json(
+    client: httpx.Client,
+    url: str,
+    payload: Any,
+    *,
+    timeout: float,
+    fail: Callable[[str], LfError],
+) -> httpx.Response:
+    """POST JSON with a bounded wait, retried once only when a pooled connection was reset;
+    every transport failure becomes `fail(reason)`."""
+    limits = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+    for attempt in (1, 2):
+        try:
+            return client.post(url, json=payload, timeout=limits)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            if attempt == 2:
+                raise fail(f"connection lost: {exc!r}") from exc
+        except httpx.ConnectTimeout as exc:
+            raise fail(f"could not connect within {limits.connect:g}s") from exc
+        except httpx.TimeoutException as exc:
+            raise fail(f"no answer within {timeout:g}s") from exc
+        except httpx.ConnectError as exc:
+            raise fail(f"cannot connect: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise fail(f"{type(exc).__name__}: {exc}") from exc
+    raise AssertionError("unreachable")

@@ -27,7 +27,7 @@ WHAT = "UniversalEmbedder"
 Floats = npt.NDArray[np.float32]
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     # The CPUs this process may run on, which a container can set below os.cpu_count().
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0)) or 1
@@ -63,7 +63,7 @@ _TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def _run_options() -> Any:
+def run_options() -> Any:
     import onnxruntime  # type: ignore[import-untyped]
 
     options = onnxruntime.RunOptions()
@@ -71,7 +71,7 @@ def _run_options() -> Any:
     return options
 
 
-def _session(path: Path, threads: int) -> Any:
+def onnx_session(path: Path, threads: int) -> Any:
     with _LOAD_LOCK:
         if (path, threads) not in _SESSIONS:
             import onnxruntime  # 0.15 s import, paid on first use
@@ -81,7 +81,7 @@ def _session(path: Path, threads: int) -> Any:
             options.inter_op_num_threads = 1
             # The memory arena makes inference ~1.5x faster than without it (measured on the
             # bench corpus: 31 s against 47 s), but keeps the peak of the largest batch for
-            # the life of the process; shrinking it after each run (_run_options) gives most
+            # the life of the process; shrinking it after each run (run_options) gives most
             # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
             options.enable_cpu_mem_arena = True
             _SESSIONS[path, threads] = onnxruntime.InferenceSession(
@@ -145,7 +145,7 @@ class UniversalEmbedder:
         self.dimension = settings.dimension
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
-        self.threads = settings.threads or _default_threads()
+        self.threads = settings.threads or default_threads()
         self._loaded: _Loaded | None = None
 
     def fingerprint(self) -> str:
@@ -175,7 +175,7 @@ class UniversalEmbedder:
     def _load(self) -> _Loaded:
         if self._loaded is None:
             try:
-                session = _session(self._model_path, self.threads)
+                session = onnx_session(self._model_path, self.threads)
                 tokenizer = _tokenizer(self._tokenizer_path, self.max_length)
             except Exception as exc:  # onnxruntime and tokenizers raise their own bare types
                 raise EmbedderUnavailable(
@@ -189,7 +189,7 @@ class UniversalEmbedder:
                     f"not {self.dimension}"
                 )
             inputs = frozenset(node.name for node in session.get_inputs())
-            self._loaded = _Loaded(session, tokenizer, output.name, inputs, _run_options())
+            self._loaded = _Loaded(session, tokenizer, output.name, inputs, run_options())
         return self._loaded
 
     def _run(self, loaded: _Loaded, batch: list[Encoding]) -> Floats:

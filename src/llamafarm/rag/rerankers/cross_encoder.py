@@ -12,7 +12,7 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from tokenizers import Encoding, Tokenizer
 
 from llamafarm.errors import RerankerUnavailable
-from llamafarm.rag.embedders.universal import _default_threads, _run_options, _session
+from llamafarm.rag.embedders.universal import default_threads, onnx_session, run_options
 from llamafarm.rag.rerankers.base import sigmoid
 
 WHAT = "CrossEncoderReranker"
@@ -69,7 +69,7 @@ class CrossEncoderReranker:
         self.cache_dir = cache_dir
         self.max_length = max_length
         self.batch_size = batch_size
-        self.threads = threads or _default_threads()
+        self.threads = threads or default_threads()
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
@@ -120,7 +120,7 @@ class CrossEncoderReranker:
             if self._loaded is None:
                 model, tokenizer_path = self._snapshot()
                 try:
-                    session = _session(model, self.threads)
+                    session = onnx_session(model, self.threads)
                     tokenizer = _tokenizer(tokenizer_path, self.max_length)
                 except Exception as exc:  # onnxruntime and tokenizers raise their own bare types
                     raise self._fail(f"cannot load {model}: {exc}") from exc
@@ -129,7 +129,7 @@ class CrossEncoderReranker:
                     raise self._fail(f"the graph needs inputs we cannot give: {sorted(unknown)}")
                 outputs = [node.name for node in session.get_outputs()]
                 output = "logits" if "logits" in outputs else outputs[0]
-                self._loaded = _Loaded(session, tokenizer, output, inputs, _run_options())
+                self._loaded = _Loaded(session, tokenizer, output, inputs, run_options())
             return self._loaded
 
     def _run(self, loaded: _Loaded, batch: list[Encoding]) -> list[float]:

@@ -9,7 +9,13 @@ from typing import Any, Literal
 import httpx
 
 from llamafarm.errors import RerankerUnavailable
-from llamafarm.rag.embedders.base import CHECK_TIMEOUT, CONNECT_TIMEOUT, excerpt, normalize_url
+from llamafarm.rag.embedders.base import (
+    CHECK_TIMEOUT,
+    CONNECT_TIMEOUT,
+    excerpt,
+    normalize_url,
+    post_json,
+)
 from llamafarm.rag.rerankers.base import sigmoid
 
 WHAT = "RemoteReranker"
@@ -108,19 +114,4 @@ class RemoteReranker:
         return scores
 
     def _post(self, payload: dict[str, Any], *, timeout: float) -> httpx.Response:
-        limits = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
-        for attempt in (1, 2):
-            try:
-                return self._client.post(self.url, json=payload, timeout=limits)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if attempt == 2:
-                    raise self._fail(f"connection lost: {exc!r}") from exc
-            except httpx.ConnectTimeout as exc:
-                raise self._fail(f"could not connect within {limits.connect:g}s") from exc
-            except httpx.TimeoutException as exc:
-                raise self._fail(f"no answer within {timeout:g}s") from exc
-            except httpx.ConnectError as exc:
-                raise self._fail(f"cannot connect: {exc}") from exc
-            except httpx.HTTPError as exc:
-                raise self._fail(f"{type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")
+        return post_json(self._client, self.url, payload, timeout=timeout, fail=self._fail)
