@@ -289,7 +289,11 @@ def test_database_create_rejects_bad_definitions(
         ({"query": "x", "score_threshold": 2}, 422, "score_threshold"),
         ({"query": "x", "hybrid_alpha": -0.1}, 422, "hybrid_alpha"),
         ({"query": "x", "distance_metric": "manhattan"}, 422, "distance_metric"),
-        ({"query": "x", "retrieval_strategy": "nope"}, 400, "hybrid_search, basic_search, basic, hybrid"),
+        (
+            {"query": "x", "retrieval_strategy": "nope"},
+            400,
+            "hybrid_search, basic_search, basic, hybrid",
+        ),
         ({"query": "x", "database": "nope"}, 404, "nope"),
         ({"query": "x", "database": "../etc"}, 400, "database name"),
         ({"query": "x", "metadata_filters": {"page": {"$regex": "a"}}}, 400, "$regex"),
