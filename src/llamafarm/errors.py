@@ -9,9 +9,12 @@
      ├── Unprocessable (422)
      │    ├── ConfigInvalid
      │    └── ParseFailed
-     └── Unavailable (503)
-          ├── EmbedderUnavailable
-          └── RerankerUnavailable
+     ├── BadGateway (502)
+     ├── Unavailable (503)
+     │    ├── EmbedderUnavailable
+     │    ├── RerankerUnavailable
+     │    └── ProviderUnavailable
+     └── GatewayTimeout (504)
 
 Code below `api/` raises these; one handler in `api/errors.py` renders them
 as `{"detail": message}`.
@@ -72,3 +75,19 @@ class EmbedderUnavailable(Unavailable):
 
 class RerankerUnavailable(Unavailable):
     """The reranking model is not in the local cache, or its service cannot be reached."""
+
+
+class BadGateway(LfError):
+    """A service we called answered with an error or something that is not its protocol."""
+
+    status = 502
+
+
+class ProviderUnavailable(Unavailable):
+    """The chat model cannot be loaded or its server cannot be reached."""
+
+
+class GatewayTimeout(LfError):
+    """A service we called did not answer in time."""
+
+    status = 504

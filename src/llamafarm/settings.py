@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         default=16, ge=1, le=64, description="Files an ingestion worker processes at once."
     )
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted upload, in MiB.")
+    session_ttl: float = Field(
+        default=1800,
+        gt=0,
+        description="Seconds a chat session may stay unused before its history is dropped.",
+    )
 
     @field_validator("data_dir")
     @classmethod

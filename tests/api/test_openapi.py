@@ -23,6 +23,7 @@ MCP_OPERATIONS = {
     "database_get",
     "database_update",
     "database_delete",
+    "models_list",
 }
 
 

@@ -12,7 +12,7 @@ from llamafarm import __version__
 from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.paths import EncodedSlashGuard
-from llamafarm.api.routers import datasets, projects, rag, system, tasks
+from llamafarm.api.routers import chat, datasets, projects, rag, system, tasks
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "worker": worker_check(db),
         }
         yield
+        app.state.models.close()
         db.close()
 
     app = FastAPI(
@@ -71,6 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(system.router)
-    for router in (projects.router, datasets.router, rag.router, tasks.router):
+    for router in (projects.router, chat.router, datasets.router, rag.router, tasks.router):
         app.include_router(router, prefix="/v1")
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,6 +30,25 @@ class ApiClient:
         if response.is_error:
             raise CliError(f"Error {response.status_code}: {_detail(response)}")
         return response.json()
+
+    def events(
+        self, path: str, *, json_body: Any, headers: dict[str, str]
+    ) -> Iterator[tuple[dict[str, str], Any]]:
+        """POST, then each server-sent event's JSON as it arrives, with the response headers."""
+        url = self.base_url + path
+        try:
+            with httpx.stream(
+                "POST", url, json=json_body, headers=headers, timeout=self.timeout
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise CliError(f"Error {response.status_code}: {_detail(response)}")
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    yield dict(response.headers), json.loads(line[len("data: ") :])
+        except httpx.TransportError as exc:
+            raise CliError(f"The llamafarm server at {self.base_url} went away: {exc}") from exc
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

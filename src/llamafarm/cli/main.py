@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from llamafarm import __version__
+from llamafarm.cli.chat import chat
 from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import client, err, out, segment
 from llamafarm.cli.datasets import datasets_app, tasks_app
@@ -27,6 +28,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(rag_app, name="rag")
+app.command("chat")(chat)
 app.add_typer(config_app, name="config")
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")]

@@ -61,6 +61,9 @@ class ModelConfig(StrictModel):
     description: str | None = None
     prompts: list[str] = Field(default_factory=list, description="Names of prompt sets to apply.")
     model_api_parameters: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for a model server's next bytes."
+    )
 
 
 class Runtime(StrictModel):
@@ -73,6 +76,7 @@ class Runtime(StrictModel):
     description: str | None = None
     prompts: list[str] = Field(default_factory=list)
     model_api_parameters: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(default=60.0, gt=0)
     models: list[ModelConfig] = Field(default_factory=list)
     default_model: str | None = None
 
@@ -107,6 +111,7 @@ class Runtime(StrictModel):
                 description=self.description,
                 prompts=self.prompts,
                 model_api_parameters=self.model_api_parameters,
+                timeout=self.timeout,
             )
         ]
 

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import and_, delete, select
 
+from llamafarm.chat.sessions import delete_all_sessions
 from llamafarm.config.models import Dataset, ProjectConfig
 from llamafarm.datasets.blobs import BlobStore, check_hash
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
@@ -209,6 +210,7 @@ def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> P
             session.execute(
                 delete(table).where(table.namespace == ref.namespace, table.project == ref.project)
             )
+    delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
     return deleted
 
 

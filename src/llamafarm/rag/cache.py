@@ -1,4 +1,4 @@
-"""Embedders and rerankers loaded once per process and shared by its requests or files."""
+"""Embedders, rerankers and chat models loaded once per process and shared by its requests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llamafarm.config.models import EmbeddingStrategy
+from llamafarm.chat.providers import create_provider
+from llamafarm.chat.providers.base import Provider
+from llamafarm.config.models import EmbeddingStrategy, ModelConfig
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
@@ -28,6 +30,7 @@ class ModelCache:
         self.hf_cache = hf_cache
         self._embedders: OrderedDict[str, Embedder] = OrderedDict()
         self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
+        self._providers: OrderedDict[str, Provider] = OrderedDict()
         self._lock = threading.Lock()
 
     def embedder(self, strategy: EmbeddingStrategy) -> Embedder:
@@ -43,12 +46,30 @@ class ModelCache:
             self._rerankers, dict(config), lambda: create_reranker(config, cache_dir=self.hf_cache)
         )
 
+    def provider(self, model: ModelConfig) -> Provider:
+        config = model.model_dump(mode="json", exclude={"name", "description", "prompts"})
+        return self._get(self._providers, config, lambda: create_provider(model))
+
+    def close(self) -> None:
+        """Let go of the connections the models hold (HTTP clients of remote services)."""
+        with self._lock:
+            for kept in (self._embedders, self._rerankers, self._providers):
+                for model in kept.values():
+                    _close(model)
+                kept.clear()
+
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
         key = json.dumps(config, sort_keys=True, default=str)
         with self._lock:
             if key not in kept:
                 kept[key] = make()  # cheap: models load on first use, outside this lock
                 while len(kept) > KEPT:
-                    kept.popitem(last=False)
+                    _close(kept.popitem(last=False)[1])
             kept.move_to_end(key)
             return kept[key]
+
+
+def _close(model: object) -> None:
+    close = getattr(model, "close", None)
+    if callable(close):
+        close()

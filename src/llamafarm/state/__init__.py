@@ -1,6 +1,22 @@
-"""State database: file records, tasks, worker heartbeats (SQLite by default, or any URL)."""
+"""State database: file records, tasks, worker heartbeats, chat sessions (SQLite by default,
+or any URL)."""
 
 from llamafarm.state.db import StateDB
-from llamafarm.state.tables import FileRecord, TaskFile, TaskRecord, WorkerHeartbeat
+from llamafarm.state.tables import (
+    ChatMessage,
+    ChatSession,
+    FileRecord,
+    TaskFile,
+    TaskRecord,
+    WorkerHeartbeat,
+)
 
-__all__ = ["FileRecord", "StateDB", "TaskFile", "TaskRecord", "WorkerHeartbeat"]
+__all__ = [
+    "ChatMessage",
+    "ChatSession",
+    "FileRecord",
+    "StateDB",
+    "TaskFile",
+    "TaskRecord",
+    "WorkerHeartbeat",
+]

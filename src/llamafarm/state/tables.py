@@ -77,3 +77,38 @@ class WorkerHeartbeat(Base):
     worker: Mapped[str] = mapped_column(String(255), primary_key=True)
     pid: Mapped[int]
     last_seen: Mapped[float]
+
+
+class ChatSession(Base):
+    """A conversation of one project; `lock_owner` / `lock_expires` is the lease of the turn
+    in progress (see `llamafarm.chat.sessions.turn`)."""
+
+    __tablename__ = "chat_sessions"
+    __table_args__ = (
+        UniqueConstraint("namespace", "project", "session_id"),
+        Index("ix_chat_sessions_last_used", "last_used_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float]
+    last_used_at: Mapped[float]
+    ttl: Mapped[float]
+    """Seconds the session may stay unused; set by the last `open_session`."""
+    next_seq: Mapped[int] = mapped_column(default=0)
+    lock_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lock_expires: Mapped[float | None] = mapped_column(default=None)
+
+
+class ChatMessage(Base):
+    __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("session_pk", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_pk: Mapped[int] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float]

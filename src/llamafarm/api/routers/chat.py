@@ -1,0 +1,225 @@
+"""Chat API: OpenAI-compatible completions, sessions, and the project's models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from llamafarm.api.deps import (
+    ModelCacheDep,
+    ProjectRefDep,
+    ProjectStoreDep,
+    SettingsDep,
+    StateDBDep,
+)
+from llamafarm.chat import service, sessions
+from llamafarm.chat.providers.base import Message
+from llamafarm.errors import LfError
+from llamafarm.state import StateDB
+
+router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's request plus llamafarm's RAG and thinking fields; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1)
+    rag_enabled: bool | None = None
+    database: str | None = Field(default=None, min_length=1)
+    rag_top_k: int | None = Field(default=None, ge=1, le=100)
+    rag_score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    rag_queries: list[str] | None = Field(default=None, max_length=8)
+    think: bool = False
+    thinking_budget: int | None = Field(default=None, ge=1, le=32_768)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+SessionHeader = Annotated[str | None, Header(alias="X-Session-ID")]
+NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
+
+
+@router.post(
+    "/chat/completions", operation_id="chat_completions", summary="Chat (OpenAI-compatible)"
+)
+async def completions(
+    body: ChatCompletionRequest,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    models: ModelCacheDep,
+    db: StateDBDep,
+    settings: SettingsDep,
+    session_id: SessionHeader = None,
+    no_session: NoSessionHeader = None,
+) -> Any:
+    request = service.ChatRequest(
+        messages=[Message(role=m.role, content=m.content) for m in body.messages],
+        **body.model_dump(exclude={"messages", "stream"}),
+    )
+    key = Key(db, ref.namespace, ref.project)
+    if no_session is None:
+        session_id = await asyncio.to_thread(
+            sessions.open_session,
+            db,
+            namespace=ref.namespace,
+            project=ref.project,
+            session_id=session_id,
+            ttl=settings.session_ttl,
+        )
+        headers = {"X-Session-ID": session_id}
+    else:
+        session_id, headers = None, {}
+    turn = [m for m in request.messages if m.role != "system"]
+    # The session's turn is taken before the model is chosen and the context retrieved, so a
+    # bad request is a plain HTTP error even when streaming; it is given back once the answer
+    # is stored (or the stream ends).
+    lease = key.turn(session_id)
+    history = await asyncio.to_thread(lease.__enter__)
+    try:
+        prepared = await asyncio.to_thread(
+            service.prepare,
+            projects=projects,
+            models=models,
+            ref=ref,
+            request=request,
+            history=history,
+        )
+        if not body.stream:
+            answer, text = await asyncio.to_thread(service.complete, prepared)
+            await asyncio.to_thread(key.store, session_id, [*turn, Message("assistant", text)])
+    except BaseException:
+        await asyncio.to_thread(lease.__exit__, None, None, None)
+        raise
+    if not body.stream:
+        await asyncio.to_thread(lease.__exit__, None, None, None)
+        return JSONResponse(answer, headers=headers)
+    return StreamingResponse(
+        _events(
+            prepared, lambda text: key.store(session_id, [*turn, Message("assistant", text)]), lease
+        ),
+        media_type="text/event-stream",
+        headers={**headers, "Cache-Control": "no-cache"},
+    )
+
+
+@dataclass(frozen=True)
+class Key:
+    """The sessions of one project; a None session id (stateless) makes each step a no-op."""
+
+    db: StateDB
+    namespace: str
+    project: str
+
+    def turn(self, session_id: str | None) -> AbstractContextManager[list[Message]]:
+        if session_id is None:
+            return nullcontext([])
+        return sessions.turn(
+            self.db, namespace=self.namespace, project=self.project, session_id=session_id
+        )
+
+    def store(self, session_id: str | None, messages: list[Message]) -> None:
+        if session_id is not None:
+            sessions.append(
+                self.db,
+                namespace=self.namespace,
+                project=self.project,
+                session_id=session_id,
+                messages=messages,
+            )
+
+
+async def _events(
+    prepared: service.Prepared,
+    store: Callable[[str], None],
+    lease: AbstractContextManager[list[Message]],
+) -> AsyncIterator[str]:
+    """SSE frames. The model runs on a thread that feeds this coroutine; when the client goes
+    away the coroutine is cancelled, the thread sees `stop` between deltas and closes the
+    provider's stream, and the turn is not stored (a session never keeps half an answer)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: dict[str, Any] | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def pump() -> None:
+        run = service.Stream(prepared)
+        chunks = run.chunks()
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    break
+                put(chunk)
+            else:
+                if run.answer is not None:
+                    store(run.answer)
+        except LfError as exc:
+            put(service.error_chunk(exc))
+        except Exception as exc:  # the stream has begun: report it, then end the stream
+            put(service.error_chunk(LfError(f"{type(exc).__name__}: {exc}")))
+        finally:
+            chunks.close()
+            lease.__exit__(None, None, None)
+            put(None)
+
+    worker = loop.run_in_executor(None, pump)
+    try:
+        while (item := await queue.get()) is not None:
+            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        stop.set()
+        await asyncio.shield(worker)
+
+
+@router.get(
+    "/chat/sessions/{session_id}/history",
+    operation_id="chat_history",
+    summary="A chat session's messages",
+)
+def history(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
+    messages = sessions.history(
+        db, namespace=ref.namespace, project=ref.project, session_id=session_id
+    )
+    return sessions.history_response(messages)
+
+
+@router.delete(
+    "/chat/sessions/{session_id}", operation_id="chat_session_delete", summary="Delete a session"
+)
+def delete_session(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
+    return sessions.delete_session(
+        db, namespace=ref.namespace, project=ref.project, session_id=session_id
+    )
+
+
+@router.delete("/chat/sessions", operation_id="chat_sessions_delete", summary="Delete all sessions")
+def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
+    return sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
+
+
+@router.get("/models", operation_id="models_list", tags=["mcp"], summary="The project's models")
+def list_models(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
+    return service.list_models(projects.load(ref.namespace, ref.project))

@@ -1,0 +1,1 @@
+"""Chat: providers, sessions, prompt assembly and the OpenAI-compatible completions service."""

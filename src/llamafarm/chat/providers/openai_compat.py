@@ -1,0 +1,373 @@
+"""Chat through an OpenAI-compatible server: OpenAI, vLLM, llama.cpp, LM Studio, Ollama's `/v1`.
+
+Every failure of the server is translated here, the one place httpx enters:
+
+    refused, unknown host                       -> ProviderUnavailable (503)
+    no connection in 5 s, no answer or no new
+    output within `timeout`                     -> GatewayTimeout (504)
+    an error status, a body that is not the
+    protocol, a connection dropped mid-answer   -> BadGateway (502)
+
+Each message names the provider, the model and the base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import closing
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from llamafarm.chat.providers.base import Completion, Delta, Generation, Usage
+from llamafarm.config.models import ModelConfig
+from llamafarm.errors import BadGateway, ConfigInvalid, GatewayTimeout, LfError, ProviderUnavailable
+from llamafarm.rag.embedders.base import CHECK_TIMEOUT, CONNECT_TIMEOUT, excerpt, normalize_url
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds to wait for the first byte of an answer, and between two pieces of a stream."""
+OPENAI_URL = "https://api.openai.com/v1"
+OLLAMA_HOST = "http://localhost:11434"
+OLLAMA_PORT = 11434
+
+FinishReason = Literal["stop", "length"]
+
+
+def default_base_url(provider: str, env: Mapping[str, str]) -> str:
+    """Where a provider listens when the config names no `base_url`: OpenAI's API, or Ollama
+    at `$OLLAMA_HOST` (read as the ollama CLI reads it: scheme and port optional) + `/v1`."""
+    if provider != "ollama":
+        return OPENAI_URL
+    host = (env.get("OLLAMA_HOST") or "").strip().rstrip("/") or OLLAMA_HOST
+    if "://" not in host:
+        authority, slash, rest = host.partition("/")
+        if not authority.rsplit("]", 1)[-1].count(":"):  # no port (an IPv6 literal has colons)
+            authority = f"{authority}:{OLLAMA_PORT}"
+        host = f"http://{authority}{slash}{rest}"
+    return f"{host.removesuffix('/v1')}/v1"
+
+
+class OpenAICompatibleProvider:
+    """One chat model behind `POST {base_url}/chat/completions`, whole or streamed (SSE).
+
+    Fails fast: a request is retried once only when a pooled connection was reset before any
+    byte of the answer came back; never after output has begun.
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if model.provider not in ("openai", "ollama"):
+            raise ConfigInvalid(f"model {model.name!r}: provider {model.provider!r} is not OpenAI")
+        self.config = model
+        self.provider = model.provider
+        self.model = model.model
+        self.timeout = model.timeout if timeout is None else timeout
+        self.base_url = self._base_url(model, os.environ if env is None else env)
+        # api.openai.com rejects unknown fields; vLLM, llama.cpp and LM Studio honour top_k and
+        # Ollama's /v1 ignores it.
+        self.sends_top_k = httpx.URL(self.base_url).host != "api.openai.com"
+        headers = {"Authorization": f"Bearer {model.api_key}"} if model.api_key else None
+        # One client per model: its connection pool serves every request and thread.
+        self._client = httpx.Client(headers=headers, timeout=self._limits(self.timeout))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> OpenAICompatibleProvider:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the protocol ---------------------------------------------------------------------
+
+    def complete(self, generation: Generation) -> Completion:
+        payload = self.payload(generation, stream=False)
+        with closing(
+            self._send("POST", "/chat/completions", payload, timeout=self.timeout)
+        ) as response:
+            self._raise_for_status(response)
+            text = self._read(response)
+        return self._completion(self._decode(text))
+
+    def stream(self, generation: Generation) -> Iterator[Delta]:
+        """Deltas as the server sends them; the request goes out on the first `next()`."""
+        return self._deltas(self.payload(generation, stream=True))
+
+    def check(self) -> None:
+        """The server answers `GET /models` (and, for Ollama, lists the model) within 5 s."""
+        timeout = min(self.timeout, CHECK_TIMEOUT)
+        with closing(self._send("GET", "/models", None, timeout=timeout)) as response:
+            self._raise_for_status(response)
+            body = self._decode(self._read(response))
+        try:
+            served = [str(entry["id"]) for entry in body["data"]]
+        except (KeyError, TypeError) as exc:
+            raise self._fail(
+                BadGateway, f"/models is not a model list: {excerpt(json.dumps(body))}"
+            ) from exc
+        if self.provider == "ollama" and not {self.model, f"{self.model}:latest"} & set(served):
+            raise self._fail(
+                ProviderUnavailable,
+                f"the model is not pulled (run `ollama pull {self.model}`); "
+                f"available: {', '.join(served) or 'none'}",
+            )
+
+    # --- requests -------------------------------------------------------------------------
+
+    def payload(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
+        """The request body: `extra` first, then every value the generation sets."""
+        body: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
+        body.update(generation.extra)
+        if not stream:
+            body.pop("stream_options", None)  # OpenAI rejects it on a request that does not stream
+        body.update(
+            model=self.model,
+            messages=[{"role": m.role, "content": m.content} for m in generation.messages],
+            stream=stream,
+        )
+        knobs: dict[str, object] = {
+            "max_tokens": generation.max_tokens,
+            "temperature": generation.temperature,
+            "top_p": generation.top_p,
+            "top_k": generation.top_k if self.sends_top_k else None,
+        }
+        body.update({key: value for key, value in knobs.items() if value is not None})
+        if generation.stop:
+            body["stop"] = list(generation.stop)
+        return body
+
+    def _send(
+        self, method: str, path: str, payload: dict[str, Any] | None, *, timeout: float
+    ) -> httpx.Response:
+        """The response with its headers read and its body still to come (close it)."""
+        streams = bool(payload and payload.get("stream"))
+        request = self._client.build_request(
+            method,
+            f"{self.base_url}{path}",
+            json=payload,
+            headers={"Accept": "text/event-stream"} if streams else None,
+            timeout=self._limits(timeout),
+        )
+        for attempt in (1, 2):
+            try:
+                return self._client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if attempt == 2:
+                    raise self._failure(exc, timeout=timeout, started=False) from exc
+            except httpx.HTTPError as exc:
+                raise self._failure(exc, timeout=timeout, started=False) from exc
+        raise AssertionError("unreachable")
+
+    def _read(self, response: httpx.Response) -> str:
+        try:
+            response.read()
+        except httpx.HTTPError as exc:
+            raise self._failure(exc, timeout=self.timeout, started=True) from exc
+        return response.text
+
+    def _lines(self, response: httpx.Response) -> Iterator[str]:
+        """The body's lines, each wait bounded by the read timeout; no yield inside the `try`."""
+        lines = response.iter_lines()
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except httpx.HTTPError as exc:
+                raise self._failure(exc, timeout=self.timeout, started=True) from exc
+            yield line
+
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        body = excerpt(self._read(response))
+        status = response.status_code
+        if status in (401, 403):
+            key = "the api_key was refused" if self.config.api_key else "no api_key is configured"
+            raise self._fail(BadGateway, f"HTTP {status}: {key}: {body}")
+        raise self._fail(BadGateway, f"HTTP {status}: {body}")
+
+    # --- answers --------------------------------------------------------------------------
+
+    def _deltas(self, payload: dict[str, Any]) -> Iterator[Delta]:
+        # The `with` closes the response, and so the connection, when the caller closes the
+        # iterator early: the server sees the client go and stops generating.
+        with closing(
+            self._send("POST", "/chat/completions", payload, timeout=self.timeout)
+        ) as response:
+            self._raise_for_status(response)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                # A server that ignores `stream: true` answers with the whole completion.
+                whole = self._completion(self._decode(self._read(response)))
+                if whole.content:
+                    yield Delta(content=whole.content)
+                yield Delta(finish_reason=whole.finish_reason, usage=whole.usage)
+                return
+            finish: FinishReason | None = None
+            usage: Usage | None = None
+            thinking = done = False
+            stray = ""
+            last = time.monotonic()
+            for line in self._lines(response):
+                field, _, value = line.partition(":")
+                if not line or not field:  # an event boundary or a comment (a keep-alive)
+                    if time.monotonic() - last > self.timeout:
+                        raise self._fail(GatewayTimeout, f"no output for {self.timeout:g}s")
+                    continue
+                if field != "data":
+                    if field not in ("event", "id", "retry"):
+                        stray = stray or line
+                    continue
+                last = time.monotonic()
+                value = value.removeprefix(" ")
+                if value.strip() == "[DONE]":
+                    done = True
+                    break
+                chunk = self._decode(value)
+                if chunk.get("error"):
+                    raise self._fail(BadGateway, f"error in the stream: {_error_text(chunk)}")
+                usage = _usage(chunk.get("usage")) or usage
+                choices = chunk.get("choices")
+                if not isinstance(choices, list) or not choices:
+                    continue  # e.g. the final usage-only chunk
+                choice = choices[0] if isinstance(choices[0], dict) else {}
+                delta = choice.get("delta")
+                delta = delta if isinstance(delta, dict) else {}
+                reasoning, content = _text(delta, "reasoning_content", "reasoning"), _text(delta)
+                text = ""
+                if reasoning:
+                    text, thinking = ("" if thinking else "<think>") + reasoning, True
+                if content:
+                    text, thinking = text + ("</think>" if thinking else "") + content, False
+                if text:
+                    yield Delta(content=text)
+                if choice.get("finish_reason"):
+                    finish = _finish(choice["finish_reason"])
+            if not done and finish is None:
+                seen = f"; it sent {excerpt(stray)!r}" if stray else ""
+                raise self._fail(
+                    BadGateway, f"the stream ended before the answer was finished{seen}"
+                )
+            if thinking:
+                yield Delta(content="</think>")
+            yield Delta(finish_reason=finish or "stop", usage=usage)
+
+    def _completion(self, body: dict[str, Any]) -> Completion:
+        try:
+            choice = body["choices"][0]
+            message = choice["message"]
+            if not isinstance(message, dict):
+                raise TypeError(message)
+            content, reasoning = _text(message), _text(message, "reasoning_content", "reasoning")
+        except (KeyError, IndexError, TypeError) as exc:
+            detail = _error_text(body) if body.get("error") else excerpt(json.dumps(body))
+            raise self._fail(BadGateway, f"no choices in the answer: {detail}") from exc
+        if reasoning:
+            content = f"<think>{reasoning}</think>{content}"
+        return Completion(
+            content=content,
+            finish_reason=_finish(choice.get("finish_reason")),
+            usage=_usage(body.get("usage")),
+        )
+
+    def _decode(self, text: str) -> dict[str, Any]:
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise self._fail(BadGateway, f"not JSON: {excerpt(text)!r}") from exc
+        if not isinstance(body, dict):
+            raise self._fail(BadGateway, f"not a JSON object: {excerpt(text)!r}")
+        return body
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def _fail(self, kind: type[LfError], cause: str) -> LfError:
+        return kind(f"{self.provider} model {self.model!r} at {self.base_url}: {cause}")
+
+    def _failure(self, exc: httpx.HTTPError, *, timeout: float, started: bool) -> LfError:
+        """An httpx error as ours; `started` once the answer's headers have come."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            return self._fail(GatewayTimeout, f"could not connect within {_connect(timeout):g}s")
+        if isinstance(exc, httpx.PoolTimeout):
+            return self._fail(GatewayTimeout, f"no free connection within {timeout:g}s")
+        if isinstance(exc, httpx.TimeoutException):
+            waited = "no output for" if started else "no answer within"
+            return self._fail(GatewayTimeout, f"{waited} {timeout:g}s")
+        if isinstance(exc, httpx.ConnectError):
+            hint = " (is `ollama serve` running?)" if self.provider == "ollama" else ""
+            return self._fail(ProviderUnavailable, f"cannot connect: {exc}{hint}")
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+            where = "mid-answer" if started else "before answering"
+            return self._fail(BadGateway, f"connection lost {where}: {exc}")
+        return self._fail(BadGateway, f"{type(exc).__name__}: {exc}")
+
+    # --- config ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _base_url(model: ModelConfig, env: Mapping[str, str]) -> str:
+        value = model.base_url or default_base_url(model.provider, env)
+        source = "base_url" if model.base_url else "OLLAMA_HOST"
+        try:
+            url = normalize_url(value, what=f"model {model.name!r}")
+        except ConfigInvalid as exc:
+            raise ConfigInvalid(f"{exc.detail} ({source})") from exc
+        if model.provider == "ollama" and httpx.URL(url).path in ("", "/"):
+            url = (
+                url.rstrip("/") + "/v1"
+            )  # Ollama's OpenAI-compatible API; its root is the native one
+        return url
+
+    @staticmethod
+    def _limits(timeout: float) -> httpx.Timeout:
+        return httpx.Timeout(timeout, connect=_connect(timeout))
+
+
+def _connect(timeout: float) -> float:
+    return min(CONNECT_TIMEOUT, timeout)
+
+
+def _finish(value: object) -> FinishReason:
+    return "length" if value == "length" else "stop"
+
+
+def _text(message: dict[str, Any], *keys: str) -> str:
+    """The first string among `keys` (default: `content`); null and absent are ""."""
+    for key in keys or ("content",):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _usage(value: object) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _error_text(body: dict[str, Any]) -> str:
+    error = body.get("error")
+    message = error.get("message") if isinstance(error, dict) else error
+    return excerpt(str(message if message is not None else json.dumps(body)))

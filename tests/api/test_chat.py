@@ -1,0 +1,228 @@
+"""Chat completions in process against a loopback OpenAI-compatible server: RAG, sessions,
+thinking, streaming and provider failures."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.test_rag import FILES, ingest
+from tests.chat.openai_server import OpenAIServer
+
+BASE = "/v1/projects/acme/bot"
+ASK = [{"role": "user", "content": "Why do alpine glaciers shrink?"}]
+
+
+@pytest.fixture
+def fake() -> Iterator[OpenAIServer]:
+    with OpenAIServer(text="Because the ice melts.", chunk_size=4) as server:
+        yield server
+
+
+def use(client: TestClient, fake: OpenAIServer, **model: Any) -> None:
+    """Point the project's model at the fake server."""
+    project = client.get(BASE).json()["project"]
+    config = project["config"]
+    config["runtime"] = {
+        "models": [
+            {
+                "name": "default",
+                "provider": "openai",
+                "model": "fake-model",
+                "base_url": fake.base_url,
+                "prompts": ["default"],
+                **model,
+            }
+        ],
+        "default_model": "default",
+    }
+    response = client.put(BASE, json={"config": config})
+    assert response.status_code == 200, response.text
+
+
+def chat(client: TestClient, headers: dict[str, str] | None = None, **body: Any) -> Any:
+    return client.post(
+        f"{BASE}/chat/completions", json={"messages": ASK, **body}, headers=headers or {}
+    )
+
+
+def events(response: Any) -> list[Any]:
+    frames = [line[len("data: ") :] for line in response.text.splitlines() if line]
+    assert frames[-1] == "[DONE]"
+    return [json.loads(frame) for frame in frames[:-1]]
+
+
+@pytest.mark.usefixtures("project")
+def test_rag_context_reaches_the_model_and_sources_come_back(
+    client: TestClient, fake: OpenAIServer
+) -> None:
+    ingest(client, FILES)
+    use(client, fake)
+    response = chat(client)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["model"] == "fake-model"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": fake.text}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["sources"][0]["source"] == "glaciers.md"
+    assert "glaciers retreat" in body["sources"][0]["content"]
+    assert set(body["sources"][0]) >= {"content", "source", "page", "score", "chunk_id"}
+
+    sent = fake.requests[-1].body
+    system = [m["content"] for m in sent["messages"] if m["role"] == "system"]
+    assert any("helpful assistant" in text for text in system)  # the template's prompt set
+    assert any("glaciers retreat every summer" in text and "glaciers.md" in text for text in system)
+    assert sent["messages"][-1] == ASK[0]
+
+    both = chat(client, rag_queries=["glaciers ice", "dishwasher error code"], rag_top_k=2).json()
+    assert {s["source"] for s in both["sources"]} == {"glaciers.md", "kitchen.txt"}
+
+    off = chat(client, rag_enabled=False).json()
+    assert off["sources"] == []
+    assert not any("glaciers.md" in m["content"] for m in fake.requests[-1].body["messages"])
+
+
+@pytest.mark.usefixtures("project")
+def test_sessions_keep_turns_and_stateless_does_not(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    first = chat(client, rag_enabled=False)
+    session = first.headers["X-Session-ID"]
+    second = chat(
+        client,
+        headers={"X-Session-ID": session},
+        messages=[{"role": "user", "content": "And in winter?"}],
+        rag_enabled=False,
+    )
+    assert second.headers["X-Session-ID"] == session
+    sent = [m["content"] for m in fake.requests[-1].body["messages"] if m["role"] != "system"]
+    assert sent == [ASK[0]["content"], fake.text, "And in winter?"]
+    history = client.get(f"{BASE}/chat/sessions/{session}/history").json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+
+    stateless = chat(client, headers={"X-No-Session": "1"}, rag_enabled=False)
+    assert "X-Session-ID" not in stateless.headers
+
+    assert client.delete(f"{BASE}/chat/sessions/{session}").json() == {
+        "message": f"Session {session} deleted"
+    }
+    assert client.get(f"{BASE}/chat/sessions/{session}/history").status_code == 404
+    chat(client, rag_enabled=False)
+    assert client.delete(f"{BASE}/chat/sessions").json()["count"] == 1
+
+
+@pytest.mark.usefixtures("project")
+def test_streaming_frames(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    response = chat(client, stream=True, rag_enabled=False)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    chunks = events(response)
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == fake.text
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    session = response.headers["X-Session-ID"]
+    history = client.get(f"{BASE}/chat/sessions/{session}/history").json()["messages"]
+    assert history[-1] == {"role": "assistant", "content": fake.text}
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_is_split_from_the_answer(
+    client: TestClient, fake: OpenAIServer, stream: bool
+) -> None:
+    use(client, fake)
+    fake.text = "<think>85 x 0.15 = 12.75</think>It is 12.75."
+    for think in (True, False):
+        response = chat(client, stream=stream, think=think, rag_enabled=False, max_tokens=50)
+        if stream:
+            chunks = events(response)
+            answer = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+            thinking = chunks[-1].get("thinking")
+        else:
+            body = response.json()
+            answer, thinking = body["choices"][0]["message"]["content"], body.get("thinking")
+        assert answer.strip() == "It is 12.75."
+        if think:
+            assert thinking == {"content": "85 x 0.15 = 12.75", "tokens": None}
+            assert fake.requests[-1].body["max_tokens"] == 50 + 1024
+        else:
+            assert thinking is None
+            assert fake.requests[-1].body["max_tokens"] == 50
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(
+    ("mode", "status"), [("error", 502), ("garbage", 502), ("stall", 504), ("drop", 502)]
+)
+def test_provider_failures(client: TestClient, fake: OpenAIServer, mode: str, status: int) -> None:
+    use(client, fake, timeout=1)
+    fake.mode = mode
+    started = time.monotonic()
+    response = chat(client, rag_enabled=False)
+    assert response.status_code == status, response.text
+    assert "fake-model" in response.json()["detail"] and fake.base_url in response.json()["detail"]
+    assert time.monotonic() - started < 10
+
+    streamed = chat(client, stream=True, rag_enabled=False)
+    frames = events(streamed)
+    assert frames[-1]["error"]["code"] == status
+    assert "fake-model" in frames[-1]["error"]["message"]
+
+
+@pytest.mark.usefixtures("project")
+def test_a_model_server_that_is_down_is_a_503(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    base = fake.base_url
+    fake.close()
+    response = chat(client, rag_enabled=False)
+    assert response.status_code == 503 and base in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"model": "nope"}, 400, "valid: default"),
+        ({"messages": []}, 422, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, 422, "role"),
+        ({"temperature": 5}, 422, "temperature"),
+        ({"rag_top_k": 0}, 422, "rag_top_k"),
+        ({"database": "nope"}, 404, "nope"),
+    ],
+)
+def test_bad_requests(
+    client: TestClient, fake: OpenAIServer, body: dict[str, Any], status: int, detail: str
+) -> None:
+    use(client, fake)
+    response = chat(client, **body)
+    assert response.status_code == status, response.text
+    assert detail in response.json()["detail"]
+    assert chat(client, stream=True, **body).status_code == status
+
+
+@pytest.mark.usefixtures("project")
+def test_prompt_variables(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    project = client.get(BASE).json()["project"]["config"]
+    project["prompts"] = [
+        {"name": "default", "messages": [{"role": "system", "content": "Work for {{company}}."}]}
+    ]
+    assert client.put(BASE, json={"config": project}).status_code == 200
+    missing = chat(client, rag_enabled=False)
+    assert missing.status_code == 400 and "'company'" in missing.json()["detail"]
+    ok = chat(client, rag_enabled=False, variables={"company": "Acme"})
+    assert ok.status_code == 200
+    assert fake.requests[-1].body["messages"][0] == {"role": "system", "content": "Work for Acme."}
+
+
+@pytest.mark.usefixtures("project")
+def test_models_endpoint(client: TestClient) -> None:
+    listed = client.get(f"{BASE}/models").json()
+    assert listed["total"] == 1 and listed["models"][0]["default"] is True

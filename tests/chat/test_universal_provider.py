@@ -1,0 +1,173 @@
+"""The in-process GGUF provider, against the real bundled SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from llamafarm.chat.providers.base import Completion, Generation, Message
+from llamafarm.chat.providers.universal import (
+    BUNDLED,
+    MAX_CONTEXT,
+    UniversalProvider,
+    bundled_path,
+    train_context,
+)
+from llamafarm.config.models import ModelConfig
+from llamafarm.errors import BadRequest, ProviderUnavailable
+
+
+def config(model: str = BUNDLED) -> ModelConfig:
+    return ModelConfig(name="local", provider="universal", model=model)
+
+
+def ask(
+    text: str,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    stop: Sequence[str] = (),
+) -> Generation:
+    return Generation(
+        messages=[Message(role="user", content=text)],
+        max_tokens=max_tokens,
+        temperature=temperature,
+        stop=stop,
+    )
+
+
+@pytest.fixture(scope="module")
+def provider() -> UniversalProvider:
+    provider = UniversalProvider(config())
+    provider.check()
+    return provider
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.gguf"
+    with pytest.raises(ProviderUnavailable, match=re.escape(str(missing))):
+        UniversalProvider(config(str(missing)))
+
+
+def test_unknown_name_lists_the_bundled_model() -> None:
+    with pytest.raises(ProviderUnavailable, match=f"{BUNDLED}.*path to a GGUF file"):
+        UniversalProvider(config("llama3.1:8b"))
+
+
+def test_a_file_that_is_not_gguf_fails_to_load(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model at all")
+    provider = UniversalProvider(config(str(junk)))  # a path is checked for existence only
+    with pytest.raises(ProviderUnavailable, match="not a readable GGUF model"):
+        provider.check()
+
+
+def test_context_is_read_from_the_gguf_header() -> None:
+    assert train_context(bundled_path()) == 8192  # SmolLM2's; the provider uses MAX_CONTEXT
+    assert MAX_CONTEXT < 8192
+
+
+@pytest.mark.slow
+def test_answers(provider: UniversalProvider) -> None:
+    result = provider.complete(ask("Say hello.", max_tokens=40))
+    assert result.content.strip()
+    assert result.usage is not None
+    assert result.usage.prompt_tokens > 3
+    assert 0 < result.usage.completion_tokens <= 40
+
+
+@pytest.mark.slow
+def test_max_tokens_cuts_with_length(provider: UniversalProvider) -> None:
+    result = provider.complete(ask("Write a long poem about the sea.", max_tokens=3))
+    assert result.finish_reason == "length"
+    assert result.usage is not None and result.usage.completion_tokens == 3
+
+
+@pytest.mark.slow
+def test_stop_sequence_ends_the_answer(provider: UniversalProvider) -> None:
+    free = provider.complete(ask("Say hello.", max_tokens=20, temperature=0))
+    assert "!" in free.content  # the premise: this greedy answer has a "!" to stop at
+    result = provider.complete(ask("Say hello.", max_tokens=20, temperature=0, stop=["!"]))
+    assert result.finish_reason == "stop"
+    assert result.content == free.content.split("!")[0]
+
+
+@pytest.mark.slow
+def test_stream_equals_the_whole_answer(provider: UniversalProvider) -> None:
+    generation = ask("What is the capital of France?", max_tokens=40, temperature=0)
+    whole = provider.complete(generation)
+    deltas = list(provider.stream(generation))
+    *pieces, last = deltas
+    assert len(pieces) > 3
+    assert all(d.content and d.finish_reason is None for d in pieces)
+    assert "".join(d.content for d in pieces) == whole.content
+    assert last.content == ""
+    assert last.finish_reason == whole.finish_reason
+    assert last.usage == whole.usage
+
+
+@pytest.mark.slow
+def test_stream_reports_length(provider: UniversalProvider) -> None:
+    deltas = list(provider.stream(ask("Write a long poem about the sea.", max_tokens=5)))
+    assert deltas[-1].finish_reason == "length"
+    assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 5
+
+
+@pytest.mark.slow
+def test_closing_a_stream_stops_the_generation(provider: UniversalProvider) -> None:
+    stream = provider.stream(ask("Write a very long story about a dragon.", max_tokens=2000))
+    first = [next(stream) for _ in range(3)]
+    assert all(d.content for d in first)
+    started = time.perf_counter()
+    stream.close()  # type: ignore[attr-defined]  # a generator; Iterator lacks close()
+    assert time.perf_counter() - started < 2  # 2000 tokens would take ~20 s
+    # The model is free again at once: a short answer takes well under the rest of the story.
+    started = time.perf_counter()
+    result = provider.complete(ask("Say hello.", max_tokens=10))
+    assert result.content
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.slow
+def test_concurrent_generations_do_not_mix(provider: UniversalProvider) -> None:
+    questions = ["Say hello.", "What is 2+2?", "Name a colour.", "What is the capital of Italy?"]
+    alone = [provider.complete(ask(q, max_tokens=30, temperature=0)) for q in questions]
+
+    def answer(index: int) -> Completion:
+        generation = ask(questions[index], max_tokens=30, temperature=0)
+        if index % 2:  # half of them streamed, so both paths share the model at once
+            deltas = list(provider.stream(generation))
+            return Completion(
+                content="".join(d.content for d in deltas),
+                finish_reason=deltas[-1].finish_reason or "stop",
+                usage=deltas[-1].usage,
+            )
+        return provider.complete(generation)
+
+    with ThreadPoolExecutor(len(questions)) as pool:
+        together = list(pool.map(answer, range(len(questions))))
+    assert [r.content for r in together] == [r.content for r in alone]
+
+
+@pytest.mark.slow
+def test_a_prompt_longer_than_the_context_is_a_bad_request(provider: UniversalProvider) -> None:
+    generation = ask("hello " * 5000, max_tokens=5)
+    with pytest.raises(BadRequest, match=f"more than the model's context of {MAX_CONTEXT}"):
+        provider.complete(generation)
+    with pytest.raises(BadRequest, match="more than the model's context"):
+        next(iter(provider.stream(generation)))
+    assert provider.complete(ask("Say hello.", max_tokens=5)).content  # still serving
+
+
+@pytest.mark.slow
+def test_the_model_is_loaded_once_per_file(provider: UniversalProvider) -> None:
+    from llamafarm.chat.providers import universal
+
+    loaded = universal._SERVERS[bundled_path()]
+    UniversalProvider(ModelConfig(name="other", provider="universal", model=BUNDLED)).check()
+    assert universal._SERVERS[bundled_path()] is loaded

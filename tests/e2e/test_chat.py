@@ -1,0 +1,127 @@
+"""The official `openai` client against a real server and the bundled model."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import Server
+from tests.e2e.test_cli import lf
+
+pytestmark = pytest.mark.slow
+
+ASK = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+
+@pytest.fixture(scope="module")
+def server(start_server: Any) -> Server:
+    started: Server = start_server(LF_EMBEDDED_WORKER="false")
+    created = httpx.post(
+        f"{started.url}/v1/projects/acme", json={"name": "talk", "config_template": "server"}
+    )
+    assert created.status_code == 201, created.text
+    return started
+
+
+def base_url(server: Server) -> str:
+    return f"{server.url}/v1/projects/acme/talk"
+
+
+def test_sync_client_with_a_session(server: Server) -> None:
+    client = openai.OpenAI(base_url=base_url(server), api_key="unused", max_retries=0)
+    with client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="default", messages=ASK, max_tokens=16, temperature=0
+        )
+        session = raw.headers["X-Session-ID"]
+        first = raw.parse()
+        assert first.object == "chat.completion"
+        assert first.id.startswith("chatcmpl-")
+        assert isinstance(first.created, int) and first.created > 1_700_000_000
+        assert first.choices[0].index == 0
+        assert first.choices[0].message.role == "assistant"
+        assert first.choices[0].message.content
+        assert first.choices[0].finish_reason in ("stop", "length")
+        assert first.usage is not None and first.usage.completion_tokens > 0
+
+        second = client.chat.completions.create(
+            model="default",
+            messages=[{"role": "user", "content": "And goodbye?"}],
+            max_tokens=16,
+            extra_headers={"X-Session-ID": session},
+        )
+        assert second.choices[0].message.content
+
+    history = httpx.get(f"{base_url(server)}/chat/sessions/{session}/history").json()
+    roles = [m["role"] for m in history["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert history["messages"][0]["content"] == ASK[0]["content"]
+    assert history["messages"][3]["content"] == second.choices[0].message.content
+
+
+def test_sync_client_streams(server: Server) -> None:
+    with openai.OpenAI(base_url=base_url(server), api_key="unused", max_retries=0) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="default",
+                messages=ASK,
+                max_tokens=24,
+                stream=True,
+                extra_headers={"X-No-Session": "1"},
+            )
+        )
+    assert len({chunk.id for chunk in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip()
+
+
+def test_async_client(server: Server) -> None:
+    async def talk() -> tuple[str, str]:
+        async with openai.AsyncOpenAI(
+            base_url=base_url(server), api_key="unused", max_retries=0
+        ) as client:
+            whole = await client.chat.completions.create(
+                model="default", messages=ASK, max_tokens=12
+            )
+            pieces = []
+            stream = await client.chat.completions.create(
+                model="default", messages=ASK, max_tokens=12, stream=True
+            )
+            async for chunk in stream:
+                pieces.append(chunk.choices[0].delta.content or "")
+            return whole.choices[0].message.content or "", "".join(pieces)
+
+    whole, streamed = asyncio.run(talk())
+    assert whole.strip() and streamed.strip()
+
+
+def test_models_and_unknown_model(server: Server) -> None:
+    listed = httpx.get(f"{base_url(server)}/models").json()
+    assert listed["total"] == 1
+    assert listed["models"][0] == {
+        "name": "default",
+        "provider": "universal",
+        "model": "SmolLM2-135M-Instruct",
+        "base_url": None,
+        "default": True,
+        "description": "SmolLM2-135M-Instruct (bundled GGUF, runs on the CPU)",
+    }
+    client = openai.OpenAI(base_url=base_url(server), api_key="unused", max_retries=0)
+    with client, pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="nope", messages=ASK)
+    assert refused.value.body == {"detail": "Unknown model 'nope' (valid: default)"}
+
+
+def test_cli_chat_streams_an_answer(server: Server) -> None:
+    said = lf(server.url, "chat", "acme/talk", "Say hello.", "--no-rag")
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.strip()
+    unknown = lf(server.url, "chat", "acme/talk", "Hi", "--model", "nope")
+    assert unknown.returncode == 1
+    assert "Unknown model 'nope' (valid: default)" in unknown.stderr
