@@ -226,3 +226,10 @@ def test_prompt_variables(client: TestClient, fake: OpenAIServer) -> None:
 def test_models_endpoint(client: TestClient) -> None:
     listed = client.get(f"{BASE}/models").json()
     assert listed["total"] == 1 and listed["models"][0]["default"] is True
+
+
+@pytest.mark.usefixtures("project")
+def test_fields_openai_clients_send_are_ignored(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    response = chat(client, rag_enabled=False, n=1, user="u1", presence_penalty=0, seed=7)
+    assert response.status_code == 200, response.text

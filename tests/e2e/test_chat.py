@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.chat.openai_server import OpenAIServer
 from tests.e2e.conftest import Server
 from tests.e2e.test_cli import lf
 
@@ -125,3 +126,41 @@ def test_cli_chat_streams_an_answer(server: Server) -> None:
     unknown = lf(server.url, "chat", "acme/talk", "Hi", "--model", "nope")
     assert unknown.returncode == 1
     assert "Unknown model 'nope' (valid: default)" in unknown.stderr
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_model(server: Server) -> None:
+    with OpenAIServer(text="word " * 400, chunk_size=5, delay=0.05) as fake:
+        config = httpx.get(base_url(server)).json()["project"]["config"]
+        original = config["runtime"]
+        config["runtime"] = {
+            "provider": "openai",
+            "model": "fake",
+            "base_url": fake.base_url,
+        }
+        updated = httpx.put(base_url(server), json={"config": config})
+        assert updated.status_code == 200, updated.text
+        try:
+            body = {"messages": ASK, "stream": True}
+            with httpx.stream(
+                "POST", f"{base_url(server)}/chat/completions", json=body, timeout=30
+            ) as response:
+                session = response.headers["X-Session-ID"]
+                frames = response.iter_lines()
+                assert next(frames).startswith("data: ")
+            # The server noticed, stopped reading from the model server, and kept no half turn.
+            assert fake.client_gone.wait(10)
+            assert fake.chunks_sent < 400
+            history = httpx.get(f"{base_url(server)}/chat/sessions/{session}/history").json()
+            assert history == {"messages": []}
+            fake.text = "Short answer."
+            again = httpx.post(
+                f"{base_url(server)}/chat/completions",
+                json={"messages": ASK},
+                headers={"X-Session-ID": session},
+                timeout=30,
+            )
+            assert again.status_code == 200, again.text
+            assert again.json()["choices"][0]["message"]["content"] == "Short answer."
+        finally:
+            config["runtime"] = original
+            httpx.put(base_url(server), json={"config": config}).raise_for_status()
