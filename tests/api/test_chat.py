@@ -233,3 +233,23 @@ def test_fields_openai_clients_send_are_ignored(client: TestClient, fake: OpenAI
     use(client, fake)
     response = chat(client, rag_enabled=False, n=1, user="u1", presence_penalty=0, seed=7)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.usefixtures("project")
+def test_content_parts_and_the_developer_role(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    messages = [
+        {"role": "developer", "content": "Be terse."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}],
+        },
+    ]
+    assert chat(client, rag_enabled=False, messages=messages).status_code == 200
+    sent = fake.requests[-1].body["messages"]
+    assert {"role": "system", "content": "Be terse."} in sent
+    assert sent[-1] == {"role": "user", "content": "Hello there"}
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    assert chat(client, rag_enabled=False, messages=image).status_code == 422
+    tool = [{"role": "tool", "content": "42", "tool_call_id": "t1"}]
+    assert chat(client, rag_enabled=False, messages=tool).status_code == 422

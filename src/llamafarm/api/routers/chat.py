@@ -29,10 +29,24 @@ from llamafarm.state import StateDB
 router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
 
 
-class ChatMessage(BaseModel):
+class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant"]
-    content: str
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """OpenAI's message: `content` a string or a list of text parts; `developer` is `system`."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def plain(self) -> Message:
+        text = (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        )
+        return Message(role="system" if self.role == "developer" else self.role, content=text)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -74,7 +88,7 @@ async def completions(
     no_session: NoSessionHeader = None,
 ) -> Any:
     request = service.ChatRequest(
-        messages=[Message(role=m.role, content=m.content) for m in body.messages],
+        messages=[m.plain() for m in body.messages],
         **body.model_dump(exclude={"messages", "stream"}),
     )
     key = Key(db, ref.namespace, ref.project)
