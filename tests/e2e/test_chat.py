@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from typing import Any
 
 import httpx
@@ -10,7 +12,7 @@ import openai
 import pytest
 
 from tests.chat.openai_server import OpenAIServer
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import LF, Server
 from tests.e2e.test_cli import lf
 
 pytestmark = pytest.mark.slow
@@ -123,6 +125,17 @@ def test_cli_chat_streams_an_answer(server: Server) -> None:
     said = lf(server.url, "chat", "acme/talk", "Say hello.", "--no-rag")
     assert said.returncode == 0, said.stderr
     assert said.stdout.strip()
+    # No message: a conversation on stdin, one session for all its turns, until end of input.
+    talk = subprocess.run(
+        [LF, "--server-url", server.url, "chat", "--project", "acme/talk", "--no-rag"],
+        input="Say hi.\nSay bye.\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert talk.returncode == 0, talk.stderr
+    assert talk.stdout.count("you>") == 3
     unknown = lf(server.url, "chat", "acme/talk", "Hi", "--model", "nope")
     assert unknown.returncode == 1
     assert "Unknown model 'nope' (valid: default)" in unknown.stderr
