@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -253,3 +254,39 @@ def test_content_parts_and_the_developer_role(client: TestClient, fake: OpenAISe
     assert chat(client, rag_enabled=False, messages=image).status_code == 422
     tool = [{"role": "tool", "content": "42", "tool_call_id": "t1"}]
     assert chat(client, rag_enabled=False, messages=tool).status_code == 422
+
+
+@pytest.mark.usefixtures("project")
+def test_a_client_resending_the_conversation_adds_only_its_new_turn(
+    client: TestClient, fake: OpenAIServer
+) -> None:
+    use(client, fake)
+    session = chat(client, rag_enabled=False).headers["X-Session-ID"]
+    resent = [*ASK, {"role": "assistant", "content": fake.text}, {"role": "user", "content": "q2"}]
+    chat(client, headers={"X-Session-ID": session}, messages=resent, rag_enabled=False)
+    only_system = [{"role": "system", "content": "Be brief."}]
+    chat(client, headers={"X-Session-ID": session}, messages=only_system, rag_enabled=False)
+    history = client.get(f"{BASE}/chat/sessions/{session}/history").json()["messages"]
+    assert [m["content"] for m in history] == [ASK[0]["content"], fake.text, "q2", fake.text]
+
+
+@pytest.mark.usefixtures("project")
+def test_many_requests_on_one_session_take_turns(client: TestClient, fake: OpenAIServer) -> None:
+    use(client, fake)
+    session = chat(client, rag_enabled=False).headers["X-Session-ID"]
+
+    def ask(i: int) -> int:
+        response = chat(
+            client,
+            headers={"X-Session-ID": session},
+            messages=[{"role": "user", "content": f"q{i}"}],
+            rag_enabled=False,
+        )
+        return int(response.status_code)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        assert list(pool.map(ask, range(12))) == [200] * 12
+    history = client.get(f"{BASE}/chat/sessions/{session}/history").json()["messages"]
+    assert len(history) == 26
+    pairs = list(zip(history[::2], history[1::2], strict=True))
+    assert all(u["role"] == "user" and a["role"] == "assistant" for u, a in pairs)

@@ -42,3 +42,19 @@ def test_placeholders() -> None:
     assert render("Be {{ tone|x }}.", {"tone": "formal"}) == "Be formal."
     with pytest.raises(BadRequest, match="'company'"):
         render("Work for {{company}}.", {})
+
+
+@pytest.mark.parametrize("size", [1, 4, 100])
+def test_a_block_opened_in_the_prompt_is_held_until_it_closes(size: int) -> None:
+    text = "Let me think.</think>The answer."
+    splitter = ThinkSplitter(tentative=True)
+    shown = "".join(splitter.feed(text[i : i + size]) for i in range(0, len(text), size))
+    assert shown + splitter.finish() == "The answer."
+    assert splitter.thought == "Let me think."
+
+    plain = ThinkSplitter(tentative=True)
+    assert plain.feed("No thinking here.") == ""
+    assert plain.finish() == "No thinking here."
+    tagged = ThinkSplitter(tentative=True)
+    assert tagged.feed("<think>a</think>b") + tagged.finish() == "b"
+    assert tagged.thought == "a"

@@ -154,7 +154,7 @@ class Stream:
         self.answer: str | None = None
 
     def chunks(self) -> Generator[dict[str, Any], None, None]:
-        splitter = ThinkSplitter()
+        splitter = ThinkSplitter(tentative=self.prepared.think)
         shown: list[str] = []
         first = True
         finish, usage = "stop", None

@@ -16,6 +16,10 @@ class ThinkSplitter:
     """
 
     thinking: list[str] = field(default_factory=list)
+    tentative: bool = False
+    """The text may begin inside a think block whose opening tag was in the prompt (Qwen3,
+    DeepSeek): hold it until a `</think>` (it was thinking), a `<think>` or the end (it was
+    answer) settles it. For requests that asked to think, whose answer follows the thinking."""
     _inside: bool = False
     _pending: str = ""
 
@@ -23,6 +27,14 @@ class ThinkSplitter:
         """The answer text that can be shown now; thinking is collected in `thinking`."""
         self._pending += text
         answer: list[str] = []
+        if self.tentative:
+            close, opening = self._pending.find(CLOSE), self._pending.find(OPEN)
+            if close < 0 and opening < 0:
+                return ""
+            self.tentative = False
+            if close >= 0 and (opening < 0 or close < opening):
+                self.thinking.append(self._pending[:close])
+                self._pending = self._pending[close + len(CLOSE) :]
         while True:
             tag = CLOSE if self._inside else OPEN
             at = self._pending.find(tag)

@@ -47,7 +47,7 @@ class ModelCache:
         )
 
     def provider(self, model: ModelConfig) -> Provider:
-        config = model.model_dump(mode="json", exclude={"name", "description", "prompts"})
+        config = model.model_dump(mode="json", exclude={"description", "prompts"})
         return self._get(self._providers, config, lambda: create_provider(model))
 
     def close(self) -> None:
@@ -64,7 +64,8 @@ class ModelCache:
             if key not in kept:
                 kept[key] = make()  # cheap: models load on first use, outside this lock
                 while len(kept) > KEPT:
-                    _close(kept.popitem(last=False)[1])
+                    # Not closed: a request may still be using it; it goes with its last user.
+                    kept.popitem(last=False)
             kept.move_to_end(key)
             return kept[key]
 

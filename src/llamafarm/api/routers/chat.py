@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -104,37 +105,82 @@ async def completions(
         headers = {"X-Session-ID": session_id}
     else:
         session_id, headers = None, {}
-    turn = [m for m in request.messages if m.role != "system"]
+    turn = new_turn(request.messages)
     # The session's turn is taken before the model is chosen and the context retrieved, so a
     # bad request is a plain HTTP error even when streaming; it is given back once the answer
-    # is stored (or the stream ends).
-    lease = key.turn(session_id)
-    history = await asyncio.to_thread(lease.__enter__)
+    # is stored (or the stream ends). Waiting for it uses its own threads: waiters must never
+    # take the threads the turn they wait for needs to finish.
+    lease = Lease(key.turn(session_id))
+    history = await _run(_WAITING, lease.take)
     try:
-        prepared = await asyncio.to_thread(
-            service.prepare,
-            projects=projects,
-            models=models,
-            ref=ref,
-            request=request,
-            history=history,
+        prepared = await _run(
+            _WORKING,
+            lambda: service.prepare(
+                projects=projects, models=models, ref=ref, request=request, history=history
+            ),
         )
         if not body.stream:
-            answer, text = await asyncio.to_thread(service.complete, prepared)
-            await asyncio.to_thread(key.store, session_id, [*turn, Message("assistant", text)])
+            answer, text = await _run(_WORKING, lambda: service.complete(prepared))
+            if turn:
+                await _run(
+                    _WORKING, lambda: key.store(session_id, [*turn, Message("assistant", text)])
+                )
     except BaseException:
-        await asyncio.to_thread(lease.__exit__, None, None, None)
+        await _run(_WORKING, lease.give_back)
         raise
     if not body.stream:
-        await asyncio.to_thread(lease.__exit__, None, None, None)
+        await _run(_WORKING, lease.give_back)
         return JSONResponse(answer, headers=headers)
+
+    def store(text: str) -> None:
+        if turn:
+            key.store(session_id, [*turn, Message("assistant", text)])
+
     return StreamingResponse(
-        _events(
-            prepared, lambda text: key.store(session_id, [*turn, Message("assistant", text)]), lease
-        ),
+        _events(prepared, store, lease),
         media_type="text/event-stream",
         headers={**headers, "Cache-Control": "no-cache"},
     )
+
+
+_WAITING = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lf-chat-wait")
+_WORKING = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lf-chat")
+"""Chat's threads, apart from the server's default pool and from each other."""
+
+T = TypeVar("T")
+
+
+async def _run(pool: ThreadPoolExecutor, work: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(pool, work)
+
+
+def new_turn(messages: Sequence[Message]) -> list[Message]:
+    """What a request adds to its session: the messages after its last assistant one (a
+    client that resends the whole conversation adds only its new question), without system
+    messages. Empty when there is no user message: nothing is stored then."""
+    last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+    added = [m for m in messages[last + 1 :] if m.role != "system"]
+    return added if any(m.role == "user" for m in added) else []
+
+
+class Lease:
+    """A session turn entered on one thread and given back on another, exactly once."""
+
+    def __init__(self, manager: AbstractContextManager[list[Message]]) -> None:
+        self.manager = manager
+        self._lock = threading.Lock()
+        self._held = False
+
+    def take(self) -> list[Message]:
+        history = self.manager.__enter__()
+        self._held = True
+        return history
+
+    def give_back(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self.manager.__exit__(None, None, None)
 
 
 @dataclass(frozen=True)
@@ -164,12 +210,11 @@ class Key:
 
 
 async def _events(
-    prepared: service.Prepared,
-    store: Callable[[str], None],
-    lease: AbstractContextManager[list[Message]],
+    prepared: service.Prepared, store: Callable[[str], None], lease: Lease
 ) -> AsyncIterator[str]:
-    """SSE frames. The model runs on a thread that feeds this coroutine; when the client goes
-    away the coroutine is cancelled, the thread sees `stop` between deltas and closes the
+    """SSE frames. The model runs on a thread that feeds this coroutine. When the client goes
+    away the coroutine is cancelled: the session is given back at once (a later turn need not
+    wait for a model that has gone quiet), the thread stops at the next delta and closes the
     provider's stream, and the turn is not stored (a session never keeps half an answer)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -187,25 +232,27 @@ async def _events(
                     break
                 put(chunk)
             else:
-                if run.answer is not None:
+                if run.answer is not None and not stop.is_set():
                     store(run.answer)
         except LfError as exc:
             put(service.error_chunk(exc))
         except Exception as exc:  # the stream has begun: report it, then end the stream
             put(service.error_chunk(LfError(f"{type(exc).__name__}: {exc}")))
         finally:
-            chunks.close()
-            lease.__exit__(None, None, None)
-            put(None)
+            try:
+                chunks.close()
+                lease.give_back()
+            finally:
+                put(None)
 
-    worker = loop.run_in_executor(None, pump)
+    loop.run_in_executor(_WORKING, pump)
     try:
         while (item := await queue.get()) is not None:
             yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
         stop.set()
-        await asyncio.shield(worker)
+        await _run(_WAITING, lease.give_back)
 
 
 @router.get(
