@@ -169,7 +169,7 @@ def test_provider_failures(client: TestClient, fake: OpenAIServer, mode: str, st
     response = chat(client, rag_enabled=False)
     assert response.status_code == status, response.text
     assert "fake-model" in response.json()["detail"] and fake.base_url in response.json()["detail"]
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # timeout=1: far from the 60 s default
 
     streamed = chat(client, stream=True, rag_enabled=False)
     frames = events(streamed)

@@ -1,0 +1,373 @@
+"""Chat streaming latency: time to first token and tokens/s through a real server vs direct.
+
+    .venv/bin/python bench/chat.py [--requests 30] [--universal-requests 12]
+
+It starts `lf start` on a free port with a temporary data directory and, in a process of its own,
+a loopback OpenAI-compatible server that streams a fixed answer (CHUNKS small chunks, no delay).
+For each provider it compares the same generation made two ways, one after the other (never at
+the same time, so they do not compete for the CPUs), each warmed up first:
+
+- `universal` (the bundled SmolLM2-135M in llama.cpp): "direct" streams from the provider in this
+  process; "server" streams `POST .../chat/completions` of a project made from the `server`
+  template (its own copy of the model, in the server's process).
+- `openai` (the loopback server): "direct" streams `POST /v1/chat/completions` from it with httpx;
+  "server" goes through a project whose model is `provider: openai` at that URL. The difference
+  is the server's own overhead (target: <= 5 ms p50 on TTFT).
+
+TTFT is the time from sending the request (or calling `stream()`) to the first chunk with
+non-empty content; tok/s is the content chunks after the first over the time they took (one chunk
+per token for llama.cpp), per request. The paths alternate in rounds so that any load from
+elsewhere falls on both alike: a round of direct requests, then a round through the server, each
+round one request from each client thread at once (c=1: one thread; c=8: eight, one httpx client
+each). `agg tok/s` is every content chunk of a path over the summed wall time of its rounds.
+Both paths send the same messages (the template's system prompt and one user message),
+`max_tokens` 64, temperature 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import numpy as np
+
+NAMESPACE = "bench"
+SYSTEM = "You are a helpful assistant. Answer clearly and concisely."
+"""The `server` template's system prompt as it renders without variables."""
+QUESTION = "Name three uses of a river delta, one sentence each."
+MAX_TOKENS = 64
+CHUNKS = 64
+WARMUP = 3
+HEADERS = {"X-No-Session": "1"}
+TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    ttft: float
+    """Seconds to the first content chunk."""
+    chunks: int
+    rate: float
+    """Content chunks per second after the first."""
+
+
+Measure = Callable[[httpx.Client], Sample]
+
+
+def sample(started: float, stamps: list[float]) -> Sample:
+    if not stamps:
+        raise RuntimeError("the stream ended without any content")
+    span = stamps[-1] - stamps[0]
+    return Sample(stamps[0] - started, len(stamps), (len(stamps) - 1) / span if span else 0.0)
+
+
+def stream_sse(http: httpx.Client, url: str, body: dict[str, Any]) -> Sample:
+    """POST a streaming chat request; time each SSE frame that carries content."""
+    stamps: list[float] = []
+    done = False
+    started = time.perf_counter()
+    with http.stream("POST", url, json=body, headers=HEADERS) as response:
+        if response.is_error:
+            raise RuntimeError(f"POST {url} {body} -> {response.status_code} {response.read()!r}")
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                done = True
+                continue
+            frame = json.loads(line[6:])
+            if "error" in frame:
+                raise RuntimeError(f"POST {url} {body} -> error frame {frame}")
+            for choice in frame.get("choices") or ():
+                if (choice.get("delta") or {}).get("content"):
+                    stamps.append(time.perf_counter())
+    if not done:
+        raise RuntimeError(f"POST {url}: the stream ended without `data: [DONE]`")
+    return sample(started, stamps)
+
+
+def rounds(
+    paths: dict[str, Measure], clients: int, count: int
+) -> dict[str, tuple[list[Sample], float]]:
+    """`count` rounds; in each, every path in turn gets one request from each of `clients`
+    threads at once (one httpx client per thread, kept across rounds); a path starts only once
+    the one before it has finished. Each path's samples and summed wall seconds."""
+    samples: dict[str, list[Sample]] = {path: [] for path in paths}
+    walls = dict.fromkeys(paths, 0.0)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        with httpx.Client(timeout=TIMEOUT) as http:
+            for _ in range(count):
+                for path, measure in paths.items():
+                    barrier.wait()
+                    try:
+                        samples[path].append(measure(http))
+                    except Exception as exc:  # reported after the run; the others go on
+                        errors.append(exc)
+                    barrier.wait()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for _ in range(count):
+        for path in paths:
+            barrier.wait()
+            started = time.perf_counter()
+            barrier.wait()
+            walls[path] += time.perf_counter() - started
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise SystemExit(f"{len(errors)} of {clients * count * len(paths)} failed: {errors[0]}")
+    return {path: (samples[path], walls[path]) for path in paths}
+
+
+# --- the loopback OpenAI-compatible server, run as `bench/chat.py --fake-openai` ---
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each small frame waits for the ACK of the last one
+    frames: ClassVar[list[bytes]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        payload = json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for frame in self.frames:
+            self.wfile.write(frame)
+            self.wfile.flush()
+
+
+def serve_fake_openai() -> None:
+    def frame(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        event = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
+        data = f"data: {json.dumps({**event, 'choices': choices, **extra})}\n\n".encode()
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+    usage = {"prompt_tokens": 20, "completion_tokens": CHUNKS, "total_tokens": 20 + CHUNKS}
+    FakeOpenAI.frames = [
+        frame([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]),
+        *(
+            frame([{"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None}])
+            for i in range(CHUNKS)
+        ),
+        frame([{"index": 0, "delta": {}, "finish_reason": "length"}], usage=usage),
+        b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n",
+    ]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    server.daemon_threads = True
+    print(server.server_port, flush=True)
+    server.serve_forever()
+
+
+# --- the llamafarm server ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(http: httpx.Client, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server answers and its worker is ready: start-up work would skew the timings."""
+    for _ in range(600):
+        if server.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"lf start exited with {server.returncode}; {log}:\n{tail}")
+        try:
+            components = http.get("/health").json()["components"]
+            if any(c["name"] == "worker" and c["status"] == "healthy" for c in components):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the server or its worker was not up within 2 minutes; see {log}")
+
+
+def make_project(http: httpx.Client, name: str, model: dict[str, Any] | None) -> str:
+    """A project from the `server` template, its model replaced by `model` if given: its URL."""
+    response = http.post(
+        f"/v1/projects/{NAMESPACE}", json={"name": name, "config_template": "server"}
+    )
+    response.raise_for_status()
+    base = f"/v1/projects/{NAMESPACE}/{name}"
+    if model is not None:
+        config = response.json()["project"]["config"]
+        config["runtime"] = {"models": [model], "default_model": model["name"]}
+        response = http.put(base, json={"config": config})
+        if response.is_error:
+            raise SystemExit(f"PUT {base}: {response.status_code} {response.text}")
+    return f"{base}/chat/completions"
+
+
+# --- the comparison ---
+
+
+def ms(samples: list[Sample], q: float) -> float:
+    return float(np.percentile([s.ttft * 1000 for s in samples], q))
+
+
+def compare(name: str, direct: Measure, server: Measure, plan: list[tuple[int, int]]) -> None:
+    paths = {"direct": direct, "server": server}
+    rounds(paths, 1, WARMUP)
+    for clients, count in plan:
+        result = rounds(paths, clients, count)
+        (d, d_wall), (s, s_wall) = result["direct"], result["server"]
+        rate_d = np.median([x.rate for x in d])
+        rate_s = np.median([x.rate for x in s])
+        agg_d = sum(x.chunks for x in d) / d_wall
+        agg_s = sum(x.chunks for x in s) / s_wall
+        print(
+            f"{name:<9} {clients:>2} {len(d):>4}  {ms(d, 50):7.1f} {ms(d, 95):7.1f}  "
+            f"{ms(s, 50):7.1f} {ms(s, 95):7.1f}  {ms(s, 50) - ms(d, 50):+9.1f}  "
+            f"{rate_d:8.0f} {rate_s:8.0f}  {agg_d:8.0f} {agg_s:8.0f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fake-openai", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--requests", type=int, default=30, help="loopback model: requests at c=1 (c=8: 8 x N/3)"
+    )
+    parser.add_argument(
+        "--universal-requests",
+        type=int,
+        default=12,
+        help="built-in model: requests at c=1 (c=8: 8 x N/4)",
+    )
+    args = parser.parse_args()
+    if args.fake_openai:
+        serve_fake_openai()
+        return
+
+    # Started before this process loads a model or threads: a clean, separate process.
+    fake = subprocess.Popen(
+        [sys.executable, __file__, "--fake-openai"], stdout=subprocess.PIPE, text=True
+    )
+    assert fake.stdout is not None
+    fake_url = f"http://127.0.0.1:{fake.stdout.readline().strip()}/v1"
+
+    work = Path(tempfile.mkdtemp(prefix="lf-bench-chat-"))
+    port = free_port()
+    lf = str(Path(sys.executable).parent / "lf")
+    env = {**os.environ, "LF_VERSION_CHECK_URL": "", "LF_LOG_LEVEL": "warning"}
+    log_path = work / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [lf, "start", "--port", str(port), "--data-dir", str(work / "data")],
+            env={**env, "LF_DATA_DIR": str(work / "data")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
+    knobs = {"max_tokens": MAX_TOKENS, "temperature": 0.0, "stream": True}
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT)
+        wait_until_up(http, server, log_path)
+        smol_url = make_project(http, "smol", None)
+        fake_model = {"name": "default", "provider": "openai", "model": "fake"}
+        loop_url = make_project(http, "loop", {**fake_model, "base_url": fake_url})
+        through = {"messages": messages, **knobs, "rag_enabled": False}
+        server_base = f"http://127.0.0.1:{port}"
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"{os.cpu_count()} CPUs (load average {load} at start); {CHUNKS}-chunk loopback "
+            f"answer; max_tokens {MAX_TOKENS}"
+        )
+        print(
+            f"{'provider':<9} {'c':>2} {'n':>4}  {'direct TTFT ms':>15}  {'server TTFT ms':>15}"
+            f"  {'overhead':>9}  {'tok/s (per request)':>17}  {'agg tok/s':>17}"
+        )
+        print(
+            f"{'':<9} {'':>2} {'':>4}  {'p50':>7} {'p95':>7}  {'p50':>7} {'p95':>7}  {'p50 ms':>9}"
+            f"  {'direct':>8} {'server':>8}  {'direct':>8} {'server':>8}"
+        )
+
+        direct_body = {"model": "fake", "messages": messages, **knobs}
+        compare(
+            "openai",
+            lambda h: stream_sse(h, f"{fake_url}/chat/completions", direct_body),
+            lambda h: stream_sse(h, f"{server_base}{loop_url}", through),
+            [(1, args.requests), (8, max(1, args.requests // 3))],
+        )
+
+        from llamafarm.chat.providers import create_provider
+        from llamafarm.chat.providers.base import Generation, Message
+        from llamafarm.config.models import ModelConfig
+
+        provider = create_provider(
+            ModelConfig(name="default", provider="universal", model="SmolLM2-135M-Instruct")
+        )
+        generation = Generation(
+            messages=[Message("system", SYSTEM), Message("user", QUESTION)],
+            max_tokens=MAX_TOKENS,
+            temperature=0.0,
+        )
+
+        def universal_direct(_: httpx.Client) -> Sample:
+            stamps: list[float] = []
+            started = time.perf_counter()
+            for delta in provider.stream(generation):
+                if delta.content:
+                    stamps.append(time.perf_counter())
+            return sample(started, stamps)
+
+        n = args.universal_requests
+        compare(
+            "universal",
+            universal_direct,
+            lambda h: stream_sse(h, f"{server_base}{smol_url}", through),
+            [(1, n), (8, max(1, n // 4))],
+        )
+        print(
+            "universal at c=8: llama.cpp has one slot and runs one generation at a time, so TTFT "
+            "includes queueing behind the others; per-request tok/s is that of the generation "
+            "once it runs"
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            print(f"lf start did not stop within 60 s of SIGINT; killed (log {log_path})")
+        fake.terminate()
+        fake.wait()
+
+
+if __name__ == "__main__":
+    main()
