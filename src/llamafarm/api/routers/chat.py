@@ -111,7 +111,7 @@ async def completions(
     # is stored (or the stream ends). Waiting for it uses its own threads: waiters must never
     # take the threads the turn they wait for needs to finish.
     lease = Lease(key.turn(session_id))
-    history = await _run(_WAITING, lease.take)
+    history = lease.take() if session_id is None else await _run(_WAITING, lease.take)
     try:
         prepared = await _run(
             _WORKING,
