@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from typing import Any, ClassVar
 
 import httpx
 import numpy as np
+from harness import free_port, wait_until_up
 
 NAMESPACE = "bench"
 SYSTEM = "You are a helpful assistant. Answer clearly and concisely."
@@ -191,29 +191,6 @@ def serve_fake_openai() -> None:
 
 
 # --- the llamafarm server ---
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(http: httpx.Client, server: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the server answers and its worker is ready: start-up work would skew the timings."""
-    for _ in range(600):
-        if server.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"lf start exited with {server.returncode}; {log}:\n{tail}")
-        try:
-            components = http.get("/health").json()["components"]
-            if any(c["name"] == "worker" and c["status"] == "healthy" for c in components):
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server or its worker was not up within 2 minutes; see {log}")
 
 
 def make_project(http: httpx.Client, name: str, model: dict[str, Any] | None) -> str:

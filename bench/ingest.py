@@ -15,7 +15,6 @@ import argparse
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from harness import free_port
 
 from llamafarm.config import parse_config, render_template
 from llamafarm.rag.embedders import create_embedder
@@ -50,13 +50,6 @@ def generate(folder: Path, files: int, paragraphs: int, seed: int = 7) -> None:
             ]
             body.append(" ".join(sentences))
         (folder / f"doc{f:03d}.txt").write_text("\n\n".join(body))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:

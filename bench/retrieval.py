@@ -29,7 +29,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from harness import free_port, wait_until_up
 
 NAMESPACE, PROJECT, DATASET, DATABASE = "bench", "beir", "documents", "main_db"
 CHUNK_SIZE = 20_000
@@ -137,29 +137,6 @@ def doc_ids(results: list[dict[str, Any]]) -> list[str]:
     for result in results:
         ranked.setdefault(str(result["metadata"]["source"]).removesuffix(".txt"))
     return list(ranked)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(http: httpx.Client, server: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the server answers and its worker is ready: start-up work would skew the timings."""
-    for _ in range(600):
-        if server.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"lf start exited with {server.returncode}; {log}:\n{tail}")
-        try:
-            components = http.get("/health").json()["components"]
-            if any(c["name"] == "worker" and c["status"] == "healthy" for c in components):
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server or its worker was not up within 2 minutes; see {log}")
 
 
 def ms(values: Sequence[float], q: float) -> float:
