@@ -146,12 +146,7 @@ class HttpEmbedder:
 
     def _embed_batch(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
         response = self._post(texts, timeout=timeout or self.timeout)
-        if not response.is_success:
-            raise self._fail(f"HTTP {response.status_code}: {excerpt(response.text)}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise self._fail(f"malformed JSON: {excerpt(response.text)!r}") from exc
+        body = json_body(response, fail=self._fail)
         try:
             vectors = [[float(x) for x in vector] for vector in self._vectors(body)]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -205,3 +200,13 @@ def post_json(
         except httpx.HTTPError as exc:
             raise fail(f"{type(exc).__name__}: {exc}") from exc
     raise AssertionError("unreachable")
+
+
+def json_body(response: httpx.Response, *, fail: Callable[[str], LfError]) -> Any:
+    """A service's JSON answer; an error status or a body that is not JSON is `fail(reason)`."""
+    if not response.is_success:
+        raise fail(f"HTTP {response.status_code}: {excerpt(response.text)}")
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise fail(f"malformed JSON: {excerpt(response.text)!r}") from exc

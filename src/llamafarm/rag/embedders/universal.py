@@ -45,7 +45,9 @@ class UniversalConfig(StrictModel):
     threads: PositiveInt | None = Field(default=None, description="Default: the CPUs available.")
 
 
-class _Loaded(NamedTuple):
+class Loaded(NamedTuple):
+    """An ONNX model ready to run (the embedder's, or a cross-encoder's)."""
+
     session: Any
     tokenizer: Tokenizer
     output: str
@@ -146,7 +148,7 @@ class UniversalEmbedder:
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
         self.threads = settings.threads or default_threads()
-        self._loaded: _Loaded | None = None
+        self._loaded: Loaded | None = None
 
     def fingerprint(self) -> str:
         # The bundled weights are an int8 export; a different export would change the vectors.
@@ -172,7 +174,7 @@ class UniversalEmbedder:
         result: list[list[float]] = vectors.tolist()
         return result
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         if self._loaded is None:
             try:
                 session = onnx_session(self._model_path, self.threads)
@@ -189,10 +191,10 @@ class UniversalEmbedder:
                     f"not {self.dimension}"
                 )
             inputs = frozenset(node.name for node in session.get_inputs())
-            self._loaded = _Loaded(session, tokenizer, output.name, inputs, run_options())
+            self._loaded = Loaded(session, tokenizer, output.name, inputs, run_options())
         return self._loaded
 
-    def _run(self, loaded: _Loaded, batch: list[Encoding]) -> Floats:
+    def _run(self, loaded: Loaded, batch: list[Encoding]) -> Floats:
         width = max(len(encoding.ids) for encoding in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)  # 0 is [PAD]
         mask = np.zeros((len(batch), width), dtype=np.int64)

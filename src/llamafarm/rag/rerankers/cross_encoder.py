@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import numpy as np
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from tokenizers import Encoding, Tokenizer
 
 from llamafarm.errors import RerankerUnavailable
-from llamafarm.rag.embedders.universal import default_threads, onnx_session, run_options
+from llamafarm.rag.embedders.universal import Loaded, default_threads, onnx_session, run_options
 from llamafarm.rag.rerankers.base import sigmoid
 
 WHAT = "CrossEncoderReranker"
@@ -25,15 +24,6 @@ HOW_TO_GET = (
     "e.g. `hf download {model} onnx/model.onnx tokenizer.json`, "
     "or set base_url to a /v1/rerank service"
 )
-
-
-class _Loaded(NamedTuple):
-    session: Any
-    tokenizer: Tokenizer
-    output: str
-    inputs: frozenset[str]
-    """Input names the graph declares; XLM-R exports lack token_type_ids."""
-    run_options: Any
 
 
 def _tokenizer(path: Path, max_length: int) -> Tokenizer:
@@ -70,7 +60,7 @@ class CrossEncoderReranker:
         self.max_length = max_length
         self.batch_size = batch_size
         self.threads = threads or default_threads()
-        self._loaded: _Loaded | None = None
+        self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
     @property
@@ -115,7 +105,7 @@ class CrossEncoderReranker:
             raise self._fail(f"{snapshot} lacks {' and '.join(missing)}; {how}")
         return model, tokenizer
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         with self._lock:
             if self._loaded is None:
                 model, tokenizer_path = self._snapshot()
@@ -129,10 +119,10 @@ class CrossEncoderReranker:
                     raise self._fail(f"the graph needs inputs we cannot give: {sorted(unknown)}")
                 outputs = [node.name for node in session.get_outputs()]
                 output = "logits" if "logits" in outputs else outputs[0]
-                self._loaded = _Loaded(session, tokenizer, output, inputs, run_options())
+                self._loaded = Loaded(session, tokenizer, output, inputs, run_options())
             return self._loaded
 
-    def _run(self, loaded: _Loaded, batch: list[Encoding]) -> list[float]:
+    def _run(self, loaded: Loaded, batch: list[Encoding]) -> list[float]:
         feeds = {
             "input_ids": np.array([e.ids for e in batch], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),

@@ -13,6 +13,7 @@ from llamafarm.rag.embedders.base import (
     CHECK_TIMEOUT,
     CONNECT_TIMEOUT,
     excerpt,
+    json_body,
     normalize_url,
     post_json,
 )
@@ -86,12 +87,7 @@ class RemoteReranker:
 
     def _rerank(self, query: str, texts: list[str], *, timeout: float | None = None) -> list[float]:
         response = self._post(self._payload(query, texts), timeout=timeout or self.timeout)
-        if not response.is_success:
-            raise self._fail(f"HTTP {response.status_code}: {excerpt(response.text)}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise self._fail(f"malformed JSON: {excerpt(response.text)!r}") from exc
+        body = json_body(response, fail=self._fail)
         try:
             # Cohere and Jina wrap the results; TEI answers a bare list. Both sort by score.
             items = body["results"] if isinstance(body, dict) else body
