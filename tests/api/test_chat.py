@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from llamafarm.api import create_app
+from llamafarm.chat import sessions
+from llamafarm.settings import Settings
+from llamafarm.state import ChatSession, StateDB
 from tests.api.test_rag import FILES, ingest
 from tests.chat.openai_server import OpenAIServer
 
@@ -290,3 +294,19 @@ def test_many_requests_on_one_session_take_turns(client: TestClient, fake: OpenA
     assert len(history) == 26
     pairs = list(zip(history[::2], history[1::2], strict=True))
     assert all(u["role"] == "user" and a["role"] == "assistant" for u, a in pairs)
+
+
+def test_the_server_purges_expired_sessions(settings: Settings) -> None:
+    db = StateDB(settings.state_url)
+    old = sessions.open_session(db, namespace="acme", project="bot", session_id=None, ttl=0.01)
+    time.sleep(0.05)
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db.session() as session:
+                if session.query(ChatSession).count() == 0:
+                    break
+            time.sleep(0.05)
+    with db.session() as session:
+        assert session.query(ChatSession).filter_by(session_id=old).count() == 0
+    db.close()

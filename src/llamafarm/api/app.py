@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +16,7 @@ from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.paths import EncodedSlashGuard
 from llamafarm.api.routers import chat, datasets, projects, rag, system, tasks
+from llamafarm.chat.sessions import purge_expired
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
@@ -20,6 +24,8 @@ from llamafarm.state import StateDB
 from llamafarm.system.health import api_check, data_dir_check, state_db_check, worker_check
 from llamafarm.system.version import VersionChecker
 from llamafarm.tasks.app import create_celery
+
+log = logging.getLogger(__name__)
 
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
@@ -50,7 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "state_db": state_db_check(db),
             "worker": worker_check(db),
         }
+        purging = asyncio.create_task(_purge_sessions(db, settings.session_ttl))
         yield
+        purging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purging
         app.state.models.close()
         db.close()
 
@@ -75,3 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (projects.router, chat.router, datasets.router, rag.router, tasks.router):
         app.include_router(router, prefix="/v1")
     return app
+
+
+async def _purge_sessions(db: StateDB, ttl: float) -> None:
+    """Drop expired chat sessions now and then; a session in use is expired lazily anyway."""
+    while True:
+        try:
+            await asyncio.to_thread(purge_expired, db, ttl=ttl)
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("purging expired chat sessions failed")
+        await asyncio.sleep(max(ttl / 2, 60.0))
