@@ -64,6 +64,15 @@ class Settings(BaseSettings):
         description="Seconds a chat session may stay unused before its history is dropped.",
     )
 
+    event_retention_days: float = Field(
+        default=30, gt=0, description="Days event logs are kept before they are deleted."
+    )
+    examples_dir: Path | None = Field(
+        default=None,
+        description="Folder of example projects served by /v1/examples; unset means the "
+        "examples bundled with the package.",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

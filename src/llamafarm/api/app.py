@@ -15,7 +15,7 @@ from llamafarm import __version__
 from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.paths import EncodedSlashGuard
-from llamafarm.api.routers import chat, datasets, projects, rag, system, tasks
+from llamafarm.api.routers import chat, datasets, examples, models, projects, rag, system, tasks
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
@@ -82,7 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(system.router)
-    for router in (projects.router, chat.router, datasets.router, rag.router, tasks.router):
+    for router in (
+        projects.router,
+        chat.router,
+        datasets.router,
+        rag.router,
+        tasks.router,
+        examples.router,
+        models.router,
+    ):
         app.include_router(router, prefix="/v1")
     return app
 
