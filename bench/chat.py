@@ -19,7 +19,8 @@ non-empty content; tok/s is the content chunks after the first over the time the
 per token for llama.cpp), per request. The paths alternate in rounds so that any load from
 elsewhere falls on both alike: a round of direct requests, then a round through the server, each
 round one request from each client thread at once (c=1: one thread; c=8: eight, one httpx client
-each). `agg tok/s` is every content chunk of a path over the summed wall time of its rounds.
+each). `agg tok/s` is every content chunk of a path over the summed wall time of its rounds; `server
+CPU ms/req` is the CPU time the server process used during the server path's rounds, per request.
 Both paths send the same messages (the template's system prompt and one user message),
 `max_tokens` 64, temperature 0.
 """
@@ -27,6 +28,7 @@ Both paths send the same messages (the template's system prompt and one user mes
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -43,6 +45,7 @@ from typing import Any, ClassVar
 
 import httpx
 import numpy as np
+import psutil
 from harness import free_port, wait_until_up
 
 NAMESPACE = "bench"
@@ -101,13 +104,15 @@ def stream_sse(http: httpx.Client, url: str, body: dict[str, Any]) -> Sample:
 
 
 def rounds(
-    paths: dict[str, Measure], clients: int, count: int
-) -> dict[str, tuple[list[Sample], float]]:
+    paths: dict[str, Measure], clients: int, count: int, cpu: Callable[[], float]
+) -> dict[str, tuple[list[Sample], float, float]]:
     """`count` rounds; in each, every path in turn gets one request from each of `clients`
     threads at once (one httpx client per thread, kept across rounds); a path starts only once
-    the one before it has finished. Each path's samples and summed wall seconds."""
+    the one before it has finished. Each path's samples, summed wall seconds, and the CPU
+    seconds `cpu()` (the server process's) counted while it ran."""
     samples: dict[str, list[Sample]] = {path: [] for path in paths}
     walls = dict.fromkeys(paths, 0.0)
+    cpus = dict.fromkeys(paths, 0.0)
     errors: list[BaseException] = []
     barrier = threading.Barrier(clients + 1)
 
@@ -128,14 +133,15 @@ def rounds(
     for _ in range(count):
         for path in paths:
             barrier.wait()
-            started = time.perf_counter()
+            started, used = time.perf_counter(), cpu()
             barrier.wait()
             walls[path] += time.perf_counter() - started
+            cpus[path] += cpu() - used
     for thread in threads:
         thread.join()
     if errors:
         raise SystemExit(f"{len(errors)} of {clients * count * len(paths)} failed: {errors[0]}")
-    return {path: (samples[path], walls[path]) for path in paths}
+    return {path: (samples[path], walls[path], cpus[path]) for path in paths}
 
 
 # --- the loopback OpenAI-compatible server, run as `bench/chat.py --fake-openai` ---
@@ -216,12 +222,18 @@ def ms(samples: list[Sample], q: float) -> float:
     return float(np.percentile([s.ttft * 1000 for s in samples], q))
 
 
-def compare(name: str, direct: Measure, server: Measure, plan: list[tuple[int, int]]) -> None:
+def compare(
+    name: str,
+    direct: Measure,
+    server: Measure,
+    plan: list[tuple[int, int]],
+    cpu: Callable[[], float],
+) -> None:
     paths = {"direct": direct, "server": server}
-    rounds(paths, 1, WARMUP)
+    rounds(paths, 1, WARMUP, cpu)
     for clients, count in plan:
-        result = rounds(paths, clients, count)
-        (d, d_wall), (s, s_wall) = result["direct"], result["server"]
+        result = rounds(paths, clients, count, cpu)
+        (d, d_wall, _), (s, s_wall, s_cpu) = result["direct"], result["server"]
         rate_d = np.median([x.rate for x in d])
         rate_s = np.median([x.rate for x in s])
         agg_d = sum(x.chunks for x in d) / d_wall
@@ -229,7 +241,7 @@ def compare(name: str, direct: Measure, server: Measure, plan: list[tuple[int, i
         print(
             f"{name:<9} {clients:>2} {len(d):>4}  {ms(d, 50):7.1f} {ms(d, 95):7.1f}  "
             f"{ms(s, 50):7.1f} {ms(s, 95):7.1f}  {ms(s, 50) - ms(d, 50):+9.1f}  "
-            f"{rate_d:8.0f} {rate_s:8.0f}  {agg_d:8.0f} {agg_s:8.0f}",
+            f"{rate_d:8.0f} {rate_s:8.0f}  {agg_d:8.0f} {agg_s:8.0f}  {1000 * s_cpu / len(s):9.2f}",
             flush=True,
         )
 
@@ -246,7 +258,11 @@ def main() -> None:
         default=12,
         help="built-in model: requests at c=1 (c=8: 8 x N/4)",
     )
+    parser.add_argument(
+        "--providers", default="openai,universal", help="which to compare, comma-separated"
+    )
     args = parser.parse_args()
+    providers = set(args.providers.split(","))
     if args.fake_openai:
         serve_fake_openai()
         return
@@ -270,6 +286,13 @@ def main() -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    process = psutil.Process(server.pid)
+
+    def server_cpu() -> float:
+        """CPU seconds the server's own process has used (its worker child not counted)."""
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
     knobs = {"max_tokens": MAX_TOKENS, "temperature": 0.0, "stream": True}
     try:
@@ -287,20 +310,24 @@ def main() -> None:
         )
         print(
             f"{'provider':<9} {'c':>2} {'n':>4}  {'direct TTFT ms':>15}  {'server TTFT ms':>15}"
-            f"  {'overhead':>9}  {'tok/s (per request)':>17}  {'agg tok/s':>17}"
+            f"  {'overhead':>9}  {'tok/s (per request)':>17}  {'agg tok/s':>17}  {'server CPU':>9}"
         )
         print(
             f"{'':<9} {'':>2} {'':>4}  {'p50':>7} {'p95':>7}  {'p50':>7} {'p95':>7}  {'p50 ms':>9}"
-            f"  {'direct':>8} {'server':>8}  {'direct':>8} {'server':>8}"
+            f"  {'direct':>8} {'server':>8}  {'direct':>8} {'server':>8}  {'ms/req':>9}"
         )
 
         direct_body = {"model": "fake", "messages": messages, **knobs}
-        compare(
-            "openai",
-            lambda h: stream_sse(h, f"{fake_url}/chat/completions", direct_body),
-            lambda h: stream_sse(h, f"{server_base}{loop_url}", through),
-            [(1, args.requests), (8, max(1, args.requests // 3))],
-        )
+        if "openai" in providers:
+            compare(
+                "openai",
+                lambda h: stream_sse(h, f"{fake_url}/chat/completions", direct_body),
+                lambda h: stream_sse(h, f"{server_base}{loop_url}", through),
+                [(1, args.requests), (8, max(1, args.requests // 3))],
+                server_cpu,
+            )
+        if "universal" not in providers:
+            return
 
         from llamafarm.chat.providers import create_provider
         from llamafarm.chat.providers.base import Generation, Message
@@ -315,13 +342,16 @@ def main() -> None:
             temperature=0.0,
         )
 
-        def universal_direct(_: httpx.Client) -> Sample:
+        async def universal_stream() -> Sample:
             stamps: list[float] = []
             started = time.perf_counter()
-            for delta in provider.stream(generation):
+            async for delta in provider.stream(generation):
                 if delta.content:
                     stamps.append(time.perf_counter())
             return sample(started, stamps)
+
+        def universal_direct(_: httpx.Client) -> Sample:
+            return asyncio.run(universal_stream())
 
         n = args.universal_requests
         compare(
@@ -329,6 +359,7 @@ def main() -> None:
             universal_direct,
             lambda h: stream_sse(h, f"{server_base}{smol_url}", through),
             [(1, n), (8, max(1, n // 4))],
+            server_cpu,
         )
         print(
             "universal at c=8: llama.cpp has one slot and runs one generation at a time, so TTFT "

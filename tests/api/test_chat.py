@@ -175,10 +175,28 @@ def test_provider_failures(client: TestClient, fake: OpenAIServer, mode: str, st
     assert "fake-model" in response.json()["detail"] and fake.base_url in response.json()["detail"]
     assert time.monotonic() - started < 30  # timeout=1: far from the 60 s default
 
+    if mode == "drop":
+        return  # it sends one piece before it drops: see the test below
+    # A stream that fails before its first token is the same HTTP error: nothing has begun.
     streamed = chat(client, stream=True, rag_enabled=False)
-    frames = events(streamed)
-    assert frames[-1]["error"]["code"] == status
-    assert "fake-model" in frames[-1]["error"]["message"]
+    assert streamed.status_code == status, streamed.text
+    assert "fake-model" in streamed.json()["detail"] and fake.base_url in streamed.json()["detail"]
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(("mode", "status"), [("stall_stream", 504), ("drop", 502)])
+def test_a_stream_that_fails_after_it_began_ends_with_an_error_event(
+    client: TestClient, fake: OpenAIServer, mode: str, status: int
+) -> None:
+    use(client, fake, timeout=1)
+    fake.mode, fake.stall_after, fake.drop_after = mode, 2, 2
+    response = chat(client, stream=True, rag_enabled=False)
+    assert response.status_code == 200
+    *chunks, error = events(response)
+    received = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert received and fake.text.startswith(received) and received != fake.text
+    assert error["error"]["code"] == status
+    assert "fake-model" in error["error"]["message"]
 
 
 @pytest.mark.usefixtures("project")

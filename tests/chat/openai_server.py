@@ -87,11 +87,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.connections: set[socket.socket] = set()
+        self.opened = 0
         self.lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.lock:
             self.connections.add(request)
+            self.opened += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -180,6 +182,11 @@ class OpenAIServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections clients have opened so far (a pooled one counts once)."""
+        return self._server.opened
 
     def chunks(self) -> list[str]:
         if self.pieces is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -75,7 +76,23 @@ def fails(
 
 
 def drain(provider: OpenAICompatibleProvider, generation: Generation = HELLO) -> list[Delta]:
-    return list(provider.stream(generation))
+    return read(provider, generation, [])
+
+
+def read(
+    provider: OpenAICompatibleProvider, generation: Generation, received: list[Delta]
+) -> list[Delta]:
+    """Stream on an event loop of its own, appending each delta to `received` as it comes."""
+
+    async def run() -> list[Delta]:
+        try:
+            async for delta in provider.stream(generation):
+                received.append(delta)
+        finally:
+            await provider.aclose()  # the pooled connection belongs to this loop
+        return received
+
+    return asyncio.run(run())
 
 
 def refused_port() -> int:
@@ -233,20 +250,48 @@ def test_top_k_goes_to_every_server_but_openai(make: Make) -> None:
 
 def test_closing_the_stream_early_closes_the_connection(server: OpenAIServer, make: Make) -> None:
     server.text, server.chunk_size, server.delay = "x" * 200, 1, 0.02
-    stream = make(base_url=server.base_url).stream(HELLO)
-    assert isinstance(stream, Generator)
-    assert [next(stream).content for _ in range(3)] == ["x", "x", "x"]
-    stream.close()
+
+    provider = make(base_url=server.base_url)
+
+    async def three() -> list[str]:
+        stream = provider.stream(HELLO)
+        first = [(await anext(stream)).content for _ in range(3)]
+        await stream.aclose()
+        await provider.aclose()
+        return first
+
+    assert asyncio.run(three()) == ["x", "x", "x"]
     assert server.client_gone.wait(BOUND), "the server never saw the client go"
     assert server.chunks_sent < 200
 
 
 def test_no_request_before_the_stream_is_read(server: OpenAIServer, make: Make) -> None:
-    stream = make(base_url=server.base_url).stream(HELLO)
-    assert isinstance(stream, Generator)
-    assert server.requests == []
-    assert next(stream).content == "Hell"
-    stream.close()
+    provider = make(base_url=server.base_url)
+
+    async def first() -> str:
+        stream = provider.stream(HELLO)
+        assert server.requests == []
+        content = (await anext(stream)).content
+        await stream.aclose()
+        await provider.aclose()
+        return content
+
+    assert asyncio.run(first()) == "Hell"
+
+
+def test_the_connection_is_kept_for_the_next_stream(server: OpenAIServer, make: Make) -> None:
+    """What follows `[DONE]` is read, so the connection goes back to the pool."""
+    provider = make(base_url=server.base_url)
+
+    async def twice() -> None:
+        for _ in range(2):
+            async for _delta in provider.stream(HELLO):
+                pass
+        await provider.aclose()
+
+    asyncio.run(twice())
+    assert len(server.requests) == 2
+    assert server.connections_opened == 1
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -287,14 +332,11 @@ def test_a_stream_that_stops_is_a_gateway_timeout(
     """Silence, or keep-alive comments without output, longer than the timeout."""
     server.mode, server.stall_after, server.keepalive = "stall_stream", 2, keepalive
     provider = make(base_url=server.base_url)
-    received: list[str] = []
-
-    def read() -> None:
-        for delta in provider.stream(HELLO):
-            received.append(delta.content)
-
-    assert "no output for 0.5s" in fails(GatewayTimeout, provider, read)
-    assert received == ["Hell", "o fr"]
+    received: list[Delta] = []
+    assert "no output for 0.5s" in fails(
+        GatewayTimeout, provider, lambda: read(provider, HELLO, received)
+    )
+    assert [d.content for d in received] == ["Hell", "o fr"]
 
 
 def test_an_error_status_is_a_bad_gateway_quoting_the_body(
@@ -382,14 +424,11 @@ def test_a_connection_dropped_mid_stream_is_a_bad_gateway_and_not_retried(
 ) -> None:
     server.mode, server.drop_after = "drop", 2
     provider = make(base_url=server.base_url)
-    received: list[str] = []
-
-    def read() -> None:
-        for delta in provider.stream(HELLO):
-            received.append(delta.content)
-
-    assert "connection lost mid-answer" in fails(BadGateway, provider, read)
-    assert received == ["Hell", "o fr"]
+    received: list[Delta] = []
+    assert "connection lost mid-answer" in fails(
+        BadGateway, provider, lambda: read(provider, HELLO, received)
+    )
+    assert [d.content for d in received] == ["Hell", "o fr"]
     assert len(server.requests) == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llamafarm.chat.providers.base import Completion, Generation, Message
+from llamafarm.chat.providers.base import Completion, Delta, Generation, Message
 from llamafarm.chat.providers.universal import (
     BUNDLED,
     MAX_CONTEXT,
@@ -38,6 +39,15 @@ def ask(
         temperature=temperature,
         stop=stop,
     )
+
+
+def drain(provider: UniversalProvider, generation: Generation) -> list[Delta]:
+    """Every delta of a stream, read on an event loop of its own."""
+
+    async def run() -> list[Delta]:
+        return [delta async for delta in provider.stream(generation)]
+
+    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +110,7 @@ def test_stop_sequence_ends_the_answer(provider: UniversalProvider) -> None:
 def test_stream_equals_the_whole_answer(provider: UniversalProvider) -> None:
     generation = ask("What is the capital of France?", max_tokens=40, temperature=0)
     whole = provider.complete(generation)
-    deltas = list(provider.stream(generation))
+    deltas = drain(provider, generation)
     *pieces, last = deltas
     assert len(pieces) > 3
     assert all(d.content and d.finish_reason is None for d in pieces)
@@ -112,17 +122,20 @@ def test_stream_equals_the_whole_answer(provider: UniversalProvider) -> None:
 
 @pytest.mark.slow
 def test_stream_reports_length(provider: UniversalProvider) -> None:
-    deltas = list(provider.stream(ask("Write a long poem about the sea.", max_tokens=5)))
+    deltas = drain(provider, ask("Write a long poem about the sea.", max_tokens=5))
     assert deltas[-1].finish_reason == "length"
     assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 5
 
 
 @pytest.mark.slow
 def test_closing_a_stream_stops_the_generation(provider: UniversalProvider) -> None:
-    stream = provider.stream(ask("Write a very long story about a dragon.", max_tokens=2000))
-    first = [next(stream) for _ in range(3)]
-    assert all(d.content for d in first)
-    stream.close()  # type: ignore[attr-defined]  # a generator; Iterator lacks close()
+    async def three() -> list[Delta]:
+        stream = provider.stream(ask("Write a very long story about a dragon.", max_tokens=2000))
+        first = [await anext(stream) for _ in range(3)]
+        await stream.aclose()
+        return first
+
+    assert all(d.content for d in asyncio.run(three()))
     # The model is free again: the story's 2000 tokens are not generated first (the test's
     # timeout would catch that on a loaded machine, where they take minutes).
     result = provider.complete(ask("Say hello.", max_tokens=10))
@@ -137,7 +150,7 @@ def test_concurrent_generations_do_not_mix(provider: UniversalProvider) -> None:
     def answer(index: int) -> Completion:
         generation = ask(questions[index], max_tokens=12, temperature=0)
         if index % 2:  # half of them streamed, so both paths share the model at once
-            deltas = list(provider.stream(generation))
+            deltas = drain(provider, generation)
             return Completion(
                 content="".join(d.content for d in deltas),
                 finish_reason=deltas[-1].finish_reason or "stop",
@@ -156,7 +169,7 @@ def test_a_prompt_longer_than_the_context_is_a_bad_request(provider: UniversalPr
     with pytest.raises(BadRequest, match=f"more than the model's context of {MAX_CONTEXT}"):
         provider.complete(generation)
     with pytest.raises(BadRequest, match="more than the model's context"):
-        next(iter(provider.stream(generation)))
+        drain(provider, generation)
     assert provider.complete(ask("Say hello.", max_tokens=5)).content  # still serving
 
 

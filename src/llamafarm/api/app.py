@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         purging.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purging
-        app.state.models.close()
+        await app.state.models.close()
         db.close()
 
     app = FastAPI(

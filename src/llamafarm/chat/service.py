@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llamafarm.chat.prompts import prompt_messages
-from llamafarm.chat.providers.base import Generation, Message, Provider, Usage
+from llamafarm.chat.providers.base import Delta, FinishReason, Generation, Message, Provider, Usage
 from llamafarm.chat.thinking import ThinkSplitter, split
 from llamafarm.config.models import ModelConfig, ProjectConfig
 from llamafarm.errors import BadRequest, LfError
@@ -147,39 +147,46 @@ def complete(prepared: Prepared) -> tuple[dict[str, Any], str]:
 
 
 class Stream:
-    """The chunks of a streamed completion; `answer` is set once it finished normally."""
+    """A streamed completion's deltas in, OpenAI chunks out; `answer` is set by `end()`."""
 
     def __init__(self, prepared: Prepared) -> None:
         self.prepared = prepared
         self.answer: str | None = None
+        self._splitter = ThinkSplitter(tentative=prepared.think)
+        self._shown: list[str] = []
+        self._first = True
+        self._finish: FinishReason = "stop"
+        self._usage: Usage | None = None
 
-    def chunks(self) -> Generator[dict[str, Any], None, None]:
-        splitter = ThinkSplitter(tentative=self.prepared.think)
-        shown: list[str] = []
-        first = True
-        finish, usage = "stop", None
-        for delta in self.prepared.provider.stream(self.prepared.generation):
-            text = splitter.feed(delta.content)
-            if text or first:
-                shown.append(text)
-                yield self._chunk(
-                    {"role": "assistant", "content": text} if first else {"content": text}
+    def feed(self, delta: Delta) -> list[dict[str, Any]]:
+        chunks = []
+        text = self._splitter.feed(delta.content)
+        if text or self._first:
+            self._shown.append(text)
+            chunks.append(
+                self._chunk(
+                    {"role": "assistant", "content": text} if self._first else {"content": text}
                 )
-                if first:
-                    first = False
-            if delta.finish_reason is not None:
-                finish, usage = delta.finish_reason, delta.usage
-        rest = splitter.finish()
+            )
+            self._first = False
+        if delta.finish_reason is not None:
+            self._finish, self._usage = delta.finish_reason, delta.usage
+        return chunks
+
+    def end(self) -> list[dict[str, Any]]:
+        chunks = []
+        rest = self._splitter.finish()
         if rest:
-            shown.append(rest)
-            yield self._chunk({"content": rest})
-        last = self._chunk({}, finish_reason=finish)
-        if usage is not None:
-            last["usage"] = _usage(usage)
+            self._shown.append(rest)
+            chunks.append(self._chunk({"content": rest}))
+        last = self._chunk({}, finish_reason=self._finish)
+        if self._usage is not None:
+            last["usage"] = _usage(self._usage)
         if self.prepared.think:
-            last["thinking"] = {"content": splitter.thought, "tokens": None}
-        yield last
-        self.answer = "".join(shown).strip()
+            last["thinking"] = {"content": self._splitter.thought, "tokens": None}
+        chunks.append(last)
+        self.answer = "".join(self._shown).strip()
+        return chunks
 
     def _chunk(self, delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from llamafarm.api.deps import (
     ModelCacheDep,
@@ -23,7 +26,7 @@ from llamafarm.api.deps import (
     StateDBDep,
 )
 from llamafarm.chat import service, sessions
-from llamafarm.chat.providers.base import Message
+from llamafarm.chat.providers.base import Delta, Message
 from llamafarm.errors import LfError
 from llamafarm.state import StateDB
 
@@ -126,22 +129,37 @@ async def completions(
                     _WORKING, lambda: key.store(session_id, [*turn, Message("assistant", text)])
                 )
     except BaseException:
-        await _run(_WORKING, lease.give_back)
+        await _release(lease, session_id)
         raise
     if not body.stream:
-        await _run(_WORKING, lease.give_back)
+        await _release(lease, session_id)
         return JSONResponse(answer, headers=headers)
 
-    def store(text: str) -> None:
-        if turn:
-            key.store(session_id, [*turn, Message("assistant", text)])
+    # The first delta is awaited before the response begins, so a provider that is down,
+    # slow or broken answers with an HTTP error status, not an event in a 200 stream.
+    deltas = prepared.provider.stream(prepared.generation)
+    try:
+        first = await anext(deltas)
+    except BaseException:
+        await deltas.aclose()
+        await _release(lease, session_id)
+        raise
 
-    return StreamingResponse(
-        _events(prepared, store, lease),
-        media_type="text/event-stream",
+    async def store(text: str) -> None:
+        if turn:
+            messages = [*turn, Message("assistant", text)]
+            await _run(_WORKING, lambda: key.store(session_id, messages))
+
+    return EventStream(
+        _events(
+            service.Stream(prepared), first, deltas, store, lambda: _release(lease, session_id)
+        ),
         headers={**headers, "Cache-Control": "no-cache"},
     )
 
+
+READ_AHEAD = 256
+"""Deltas read from the provider ahead of the client; a slower client holds the provider back."""
 
 _WAITING = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lf-chat-wait")
 _WORKING = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lf-chat")
@@ -209,50 +227,93 @@ class Key:
             )
 
 
-async def _events(
-    prepared: service.Prepared, store: Callable[[str], None], lease: Lease
-) -> AsyncIterator[str]:
-    """SSE frames. The model runs on a thread that feeds this coroutine. When the client goes
-    away the coroutine is cancelled: the session is given back at once (a later turn need not
-    wait for a model that has gone quiet), the thread stops at the next delta and closes the
-    provider's stream, and the turn is not stored (a session never keeps half an answer)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(item: dict[str, Any] | None) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def pump() -> None:
-        run = service.Stream(prepared)
-        chunks = run.chunks()
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    break
-                put(chunk)
-            else:
-                if run.answer is not None and not stop.is_set():
-                    store(run.answer)
-        except LfError as exc:
-            put(service.error_chunk(exc))
-        except Exception as exc:  # the stream has begun: report it, then end the stream
-            put(service.error_chunk(LfError(f"{type(exc).__name__}: {exc}")))
-        finally:
-            try:
-                chunks.close()
-                lease.give_back()
-            finally:
-                put(None)
-
-    loop.run_in_executor(_WORKING, pump)
-    try:
-        while (item := await queue.get()) is not None:
-            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
-        yield "data: [DONE]\n\n"
-    finally:
-        stop.set()
+async def _release(lease: Lease, session_id: str | None) -> None:
+    """Give the session's turn back (a database write, on a thread; none when stateless)."""
+    if session_id is None:
+        lease.give_back()
+    else:
         await _run(_WAITING, lease.give_back)
+
+
+async def _events(
+    run: service.Stream,
+    first: Delta,
+    deltas: AsyncGenerator[Delta, None],
+    store: Callable[[str], Awaitable[None]],
+    release: Callable[[], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """SSE frames of a stream whose first delta has come. Everything runs on the event loop:
+    a task reads the provider into a queue, and each write to the client carries every frame
+    that has come since the last one (one write per token when tokens come one at a time, far
+    fewer than one per token when a fast model server sends a burst: each write costs more
+    than the frame itself). When the client goes away this generator is cancelled or closed:
+    the reader and the provider's stream are closed (which stops the generation), the
+    session is given back, and the turn is not stored (a session never keeps half an answer).
+    """
+    queue: asyncio.Queue[Delta | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
+
+    async def read() -> None:
+        try:
+            async with aclosing(deltas):
+                async for delta in deltas:
+                    await queue.put(delta)
+            await queue.put(None)
+        except Exception as exc:  # raised again on the writing side
+            await queue.put(exc)
+
+    reader = asyncio.create_task(read())
+    try:
+        yield "".join(_frame(chunk) for chunk in run.feed(first))
+        ended = False
+        while not ended:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            frames = []
+            for item in items:
+                if isinstance(item, Exception):
+                    raise item
+                if item is None:
+                    ended = True
+                    frames += [_frame(chunk) for chunk in run.end()]
+                else:
+                    frames += [_frame(chunk) for chunk in run.feed(item)]
+            if frames:
+                yield "".join(frames)
+        await store(run.answer or "")
+    except LfError as exc:
+        yield _frame(service.error_chunk(exc))
+    except Exception as exc:  # the stream has begun: report it, then end the stream
+        yield _frame(service.error_chunk(LfError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        # Shielded: when the client left, this runs inside a cancelled scope.
+        with anyio.CancelScope(shield=True):
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await release()
+    yield "data: [DONE]\n\n"
+
+
+class EventStream(StreamingResponse):
+    """A StreamingResponse that closes its generator however the response ends. Starlette's
+    leaves a generator whose client went away (mid `send`) suspended, to be finalised by the
+    garbage collector whenever that comes, holding the model and the session until then."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            body = self.body_iterator
+            if isinstance(body, AsyncGenerator):
+                with anyio.CancelScope(shield=True):
+                    await body.aclose()
+
+
+def _frame(chunk: dict[str, Any]) -> str:
+    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
 
 @router.get(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Usage:
 @dataclass(frozen=True)
 class Completion:
     content: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     usage: Usage | None = None
 
 
@@ -50,7 +51,7 @@ class Delta:
     """A piece of a streamed answer; the last one carries `finish_reason` (and usage if known)."""
 
     content: str = ""
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     usage: Usage | None = None
 
 
@@ -66,9 +67,10 @@ class Provider(Protocol):
 
     def complete(self, generation: Generation) -> Completion: ...
 
-    def stream(self, generation: Generation) -> Iterator[Delta]:
-        """Deltas as the model makes them. Closing the iterator early (a client went away)
-        stops the generation and frees what it holds."""
+    def stream(self, generation: Generation) -> AsyncGenerator[Delta, None]:
+        """Deltas as the model makes them, on the event loop; the last one carries the
+        finish reason. Closing the iterator early (`aclose()`: a client went away) stops the
+        generation and frees what it holds."""
         ...
 
     def check(self) -> None:

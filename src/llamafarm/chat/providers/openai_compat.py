@@ -13,13 +13,15 @@ Each message names the provider, the model and the base URL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import aclosing, closing
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 
@@ -30,6 +32,8 @@ from llamafarm.rag.embedders.base import CHECK_TIMEOUT, CONNECT_TIMEOUT, excerpt
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds to wait for the first byte of an answer, and between two pieces of a stream."""
+DRAIN = 1.0
+"""Seconds a stream's body may go on after `data: [DONE]` before the connection is dropped."""
 OPENAI_URL = "https://api.openai.com/v1"
 OLLAMA_HOST = "http://localhost:11434"
 OLLAMA_PORT = 11434
@@ -78,6 +82,8 @@ class OpenAICompatibleProvider:
         headers = {"Authorization": f"Bearer {model.api_key}"} if model.api_key else None
         # One client per model: its connection pool serves every request and thread.
         self._client = httpx.Client(headers=headers, timeout=self._limits(self.timeout))
+        self._aclient: httpx.AsyncClient | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def name(self) -> str:
@@ -107,10 +113,6 @@ class OpenAICompatibleProvider:
             self._raise_for_status(response)
             text = self._read(response)
         return self._completion(self._decode(text))
-
-    def stream(self, generation: Generation) -> Iterator[Delta]:
-        """Deltas as the server sends them; the request goes out on the first `next()`."""
-        return self._deltas(self.payload(generation, stream=True))
 
     def check(self) -> None:
         """The server answers `GET /models` (and, for Ollama, lists the model) within 5 s."""
@@ -159,13 +161,8 @@ class OpenAICompatibleProvider:
         self, method: str, path: str, payload: dict[str, Any] | None, *, timeout: float
     ) -> httpx.Response:
         """The response with its headers read and its body still to come (close it)."""
-        streams = bool(payload and payload.get("stream"))
         request = self._client.build_request(
-            method,
-            f"{self.base_url}{path}",
-            json=payload,
-            headers={"Accept": "text/event-stream"} if streams else None,
-            timeout=self._limits(timeout),
+            method, f"{self.base_url}{path}", json=payload, timeout=self._limits(timeout)
         )
         for attempt in (1, 2):
             try:
@@ -184,18 +181,6 @@ class OpenAICompatibleProvider:
             raise self._failure(exc, timeout=self.timeout, started=True) from exc
         return response.text
 
-    def _lines(self, response: httpx.Response) -> Iterator[str]:
-        """The body's lines, each wait bounded by the read timeout; no yield inside the `try`."""
-        lines = response.iter_lines()
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except httpx.HTTPError as exc:
-                raise self._failure(exc, timeout=self.timeout, started=True) from exc
-            yield line
-
     def _raise_for_status(self, response: httpx.Response) -> None:
         if response.is_success:
             return
@@ -208,68 +193,90 @@ class OpenAICompatibleProvider:
 
     # --- answers --------------------------------------------------------------------------
 
-    def _deltas(self, payload: dict[str, Any]) -> Iterator[Delta]:
-        # The `with` closes the response, and so the connection, when the caller closes the
-        # iterator early: the server sees the client go and stops generating.
-        with closing(
-            self._send("POST", "/chat/completions", payload, timeout=self.timeout)
-        ) as response:
-            self._raise_for_status(response)
-            if response.headers.get("content-type", "").startswith("application/json"):
-                # A server that ignores `stream: true` answers with the whole completion.
-                whole = self._completion(self._decode(self._read(response)))
-                if whole.content:
-                    yield Delta(content=whole.content)
-                yield Delta(finish_reason=whole.finish_reason, usage=whole.usage)
+    async def stream(self, generation: Generation) -> AsyncGenerator[Delta, None]:
+        """Deltas as the server sends them, read on the event loop (no thread per stream).
+        Closing the iterator early closes the connection: the server sees the client go
+        and stops generating."""
+        payload = self.payload(generation, stream=True)
+        response = await self._asend("POST", "/chat/completions", payload, timeout=self.timeout)
+        try:
+            if not response.is_success:
+                await self._aread(response)
+                self._raise_for_status(response)
+            if _is_json(response):
+                for delta in self._whole(self._decode(await self._aread(response))):
+                    yield delta
                 return
-            finish: FinishReason | None = None
-            usage: Usage | None = None
-            thinking = done = False
-            stray = ""
-            last = time.monotonic()
-            for line in self._lines(response):
-                field, _, value = line.partition(":")
-                if not line or not field:  # an event boundary or a comment (a keep-alive)
-                    if time.monotonic() - last > self.timeout:
-                        raise self._fail(GatewayTimeout, f"no output for {self.timeout:g}s")
-                    continue
-                if field != "data":
-                    if field not in ("event", "id", "retry"):
-                        stray = stray or line
-                    continue
-                last = time.monotonic()
-                value = value.removeprefix(" ")
-                if value.strip() == "[DONE]":
-                    done = True
-                    break
-                chunk = self._decode(value)
-                if chunk.get("error"):
-                    raise self._fail(BadGateway, f"error in the stream: {_error_text(chunk)}")
-                usage = _usage(chunk.get("usage")) or usage
-                choices = chunk.get("choices")
-                if not isinstance(choices, list) or not choices:
-                    continue  # e.g. the final usage-only chunk
-                choice = choices[0] if isinstance(choices[0], dict) else {}
-                delta = choice.get("delta")
-                delta = delta if isinstance(delta, dict) else {}
-                reasoning, content = _text(delta, "reasoning_content", "reasoning"), _text(delta)
-                text = ""
-                if reasoning:
-                    text, thinking = ("" if thinking else "<think>") + reasoning, True
-                if content:
-                    text, thinking = text + ("</think>" if thinking else "") + content, False
-                if text:
-                    yield Delta(content=text)
-                if choice.get("finish_reason"):
-                    finish = _finish(choice["finish_reason"])
-            if not done and finish is None:
-                seen = f"; it sent {excerpt(stray)!r}" if stray else ""
-                raise self._fail(
-                    BadGateway, f"the stream ended before the answer was finished{seen}"
-                )
-            if thinking:
-                yield Delta(content="</think>")
-            yield Delta(finish_reason=finish or "stop", usage=usage)
+            answer = _Answer(self)
+            # httpx iterators are async generators, typed as iterators: closed here, not by GC
+            lines = cast(AsyncGenerator[str, None], response.aiter_lines())
+            async with aclosing(lines):
+                while not answer.done:
+                    try:
+                        line = await anext(lines)
+                    except StopAsyncIteration:
+                        break
+                    except httpx.HTTPError as exc:
+                        raise self._failure(exc, timeout=self.timeout, started=True) from exc
+                    piece = answer.feed(line)
+                    if piece is not None:
+                        yield piece
+                if answer.done:
+                    await _drain(lines)
+            for delta in answer.end():
+                yield delta
+        finally:
+            await response.aclose()
+
+    def _whole(self, body: dict[str, Any]) -> Iterator[Delta]:
+        """A server that ignores `stream: true` answers with the whole completion."""
+        whole = self._completion(body)
+        if whole.content:
+            yield Delta(content=whole.content)
+        yield Delta(finish_reason=whole.finish_reason, usage=whole.usage)
+
+    async def _asend(
+        self, method: str, path: str, payload: dict[str, Any] | None, *, timeout: float
+    ) -> httpx.Response:
+        client = self._async_client()
+        request = client.build_request(
+            method,
+            f"{self.base_url}{path}",
+            json=payload,
+            headers={"Accept": "text/event-stream"},
+            timeout=self._limits(timeout),
+        )
+        for attempt in (1, 2):
+            try:
+                return await client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if attempt == 2:
+                    raise self._failure(exc, timeout=timeout, started=False) from exc
+            except httpx.HTTPError as exc:
+                raise self._failure(exc, timeout=timeout, started=False) from exc
+        raise AssertionError("unreachable")
+
+    async def _aread(self, response: httpx.Response) -> str:
+        try:
+            await response.aread()
+        except httpx.HTTPError as exc:
+            raise self._failure(exc, timeout=self.timeout, started=True) from exc
+        return response.text
+
+    def _async_client(self) -> httpx.AsyncClient:
+        """One client per event loop (its connections belong to the loop)."""
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            self._aclient = httpx.AsyncClient(
+                headers=self._client.headers, timeout=self._limits(self.timeout)
+            )
+            self._aclient_loop = loop
+        return self._aclient
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
 
     def _completion(self, body: dict[str, Any]) -> Completion:
         try:
@@ -339,6 +346,77 @@ class OpenAICompatibleProvider:
     @staticmethod
     def _limits(timeout: float) -> httpx.Timeout:
         return httpx.Timeout(timeout, connect=_connect(timeout))
+
+
+class _Answer:
+    """One streamed answer being read: SSE lines in, deltas out."""
+
+    def __init__(self, provider: OpenAICompatibleProvider) -> None:
+        self.provider = provider
+        self.finish: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.thinking = False
+        self.done = False
+        self.stray = ""
+        self.last = time.monotonic()
+
+    def feed(self, line: str) -> Delta | None:
+        provider = self.provider
+        field, _, value = line.partition(":")
+        if not line or not field:  # an event boundary or a comment (a keep-alive)
+            if time.monotonic() - self.last > provider.timeout:
+                raise provider._fail(GatewayTimeout, f"no output for {provider.timeout:g}s")
+            return None
+        if field != "data":
+            if field not in ("event", "id", "retry"):
+                self.stray = self.stray or line
+            return None
+        self.last = time.monotonic()
+        value = value.removeprefix(" ")
+        if value.strip() == "[DONE]":
+            self.done = True
+            return None
+        chunk = provider._decode(value)
+        if chunk.get("error"):
+            raise provider._fail(BadGateway, f"error in the stream: {_error_text(chunk)}")
+        self.usage = _usage(chunk.get("usage")) or self.usage
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return None  # e.g. the final usage-only chunk
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        reasoning, content = _text(delta, "reasoning_content", "reasoning"), _text(delta)
+        text = ""
+        if reasoning:
+            text, self.thinking = ("" if self.thinking else "<think>") + reasoning, True
+        if content:
+            text, self.thinking = text + ("</think>" if self.thinking else "") + content, False
+        if choice.get("finish_reason"):
+            self.finish = _finish(choice["finish_reason"])
+        return Delta(content=text) if text else None
+
+    def end(self) -> list[Delta]:
+        if not self.done and self.finish is None:
+            seen = f"; it sent {excerpt(self.stray)!r}" if self.stray else ""
+            raise self.provider._fail(
+                BadGateway, f"the stream ended before the answer was finished{seen}"
+            )
+        closing = [Delta(content="</think>")] if self.thinking else []
+        return [*closing, Delta(finish_reason=self.finish or "stop", usage=self.usage)]
+
+
+async def _drain(lines: AsyncGenerator[str, None]) -> None:
+    """Read what follows `[DONE]` (servers end the body right there) so that the connection
+    goes back to the pool; one that goes on sending is cut off after DRAIN seconds."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(DRAIN):
+            async for _ in lines:
+                pass
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return str(response.headers.get("content-type", "")).startswith("application/json")
 
 
 def _connect(timeout: float) -> float:

@@ -6,12 +6,12 @@ applies the model's chat template, and answers in OpenAI's shapes (errors as `{"
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
-import queue
 import secrets
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -194,35 +194,36 @@ class UniversalProvider:
             usage=_usage(data),
         )
 
-    def stream(self, generation: Generation) -> Iterator[Delta]:
-        # Loaded here so that a model that cannot load fails before a response begins; the
-        # generation starts on the first next(), so an iterator never started holds nothing.
-        return self._deltas(_load(self._path), self._request(generation, stream=True))
-
-    def _deltas(self, server: Any, request: dict[str, Any]) -> Iterator[Delta]:
-        chunks: queue.Queue[dict[str, Any] | LfError | None] = queue.Queue()
+    async def stream(self, generation: Generation) -> AsyncGenerator[Delta, None]:
+        """Deltas as llama.cpp makes them. The library calls back on the calling thread until
+        the answer is done, so the generation runs on a thread of its own (not a pool's: it
+        may wait long for the model's one slot) that hands each chunk to the event loop."""
+        request = self._request(generation, stream=True)
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[dict[str, Any] | LfError | None] = asyncio.Queue()
         closed = threading.Event()
 
+        def put(item: dict[str, Any] | LfError | None) -> None:
+            loop.call_soon_threadsafe(chunks.put_nowait, item)
+
         def on_chunk(chunk: dict[str, Any]) -> bool:
-            chunks.put(chunk)
+            put(chunk)
             return closed.is_set()  # True makes llama.cpp cancel the task and free the slot
 
         def run() -> None:
             try:
-                self._generate(server, request, on_chunk)
+                self._generate(_load(self._path), request, on_chunk)
             except LfError as exc:  # raised again on the consumer's side
-                chunks.put(exc)
+                put(exc)
             finally:
-                chunks.put(None)
+                put(None)
 
-        # The library calls back on the calling thread until the answer is done; a thread of
-        # its own lets this generator hand out each delta as it comes.
-        worker = threading.Thread(target=run, name=f"{WHAT}-stream", daemon=True)
-        worker.start()
+        threading.Thread(target=run, name=f"{WHAT}-stream", daemon=True).start()
         finish: FinishReason | None = None
         usage: Usage | None = None
+        ended = False
         try:
-            while (chunk := chunks.get()) is not None:
+            while (chunk := await chunks.get()) is not None:
                 if isinstance(chunk, LfError):
                     raise chunk
                 self._raise_for_error(chunk)
@@ -233,12 +234,14 @@ class UniversalProvider:
                         yield Delta(content=content)
                     if choice.get("finish_reason"):
                         finish = _finish(choice["finish_reason"])
+            ended = True
             yield Delta(finish_reason=finish or "stop", usage=usage)
         finally:
             # A closed consumer cancels at the next token (the callback's answer); waiting
-            # for the worker means the slot is free again when close() returns.
+            # for the thread's end means the slot is free again when aclose() returns.
             closed.set()
-            worker.join()
+            while not ended and await chunks.get() is not None:
+                pass
 
     def _generate(
         self, server: Any, request: dict[str, Any], on_chunk: Callable[[Any], bool] | None = None
