@@ -53,11 +53,3 @@ def project_path(ref: str | None) -> str:
         except (yaml.YAMLError, KeyError, TypeError) as exc:
             raise CliError(f"{local} has no namespace and name: {exc}") from exc
     return f"/v1/projects/{segment(namespace)}/{segment(name)}"
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from llamafarm.cli.client import ApiClient, CliError
-from llamafarm.cli.common import ProjectOption, client, human_size, out, project_path, segment
+from llamafarm.cli.common import ProjectOption, client, out, project_path, segment
+from llamafarm.sizes import human_size
 
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: create, upload, process.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Background tasks: progress and cancel.")
@@ -128,7 +129,7 @@ def process(
 def show_task(ctx: typer.Context, task_id: str, project: Project = None) -> None:
     """Show a task's state and per-file outcomes."""
     body = client(ctx).get(f"{project_path(project)}/tasks/{segment(task_id)}")
-    _print_task(body)
+    print_task(body)
 
 
 @tasks_app.command("cancel")
@@ -140,31 +141,47 @@ def cancel_task(ctx: typer.Context, task_id: str, project: Project = None) -> No
 
 def _process_and_follow(api: ApiClient, path: str, name: str) -> None:
     accepted = api.post(f"{path}/datasets/{segment(name)}/actions", json={"action_type": "process"})
-    task_path = f"{path}/tasks/{accepted['task_id']}"
     out.print(f"Processing {name}: task {accepted['task_id']}")
+    [body] = follow_tasks(api, path, [accepted["task_id"]])
+    print_task(body)
+    if body["state"] != "SUCCESS":
+        raise typer.Exit(1)
+
+
+def follow_tasks(api: ApiClient, path: str, task_ids: list[str]) -> list[dict[str, Any]]:
+    """Poll the project's tasks, one progress bar each, until all are finished; their reports."""
+    reports: dict[str, dict[str, Any]] = {}
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out
     ) as bar:
-        job = bar.add_task("Processing", total=None)
+        jobs = {task_id: bar.add_task("Processing", total=None) for task_id in task_ids}
         waited = 0.0
         while True:
-            body = api.get(task_path)
-            meta = body["meta"]
-            bar.update(job, total=meta["total"], completed=meta["current"])
-            if body["state"] in FINISHED:
+            for task_id in task_ids:
+                if reports.get(task_id, {}).get("state") in FINISHED:
+                    continue
+                body = reports[task_id] = api.get(f"{path}/tasks/{segment(task_id)}")
+                meta = body["meta"]
+                bar.update(
+                    jobs[task_id],
+                    description=f"Processing {meta.get('dataset') or ''}".rstrip(),
+                    total=meta["total"],
+                    completed=meta["current"],
+                )
+            states = [reports[task_id]["state"] for task_id in task_ids]
+            if all(state in FINISHED for state in states):
                 break
-            if body["state"] == "PENDING" and waited >= STALL_SECONDS and not _worker_alive(api):
+            if "PENDING" in states and waited >= STALL_SECONDS and not _worker_alive(api):
+                pending = next(t for t in task_ids if reports[t]["state"] == "PENDING")
                 bar.console.print(
                     "[yellow]No ingestion worker is running: the files wait in the queue. "
                     "Start one with `lf worker` (or `lf start`), or press Ctrl-C; "
-                    f"`lf tasks show {body['task_id']}` shows progress later.[/yellow]"
+                    f"`lf tasks show {pending}` shows progress later.[/yellow]"
                 )
                 waited = -float("inf")  # say it once
             time.sleep(0.5)
             waited += 0.5
-    _print_task(body)
-    if body["state"] != "SUCCESS":
-        raise typer.Exit(1)
+    return [reports[task_id] for task_id in task_ids]
 
 
 def _worker_alive(api: ApiClient) -> bool:
@@ -175,7 +192,7 @@ def _worker_alive(api: ApiClient) -> bool:
     return any(c["name"] == "worker" and c["status"] == "healthy" for c in components)
 
 
-def _print_task(body: dict[str, Any]) -> None:
+def print_task(body: dict[str, Any]) -> None:
     meta = body["meta"]
     table = Table(
         title=f"Task {body['task_id']}: {body['state']} ({meta['current']}/{meta['total']})"

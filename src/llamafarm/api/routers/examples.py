@@ -2,6 +2,142 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from llamafarm.api.deps import CeleryDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.examples import catalog, importer
+from llamafarm.projects import ProjectRef
+from llamafarm.settings import Settings
 
 router = APIRouter(prefix="/examples", tags=["examples"])
+
+DEFAULT_NAMESPACE = "default"
+
+
+class ProjectImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(default=DEFAULT_NAMESPACE, description="Namespace of the new project.")
+    name: str | None = Field(default=None, description="Project name; default: the example id.")
+    process: bool = Field(default=True, description="Queue processing of the uploaded files.")
+
+
+class DataImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = DEFAULT_NAMESPACE
+    project: str = Field(description="An existing project to add the example's data to.")
+    include_strategies: bool = Field(
+        default=True, description="Also add the example's data processing strategies."
+    )
+    process: bool = True
+
+
+class DatasetImport(DataImport):
+    dataset: str = Field(description="The example's dataset to add.")
+
+
+class ImportResult(BaseModel):
+    project: str
+    namespace: str
+    datasets: list[str]
+    task_ids: list[str]
+
+
+@router.get("", operation_id="examples_list", summary="List example projects")
+def list_examples(settings: SettingsDep) -> dict[str, Any]:
+    examples = catalog.list_examples(catalog.examples_root(settings.examples_dir))
+    return {"examples": [catalog.summary(example) for example in examples]}
+
+
+@router.get(
+    "/{example_id}/datasets",
+    operation_id="example_datasets_list",
+    summary="List an example's datasets and files",
+)
+def list_datasets(example_id: str, settings: SettingsDep) -> dict[str, Any]:
+    return catalog.datasets(_example(settings, example_id))
+
+
+@router.post(
+    "/{example_id}/import-project",
+    operation_id="example_import_project",
+    summary="Import an example as a new project",
+)
+def import_project(
+    example_id: str,
+    body: ProjectImport,
+    settings: SettingsDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+) -> ImportResult:
+    example = _example(settings, example_id)
+    result = importer.import_project(
+        projects=projects,
+        db=db,
+        celery=celery,
+        example=example,
+        ref=ProjectRef(body.namespace, body.name or example.id),
+        process=body.process,
+        limit=settings.max_upload_bytes,
+    )
+    return ImportResult(**result)
+
+
+@router.post(
+    "/{example_id}/import-data",
+    operation_id="example_import_data",
+    summary="Import an example's data into an existing project",
+)
+def import_data(
+    example_id: str,
+    body: DataImport,
+    settings: SettingsDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+) -> ImportResult:
+    result = importer.import_data(
+        projects=projects,
+        db=db,
+        celery=celery,
+        example=_example(settings, example_id),
+        ref=ProjectRef(body.namespace, body.project),
+        include_strategies=body.include_strategies,
+        process=body.process,
+        limit=settings.max_upload_bytes,
+    )
+    return ImportResult(**result)
+
+
+@router.post(
+    "/{example_id}/import-dataset",
+    operation_id="example_import_dataset",
+    summary="Import one dataset of an example into an existing project",
+)
+def import_dataset(
+    example_id: str,
+    body: DatasetImport,
+    settings: SettingsDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+) -> ImportResult:
+    result = importer.import_dataset(
+        projects=projects,
+        db=db,
+        celery=celery,
+        example=_example(settings, example_id),
+        ref=ProjectRef(body.namespace, body.project),
+        dataset=body.dataset,
+        include_strategies=body.include_strategies,
+        process=body.process,
+        limit=settings.max_upload_bytes,
+    )
+    return ImportResult(**result)
+
+
+def _example(settings: Settings, example_id: str) -> catalog.Example:
+    return catalog.get_example(catalog.examples_root(settings.examples_dir), example_id)

@@ -1,0 +1,1 @@
+"""Bundled example projects: a catalog read from their manifests, and their import."""
