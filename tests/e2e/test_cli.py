@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -143,3 +144,18 @@ def test_datasets_upload_process_list_and_tasks(start_server: Any, tmp_path: Pat
     missing = lf(url, "datasets", "upload", "documents", str(docs / "nope.txt"), cwd=tmp_path)
     assert missing.returncode == 1
     assert "No such file" in missing.stderr
+
+    # The worker (another process) logged each processed file: the broken one newest first.
+    newest = lf(url, "events", "list", "--type", "rag_processing", "--limit", "1", cwd=tmp_path)
+    assert newest.returncode == 0, newest.stderr
+    assert (
+        "Events 1-1 of 5" in newest.stdout
+    )  # a.txt, b.md, then both again (SKIPPED) with broken.pdf
+    assert "FAILURE" in newest.stdout and "broken.pdf" in newest.stdout
+    page = httpx.get(f"{url}/v1/projects/default/kb/event_logs", params={"limit": 1}).json()
+    shown = lf(url, "events", "show", page["events"][0]["event_id"], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "status: FAILURE" in shown.stdout and "parse" in shown.stdout
+    unknown_event = lf(url, "events", "show", "evt_nope", cwd=tmp_path)
+    assert unknown_event.returncode == 1
+    assert "Event 'evt_nope' not found" in unknown_event.stderr

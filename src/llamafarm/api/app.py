@@ -7,16 +7,30 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from llamafarm import __version__
 from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
+from llamafarm.api.mcp import McpEndpoint
 from llamafarm.api.paths import EncodedSlashGuard
-from llamafarm.api.routers import chat, datasets, examples, models, projects, rag, system, tasks
+from llamafarm.api.routers import (
+    chat,
+    datasets,
+    events,
+    examples,
+    models,
+    projects,
+    rag,
+    system,
+    tasks,
+)
 from llamafarm.chat.sessions import purge_expired
+from llamafarm.events import purge_events
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
@@ -32,6 +46,7 @@ LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    mcp = McpEndpoint(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,8 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "state_db": state_db_check(db),
             "worker": worker_check(db),
         }
-        purging = asyncio.create_task(_purge_sessions(db, settings.session_ttl))
-        yield
+        purging = asyncio.create_task(_housekeeping(db, settings))
+        async with mcp.run(app):
+            yield
         purging.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purging
@@ -88,18 +104,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets.router,
         rag.router,
         tasks.router,
+        events.router,
         examples.router,
         models.router,
     ):
         app.include_router(router, prefix="/v1")
+    app.router.routes.append(Route("/mcp", mcp, name="mcp", include_in_schema=False))
     return app
 
 
-async def _purge_sessions(db: StateDB, ttl: float) -> None:
-    """Drop expired chat sessions now and then; a session in use is expired lazily anyway."""
+async def _housekeeping(db: StateDB, settings: Settings) -> None:
+    """Drop expired chat sessions and event logs past their retention, now and then (a
+    session in use is expired lazily anyway)."""
     while True:
-        try:
-            await asyncio.to_thread(purge_expired, db, ttl=ttl)
-        except Exception:  # a database hiccup must not end the loop
-            log.exception("purging expired chat sessions failed")
-        await asyncio.sleep(max(ttl / 2, 60.0))
+        for purge in (
+            partial(purge_expired, db, ttl=settings.session_ttl),
+            partial(purge_events, db, retention_days=settings.event_retention_days),
+        ):
+            try:
+                await asyncio.to_thread(purge)
+            except Exception:  # a database hiccup must not end the loop
+                log.exception("housekeeping (%s) failed", purge.func.__name__)
+        await asyncio.sleep(max(settings.session_ttl / 2, 60.0))

@@ -8,15 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llamafarm import events
 from llamafarm.chat.prompts import prompt_messages
 from llamafarm.chat.providers.base import Delta, FinishReason, Generation, Message, Provider, Usage
 from llamafarm.chat.thinking import ThinkSplitter, split
 from llamafarm.config.models import ModelConfig, ProjectConfig
 from llamafarm.errors import BadRequest, LfError
+from llamafarm.events import Timeline
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag import service as rag
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.stores.base import Hit
+from llamafarm.state import StateDB
 
 ANSWER_TOKENS = 512
 THINKING_TOKENS = 1024
@@ -89,13 +92,15 @@ def prepare(
     ref: ProjectRef,
     request: ChatRequest,
     history: Sequence[Message],
+    timeline: Timeline | None = None,
 ) -> Prepared:
-    """Resolve the model, retrieve context, and build the conversation the model will see."""
+    """Resolve the model, retrieve context, and build the conversation the model will see;
+    retrieval is marked on `timeline`."""
     if not request.messages:
         raise BadRequest("messages must not be empty")
     config = projects.load(ref.namespace, ref.project)
     model = pick_model(config, request.model)
-    hits = _retrieve(projects, models, ref, config, request)
+    hits = _retrieve(projects, models, ref, config, request, timeline or Timeline())
     system = prompt_messages(config, model, request.variables)
     if hits:
         system.append(Message(role="system", content=context(hits)))
@@ -138,7 +143,7 @@ def complete(prepared: Prepared) -> tuple[dict[str, Any], str]:
                 "finish_reason": result.finish_reason,
             }
         ],
-        "usage": _usage(result.usage),
+        "usage": usage_json(result.usage),
         "sources": prepared.sources,
     }
     if prepared.think:
@@ -155,8 +160,8 @@ class Stream:
         self._splitter = ThinkSplitter(tentative=prepared.think)
         self._shown: list[str] = []
         self._first = True
-        self._finish: FinishReason = "stop"
-        self._usage: Usage | None = None
+        self.finish_reason: FinishReason = "stop"
+        self.usage: Usage | None = None
 
     def feed(self, delta: Delta) -> list[dict[str, Any]]:
         chunks = []
@@ -170,7 +175,7 @@ class Stream:
             )
             self._first = False
         if delta.finish_reason is not None:
-            self._finish, self._usage = delta.finish_reason, delta.usage
+            self.finish_reason, self.usage = delta.finish_reason, delta.usage
         return chunks
 
     def end(self) -> list[dict[str, Any]]:
@@ -179,9 +184,9 @@ class Stream:
         if rest:
             self._shown.append(rest)
             chunks.append(self._chunk({"content": rest}))
-        last = self._chunk({}, finish_reason=self._finish)
-        if self._usage is not None:
-            last["usage"] = _usage(self._usage)
+        last = self._chunk({}, finish_reason=self.finish_reason)
+        if self.usage is not None:
+            last["usage"] = usage_json(self.usage)
         if self.prepared.think:
             last["thinking"] = {"content": self._splitter.thought, "tokens": None}
         chunks.append(last)
@@ -199,6 +204,64 @@ class Stream:
         if "role" in delta:
             chunk["sources"] = self.prepared.sources
         return chunk
+
+
+class InferenceLog:
+    """The `inference` event of one completion: marks on its timeline as it goes, written by
+    `write` once the response is out."""
+
+    def __init__(self, db: StateDB, ref: ProjectRef, request: ChatRequest, *, stream: bool) -> None:
+        self.db, self.ref, self.request, self.stream = db, ref, request, stream
+        self.timeline = Timeline()
+        self.timeline.mark("request_received", stream=stream, messages=len(request.messages))
+        self.model: ModelConfig | None = None
+        self.session_id: str | None = None
+
+    def write(
+        self,
+        *,
+        answer: str | None = None,
+        finish_reason: str | None = None,
+        usage: dict[str, int] | None = None,
+        error: LfError | None = None,
+        status: str = "success",
+    ) -> None:
+        """Store the event; `usage` as in the response (`prompt_tokens`, ...)."""
+        tokens = usage
+        model = self.model.model if self.model else self.request.model
+        status = "error" if error is not None else status
+        summary = {
+            "model": model,
+            "tokens": tokens["total_tokens"] if tokens else None,
+            "duration_ms": self.timeline.elapsed_ms(),
+            "status": status,
+            "error": error.detail if error is not None else None,
+        }
+        data = {
+            **summary,
+            "model_name": self.model.name if self.model else self.request.model,
+            "provider": self.model.provider if self.model else None,
+            "stream": self.stream,
+            "session_id": self.session_id,
+            "messages": [{"role": m.role, "content": m.content} for m in self.request.messages],
+            "response": {"content": answer, "finish_reason": finish_reason},
+            "tokens": None
+            if tokens is None
+            else {
+                "prompt": tokens["prompt_tokens"],
+                "completion": tokens["completion_tokens"],
+                "total": tokens["total_tokens"],
+            },
+        }
+        events.record(
+            self.db,
+            kind=events.INFERENCE,
+            namespace=self.ref.namespace,
+            project=self.ref.project,
+            timeline=self.timeline,
+            summary=summary,
+            data=data,
+        )
 
 
 def error_chunk(error: LfError) -> dict[str, Any]:
@@ -238,6 +301,7 @@ def _retrieve(
     ref: ProjectRef,
     config: ProjectConfig,
     request: ChatRequest,
+    timeline: Timeline,
 ) -> list[Hit]:
     has_databases = bool(config.rag and config.rag.databases)
     enabled = has_databases if request.rag_enabled is None else request.rag_enabled
@@ -256,10 +320,18 @@ def _retrieve(
         top_k=request.rag_top_k,
         score_threshold=request.rag_score_threshold,
     )
+    timeline.mark("rag_query_start", queries=len(queries), database=request.database)
     hits, _, _ = rag.search(
         projects=projects, models=models, ref=ref, queries=queries, options=options
     )
-    return _distinct(hits)
+    hits = _distinct(hits)
+    mean = sum(hit.score for hit in hits) / len(hits) if hits else None
+    timeline.mark(
+        "rag_retrieval_complete",
+        chunks=len(hits),
+        mean_score=None if mean is None else round(mean, 6),
+    )
+    return hits
 
 
 def _distinct(hits: Sequence[Hit]) -> list[Hit]:
@@ -274,7 +346,7 @@ def _distinct(hits: Sequence[Hit]) -> list[Hit]:
     return kept
 
 
-def _usage(usage: Usage | None) -> dict[str, int] | None:
+def usage_json(usage: Usage | None) -> dict[str, int] | None:
     if usage is None:
         return None
     return {

@@ -17,7 +17,9 @@ from llamafarm.cli.chat import chat
 from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import client, err, out, segment
 from llamafarm.cli.datasets import datasets_app, tasks_app
+from llamafarm.cli.events import events_app
 from llamafarm.cli.examples import examples_app
+from llamafarm.cli.mcp import mcp
 from llamafarm.cli.models import models_app
 from llamafarm.cli.projects import DEFAULT_NAMESPACE, projects_app
 from llamafarm.cli.rag import rag_app
@@ -31,9 +33,11 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(rag_app, name="rag")
 app.command("chat")(chat)
+app.add_typer(events_app, name="events")
 app.add_typer(examples_app, name="examples")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
+app.command("mcp")(mcp)
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (LF_PORT).")]

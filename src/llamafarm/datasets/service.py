@@ -16,7 +16,7 @@ from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import Project, ProjectRef, ProjectStore
 from llamafarm.rag.stores import VectorStore, create_store
-from llamafarm.state import FileRecord, StateDB, TaskRecord
+from llamafarm.state import EventLog, FileRecord, StateDB, TaskRecord
 
 
 def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
@@ -203,10 +203,11 @@ def update_project(
 
 
 def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> Project:
-    """Delete a project's folder (config, files, stores), then its rows in the state DB."""
+    """Delete a project's folder (config, files, stores), then its rows in the state DB
+    (files, tasks, event logs, chat sessions)."""
     deleted = projects.delete(ref.namespace, ref.project)
     with db.session() as session:
-        for table in (FileRecord, TaskRecord):
+        for table in (FileRecord, TaskRecord, EventLog):
             session.execute(
                 delete(table).where(table.namespace == ref.namespace, table.project == ref.project)
             )

@@ -16,6 +16,7 @@ from llamafarm.config.models import (
     ProjectConfig,
 )
 from llamafarm.errors import ConfigInvalid, NotFound
+from llamafarm.events import Timeline
 from llamafarm.ingest.chunking import chunk_document
 from llamafarm.ingest.extractors import apply_extractors
 from llamafarm.ingest.parsers import parse_file, select_parser
@@ -78,27 +79,35 @@ def process_file(
     stored_fingerprint: str | None,
     project_dir: Path,
     should_stop: Callable[[], bool],
+    timeline: Timeline | None = None,
 ) -> Outcome:
+    """Parse, chunk, embed and store one file; each step timed on `timeline` if given."""
     parser = select_parser(plan.strategy, filename)
     fingerprint = _fingerprint(plan, parser.model_dump(mode="json"))
     if stored_fingerprint == fingerprint:
         return Outcome("SKIPPED", 0, fingerprint)
 
-    document = parse_file(parser, path, filename=filename)
+    steps = timeline or Timeline()
+    with steps.step("parse", parser=parser.type) as parsed:
+        document = parse_file(parser, path, filename=filename)
+        parsed["characters"] = sum(len(section.text) for section in document.sections)
     _stop_if(should_stop)
     options = parser.config
-    chunks = chunk_document(
-        document,
-        chunk_size=int(options.get("chunk_size", 1000)),
-        chunk_overlap=int(options.get("chunk_overlap", 100)),
-        chunk_strategy=str(options.get("chunk_strategy", "paragraphs")),
-    )
-    apply_extractors(plan.strategy, filename, chunks)
+    with steps.step("chunk") as chunked:
+        chunks = chunk_document(
+            document,
+            chunk_size=int(options.get("chunk_size", 1000)),
+            chunk_overlap=int(options.get("chunk_overlap", 100)),
+            chunk_strategy=str(options.get("chunk_strategy", "paragraphs")),
+        )
+        apply_extractors(plan.strategy, filename, chunks)
+        chunked["chunks"] = len(chunks)
     texts = [chunk.text for chunk in chunks]
     vectors: list[list[float]] = []
-    for start in range(0, len(texts), EMBED_STEP):
-        _stop_if(should_stop)
-        vectors.extend(plan.embedder.embed(texts[start : start + EMBED_STEP]))
+    with steps.step("embed", chunks=len(texts)):
+        for start in range(0, len(texts), EMBED_STEP):
+            _stop_if(should_stop)
+            vectors.extend(plan.embedder.embed(texts[start : start + EMBED_STEP]))
     _stop_if(should_stop)
 
     base = {
@@ -109,9 +118,11 @@ def process_file(
     }
     metadatas = [{**chunk.metadata, **base} for chunk in chunks]
     ids = [chunk_id(dataset, file_hash, fingerprint, i) for i in range(len(chunks))]
-    store = create_store(plan.database, project_dir=project_dir)
-    # Chunks of an earlier strategy, or of a run that died half-way, go once the new ones are in.
-    store.replace({"dataset": dataset, "file_hash": file_hash}, ids, texts, vectors, metadatas)
+    with steps.step("store", chunks=len(ids), database=plan.database.name):
+        store = create_store(plan.database, project_dir=project_dir)
+        # Chunks of an earlier strategy, or of a run that died half-way, go once the new
+        # ones are in.
+        store.replace({"dataset": dataset, "file_hash": file_hash}, ids, texts, vectors, metadatas)
     return Outcome("SUCCESS", len(chunks), fingerprint)
 
 

@@ -162,10 +162,15 @@ class ProjectStore:
             folder.parent.rmdir()  # the namespace folder, once empty
         return Project(namespace, name, document)
 
-    def _read(self, namespace: str, name: str) -> dict[str, Any]:
+    def require(self, namespace: str, name: str) -> Path:
+        """The project's config file; NotFound when there is no such project."""
         config_file = self.path(namespace, name) / CONFIG_FILE
         if not config_file.is_file():
             raise NotFound(f"Project {namespace}/{name} not found")
+        return config_file
+
+    def _read(self, namespace: str, name: str) -> dict[str, Any]:
+        config_file = self.require(namespace, name)
         try:
             return read_document(config_file)
         except ConfigInvalid as exc:

@@ -1,10 +1,11 @@
-"""State database: file records, tasks, worker heartbeats, chat sessions (SQLite by default,
-or any URL)."""
+"""State database: file records, tasks, worker heartbeats, chat sessions, event logs (SQLite
+by default, or any URL)."""
 
 from llamafarm.state.db import StateDB
 from llamafarm.state.tables import (
     ChatMessage,
     ChatSession,
+    EventLog,
     FileRecord,
     TaskFile,
     TaskRecord,
@@ -14,6 +15,7 @@ from llamafarm.state.tables import (
 __all__ = [
     "ChatMessage",
     "ChatSession",
+    "EventLog",
     "FileRecord",
     "StateDB",
     "TaskFile",

@@ -112,3 +112,25 @@ class ChatMessage(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float]
+
+
+class EventLog(Base):
+    """A recorded operation of a project (a chat completion, a processed file): its summary,
+    its details and its timed sub-events (see `llamafarm.events`)."""
+
+    __tablename__ = "event_logs"
+    __table_args__ = (
+        Index("ix_event_logs_project_time", "namespace", "project", "timestamp"),
+        Index("ix_event_logs_time", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(96), unique=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    timestamp: Mapped[float]
+    """Seconds since the epoch when the operation began."""
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sub_events: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

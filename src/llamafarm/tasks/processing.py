@@ -10,8 +10,10 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, update
 
+from llamafarm import events
 from llamafarm.datasets.service import blobs, dataset_store, file_query
 from llamafarm.errors import LfError
+from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
@@ -75,28 +77,51 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
         record = session.scalars(
             file_query(ref, dataset).where(FileRecord.file_hash == item.file_hash)
         ).one_or_none()
-        file_hash, filename, task_id = item.file_hash, item.filename, task.task_id
-        stored = record.fingerprint if record else None
+        job = _Job(ref, dataset, item.file_hash, item.filename, task.task_id)
 
     if record is None:
         return _fail(ctx, task_file_id, "The file was removed from the dataset", "NotFound")
+    timeline = Timeline()
+    try:
+        return _process(ctx, task_file_id, job, record, timeline)
+    finally:
+        _log_event(ctx, task_file_id, job, timeline)
+
+
+@dataclass(frozen=True)
+class _Job:
+    ref: ProjectRef
+    dataset: str
+    file_hash: str
+    filename: str
+    task_id: str
+
+
+def _process(
+    ctx: WorkerContext, task_file_id: int, job: _Job, record: FileRecord, timeline: Timeline
+) -> str:
+    """Process a claimed file; its final state."""
+    ref = job.ref
 
     def cancelled() -> bool:
         with ctx.db.session() as session:
-            task = session.get(TaskRecord, task_id)
+            task = session.get(TaskRecord, job.task_id)
             return task is None or task.cancelled_at is not None
 
     try:
-        steps = plan(ctx.projects.load(ref.namespace, ref.project), dataset, ctx.models.embedder)
+        steps = plan(
+            ctx.projects.load(ref.namespace, ref.project), job.dataset, ctx.models.embedder
+        )
         outcome = process_file(
             plan=steps,
-            dataset=dataset,
-            path=blobs(ctx.projects, ref).path(file_hash),
-            filename=filename,
-            file_hash=file_hash,
-            stored_fingerprint=stored,
+            dataset=job.dataset,
+            path=blobs(ctx.projects, ref).path(job.file_hash),
+            filename=job.filename,
+            file_hash=job.file_hash,
+            stored_fingerprint=record.fingerprint,
             project_dir=ctx.projects.path(ref.namespace, ref.project),
             should_stop=cancelled,
+            timeline=timeline,
         )
     except Cancelled:
         with ctx.db.session() as session:
@@ -105,16 +130,42 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     except LfError as exc:
         return _fail(ctx, task_file_id, exc.detail, type(exc).__name__)
     except Exception as exc:
-        log.exception("processing %s failed", filename)
+        log.exception("processing %s failed", job.filename)
         return _fail(ctx, task_file_id, f"{type(exc).__name__}: {exc}", type(exc).__name__, True)
 
     still_listed = _record(ctx, task_file_id, record.id, outcome)
     # A cancel, or the file's removal, may have come while the chunks were being stored: they
     # revert what they can see as stored, and this check catches what they could not see yet.
     if outcome.state == "SUCCESS" and (cancelled() or not still_listed):
-        revert_file(ctx.projects, ctx.db, ref, dataset, file_hash, task_file_id)
+        revert_file(ctx.projects, ctx.db, ref, job.dataset, job.file_hash, task_file_id)
         return "REVERTED"
     return outcome.state
+
+
+def _log_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timeline) -> None:
+    """The file's `rag_processing` event, from its task entry as it was left."""
+    with ctx.db.session() as session:
+        item = session.get(TaskFile, task_file_id)
+        if item is None:
+            return
+        state, chunks, error = item.state, item.chunks, item.error
+    summary = {
+        "file": job.filename,
+        "dataset": job.dataset,
+        "status": state,
+        "chunks": chunks,
+        "duration_ms": timeline.elapsed_ms(),
+        "error": error,
+    }
+    events.record(
+        ctx.db,
+        kind=events.RAG_PROCESSING,
+        namespace=job.ref.namespace,
+        project=job.ref.project,
+        timeline=timeline,
+        summary=summary,
+        data={**summary, "task_id": job.task_id, "file_hash": job.file_hash, "worker": ctx.worker},
+    )
 
 
 def revert_file(

@@ -10,12 +10,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from llamafarm.api.deps import (
@@ -95,6 +97,7 @@ async def completions(
         messages=[m.plain() for m in body.messages],
         **body.model_dump(exclude={"messages", "stream"}),
     )
+    log = service.InferenceLog(db, ref, request, stream=body.stream)
     key = Key(db, ref.namespace, ref.project)
     if no_session is None:
         session_id = await asyncio.to_thread(
@@ -108,6 +111,7 @@ async def completions(
         headers = {"X-Session-ID": session_id}
     else:
         session_id, headers = None, {}
+    log.session_id = session_id
     turn = new_turn(request.messages)
     # The session's turn is taken before the model is chosen and the context retrieved, so a
     # bad request is a plain HTTP error even when streaming; it is given back once the answer
@@ -119,31 +123,46 @@ async def completions(
         prepared = await _run(
             _WORKING,
             lambda: service.prepare(
-                projects=projects, models=models, ref=ref, request=request, history=history
+                projects=projects,
+                models=models,
+                ref=ref,
+                request=request,
+                history=history,
+                timeline=log.timeline,
             ),
         )
-        if not body.stream:
+        log.model = prepared.model
+        log.timeline.mark("llm_inference_start", provider=prepared.model.provider)
+        if body.stream:
+            # The first delta is awaited before the response begins, so a provider that is
+            # down, slow or broken answers with an HTTP error status, not an event in a 200.
+            deltas = prepared.provider.stream(prepared.generation)
+            try:
+                first = await anext(deltas)
+            except BaseException:
+                await deltas.aclose()
+                raise
+            log.timeline.mark("llm_first_token")
+        else:
             answer, text = await _run(_WORKING, lambda: service.complete(prepared))
+            log.timeline.mark("llm_inference_complete")
             if turn:
                 await _run(
                     _WORKING, lambda: key.store(session_id, [*turn, Message("assistant", text)])
                 )
-    except BaseException:
+    except BaseException as exc:
         await _release(lease, session_id)
+        if isinstance(exc, LfError):
+            _later(partial(log.write, error=exc))
         raise
     if not body.stream:
         await _release(lease, session_id)
-        return JSONResponse(answer, headers=headers)
-
-    # The first delta is awaited before the response begins, so a provider that is down,
-    # slow or broken answers with an HTTP error status, not an event in a 200 stream.
-    deltas = prepared.provider.stream(prepared.generation)
-    try:
-        first = await anext(deltas)
-    except BaseException:
-        await deltas.aclose()
-        await _release(lease, session_id)
-        raise
+        log.timeline.mark("response_generated")
+        choice = answer["choices"][0]
+        written = partial(
+            log.write, answer=text, finish_reason=choice["finish_reason"], usage=answer["usage"]
+        )
+        return JSONResponse(answer, headers=headers, background=BackgroundTask(written))
 
     async def store(text: str) -> None:
         if turn:
@@ -152,10 +171,20 @@ async def completions(
 
     return EventStream(
         _events(
-            service.Stream(prepared), first, deltas, store, lambda: _release(lease, session_id)
+            service.Stream(prepared),
+            first,
+            deltas,
+            store,
+            lambda: _release(lease, session_id),
+            log,
         ),
         headers={**headers, "Cache-Control": "no-cache"},
     )
+
+
+def _later(work: Callable[[], object]) -> None:
+    """Run `work` on a chat thread without waiting for it (an event log write)."""
+    _WORKING.submit(work)
 
 
 READ_AHEAD = 256
@@ -241,6 +270,7 @@ async def _events(
     deltas: AsyncGenerator[Delta, None],
     store: Callable[[str], Awaitable[None]],
     release: Callable[[], Awaitable[None]],
+    log: service.InferenceLog,
 ) -> AsyncIterator[str]:
     """SSE frames of a stream whose first delta has come. Everything runs on the event loop:
     a task reads the provider into a queue, and each write to the client carries every frame
@@ -249,6 +279,7 @@ async def _events(
     than the frame itself). When the client goes away this generator is cancelled or closed:
     the reader and the provider's stream are closed (which stops the generation), the
     session is given back, and the turn is not stored (a session never keeps half an answer).
+    The inference event is written on a thread at the end, `cancelled` when the client left.
     """
     queue: asyncio.Queue[Delta | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
@@ -262,6 +293,7 @@ async def _events(
             await queue.put(exc)
 
     reader = asyncio.create_task(read())
+    outcome: Callable[[], None] | None = None
     try:
         yield "".join(_frame(chunk) for chunk in run.feed(first))
         ended = False
@@ -280,11 +312,19 @@ async def _events(
                     frames += [_frame(chunk) for chunk in run.feed(item)]
             if frames:
                 yield "".join(frames)
+        log.timeline.mark("llm_inference_complete")
         await store(run.answer or "")
-    except LfError as exc:
-        yield _frame(service.error_chunk(exc))
     except Exception as exc:  # the stream has begun: report it, then end the stream
-        yield _frame(service.error_chunk(LfError(f"{type(exc).__name__}: {exc}")))
+        error = exc if isinstance(exc, LfError) else LfError(f"{type(exc).__name__}: {exc}")
+        outcome = partial(log.write, answer=run.answer, error=error)
+        yield _frame(service.error_chunk(error))
+    else:
+        outcome = partial(
+            log.write,
+            answer=run.answer,
+            finish_reason=run.finish_reason,
+            usage=service.usage_json(run.usage),
+        )
     finally:
         # Shielded: when the client left, this runs inside a cancelled scope.
         with anyio.CancelScope(shield=True):
@@ -292,6 +332,9 @@ async def _events(
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             await release()
+        log.timeline.mark("response_generated")
+        # outcome is None when the client went away before the end
+        _later(outcome or partial(log.write, answer=run.answer, status="cancelled"))
     yield "data: [DONE]\n\n"
 
 
@@ -342,6 +385,13 @@ def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
     return sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
 
 
-@router.get("/models", operation_id="models_list", tags=["mcp"], summary="The project's models")
+@router.get(
+    "/models",
+    operation_id="models_list",
+    tags=["mcp"],
+    summary="The project's models",
+    description="The chat models of the project's runtime: name, provider, model, base_url "
+    "and which one is the default.",
+)
 def list_models(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
     return service.list_models(projects.load(ref.namespace, ref.project))

@@ -32,7 +32,14 @@ class TaskAccepted(BaseModel):
     task_id: str
 
 
-@router.get("", operation_id="dataset_list", tags=["mcp"], summary="List datasets")
+@router.get(
+    "",
+    operation_id="dataset_list",
+    tags=["mcp"],
+    summary="List datasets",
+    description="The project's datasets with their database, data processing strategy and "
+    "files; include_extra_details=false leaves out the per-file details.",
+)
 def list_datasets(
     ref: ProjectRefDep,
     projects: ProjectStoreDep,
@@ -50,13 +57,22 @@ def list_datasets(
     operation_id="dataset_strategies_list",
     tags=["mcp"],
     summary="Data processing strategies and databases",
+    description="The names of the project's data processing strategies and RAG databases, "
+    "as dataset_create takes them.",
 )
 def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, list[str]]:
     return service.strategies(projects=projects, ref=ref)
 
 
 @router.post(
-    "", operation_id="dataset_create", tags=["mcp"], summary="Create a dataset", status_code=201
+    "",
+    operation_id="dataset_create",
+    tags=["mcp"],
+    summary="Create a dataset",
+    description="Add a dataset to the project, tied to a database and a data processing "
+    "strategy (names from dataset_strategies_list). 400 for an unknown strategy or database, "
+    "409 for a duplicate.",
+    status_code=201,
 )
 def create_dataset(
     ref: ProjectRefDep, body: DatasetCreate, projects: ProjectStoreDep
@@ -76,6 +92,8 @@ def create_dataset(
     operation_id="dataset_delete",
     tags=["mcp"],
     summary="Delete a dataset, its chunks and files",
+    description="Remove a dataset from the project's config, its chunks from its database and "
+    "its files.",
 )
 def delete_dataset(
     ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
@@ -88,6 +106,10 @@ def delete_dataset(
     operation_id="dataset_data_upload",
     tags=["mcp"],
     summary="Upload a file to a dataset",
+    description="Store one file in a dataset, addressed by its SHA-256: the same content again "
+    "is reported `skipped` and stored once. Uploading does not process the file: call "
+    "dataset_actions afterwards, or pass auto_process=true to queue it (the answer then has a "
+    "task_id).",
 )
 def upload(
     ref: ProjectRefDep,
@@ -150,6 +172,9 @@ def remove_file(
     operation_id="dataset_actions",
     tags=["mcp"],
     summary="Process (ingest) the dataset's files in the background",
+    description="Queue processing (parse, chunk, embed, store) of the dataset's files with "
+    '{"action_type": "process"}; files already stored with the same strategy are skipped. '
+    "Answers 202 with a task_id: poll task_get until its state is final.",
     status_code=202,
 )
 def dataset_action(

@@ -44,27 +44,50 @@ class ProjectList(BaseModel):
     projects: list[ProjectPublic]
 
 
-@router.get("/{namespace}", operation_id="projects_list", summary="List projects")
+@router.get(
+    "/{namespace}",
+    operation_id="projects_list",
+    summary="List projects",
+    description="The projects of a namespace, each with its whole llamafarm.yaml config as JSON. "
+    "A namespace without projects gives an empty list.",
+)
 def list_projects(namespace: str, store: ProjectStoreDep) -> ProjectList:
     projects = [ProjectPublic.of(p) for p in store.list(namespace)]
     return ProjectList(total=len(projects), projects=projects)
 
 
 @router.post(
-    "/{namespace}", operation_id="project_create", summary="Create a project", status_code=201
+    "/{namespace}",
+    operation_id="project_create",
+    summary="Create a project",
+    description="Create a project from a config template: `default` (= `rag`: a chat model, "
+    "the database `main_db`, the processing strategy `default_processor` and a dataset "
+    "`documents` ready for uploads), `server` (chat only) or a custom one. 409 if it exists.",
+    status_code=201,
 )
 def create_project(namespace: str, body: ProjectCreate, store: ProjectStoreDep) -> ProjectResponse:
     project = store.create(namespace, body.name, template=body.config_template)
     return ProjectResponse(project=ProjectPublic.of(project))
 
 
-@router.get("/{namespace}/{project}", operation_id="project_get", summary="Get a project")
+@router.get(
+    "/{namespace}/{project}",
+    operation_id="project_get",
+    summary="Get a project",
+    description="A project's whole llamafarm.yaml config as JSON: models, prompts, RAG "
+    "databases and strategies, data processing strategies and datasets.",
+)
 def get_project(namespace: str, project: str, store: ProjectStoreDep) -> ProjectResponse:
     return ProjectResponse(project=ProjectPublic.of(store.get(namespace, project)))
 
 
 @router.put(
-    "/{namespace}/{project}", operation_id="project_update", summary="Replace a project's config"
+    "/{namespace}/{project}",
+    operation_id="project_update",
+    summary="Replace a project's config",
+    description="Replace a project's whole llamafarm.yaml config (take it from project_get, "
+    "change it, send it all back). Validated whole; `name` and `namespace` must match the "
+    "path; 409 if it drops a dataset that still has files.",
 )
 def update_project(
     namespace: str, project: str, body: ProjectUpdate, store: ProjectStoreDep, db: StateDBDep
@@ -76,7 +99,11 @@ def update_project(
 
 
 @router.delete(
-    "/{namespace}/{project}", operation_id="project_delete", summary="Delete a project and its data"
+    "/{namespace}/{project}",
+    operation_id="project_delete",
+    summary="Delete a project and its data",
+    description="Delete the project's folder and everything in it: config, uploaded files and "
+    "stored vectors. Cannot be undone.",
 )
 def delete_project(
     namespace: str, project: str, store: ProjectStoreDep, db: StateDBDep

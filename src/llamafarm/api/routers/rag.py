@@ -53,7 +53,16 @@ class DatabaseUpdate(BaseModel):
     default_retrieval_strategy: str | None = None
 
 
-@router.post("/query", operation_id="rag_query", tags=["mcp"], summary="Query a RAG database")
+@router.post(
+    "/query",
+    operation_id="rag_query",
+    tags=["mcp"],
+    summary="Query a RAG database",
+    description="Search a RAG database for the chunks closest to `query`: each result has its "
+    "text, score, metadata (source file, page…) and ids. `database` defaults to the project's "
+    "default database, `top_k` to 5; `metadata_filters` such as "
+    '{"source": "notes.md"} keep only matching chunks.',
+)
 def query(
     body: QueryRequest, ref: ProjectRefDep, projects: ProjectStoreDep, models: ModelCacheDep
 ) -> JSONResponse:
@@ -82,7 +91,12 @@ def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, A
 
 
 @router.get(
-    "/databases/{database}", operation_id="database_get", tags=["mcp"], summary="Get a database"
+    "/databases/{database}",
+    operation_id="database_get",
+    tags=["mcp"],
+    summary="Get a database",
+    description="A RAG database's definition: type, config, embedding and retrieval "
+    "strategies, defaults, and the datasets that use it.",
 )
 def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
     return databases.get_database(projects=projects, ref=ref, name=database)
@@ -93,6 +107,9 @@ def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -
     operation_id="database_create",
     tags=["mcp"],
     summary="Create a database",
+    description="Add a RAG database (vector store) to the project: `name`, `type` (e.g. "
+    "ChromaStore), `config`, embedding and retrieval strategies. 409 for a duplicate name, "
+    "400 for an unknown store, embedder or strategy type.",
     status_code=201,
 )
 def create_database(
@@ -108,6 +125,8 @@ def create_database(
     operation_id="database_update",
     tags=["mcp"],
     summary="Update a database",
+    description="Change a database's config, strategies or default strategies; only the "
+    "fields given change. `name` and `type` cannot change.",
 )
 def update_database(
     database: str, body: DatabaseUpdate, ref: ProjectRefDep, projects: ProjectStoreDep
@@ -122,6 +141,8 @@ def update_database(
     operation_id="database_delete",
     tags=["mcp"],
     summary="Delete a database",
+    description="Remove a database from the project and, unless delete_collection=false, "
+    "drop its vectors. 409 while datasets still use it.",
 )
 def delete_database(
     database: str, ref: ProjectRefDep, projects: ProjectStoreDep, delete_collection: bool = True

@@ -17,6 +17,9 @@ router = APIRouter(prefix="/projects/{namespace}/{project}/tasks", tags=["tasks"
     operation_id="task_get",
     name="task_get",
     summary="Status of a background task, per file",
+    description="A processing task's state: PENDING, STARTED, then SUCCESS, FAILURE (a file "
+    "failed; the others are still processed) or REVOKED (cancelled), with each file's state, "
+    "chunk count and error. Poll it until the state is one of the last three.",
     tags=["mcp"],
 )
 def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> dict[str, Any]:
