@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from llamafarm.api import create_app
 from llamafarm.config import ProjectConfig
+from llamafarm.examples.catalog import BUNDLED_DIR, get_example
 from llamafarm.settings import Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -30,3 +32,15 @@ def test_every_config_key_is_in_the_configuration_doc() -> None:
     keys = {key for model in models for key in model.get("properties", {})}
     undocumented = [k for k in keys if f"`{k}`" not in doc and f" {k}:" not in doc]
     assert sorted(undocumented) == []
+
+
+def test_the_quickstart_example_flow_names_a_bundled_example_and_its_question() -> None:
+    """The README's example commands stay true: the example exists, the question is one of
+    its manifest's, and the README quotes the phrase its answer passage holds (which
+    tests/examples checks is in that file)."""
+    imported = re.search(r"lf examples import (\w+)", README)
+    asked = re.search(r'lf chat default/(\w+) "([^"]+)"', README)
+    assert imported and asked and imported.group(1) == asked.group(1)
+    example = get_example(BUNDLED_DIR, imported.group(1))
+    question = next(q for q in example.manifest.questions if q.question == asked.group(2))
+    assert question.expect and question.expect in README
