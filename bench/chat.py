@@ -3,7 +3,8 @@
     .venv/bin/python bench/chat.py [--requests 30] [--universal-requests 12]
 
 It starts `lf start` on a free port with a temporary data directory and, in a process of its own,
-a loopback OpenAI-compatible server that streams a fixed answer (CHUNKS small chunks, no delay).
+a loopback OpenAI-compatible server that streams a fixed answer (CHUNKS small chunks, all at once,
+or `--pace-ms` apart like a real model).
 For each provider it compares the same generation made two ways, one after the other (never at
 the same time, so they do not compete for the CPUs), each warmed up first:
 
@@ -151,6 +152,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else each small frame waits for the ACK of the last one
     frames: ClassVar[list[bytes]] = []
+    pace: ClassVar[float] = 0.0
+    """Seconds between two content frames (0: the whole answer at once)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -169,12 +172,16 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for frame in self.frames:
+        for index, frame in enumerate(self.frames):
+            if self.pace and 1 < index < len(self.frames) - 1:
+                time.sleep(self.pace)
             self.wfile.write(frame)
             self.wfile.flush()
 
 
-def serve_fake_openai() -> None:
+def serve_fake_openai(pace: float) -> None:
+    FakeOpenAI.pace = pace
+
     def frame(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         event = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
         data = f"data: {json.dumps({**event, 'choices': choices, **extra})}\n\n".encode()
@@ -261,15 +268,23 @@ def main() -> None:
     parser.add_argument(
         "--providers", default="openai,universal", help="which to compare, comma-separated"
     )
+    parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=0.0,
+        help="loopback model: ms between two chunks, like a real model (default 0: a burst)",
+    )
     args = parser.parse_args()
     providers = set(args.providers.split(","))
     if args.fake_openai:
-        serve_fake_openai()
+        serve_fake_openai(args.pace_ms / 1000)
         return
 
     # Started before this process loads a model or threads: a clean, separate process.
     fake = subprocess.Popen(
-        [sys.executable, __file__, "--fake-openai"], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--fake-openai", "--pace-ms", str(args.pace_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert fake.stdout is not None
     fake_url = f"http://127.0.0.1:{fake.stdout.readline().strip()}/v1"
@@ -306,7 +321,7 @@ def main() -> None:
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
             f"{os.cpu_count()} CPUs (load average {load} at start); {CHUNKS}-chunk loopback "
-            f"answer; max_tokens {MAX_TOKENS}"
+            f"answer, {args.pace_ms:g} ms between chunks; max_tokens {MAX_TOKENS}"
         )
         print(
             f"{'provider':<9} {'c':>2} {'n':>4}  {'direct TTFT ms':>15}  {'server TTFT ms':>15}"
