@@ -218,6 +218,14 @@ def test_a_model_server_that_is_down_is_a_503(client: TestClient, fake: OpenAISe
         ({"temperature": 5}, 422, "temperature"),
         ({"rag_top_k": 0}, 422, "rag_top_k"),
         ({"database": "nope"}, 404, "nope"),
+        ({"tools": [{"type": "function", "function": {"name": "two words"}}]}, 422, "tools"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}] * 2},
+            422,
+            "each function name must be unique",
+        ),
+        ({"tool_choice": "sometimes"}, 422, "tool_choice"),
+        ({"messages": [{"role": "user", "content": None}]}, 422, "content is required"),
     ],
 )
 def test_bad_requests(

@@ -143,6 +143,9 @@ def test_a_call_becomes_the_routes_request(catalog: dict[str, Operation]) -> Non
         ("dataset_data_upload", {"filename": "x.md"}, "exactly one of content or content_base64"),
         ("dataset_data_upload", {"filename": "x", "content_base64": "***"}, "not valid base64"),
         ("dataset_data_upload", {"filename": " ", "content": "hi"}, "filename must be"),
+        # dot segments would be resolved into another route (`/v1/projects/../models`)
+        ("project_get", {"namespace": "..", "project": "models"}, "namespace may not be '..'"),
+        ("project_get", {"namespace": "acme", "project": "."}, "project may not be '.'"),
     ],
 )
 def test_bad_arguments_are_named(
@@ -370,10 +373,19 @@ def test_mcp_refuses_pages_of_other_sites(server: e2e.Server) -> None:
         f"{server.url}/mcp", json=ping, headers={**headers, "Origin": "http://evil.example"}
     )
     assert evil.status_code == 403
+    assert "evil.example" in evil.json()["detail"]
     local = httpx.post(
         f"{server.url}/mcp", json=ping, headers={**headers, "Origin": "http://localhost:3000"}
     )
     assert local.status_code == 200, local.text
+    rebound = httpx.post(
+        f"{server.url}/mcp", json=ping, headers={**headers, "Host": "evil.example"}
+    )
+    assert rebound.status_code == 421 and "evil.example" in rebound.json()["detail"]
+    # Stateless: no event stream to open with GET (it would stay open carrying nothing).
+    stream = httpx.get(f"{server.url}/mcp", headers={"Accept": "text/event-stream"}, timeout=10)
+    assert stream.status_code == 405 and stream.headers["allow"] == "POST"
+    assert "POST" in stream.json()["detail"]
 
 
 @pytest.mark.slow

@@ -28,6 +28,12 @@ Every knob is a plain attribute, set in the constructor or changed between reque
 - `delay`: seconds between stream chunks; `comment`: an SSE comment line sent before every
   event (a keep-alive), or None.
 - `models`: the ids `/v1/models` lists.
+- `tool_calls`: tool calls every answer makes (after its `text`), each `{"name", "arguments"
+  (a dict, or JSON text), "id" (optional)}`; their finish reason is "tool_calls". Streamed,
+  each call comes in pieces by `index` (id and name first, then `chunk_size` characters of
+  arguments at a time), the calls' pieces interleaved, as OpenAI sends them.
+- `replies`: a script, a `Reply(text, tool_calls, finish_reason)` per chat request, used up
+  in order; once it is empty, the answers above apply.
 - `mode`, how the server (mis)behaves on every route:
   - "normal";
   - "stall": reads the request and never answers, until the server closes;
@@ -44,6 +50,7 @@ What the server saw:
 
 - `requests`: a `Recorded(method, path, headers, body)` per request, in order; `headers` has
   lower-case keys; `body` is the decoded JSON (None without a body, a str if it is not JSON).
+  `chat_bodies()`: the bodies of the chat completion requests alone.
 - `chunks_sent`: content chunks written by the latest stream.
 - `client_gone`: an Event set when a client closed its connection while a stream was being
   written (a write failed), i.e. the client stopped reading early.
@@ -60,13 +67,22 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 
 Mode = Literal["normal", "stall", "stall_stream", "drop", "garbage", "error"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer; `finish_reason` defaults to "tool_calls" when it calls tools."""
+
+    text: str = ""
+    tool_calls: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,8 @@ class OpenAIServer:
         delay: float = 0.0,
         comment: str | None = None,
         models: Sequence[str] = ("fake-model",),
+        tool_calls: Sequence[Mapping[str, Any]] = (),
+        replies: Sequence[Reply] = (),
         mode: Mode = "normal",
         stall_after: int = 1,
         keepalive: float | None = None,
@@ -147,6 +165,7 @@ class OpenAIServer:
         )
         self.finish_reason, self.usage, self.stream_usage = finish_reason, usage, stream_usage
         self.delay, self.comment, self.models = delay, comment, list(models)
+        self.tool_calls, self.replies = list(tool_calls), list(replies)
         self.mode: Mode = mode
         self.stall_after, self.keepalive, self.drop_after = stall_after, keepalive, drop_after
         self.garbage, self.garbage_type = garbage, garbage_type
@@ -188,11 +207,27 @@ class OpenAIServer:
         """TCP connections clients have opened so far (a pooled one counts once)."""
         return self._server.opened
 
-    def chunks(self) -> list[str]:
-        if self.pieces is not None:
+    def chat_bodies(self) -> list[Any]:
+        """The bodies of the chat completion requests, in order."""
+        return [r.body for r in self.requests if r.path.startswith("/v1/chat/completions")]
+
+    def chunks(self, text: str | None = None) -> list[str]:
+        if self.pieces is not None and text is None:
             return list(self.pieces)
+        text = self.text if text is None else text
         size = max(1, self.chunk_size)
-        return [self.text[i : i + size] for i in range(0, len(self.text), size)]
+        return [text[i : i + size] for i in range(0, len(text), size)]
+
+    def reply(self) -> Reply:
+        """The next answer: the script's, or the defaults."""
+        with self._server.lock:
+            if self.replies:
+                return self.replies.pop(0)
+        return Reply(
+            text=self.text,
+            tool_calls=self.tool_calls,
+            finish_reason=None if self.tool_calls else self.finish_reason,
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -261,7 +296,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         fake = self.fake
-        message: dict[str, Any] = {"role": "assistant", "content": fake.text}
+        reply = fake.reply()
+        calls = _calls(reply)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if not calls:
+            message["content"] = reply.text
+        else:
+            message["tool_calls"] = calls
         if fake.reasoning is not None:
             message["reasoning_content"] = fake.reasoning
         answer: dict[str, Any] = {
@@ -269,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": fake.finish_reason}],
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish(reply)}],
         }
         if fake.usage is not None:
             answer["usage"] = _usage(fake.usage)
@@ -297,9 +338,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._event(json.dumps(event))
 
         chunk({"role": "assistant", "content": ""})
-        pieces = ([{"reasoning_content": fake.reasoning}] if fake.reasoning else []) + [
-            {"content": piece} for piece in fake.chunks()
-        ]
+        reply = fake.reply()
+        text = None if reply.text == fake.text else reply.text
+        pieces: list[dict[str, Any]] = (
+            [{"reasoning_content": fake.reasoning}] if fake.reasoning else []
+        )
+        pieces += [{"content": piece} for piece in fake.chunks(text)]
+        pieces += [{"tool_calls": [piece]} for piece in self._call_pieces(_calls(reply))]
         for index, delta in enumerate(pieces):
             if fake.mode == "drop" and index == fake.drop_after:
                 self.wfile.flush()
@@ -317,13 +362,35 @@ class _Handler(BaseHTTPRequestHandler):
         requested = (body.get("stream_options") or {}).get("include_usage")
         usage = fake.usage
         if usage is not None and fake.stream_usage == "always":
-            chunk({}, fake.finish_reason, usage=_usage(usage))
+            chunk({}, _finish(reply), usage=_usage(usage))
         else:
-            chunk({}, fake.finish_reason)
+            chunk({}, _finish(reply))
         if usage is not None and fake.stream_usage == "requested" and requested:
             chunk(None, usage=_usage(usage))
         self._event("[DONE]")
         self._write_chunk(b"")
+
+    def _call_pieces(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each call's first piece (index, id, name), then its arguments a few characters at
+        a time, the calls taking turns."""
+        heads = [
+            {
+                "index": i,
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["function"]["name"], "arguments": ""},
+            }
+            for i, c in enumerate(calls)
+        ]
+        tails = [self.fake.chunks(c["function"]["arguments"]) for c in calls]
+        pieces = list(heads)
+        for turn in range(max((len(t) for t in tails), default=0)):
+            pieces += [
+                {"index": i, "function": {"arguments": tail[turn]}}
+                for i, tail in enumerate(tails)
+                if turn < len(tail)
+            ]
+        return pieces
 
     def _stall(self) -> None:
         fake = self.fake
@@ -355,6 +422,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(payload)
         self.wfile.flush()
+
+
+def _calls(reply: Reply) -> list[dict[str, Any]]:
+    """A reply's tool calls in OpenAI's shape."""
+    calls = []
+    for i, call in enumerate(reply.tool_calls):
+        arguments = call.get("arguments", {})
+        calls.append(
+            {
+                "id": call.get("id", f"call_{i}"),
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+        )
+    return calls
+
+
+def _finish(reply: Reply) -> str:
+    if reply.finish_reason is not None:
+        return reply.finish_reason
+    return "tool_calls" if reply.tool_calls else "stop"
 
 
 def _usage(usage: tuple[int, int]) -> dict[str, int]:

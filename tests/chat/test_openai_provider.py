@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llamafarm.chat.providers import PROVIDERS, OpenAICompatibleProvider, create_provider
-from llamafarm.chat.providers.base import Delta, Generation, Message, Usage
+from llamafarm.chat.providers.base import Delta, Generation, Message, ToolCall, Usage
 from llamafarm.chat.providers.openai_compat import default_base_url
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import (
@@ -21,7 +21,7 @@ from llamafarm.errors import (
     LfError,
     ProviderUnavailable,
 )
-from tests.chat.openai_server import OpenAIServer
+from tests.chat.openai_server import OpenAIServer, Reply
 
 QUICK = 0.5
 """The timeout the failure tests configure; each must fail well within `BOUND` seconds."""
@@ -243,6 +243,87 @@ def test_top_k_goes_to_every_server_but_openai(make: Make) -> None:
     assert make(provider="ollama").payload(generation, stream=False)["top_k"] == 40
     assert "top_k" not in make().payload(generation, stream=False)  # api.openai.com
     assert "top_k" not in make(base_url="http://x:1/v1").payload(HELLO, stream=False)
+
+
+# --- tools --------------------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+CALLS = [
+    {"id": "call_a", "name": "weather", "arguments": {"city": "Paris"}},
+    {"id": "call_b", "name": "weather", "arguments": {"city": "Lyon, the second largest"}},
+]
+EXPECTED_CALLS = (
+    ToolCall(id="call_a", name="weather", arguments='{"city": "Paris"}'),
+    ToolCall(id="call_b", name="weather", arguments='{"city": "Lyon, the second largest"}'),
+)
+
+
+def test_tools_and_tool_turns_go_out_in_the_wire_format(server: OpenAIServer, make: Make) -> None:
+    provider = make(base_url=server.base_url)
+    call = ToolCall(id="call_1", name="weather", arguments='{"city": "Oslo"}')
+    generation = Generation(
+        messages=[
+            Message("user", "Weather in Oslo?"),
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", "cold", tool_call_id="call_1"),
+        ],
+        tools=[WEATHER],
+        tool_choice="auto",
+    )
+    provider.complete(generation)
+    body = server.requests[-1].body
+    assert body["tools"] == [WEATHER] and body["tool_choice"] == "auto"
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "cold", "tool_call_id": "call_1"},
+    ]
+    provider.complete(HELLO)
+    assert "tools" not in server.requests[-1].body  # none offered: none sent
+    assert "tool_choice" not in server.requests[-1].body
+
+
+def test_complete_parses_tool_calls(server: OpenAIServer, make: Make) -> None:
+    server.replies = [Reply(text="Let me look.", tool_calls=CALLS, finish_reason="stop")]
+    completion = make(base_url=server.base_url).complete(HELLO)
+    assert completion.tool_calls == EXPECTED_CALLS
+    assert completion.content == "Let me look."
+    assert completion.finish_reason == "tool_calls"  # whatever the server said
+
+
+def test_stream_assembles_tool_calls_sent_in_pieces(server: OpenAIServer, make: Make) -> None:
+    server.replies = [Reply(text="Let me look.", tool_calls=CALLS)]
+    server.chunk_size = 3  # arguments in pieces of 3 characters, the two calls interleaved
+    deltas = drain(make(base_url=server.base_url))
+    *pieces, last = deltas
+    assert "".join(d.content for d in pieces) == "Let me look."
+    assert all(not d.tool_calls for d in pieces)
+    assert last.tool_calls == EXPECTED_CALLS
+    assert last.finish_reason == "tool_calls"
+
+
+def test_a_tool_call_without_a_name_is_a_bad_gateway(server: OpenAIServer, make: Make) -> None:
+    server.replies = [Reply(tool_calls=[{"name": ""}])]
+    provider = make(base_url=server.base_url)
+    assert "without a function name" in fails(
+        BadGateway, provider, lambda: provider.complete(HELLO)
+    )
 
 
 # --- streaming lifecycle ------------------------------------------------------------------

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from llamafarm.chat.providers import universal
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message
 from llamafarm.chat.providers.universal import (
     BUNDLED,
     MAX_CONTEXT,
     UniversalProvider,
     bundled_path,
+    chat_template,
     train_context,
 )
 from llamafarm.config.models import ModelConfig
@@ -175,8 +180,93 @@ def test_a_prompt_longer_than_the_context_is_a_bad_request(provider: UniversalPr
 
 @pytest.mark.slow
 def test_the_model_is_loaded_once_per_file(provider: UniversalProvider) -> None:
-    from llamafarm.chat.providers import universal
-
     loaded = universal._SERVERS[bundled_path()]
     UniversalProvider(ModelConfig(name="other", provider="universal", model=BUNDLED)).check()
     assert universal._SERVERS[bundled_path()] is loaded
+
+
+# --- tools --------------------------------------------------------------------------------
+
+TOOLS_TEMPLATE = """{%- if tools %}<|im_start|>system
+You can call these functions:
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}To call one, answer <tool_call>{"name": NAME, "arguments": ARGS}</tool_call><|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'tool' %}<|im_start|>user
+<tool_response>{{ message.content }}</tool_response><|im_end|>
+{% elif message.tool_calls %}<|im_start|>assistant
+{% for call in message.tool_calls %}<tool_call>{"name": "{{ call.function.name }}", \
+"arguments": {{ call.function.arguments | tojson }}}</tool_call>{% endfor %}<|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "Today's weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def with_template(source: Path, target: Path, template: str) -> None:
+    """A copy of a GGUF model whose `tokenizer.chat_template` is `template`: the metadata is
+    written again, the tensor infos and data copied (the data padded to its alignment)."""
+    data = source.read_bytes()
+    reader = io.BytesIO(data)
+
+    def take(fmt: str) -> int:
+        value: int = struct.unpack("<" + fmt, reader.read(struct.calcsize("<" + fmt)))[0]
+        return value
+
+    assert reader.read(4) == b"GGUF"
+    version, tensors, entries = take("I"), take("Q"), take("Q")
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", version, tensors, entries))
+    for _ in range(entries):
+        start = reader.tell()
+        key = reader.read(take("Q"))
+        kind = take("I")
+        universal._skip_value(reader, kind)
+        if key == b"tokenizer.chat_template":
+            text = template.encode()
+            out += struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(text)) + text
+        else:
+            out += data[start : reader.tell()]
+    start = reader.tell()
+    for _ in range(tensors):
+        reader.seek(take("Q"), 1)  # name
+        reader.seek(8 * take("I"), 1)  # dimensions
+        take("I"), take("Q")  # type, offset
+    out += data[start : reader.tell()]
+    alignment = 32  # GGUF's default; the bundled model sets no other
+    out += b"\0" * (-len(out) % alignment)
+    out += data[reader.tell() + (-reader.tell() % alignment) :]
+    target.write_bytes(out)
+
+
+def test_the_bundled_model_is_offered_no_tools() -> None:
+    template = chat_template(bundled_path())
+    assert template is not None and "tools" not in template
+    assert UniversalProvider(config()).supports_tools is False
+
+
+@pytest.mark.slow
+def test_a_model_whose_template_renders_tools_is_sent_them(tmp_path: Path) -> None:
+    path = tmp_path / "tools.gguf"
+    with_template(bundled_path(), path, TOOLS_TEMPLATE)
+    assert chat_template(path) == TOOLS_TEMPLATE
+    provider = UniversalProvider(config(str(path)))
+    assert provider.supports_tools
+    question = ask("What is the weather in Paris?", max_tokens=1)
+    plain = provider.complete(question)
+    offered = provider.complete(replace(question, tools=[WEATHER]))
+    streamed = drain(provider, replace(question, tools=[WEATHER]))[-1]
+    # The tool's schema reached the prompt (the template wrote it into a system message).
+    assert plain.usage is not None and offered.usage is not None
+    assert offered.usage.prompt_tokens > plain.usage.prompt_tokens + 20
+    assert streamed.usage == offered.usage

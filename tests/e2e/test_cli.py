@@ -145,16 +145,16 @@ def test_datasets_upload_process_list_and_tasks(start_server: Any, tmp_path: Pat
     assert missing.returncode == 1
     assert "No such file" in missing.stderr
 
-    # The worker (another process) logged each processed file: the broken one newest first.
-    newest = lf(url, "events", "list", "--type", "rag_processing", "--limit", "1", cwd=tmp_path)
+    # The worker (another process) logged each processed file: a.txt and b.md, then both
+    # again (SKIPPED) beside broken.pdf.
+    newest = lf(url, "events", "list", "--type", "rag_processing", "--limit", "2", cwd=tmp_path)
     assert newest.returncode == 0, newest.stderr
-    assert (
-        "Events 1-1 of 5" in newest.stdout
-    )  # a.txt, b.md, then both again (SKIPPED) with broken.pdf
-    assert "FAILURE" in newest.stdout and "broken.pdf" in newest.stdout
-    page = httpx.get(f"{url}/v1/projects/default/kb/event_logs", params={"limit": 1}).json()
-    shown = lf(url, "events", "show", page["events"][0]["event_id"], cwd=tmp_path)
+    assert "Events 1-2 of 5" in newest.stdout
+    page = httpx.get(f"{url}/v1/projects/default/kb/event_logs", params={"limit": 5}).json()
+    broken = next(e for e in page["events"] if e["summary"]["file"] == "broken.pdf")
+    shown = lf(url, "events", "show", broken["event_id"], cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
+    assert "file: broken.pdf" in shown.stdout
     assert "status: FAILURE" in shown.stdout and "parse" in shown.stdout
     unknown_event = lf(url, "events", "show", "evt_nope", cwd=tmp_path)
     assert unknown_event.returncode == 1

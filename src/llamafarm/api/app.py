@@ -30,6 +30,7 @@ from llamafarm.api.routers import (
     tasks,
 )
 from llamafarm.chat.sessions import purge_expired
+from llamafarm.chat.tools import McpPool
 from llamafarm.events import purge_events
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.projects_dir, templates_dir=settings.templates_dir
         )
         app.state.models = ModelCache()
+        app.state.mcp_pool = McpPool()
         app.state.version_checker = VersionChecker(
             current=__version__,
             url=settings.version_check_url,
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError):
             await purging
         await app.state.models.close()
+        await app.state.mcp_pool.close()
         db.close()
 
     app = FastAPI(

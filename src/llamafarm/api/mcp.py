@@ -36,6 +36,7 @@ from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 TAG = "mcp"
 REF = "#/components/schemas/"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
+"""Loopback names as they appear in a Host or Origin header."""
+LOCAL_ORIGINS = {f"{scheme}://{name}" for scheme in ("http", "https") for name in LOOPBACK_HOSTS}
 INSTRUCTIONS = (
     "llamafarm is a local-first AI project server. Projects live in namespaces; names of "
     "namespaces, projects, datasets and databases are 1-64 letters, digits, '_', '.' or '-'. "
@@ -300,6 +304,10 @@ def _is_file(schema: Mapping[str, Any]) -> bool:
 def _segment(name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
         raise ToolInputError(f"{name} must be a non-empty string")
+    if value in (".", ".."):
+        # quote() keeps dots, and a URL's dot segments are resolved: `..` would lead the
+        # call to a route that is not this tool's.
+        raise ToolInputError(f"{name} may not be {value!r}")
     return str(value)
 
 
@@ -446,8 +454,10 @@ class McpEndpoint:
 
     def __init__(self, settings: Settings) -> None:
         self.base_url = _own_url(settings)
-        self.security = _security(settings)
-        self.max_body = settings.max_upload_bytes + MULTIPART_SLACK
+        self.loopback = settings.host in LOOPBACK
+        self.origins = {*LOCAL_ORIGINS, *settings.cors_origins}
+        # Uploads come base64-encoded: 4 bytes for 3.
+        self.max_body = -(-settings.max_upload_bytes * 4 // 3) + MULTIPART_SLACK
         self.manager: StreamableHTTPSessionManager | None = None
 
     @asynccontextmanager
@@ -461,7 +471,8 @@ class McpEndpoint:
                 Toolbox(client).server(),
                 stateless=True,
                 json_response=True,
-                security_settings=self.security,
+                # Host and Origin are checked in __call__, with {"detail"} answers.
+                security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
                 max_request_body_size=self.max_body,
             )
             async with manager.run():
@@ -472,11 +483,44 @@ class McpEndpoint:
                     self.manager = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(Headers(scope=scope), scope["method"])
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
         if self.manager is None:
             response = JSONResponse({"detail": "MCP is served only while the server runs"}, 503)
             await response(scope, receive, send)
             return
         await self.manager.handle_request(scope, receive, send)
+
+    def _refusal(self, headers: Headers, method: str) -> JSONResponse | None:
+        """Why a request is refused, as a response; None when it may go on.
+
+        Stateless, this endpoint answers POSTs only (a GET would open an event stream that
+        never carries anything). Against DNS rebinding (the MCP spec asks it of local
+        servers), a browser page may call it only from a local origin or one of
+        `LF_CORS_ORIGINS`, whatever the server binds to, and a server bound to loopback
+        answers only requests addressed to a loopback name.
+        """
+        if method != "POST":
+            return JSONResponse(
+                {"detail": f"{method} is not served at /mcp: send JSON-RPC requests with POST"},
+                405,
+                headers={"Allow": "POST"},
+            )
+        origin = headers.get("origin")
+        if origin and "*" not in self.origins and not _local_or_listed(origin, self.origins):
+            return JSONResponse({"detail": f"Origin {origin!r} may not call /mcp"}, 403)
+        host = headers.get("host", "")
+        if self.loopback and _hostname(host) not in LOOPBACK_HOSTS:
+            return JSONResponse({"detail": f"Host {host!r} is not this server's"}, 421)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            limit = self.max_body >> 20
+            return JSONResponse({"detail": f"Request body is larger than {limit} MiB"}, 413)
+        if not headers.get("content-type", "").lower().startswith("application/json"):
+            return JSONResponse({"detail": "Send JSON-RPC with Content-Type application/json"}, 400)
+        return None
 
 
 def _own_url(settings: Settings) -> str:
@@ -485,23 +529,19 @@ def _own_url(settings: Settings) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
 
 
-def _security(settings: Settings) -> TransportSecuritySettings | None:
-    """DNS-rebinding protection, which the MCP spec asks of servers bound to loopback."""
-    if settings.host not in LOOPBACK:
-        return None
-    names = ["127.0.0.1", "localhost", "[::1]"]
-    return TransportSecuritySettings(
-        allowed_hosts=[*names, *(f"{name}:*" for name in names)],
-        allowed_origins=[
-            *(
-                f"{scheme}://{name}{port}"
-                for scheme in ("http", "https")
-                for name in names
-                for port in ("", ":*")
-            ),
-            *settings.cors_origins,
-        ],
-    )
+def _local_or_listed(origin: str, allowed: set[str]) -> bool:
+    """An origin in `allowed`, or a local page on any port."""
+    if origin in allowed:
+        return True
+    scheme, _, authority = origin.partition("://")
+    return scheme in ("http", "https") and _hostname(authority) in LOOPBACK_HOSTS
+
+
+def _hostname(authority: str) -> str:
+    """`localhost:8000` -> `localhost`, `[::1]:8000` -> `[::1]`."""
+    if authority.startswith("["):
+        return authority.split("]", 1)[0] + "]"
+    return authority.rsplit(":", 1)[0]
 
 
 async def serve_stdio(base_url: str, *, timeout: float = 120.0) -> None:

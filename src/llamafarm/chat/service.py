@@ -1,18 +1,33 @@
-"""Chat completions: pick the model, retrieve context, assemble the prompt, generate, shape."""
+"""Chat completions: pick the model, retrieve context, assemble the prompt, generate (in rounds
+when the model calls tools), shape."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 from llamafarm import events
+from llamafarm.chat.conversation import SEPARATOR, Conversation
 from llamafarm.chat.prompts import prompt_messages
-from llamafarm.chat.providers.base import Delta, FinishReason, Generation, Message, Provider, Usage
+from llamafarm.chat.providers.base import (
+    Completion,
+    Delta,
+    FinishReason,
+    Generation,
+    Message,
+    Provider,
+    ToolCall,
+    ToolChoice,
+    Usage,
+)
+from llamafarm.chat.providers.wire import tool_call_json
 from llamafarm.chat.thinking import ThinkSplitter, split
-from llamafarm.config.models import ModelConfig, ProjectConfig
+from llamafarm.chat.tools import McpPool, Toolbox, open_toolbox
+from llamafarm.config.models import McpServer, ModelConfig, ProjectConfig
 from llamafarm.errors import BadRequest, LfError
 from llamafarm.events import Timeline
 from llamafarm.projects import ProjectRef, ProjectStore
@@ -43,6 +58,9 @@ class ChatRequest:
     think: bool = False
     thinking_budget: int | None = None
     variables: dict[str, Any] = field(default_factory=dict)
+    tools: Sequence[Mapping[str, Any]] = ()
+    """The client's own tools (OpenAI function specs): calls of them go back to the client."""
+    tool_choice: ToolChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,9 @@ class Prepared:
     generation: Generation
     sources: list[dict[str, Any]]
     think: bool
+    servers: tuple[McpServer, ...] = ()
+    """The MCP servers whose tools the model is offered."""
+    client_tools: tuple[Mapping[str, Any], ...] = ()
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -110,6 +131,10 @@ def prepare(
     conversation = [*system, *([] if own_history else history), *request.messages]
     answer_tokens = request.max_tokens or ANSWER_TOKENS
     budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    provider = models.provider(model)
+    # A model that cannot take tools (its chat template has no place for them) is offered
+    # none: neither the MCP servers' nor the client's.
+    tools = provider.supports_tools
     generation = Generation(
         messages=conversation,
         max_tokens=answer_tokens + budget,
@@ -117,38 +142,116 @@ def prepare(
         top_p=request.top_p,
         top_k=request.top_k,
         extra=dict(model.model_api_parameters),
+        tool_choice=request.tool_choice if tools else None,
     )
     return Prepared(
         model=model,
-        provider=models.provider(model),
+        provider=provider,
         generation=generation,
         sources=[source(hit) for hit in hits],
         think=request.think,
+        servers=model_servers(config, model) if tools else (),
+        client_tools=tuple(request.tools) if tools else (),
     )
 
 
-def complete(prepared: Prepared) -> tuple[dict[str, Any], str]:
-    """The OpenAI-shaped response and the answer to keep in the session."""
-    result = prepared.provider.complete(prepared.generation)
-    answer, thought = split(result.content)
+def model_servers(config: ProjectConfig, model: ModelConfig) -> tuple[McpServer, ...]:
+    """The project's MCP servers the model may use: all, or those its `mcp_servers` names."""
+    servers = config.mcp.servers if config.mcp else []
+    if model.mcp_servers is None:
+        return tuple(servers)
+    return tuple(s for s in servers if s.name in model.mcp_servers)
+
+
+async def toolbox(prepared: Prepared, pool: McpPool, *, timeline: Timeline) -> Toolbox:
+    """The completion's tools; connecting the MCP servers may fail with a 503 naming one."""
+    if not prepared.servers:
+        return Toolbox(client=prepared.client_tools)
+    tools = await open_toolbox(pool, prepared.servers, prepared.client_tools)
+    timeline.mark("mcp_tools_ready", servers=len(prepared.servers), tools=len(tools.mcp))
+    return tools
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole completion: the OpenAI-shaped `body`, and the answer to keep in the session
+    (None while the turn is not over: the client has `tool_calls` to run)."""
+
+    body: dict[str, Any]
+    kept: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def choice(self) -> dict[str, Any]:
+        choice: dict[str, Any] = self.body["choices"][0]
+        return choice
+
+
+async def complete(
+    prepared: Prepared,
+    tools: Toolbox,
+    *,
+    generate: Callable[[Generation], Awaitable[Completion]],
+    timeline: Timeline,
+) -> Answer:
+    """The completion, in as many rounds as its tool calls take; `generate` runs the
+    provider (on a thread of the caller's choosing)."""
+    talk = Conversation(
+        prepared.generation, tools, rounds=prepared.model.max_tool_rounds, timeline=timeline
+    )
+    while True:
+        result = await generate(talk.generation())
+        calls = talk.answered(result.content, result.finish_reason, result.usage, result.tool_calls)
+        if not calls:
+            break
+        await talk.run(calls)
+    answer, thought = split(talk.text)
+    message: dict[str, Any] = {"role": "assistant", "content": answer}
+    if talk.client_calls:
+        message["content"] = answer or None
+        message["tool_calls"] = [tool_call_json(call) for call in talk.client_calls]
     body: dict[str, Any] = {
         "id": prepared.id,
         "object": "chat.completion",
         "created": prepared.created,
         "model": prepared.model.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer},
-                "finish_reason": result.finish_reason,
-            }
-        ],
-        "usage": usage_json(result.usage),
+        "choices": [{"index": 0, "message": message, "finish_reason": talk.finish_reason}],
+        "usage": usage_json(talk.usage),
         "sources": prepared.sources,
     }
     if prepared.think:
         body["thinking"] = {"content": thought, "tokens": None}
-    return body, answer
+    kept = None if talk.client_calls else answer
+    return Answer(body=body, kept=kept, tool_calls=talk.client_calls)
+
+
+async def stream(
+    prepared: Prepared, tools: Toolbox, *, timeline: Timeline
+) -> AsyncGenerator[Delta, None]:
+    """The deltas of every round, as the model makes them; tools run between rounds. The last
+    delta carries the finish reason, the usage of all rounds and the client's tool calls."""
+    talk = Conversation(
+        prepared.generation, tools, rounds=prepared.model.max_tool_rounds, timeline=timeline
+    )
+    while True:
+        said: list[str] = []
+        last = Delta(finish_reason="stop")
+        async with aclosing(prepared.provider.stream(talk.generation())) as deltas:
+            async for delta in deltas:
+                if delta.content:
+                    if not said and talk.texts:
+                        yield Delta(content=SEPARATOR)
+                    said.append(delta.content)
+                    yield Delta(content=delta.content)
+                if delta.finish_reason is not None:
+                    last = delta
+        calls = talk.answered(
+            "".join(said), last.finish_reason or "stop", last.usage, last.tool_calls
+        )
+        if not calls:
+            break
+        await talk.run(calls)
+    yield Delta(finish_reason=talk.finish_reason, usage=talk.usage, tool_calls=talk.client_calls)
 
 
 class Stream:
@@ -162,6 +265,7 @@ class Stream:
         self._first = True
         self.finish_reason: FinishReason = "stop"
         self.usage: Usage | None = None
+        self.tool_calls: tuple[ToolCall, ...] = ()
 
     def feed(self, delta: Delta) -> list[dict[str, Any]]:
         chunks = []
@@ -176,6 +280,7 @@ class Stream:
             self._first = False
         if delta.finish_reason is not None:
             self.finish_reason, self.usage = delta.finish_reason, delta.usage
+            self.tool_calls = delta.tool_calls
         return chunks
 
     def end(self) -> list[dict[str, Any]]:
@@ -184,6 +289,9 @@ class Stream:
         if rest:
             self._shown.append(rest)
             chunks.append(self._chunk({"content": rest}))
+        if self.tool_calls:
+            calls = [tool_call_json(c, index=i) for i, c in enumerate(self.tool_calls)]
+            chunks.append(self._chunk({"tool_calls": calls}))
         last = self._chunk({}, finish_reason=self.finish_reason)
         if self.usage is not None:
             last["usage"] = usage_json(self.usage)
@@ -192,6 +300,11 @@ class Stream:
         chunks.append(last)
         self.answer = "".join(self._shown).strip()
         return chunks
+
+    @property
+    def kept(self) -> str | None:
+        """The answer to keep in the session; None while the client has tool calls to run."""
+        return None if self.tool_calls else self.answer
 
     def _chunk(self, delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -225,6 +338,7 @@ class InferenceLog:
         usage: dict[str, int] | None = None,
         error: LfError | None = None,
         status: str = "success",
+        tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         """Store the event; `usage` as in the response (`prompt_tokens`, ...)."""
         tokens = usage
@@ -244,7 +358,8 @@ class InferenceLog:
             "stream": self.stream,
             "session_id": self.session_id,
             "messages": [{"role": m.role, "content": m.content} for m in self.request.messages],
-            "response": {"content": answer, "finish_reason": finish_reason},
+            "response": {"content": answer, "finish_reason": finish_reason}
+            | ({"tool_calls": [tool_call_json(c) for c in tool_calls]} if tool_calls else {}),
             "tokens": None
             if tokens is None
             else {

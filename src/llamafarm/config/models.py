@@ -6,11 +6,22 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from llamafarm.names import is_valid_name
 
 Provider = Literal["universal", "ollama", "openai"]
+DEFAULT_TOOL_ROUNDS = 5
+MAX_TOOL_ROUNDS = 20
+DEFAULT_TOOL_TIMEOUT = 30.0
+DEFAULT_START_TIMEOUT = 60.0
 
 
 def _check_name(value: str) -> str:
@@ -64,6 +75,17 @@ class ModelConfig(StrictModel):
     timeout: float = Field(
         default=60.0, gt=0, description="Seconds to wait for a model server's next bytes."
     )
+    mcp_servers: list[str] | None = Field(
+        default=None,
+        description="Names of the project's MCP servers whose tools the model may call; "
+        "absent: all of them, []: none.",
+    )
+    max_tool_rounds: int = Field(
+        default=DEFAULT_TOOL_ROUNDS,
+        ge=1,
+        le=MAX_TOOL_ROUNDS,
+        description="Rounds of tool calls in one completion before the model must answer.",
+    )
 
 
 class Runtime(StrictModel):
@@ -77,6 +99,8 @@ class Runtime(StrictModel):
     prompts: list[str] = Field(default_factory=list)
     model_api_parameters: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(default=60.0, gt=0)
+    mcp_servers: list[str] | None = None
+    max_tool_rounds: int = Field(default=DEFAULT_TOOL_ROUNDS, ge=1, le=MAX_TOOL_ROUNDS)
     models: list[ModelConfig] = Field(default_factory=list)
     default_model: str | None = None
 
@@ -112,6 +136,8 @@ class Runtime(StrictModel):
                 prompts=self.prompts,
                 model_api_parameters=self.model_api_parameters,
                 timeout=self.timeout,
+                mcp_servers=self.mcp_servers,
+                max_tool_rounds=self.max_tool_rounds,
             )
         ]
 
@@ -218,20 +244,47 @@ class Dataset(StrictModel):
 
 
 class McpServer(StrictModel):
+    """An MCP server whose tools chat models may call."""
+
     name: Name
     transport: Literal["stdio", "http", "sse"]
-    command: str | None = None
+    command: str | None = Field(default=None, description="stdio: the program to start.")
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    base_url: str | None = None
+    env: dict[str, str] = Field(
+        default_factory=dict, description="stdio: variables added to a minimal environment."
+    )
+    url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("url", "base_url"),
+        description="http / sse: the server's endpoint (`base_url` is accepted as well).",
+    )
     headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(
+        default=DEFAULT_TOOL_TIMEOUT,
+        gt=0,
+        le=600,
+        description="Seconds each tool call may take to answer.",
+    )
+    start_timeout: float = Field(
+        default=DEFAULT_START_TIMEOUT,
+        gt=0,
+        le=600,
+        description="Seconds the server may take to start: connect and list its tools.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" in data and "base_url" in data:
+            raise ValueError("give url or base_url, not both")
+        return data
 
     @model_validator(mode="after")
     def _endpoint(self) -> McpServer:
         if self.transport == "stdio" and not self.command:
             raise ValueError("a stdio server needs a command")
-        if self.transport != "stdio" and not self.base_url:
-            raise ValueError(f"an {self.transport} server needs a base_url")
+        if self.transport != "stdio" and not self.url:
+            raise ValueError(f"an {self.transport} server needs a url")
         return self
 
 
@@ -269,6 +322,12 @@ class ProjectConfig(StrictModel):
             where = f"runtime.models[{i}].prompts" if self.runtime.models else "runtime.prompts"
             for prompt in model.prompts:
                 _require_known(where, prompt, prompt_names, "prompt set")
+            servers = [s.name for s in self.mcp.servers] if self.mcp else []
+            where = (
+                f"runtime.models[{i}].mcp_servers" if self.runtime.models else "runtime.mcp_servers"
+            )
+            for server in model.mcp_servers or []:
+                _require_known(where, server, servers, "MCP server")
         _require_unique("datasets", [d.name for d in self.datasets])
         databases = [d.name for d in self.rag.databases] if self.rag else []
         strategies = [s.name for s in self.rag.data_processing_strategies] if self.rag else []

@@ -14,9 +14,9 @@ from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
@@ -28,11 +28,23 @@ from llamafarm.api.deps import (
     StateDBDep,
 )
 from llamafarm.chat import service, sessions
-from llamafarm.chat.providers.base import Delta, Message
+from llamafarm.chat.providers.base import Completion, Delta, Generation, Message, ToolCall
+from llamafarm.chat.tools import McpPool
 from llamafarm.errors import LfError
 from llamafarm.state import StateDB
 
 router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
+
+
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+async def get_mcp_pool(request: Request) -> McpPool:
+    pool: McpPool = request.app.state.mcp_pool
+    return pool
+
+
+McpPoolDep = Annotated[McpPool, Depends(get_mcp_pool)]
 
 
 class TextPart(BaseModel):
@@ -41,18 +53,77 @@ class TextPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
-    """OpenAI's message: `content` a string or a list of text parts; `developer` is `system`."""
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1)
+    arguments: str = "{}"
+
+
+class ToolCallIn(BaseModel):
+    """A tool call of an earlier assistant message, as the client received it."""
 
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(BaseModel):
+    """OpenAI's message: `content` a string or a list of text parts; `developer` is `system`;
+    an assistant's `tool_calls` (its content may be null) and `tool` results answering them."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> ChatMessage:
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs the tool_call_id it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content is required")
+        return self
 
     def plain(self) -> Message:
-        text = (
-            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        content = self.content or ""
+        text = content if isinstance(content, str) else "".join(p.text for p in content)
+        return Message(
+            role="system" if self.role == "developer" else self.role,
+            content=text,
+            tool_calls=tuple(
+                ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                for c in self.tool_calls or ()
+            ),
+            tool_call_id=self.tool_call_id if self.role == "tool" else None,
         )
-        return Message(role="system" if self.role == "developer" else self.role, content=text)
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolSpec(BaseModel):
+    """One of the client's own tools; the model's calls of it come back to the client."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedFunction(BaseModel):
+    name: str = Field(pattern=FUNCTION_NAME)
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatCompletionRequest(BaseModel):
@@ -74,6 +145,23 @@ class ChatCompletionRequest(BaseModel):
     think: bool = False
     thinking_budget: int | None = Field(default=None, ge=1, le=32_768)
     variables: dict[str, Any] = Field(default_factory=dict)
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+
+    @model_validator(mode="after")
+    def _tool_results_answer_calls(self) -> ChatCompletionRequest:
+        called: set[str] = set()
+        for message in self.messages:
+            called.update(call.id for call in message.tool_calls or ())
+            if message.role == "tool" and message.tool_call_id not in called:
+                raise ValueError(
+                    f"the tool message for {message.tool_call_id!r} answers no tool call "
+                    "of an earlier assistant message"
+                )
+        names = [tool.function.name for tool in self.tools]
+        if len(names) != len(set(names)):
+            raise ValueError("tools: each function name must be unique")
+        return self
 
 
 SessionHeader = Annotated[str | None, Header(alias="X-Session-ID")]
@@ -90,12 +178,19 @@ async def completions(
     models: ModelCacheDep,
     db: StateDBDep,
     settings: SettingsDep,
+    pool: McpPoolDep,
     session_id: SessionHeader = None,
     no_session: NoSessionHeader = None,
 ) -> Any:
     request = service.ChatRequest(
         messages=[m.plain() for m in body.messages],
-        **body.model_dump(exclude={"messages", "stream"}),
+        **body.model_dump(exclude={"messages", "stream", "tools", "tool_choice"}),
+        tools=[tool.model_dump(exclude_none=True) for tool in body.tools],
+        tool_choice=(
+            body.tool_choice.model_dump()
+            if isinstance(body.tool_choice, NamedToolChoice)
+            else body.tool_choice
+        ),
     )
     log = service.InferenceLog(db, ref, request, stream=body.stream)
     key = Key(db, ref.namespace, ref.project)
@@ -132,11 +227,13 @@ async def completions(
             ),
         )
         log.model = prepared.model
+        toolbox = await service.toolbox(prepared, pool, timeline=log.timeline)
         log.timeline.mark("llm_inference_start", provider=prepared.model.provider)
         if body.stream:
             # The first delta is awaited before the response begins, so a provider that is
-            # down, slow or broken answers with an HTTP error status, not an event in a 200.
-            deltas = prepared.provider.stream(prepared.generation)
+            # down, slow or broken answers with an HTTP error status, not an event in a 200
+            # (tool rounds without text come before it).
+            deltas = service.stream(prepared, toolbox, timeline=log.timeline)
             try:
                 first = await anext(deltas)
             except BaseException:
@@ -144,9 +241,17 @@ async def completions(
                 raise
             log.timeline.mark("llm_first_token")
         else:
-            answer, text = await _run(_WORKING, lambda: service.complete(prepared))
+            provider = prepared.provider
+
+            async def generate(generation: Generation) -> Completion:
+                return await _run(_WORKING, partial(provider.complete, generation))
+
+            answer = await service.complete(
+                prepared, toolbox, generate=generate, timeline=log.timeline
+            )
             log.timeline.mark("llm_inference_complete")
-            if turn:
+            if turn and answer.kept is not None:
+                text = answer.kept
                 await _run(
                     _WORKING, lambda: key.store(session_id, [*turn, Message("assistant", text)])
                 )
@@ -158,14 +263,17 @@ async def completions(
     if not body.stream:
         await _release(lease, session_id)
         log.timeline.mark("response_generated")
-        choice = answer["choices"][0]
         written = partial(
-            log.write, answer=text, finish_reason=choice["finish_reason"], usage=answer["usage"]
+            log.write,
+            answer=answer.choice["message"]["content"],
+            finish_reason=answer.choice["finish_reason"],
+            usage=answer.body["usage"],
+            tool_calls=answer.tool_calls,
         )
-        return JSONResponse(answer, headers=headers, background=BackgroundTask(written))
+        return JSONResponse(answer.body, headers=headers, background=BackgroundTask(written))
 
-    async def store(text: str) -> None:
-        if turn:
+    async def store(text: str | None) -> None:
+        if turn and text is not None:
             messages = [*turn, Message("assistant", text)]
             await _run(_WORKING, lambda: key.store(session_id, messages))
 
@@ -202,12 +310,13 @@ async def _run(pool: ThreadPoolExecutor, work: Callable[[], T]) -> T:
 
 
 def new_turn(messages: Sequence[Message]) -> list[Message]:
-    """What a request adds to its session: the messages after its last assistant one (a
-    client that resends the whole conversation adds only its new question), without system
-    messages. Empty when there is no user message: nothing is stored then."""
-    last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
-    added = [m for m in messages[last + 1 :] if m.role != "system"]
-    return added if any(m.role == "user" for m in added) else []
+    """What a request adds to its session: the user messages after its last assistant answer
+    (a client that resends the whole conversation adds only its new question; one that sends
+    the results of its tool calls adds the question they answer). Tool calls and results are
+    not kept. Empty when there is no user message: nothing is stored then."""
+    answered = (i for i, m in enumerate(messages) if m.role == "assistant" and not m.tool_calls)
+    last = max(answered, default=-1)
+    return [m for m in messages[last + 1 :] if m.role == "user"]
 
 
 class Lease:
@@ -268,7 +377,7 @@ async def _events(
     run: service.Stream,
     first: Delta,
     deltas: AsyncGenerator[Delta, None],
-    store: Callable[[str], Awaitable[None]],
+    store: Callable[[str | None], Awaitable[None]],
     release: Callable[[], Awaitable[None]],
     log: service.InferenceLog,
 ) -> AsyncIterator[str]:
@@ -313,7 +422,7 @@ async def _events(
             if frames:
                 yield "".join(frames)
         log.timeline.mark("llm_inference_complete")
-        await store(run.answer or "")
+        await store(run.kept)
     except Exception as exc:  # the stream has begun: report it, then end the stream
         error = exc if isinstance(exc, LfError) else LfError(f"{type(exc).__name__}: {exc}")
         outcome = partial(log.write, answer=run.answer, error=error)
@@ -324,6 +433,7 @@ async def _events(
             answer=run.answer,
             finish_reason=run.finish_reason,
             usage=service.usage_json(run.usage),
+            tool_calls=run.tool_calls,
         )
     finally:
         # Shielded: when the client left, this runs inside a cancelled scope.

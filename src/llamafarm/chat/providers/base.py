@@ -1,19 +1,34 @@
-"""The chat provider protocol: one generation in, text (whole or streamed) out."""
+"""The chat provider protocol: one generation in, text and tool calls (whole or streamed) out."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length"]
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+ToolChoice = str | Mapping[str, Any]
+"""OpenAI's `tool_choice`: "auto", "none", "required" or `{"type": "function", ...}`."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asks to call; `arguments` is JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class Message:
+    """A turn: text, or an assistant's `tool_calls`, or a `tool` result answering `tool_call_id`."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,10 @@ class Generation:
     stop: Sequence[str] = ()
     extra: dict[str, object] = field(default_factory=dict)
     """The model's `model_api_parameters`, passed through to the provider as they are."""
+    tools: Sequence[Mapping[str, Any]] = ()
+    """OpenAI function tools (`{"type": "function", "function": {name, description,
+    parameters}}`) the model may call; sent only by providers whose `supports_tools` is true."""
+    tool_choice: ToolChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -44,15 +63,18 @@ class Completion:
     content: str
     finish_reason: FinishReason
     usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of a streamed answer; the last one carries `finish_reason` (and usage if known)."""
+    """A piece of a streamed answer; the last one carries `finish_reason` (and usage if known)
+    and the answer's `tool_calls`, each whole (providers assemble the pieces a server sends)."""
 
     content: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class Provider(Protocol):
@@ -63,6 +85,11 @@ class Provider(Protocol):
     @property
     def name(self) -> str:
         """The model id (as the client sees it in responses)."""
+        ...
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model can be offered `tools`; when it cannot, none are sent to it."""
         ...
 
     def complete(self, generation: Generation) -> Completion: ...

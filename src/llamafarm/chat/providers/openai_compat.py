@@ -21,11 +21,18 @@ import time
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, closing
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import httpx
 
-from llamafarm.chat.providers.base import Completion, Delta, Generation, Usage
+from llamafarm.chat.providers import wire
+from llamafarm.chat.providers.base import (
+    Completion,
+    Delta,
+    FinishReason,
+    Generation,
+    Usage,
+)
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, ConfigInvalid, GatewayTimeout, LfError, ProviderUnavailable
 from llamafarm.rag.embedders.base import CHECK_TIMEOUT, CONNECT_TIMEOUT, excerpt, normalize_url
@@ -37,8 +44,6 @@ DRAIN = 1.0
 OPENAI_URL = "https://api.openai.com/v1"
 OLLAMA_HOST = "http://localhost:11434"
 OLLAMA_PORT = 11434
-
-FinishReason = Literal["stop", "length"]
 
 
 def default_base_url(provider: str, env: Mapping[str, str]) -> str:
@@ -88,6 +93,12 @@ class OpenAICompatibleProvider:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def supports_tools(self) -> bool:
+        """OpenAI-compatible servers take `tools`; one whose model cannot use them ignores
+        them or answers an error (vLLM without a tool parser), which the client sees."""
+        return True
 
     def close(self) -> None:
         self._client.close()
@@ -143,9 +154,13 @@ class OpenAICompatibleProvider:
             body.pop("stream_options", None)  # OpenAI rejects it on a request that does not stream
         body.update(
             model=self.model,
-            messages=[{"role": m.role, "content": m.content} for m in generation.messages],
+            messages=[wire.message_json(m) for m in generation.messages],
             stream=stream,
         )
+        if generation.tools:
+            body["tools"] = [dict(tool) for tool in generation.tools]
+            if generation.tool_choice is not None:
+                body["tool_choice"] = generation.tool_choice
         knobs: dict[str, object] = {
             "max_tokens": generation.max_tokens,
             "temperature": generation.temperature,
@@ -233,7 +248,9 @@ class OpenAICompatibleProvider:
         whole = self._completion(body)
         if whole.content:
             yield Delta(content=whole.content)
-        yield Delta(finish_reason=whole.finish_reason, usage=whole.usage)
+        yield Delta(
+            finish_reason=whole.finish_reason, usage=whole.usage, tool_calls=whole.tool_calls
+        )
 
     async def _asend(
         self, method: str, path: str, payload: dict[str, Any] | None, *, timeout: float
@@ -288,12 +305,17 @@ class OpenAICompatibleProvider:
         except (KeyError, IndexError, TypeError) as exc:
             detail = _error_text(body) if body.get("error") else excerpt(json.dumps(body))
             raise self._fail(BadGateway, f"no choices in the answer: {detail}") from exc
+        try:
+            calls = wire.tool_calls(message)
+        except ValueError as exc:
+            raise self._fail(BadGateway, str(exc)) from exc
         if reasoning:
             content = f"<think>{reasoning}</think>{content}"
         return Completion(
             content=content,
-            finish_reason=_finish(choice.get("finish_reason")),
+            finish_reason=wire.finish(choice.get("finish_reason"), tool_calls=bool(calls)),
             usage=_usage(body.get("usage")),
+            tool_calls=calls,
         )
 
     def _decode(self, text: str) -> dict[str, Any]:
@@ -359,6 +381,7 @@ class _Answer:
         self.done = False
         self.stray = ""
         self.last = time.monotonic()
+        self.tool_calls = wire.ToolCallPieces()
 
     def feed(self, line: str) -> Delta | None:
         provider = self.provider
@@ -392,8 +415,9 @@ class _Answer:
             text, self.thinking = ("" if self.thinking else "<think>") + reasoning, True
         if content:
             text, self.thinking = text + ("</think>" if self.thinking else "") + content, False
+        self.tool_calls.feed(delta.get("tool_calls"))
         if choice.get("finish_reason"):
-            self.finish = _finish(choice["finish_reason"])
+            self.finish = wire.finish(choice["finish_reason"])
         return Delta(content=text) if text else None
 
     def end(self) -> list[Delta]:
@@ -403,7 +427,9 @@ class _Answer:
                 BadGateway, f"the stream ended before the answer was finished{seen}"
             )
         closing = [Delta(content="</think>")] if self.thinking else []
-        return [*closing, Delta(finish_reason=self.finish or "stop", usage=self.usage)]
+        calls = self.tool_calls.calls()
+        finish = wire.finish(self.finish, tool_calls=bool(calls))
+        return [*closing, Delta(finish_reason=finish, usage=self.usage, tool_calls=calls)]
 
 
 async def _drain(lines: AsyncGenerator[str, None]) -> None:
@@ -421,10 +447,6 @@ def _is_json(response: httpx.Response) -> bool:
 
 def _connect(timeout: float) -> float:
     return min(CONNECT_TIMEOUT, timeout)
-
-
-def _finish(value: object) -> FinishReason:
-    return "length" if value == "length" else "stop"
 
 
 def _text(message: dict[str, Any], *keys: str) -> str:

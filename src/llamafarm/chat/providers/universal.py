@@ -2,6 +2,10 @@
 
 xllamacpp wraps llama.cpp's server: its `handle_chat_completions` takes an OpenAI-style request,
 applies the model's chat template, and answers in OpenAI's shapes (errors as `{"error": ...}`).
+
+Tools are offered only to a model whose chat template renders them (it mentions `tools`):
+llama.cpp drops the `tools` of a request whose template has no place for them, so the model
+would never see them. The bundled SmolLM2-135M-Instruct's template has none.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import struct
 import threading
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
-from llamafarm.chat.providers.base import Completion, Delta, Generation, Usage
+from llamafarm.chat.providers import wire
+from llamafarm.chat.providers.base import Completion, Delta, FinishReason, Generation, Usage
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
 from llamafarm.rag.embedders.universal import default_threads
@@ -27,8 +32,6 @@ DEFAULT_MAX_TOKENS = 512
 MAX_CONTEXT = 4096
 """Tokens of context (prompt + answer); less when the model was trained on less."""
 WHAT = "UniversalProvider"
-
-FinishReason = Literal["stop", "length"]
 
 # One llama.cpp server (model weights + KV cache, ~240 MB RSS for the bundled model, 0.5 s to
 # load) per GGUF file and process, shared by every project that names the file.
@@ -104,8 +107,9 @@ def _skip_value(file: BinaryIO, kind: int) -> None:
         raise ValueError(f"unknown GGUF value type {kind}")
 
 
-def train_context(path: Path) -> int:
-    """The `<arch>.context_length` the model was trained with, read from the GGUF header."""
+def _header_value(path: Path, wanted: Callable[[str, int], bool]) -> Any:
+    """The first metadata value of the GGUF header whose key and type `wanted` accepts (a
+    scalar or a string), or None."""
     with path.open("rb") as file:
         if file.read(4) != b"GGUF":
             raise ValueError("not a GGUF file")
@@ -113,10 +117,26 @@ def train_context(path: Path) -> int:
         for _ in range(entries):
             key = file.read(_read(file, "Q")).decode("utf-8", "replace")
             kind = _read(file, "I")
-            if key.endswith(".context_length") and kind in _SCALARS:
-                return int(_read(file, _SCALARS[kind]))
+            if wanted(key, kind) and kind in _SCALARS:
+                return _read(file, _SCALARS[kind])
+            if wanted(key, kind) and kind == 8:
+                return file.read(_read(file, "Q")).decode("utf-8", "replace")
             _skip_value(file, kind)
-    raise ValueError("no context_length in the GGUF header")
+    return None
+
+
+def train_context(path: Path) -> int:
+    """The `<arch>.context_length` the model was trained with, read from the GGUF header."""
+    value = _header_value(path, lambda key, kind: key.endswith(".context_length"))
+    if not isinstance(value, int):
+        raise ValueError("no context_length in the GGUF header")
+    return value
+
+
+def chat_template(path: Path) -> str | None:
+    """The model's Jinja chat template (`tokenizer.chat_template`), if the header has one."""
+    value = _header_value(path, lambda key, kind: key == "tokenizer.chat_template" and kind == 8)
+    return value if isinstance(value, str) else None
 
 
 def _load(path: Path) -> Any:
@@ -161,20 +181,28 @@ def _usage(data: dict[str, Any]) -> Usage | None:
     )
 
 
-def _finish(reason: object) -> FinishReason:
-    return "length" if reason == "length" else "stop"
-
-
 class UniversalProvider:
     """A GGUF chat model on this machine's CPUs; needs no network and no other process."""
 
     def __init__(self, model: ModelConfig) -> None:
         self._config = model
         self._path = model_path(model.model)
+        self._tools: bool | None = None
 
     @property
     def name(self) -> str:
         return self._config.name
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model's chat template renders `tools` (read once from its header)."""
+        if self._tools is None:
+            try:
+                template = chat_template(self._path)
+            except (OSError, ValueError):
+                template = None
+            self._tools = template is not None and "tools" in template
+        return self._tools
 
     def check(self) -> None:
         _load(self._path)
@@ -186,12 +214,14 @@ class UniversalProvider:
         try:
             choice = data["choices"][0]
             content = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            calls = wire.tool_calls(choice["message"])
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise BadGateway(f"{WHAT} ({self.name}): unexpected answer {data!r:.200}") from exc
         return Completion(
             content=str(content),
-            finish_reason=_finish(choice.get("finish_reason")),
+            finish_reason=wire.finish(choice.get("finish_reason"), tool_calls=bool(calls)),
             usage=_usage(data),
+            tool_calls=calls,
         )
 
     async def stream(self, generation: Generation) -> AsyncGenerator[Delta, None]:
@@ -221,6 +251,7 @@ class UniversalProvider:
         threading.Thread(target=run, name=f"{WHAT}-stream", daemon=True).start()
         finish: FinishReason | None = None
         usage: Usage | None = None
+        pieces = wire.ToolCallPieces()
         ended = False
         try:
             while (chunk := await chunks.get()) is not None:
@@ -229,13 +260,19 @@ class UniversalProvider:
                 self._raise_for_error(chunk)
                 usage = _usage(chunk) or usage
                 for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        yield Delta(content=content)
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield Delta(content=delta["content"])
+                    pieces.feed(delta.get("tool_calls"))
                     if choice.get("finish_reason"):
-                        finish = _finish(choice["finish_reason"])
+                        finish = wire.finish(choice["finish_reason"])
             ended = True
-            yield Delta(finish_reason=finish or "stop", usage=usage)
+            calls = pieces.calls()
+            yield Delta(
+                finish_reason=wire.finish(finish, tool_calls=bool(calls)),
+                usage=usage,
+                tool_calls=calls,
+            )
         finally:
             # A closed consumer cancels at the next token (the callback's answer); waiting
             # for the thread's end means the slot is free again when aclose() returns.
@@ -257,10 +294,14 @@ class UniversalProvider:
     def _request(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
         request: dict[str, Any] = dict(generation.extra)
         request.update(
-            messages=[{"role": m.role, "content": m.content} for m in generation.messages],
+            messages=[wire.message_json(m) for m in generation.messages],
             max_tokens=generation.max_tokens or DEFAULT_MAX_TOKENS,
             stream=stream,
         )
+        if generation.tools and self.supports_tools:
+            request["tools"] = [dict(tool) for tool in generation.tools]
+            if generation.tool_choice is not None:
+                request["tool_choice"] = generation.tool_choice
         knobs = {
             "temperature": generation.temperature,
             "top_p": generation.top_p,
