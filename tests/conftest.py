@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from llamafarm.api import create_app
@@ -29,6 +33,26 @@ def project(client: TestClient) -> dict[str, object]:
     assert response.status_code == 201, response.text
     project: dict[str, object] = response.json()["project"]
     return project
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port (in a thread): its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_app(settings), log_level="warning")
+    served = uvicorn.Server(config)
+    thread = threading.Thread(target=served.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not served.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    served.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import re
 
 from llamafarm.errors import InvalidName
 
+DEFAULT_NAMESPACE = "default"
+"""Where projects go when a client names no namespace."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 

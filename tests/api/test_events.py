@@ -7,10 +7,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from llamafarm.cli.main import app as cli
 from llamafarm.state import TaskFile
 from llamafarm.tasks.processing import WorkerContext, run_file
 from tests.api.test_chat import ASK, BASE, chat, events, fake, use
@@ -213,6 +216,7 @@ def test_filters_and_pages(client: TestClient, fake: OpenAIServer) -> None:
         {"limit": 0},
         {"limit": 101},
         {"offset": -1},
+        {"offset": 2**63},
         {"limit": "ten"},
     ],
 )
@@ -242,3 +246,30 @@ def test_events_of_another_project_are_not_visible(client: TestClient, fake: Ope
     assert client.delete(BASE).status_code == 200
     assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
     assert listed(client)["total"] == 0
+
+
+def test_no_events_for_a_project_that_does_not_exist(client: TestClient) -> None:
+    """A request to a missing project logs nothing that a later project of that name would
+    inherit; nor does anything left from a deleted one."""
+    ghost = chat(client)  # BASE's project does not exist yet
+    assert ghost.status_code == 404
+    assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
+    assert listed(client)["total"] == 0
+
+
+@pytest.mark.usefixtures("project")
+def test_lf_events_prints_what_clients_sent_as_text(live_server: str) -> None:
+    """A model name like `[/oops]` is shown as it is, not read as markup (which crashed)."""
+    base = f"{live_server}{BASE}"
+    refused = httpx.post(
+        f"{base}/chat/completions", json={"messages": ASK, "model": "[/oops]"}, timeout=30
+    )
+    assert refused.status_code == 400
+    event_id = httpx.get(f"{base}/event_logs").json()["events"][0]["event_id"]
+    runner = CliRunner()
+    for args in (["list"], ["show", event_id]):
+        result = runner.invoke(
+            cli, ["--server-url", live_server, "events", *args, "--project", "acme/bot"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "[/oops]" in result.output

@@ -86,7 +86,7 @@ def test_list_examples(client: TestClient, garden: Path) -> None:
     assert example["data_size_human"] == f"{data_size()}B"
     assert example["project_size_bytes"] == project_size(garden)
     assert example["questions"] == [QUESTION]
-    assert example["updated_at"].endswith("+00:00")
+    assert example["updated_at"].endswith("Z")
 
 
 def test_a_malformed_example_is_left_out_of_the_list(
@@ -136,6 +136,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/v1/examples/garden/import-project", {"json": {"name": "a/b"}}, 400),
     ("POST", "/v1/examples/garden/import-project", {"json": {"name": ".."}}, 400),
     ("POST", "/v1/examples/garden/import-project", {"json": {"name": 5}}, 422),
+    ("POST", "/v1/examples/garden/import-project", {"json": {"name": ""}}, 422),
     ("POST", "/v1/examples/garden/import-project", {"json": {"bogus": 1}}, 422),
     ("POST", "/v1/examples/garden/import-project", {"json": ["garden"]}, 422),
     ("POST", "/v1/examples/garden/import-data", {"json": {}}, 422),

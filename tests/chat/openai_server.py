@@ -39,6 +39,8 @@ Every knob is a plain attribute, set in the constructor or changed between reque
   - "stall": reads the request and never answers, until the server closes;
   - "stall_stream": streams `stall_after` chunks, then sends nothing but `comment` lines every
     `keepalive` seconds (or nothing, when `keepalive` is None) until the server closes;
+  - "linger": a whole stream, `data: [DONE]` included, then the body stays open (nothing
+    more is sent) until the server closes;
   - "drop": closes the socket mid-answer: after `drop_after` stream chunks, or halfway through
     a whole body (its Content-Length promised more);
   - "garbage": 200 with `garbage` (bytes) as `garbage_type` (text/html by default);
@@ -73,7 +75,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 
-Mode = Literal["normal", "stall", "stall_stream", "drop", "garbage", "error"]
+Mode = Literal["normal", "stall", "stall_stream", "linger", "drop", "garbage", "error"]
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None and fake.stream_usage == "requested" and requested:
             chunk(None, usage=_usage(usage))
         self._event("[DONE]")
+        if fake.mode == "linger":
+            fake.released.wait()
+            self.close_connection = True
+            return
         self._write_chunk(b"")
 
     def _call_pieces(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

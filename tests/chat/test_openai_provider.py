@@ -360,6 +360,17 @@ def test_no_request_before_the_stream_is_read(server: OpenAIServer, make: Make) 
     assert asyncio.run(first()) == "Hell"
 
 
+def test_a_body_that_goes_on_after_done_does_not_hold_the_answer(
+    server: OpenAIServer, make: Make
+) -> None:
+    """A server that keeps the body open after `[DONE]`: every delta comes, then the stream
+    ends (the connection is dropped, not pooled) instead of waiting for the server."""
+    server.mode = "linger"
+    deltas = drain(make(base_url=server.base_url))
+    assert "".join(d.content for d in deltas) == server.text
+    assert deltas[-1].finish_reason == "stop"
+
+
 def test_the_connection_is_kept_for_the_next_stream(server: OpenAIServer, make: Make) -> None:
     """What follows `[DONE]` is read, so the connection goes back to the pool."""
     provider = make(base_url=server.base_url)

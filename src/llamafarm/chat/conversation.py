@@ -16,7 +16,7 @@ from typing import Any
 
 from llamafarm.chat.providers.base import FinishReason, Generation, Message, ToolCall, Usage
 from llamafarm.chat.tools import Toolbox, ToolRun
-from llamafarm.events import Timeline, iso
+from llamafarm.events import Timeline
 
 SEPARATOR = "\n\n"
 """Between the texts of two rounds (what a model says before calling tools, and its answer)."""
@@ -118,14 +118,4 @@ class Conversation:
             "error": run.error,
             "result_chars": len(run.content),
         }
-        # Calls overlap, so each is written with its own span (Timeline's marks and steps
-        # follow one another).
-        self.timeline.sub_events.append(
-            {
-                "name": "tool_call",
-                "timestamp": iso(self.timeline.started + begun / 1000),
-                "elapsed_ms": begun,
-                "duration_ms": round(ended - begun, 3),
-                "data": data,
-            }
-        )
+        self.timeline.span("tool_call", begun, ended, **data)

@@ -323,8 +323,17 @@ class InferenceLog:
     """The `inference` event of one completion: marks on its timeline as it goes, written by
     `write` once the response is out."""
 
-    def __init__(self, db: StateDB, ref: ProjectRef, request: ChatRequest, *, stream: bool) -> None:
-        self.db, self.ref, self.request, self.stream = db, ref, request, stream
+    def __init__(
+        self,
+        db: StateDB,
+        projects: ProjectStore,
+        ref: ProjectRef,
+        request: ChatRequest,
+        *,
+        stream: bool,
+    ) -> None:
+        self.db, self.projects, self.ref = db, projects, ref
+        self.request, self.stream = request, stream
         self.timeline = Timeline()
         self.timeline.mark("request_received", stream=stream, messages=len(request.messages))
         self.model: ModelConfig | None = None
@@ -341,6 +350,8 @@ class InferenceLog:
         tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         """Store the event; `usage` as in the response (`prompt_tokens`, ...)."""
+        if not self.projects.exists(self.ref.namespace, self.ref.project):
+            return  # never was, or deleted meanwhile: no project to log it under
         tokens = usage
         model = self.model.model if self.model else self.request.model
         status = "error" if error is not None else status

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import ProjectOption, client, out, project_path, segment
-from llamafarm.sizes import human_size
+from llamafarm.formats import human_size
 
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: create, upload, process.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Background tasks: progress and cancel.")

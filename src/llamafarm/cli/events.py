@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from llamafarm.cli.common import ProjectOption, client, out, project_path, segment
@@ -36,12 +37,17 @@ def list_events(
     for event in page["events"]:
         summary = event["summary"]
         table.add_row(
-            event["timestamp"],
-            event["type"],
-            str(summary.get("status", "")),
-            _what(event["type"], summary),
-            _ms(summary.get("duration_ms")),
-            event["event_id"],
+            *map(
+                escape,
+                (
+                    event["timestamp"],
+                    event["type"],
+                    str(summary.get("status", "")),
+                    _what(event["type"], summary),
+                    _ms(summary.get("duration_ms")),
+                    event["event_id"],
+                ),
+            )
         )
     out.print(table)
 
@@ -54,16 +60,20 @@ def show(
 ) -> None:
     """One event: its summary, then its sub-events as a timeline with durations."""
     event = client(ctx).get(f"{project_path(project)}/event_logs/{segment(event_id)}")
-    out.print(f"[bold]{event['event_id']}[/bold]  {event['type']}  {event['timestamp']}")
+    out.print(
+        f"[bold]{escape(event['event_id'])}[/bold]  {escape(event['type'])}  {event['timestamp']}"
+    )
     for key, value in event["summary"].items():
         if value is not None:
-            out.print(f"  {key}: {value}")
+            out.print(f"  {escape(key)}: {escape(str(value))}")
     table = Table(title="Timeline")
     for column in ("at ms", "took ms", "sub-event", "data"):
         table.add_column(column, overflow="fold")
     for sub in event["sub_events"]:
         data = ", ".join(f"{k}={v}" for k, v in (sub.get("data") or {}).items() if v is not None)
-        table.add_row(_ms(sub["elapsed_ms"]), _ms(sub["duration_ms"]), sub["name"], data)
+        table.add_row(
+            _ms(sub["elapsed_ms"]), _ms(sub["duration_ms"]), escape(sub["name"]), escape(data)
+        )
     out.print(table)
 
 

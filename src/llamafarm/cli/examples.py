@@ -11,10 +11,9 @@ from rich.table import Table
 from llamafarm.cli.client import CliError
 from llamafarm.cli.common import client, out, segment
 from llamafarm.cli.datasets import follow_tasks, print_task
+from llamafarm.names import DEFAULT_NAMESPACE
 
 examples_app = typer.Typer(no_args_is_help=True, help="Bundled example projects: list, import.")
-
-DEFAULT_NAMESPACE = "default"
 
 
 @examples_app.command("list")

@@ -21,9 +21,10 @@ from llamafarm.cli.events import events_app
 from llamafarm.cli.examples import examples_app
 from llamafarm.cli.mcp import mcp
 from llamafarm.cli.models import models_app
-from llamafarm.cli.projects import DEFAULT_NAMESPACE, projects_app
+from llamafarm.cli.projects import projects_app
 from llamafarm.cli.rag import rag_app
 from llamafarm.config import dump_document, json_schema
+from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="llamafarm: a local-first AI project server.")

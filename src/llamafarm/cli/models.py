@@ -11,7 +11,7 @@ from rich.table import Table
 
 from llamafarm.cli.client import CliError
 from llamafarm.cli.common import client, out
-from llamafarm.sizes import human_size
+from llamafarm.formats import human_size
 
 models_app = typer.Typer(no_args_is_help=True, help="The local model cache: list, pull, rm.")
 

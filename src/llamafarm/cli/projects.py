@@ -9,8 +9,7 @@ from rich.table import Table
 
 from llamafarm.cli.common import client, out, segment, split_ref
 from llamafarm.config import dump_document
-
-DEFAULT_NAMESPACE = "default"
+from llamafarm.names import DEFAULT_NAMESPACE
 
 projects_app = typer.Typer(no_args_is_help=True, help="List and inspect projects.")
 

@@ -202,6 +202,21 @@ def update_project(
     return projects.update(ref.namespace, ref.project, document)
 
 
+def create_project(
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, template: str = "default"
+) -> Project:
+    """A new project, with no state from an earlier project of the same name: events a
+    request or a worker wrote for the old one as it was being deleted go now."""
+    created = projects.create(ref.namespace, ref.project, template=template)
+    with db.session() as session:
+        session.execute(
+            delete(EventLog).where(
+                EventLog.namespace == ref.namespace, EventLog.project == ref.project
+            )
+        )
+    return created
+
+
 def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> Project:
     """Delete a project's folder (config, files, stores), then its rows in the state DB
     (files, tasks, event logs, chat sessions)."""

@@ -20,18 +20,13 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from llamafarm.errors import NotFound
+from llamafarm.formats import iso_time
 from llamafarm.state import EventLog, StateDB
 
 log = logging.getLogger(__name__)
 
 INFERENCE = "inference"
 RAG_PROCESSING = "rag_processing"
-
-
-def iso(timestamp: float) -> str:
-    """`2024-01-15T10:30:00.123Z`."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Timeline:
@@ -68,11 +63,16 @@ class Timeline:
             self._add(name, begun, ended - begun, data)
             self._last = ended
 
+    def span(self, name: str, begun_ms: float, ended_ms: float, **data: Any) -> None:
+        """A sub-event timed by its caller (`elapsed_ms()` at its start and end), for work
+        that overlaps other sub-events (concurrent tool calls)."""
+        self._add(name, begun_ms / 1000, (ended_ms - begun_ms) / 1000, data)
+
     def _add(self, name: str, at: float, duration: float, data: dict[str, Any]) -> None:
         self.sub_events.append(
             {
                 "name": name,
-                "timestamp": iso(self.started + at),
+                "timestamp": iso_time(self.started + at, milliseconds=True),
                 "elapsed_ms": round(at * 1000, 3),
                 "duration_ms": round(duration * 1000, 3),
                 "data": data,
@@ -177,7 +177,7 @@ def _brief(row: EventLog) -> dict[str, Any]:
     return {
         "event_id": row.event_id,
         "type": row.type,
-        "timestamp": iso(row.timestamp),
+        "timestamp": iso_time(row.timestamp, milliseconds=True),
         "summary": row.summary,
     }
 

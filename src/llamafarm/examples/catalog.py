@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from llamafarm.config import parse_config, read_document
 from llamafarm.config.loader import describe_errors
 from llamafarm.config.models import Name, ProjectConfig
 from llamafarm.errors import ConfigInvalid, NotFound
+from llamafarm.formats import human_size, iso_time
 from llamafarm.names import check_name, is_valid_name
-from llamafarm.sizes import human_size
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ def summary(example: Example) -> dict[str, Any]:
         "data_size_human": human_size(data_size),
         "project_size_bytes": project_size,
         "project_size_human": human_size(project_size),
-        "updated_at": dt.datetime.fromtimestamp(newest, tz=dt.UTC).isoformat(timespec="seconds"),
+        "updated_at": iso_time(newest),
         "questions": [q.question for q in manifest.questions],
     }
 

@@ -43,7 +43,7 @@ def import_project(
     document["namespace"], document["name"] = ref.namespace, ref.project
     parse_config(document)
     names = [d.name for d in example.manifest.datasets]
-    projects.create(ref.namespace, ref.project)  # 409 when it exists; replaced just below
+    datasets.create_project(projects=projects, db=db, ref=ref)  # 409 if it exists; replaced below
     try:
         projects.update(ref.namespace, ref.project, document)
         task_ids = _fill(projects, db, celery, example, ref, names, process=process, limit=limit)

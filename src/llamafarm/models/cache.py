@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import re
 import shutil
@@ -13,8 +12,8 @@ from typing import Any
 from huggingface_hub import CachedRepoInfo, CacheNotFound, HFCacheInfo, scan_cache_dir
 
 from llamafarm.errors import BadRequest, Conflict, NotFound, Unavailable
+from llamafarm.formats import human_size, iso_time
 from llamafarm.models import bundled
-from llamafarm.sizes import human_size
 
 PROVIDER = "universal"
 """The one provider whose models live here: the in-process runtime's Hugging Face cache."""
@@ -45,7 +44,7 @@ def check_provider(provider: str) -> None:
         )
 
 
-def check_name(model_name: str) -> str:
+def check_model_name(model_name: str) -> str:
     """A Hugging Face model id, `org/name`; anything else (paths, `..`) is refused."""
     if not _REPO_ID.fullmatch(model_name) or ".." in model_name or "--" in model_name:
         shown = model_name if len(model_name) <= 80 else model_name[:77] + "..."
@@ -57,13 +56,8 @@ def check_name(model_name: str) -> str:
 
 
 def repo_folder(folder: Path, model_name: str) -> Path:
-    """The cache folder of a model id (checked with `check_name` first)."""
-    return folder / ("models--" + check_name(model_name).replace("/", "--"))
-
-
-def iso_time(timestamp: float) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The cache folder of a model id (checked with `check_model_name` first)."""
+    return folder / ("models--" + check_model_name(model_name).replace("/", "--"))
 
 
 def _scan(folder: Path) -> HFCacheInfo | None:

@@ -27,7 +27,13 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils.tqdm import tqdm as hub_tqdm
 
 from llamafarm.errors import BadGateway, LfError, NotFound, Unavailable
-from llamafarm.models.cache import PROVIDER, cache_dir, check_name, check_provider, repo_folder
+from llamafarm.models.cache import (
+    PROVIDER,
+    cache_dir,
+    check_model_name,
+    check_provider,
+    repo_folder,
+)
 
 Event = dict[str, Any]
 
@@ -61,7 +67,7 @@ def download(
     A consumer that stops early leaves the download running to its end in the background.
     `hub` and `timeout` default to huggingface_hub's (`HF_ENDPOINT`, `HF_HUB_ETAG_TIMEOUT`)."""
     check_provider(provider)
-    check_name(model_name)
+    check_model_name(model_name)
     wait = hub_timeout() if timeout is None else timeout
     return _events(model_name, folder or cache_dir(), hub or endpoint(), poll, wait)
 

@@ -162,12 +162,14 @@ class ProjectStore:
             folder.parent.rmdir()  # the namespace folder, once empty
         return Project(namespace, name, document)
 
+    def exists(self, namespace: str, name: str) -> bool:
+        return (self.path(namespace, name) / CONFIG_FILE).is_file()
+
     def require(self, namespace: str, name: str) -> Path:
         """The project's config file; NotFound when there is no such project."""
-        config_file = self.path(namespace, name) / CONFIG_FILE
-        if not config_file.is_file():
+        if not self.exists(namespace, name):
             raise NotFound(f"Project {namespace}/{name} not found")
-        return config_file
+        return self.path(namespace, name) / CONFIG_FILE
 
     def _read(self, namespace: str, name: str) -> dict[str, Any]:
         config_file = self.require(namespace, name)

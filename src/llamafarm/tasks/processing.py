@@ -143,7 +143,17 @@ def _process(
 
 
 def _log_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timeline) -> None:
-    """The file's `rag_processing` event, from its task entry as it was left."""
+    """The file's `rag_processing` event, from its task entry as it was left; a failure here
+    is logged and never changes the file's outcome."""
+    try:
+        _write_event(ctx, task_file_id, job, timeline)
+    except Exception:
+        log.exception("logging the event of %s failed", job.filename)
+
+
+def _write_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timeline) -> None:
+    if not ctx.projects.exists(job.ref.namespace, job.ref.project):
+        return  # deleted while the file was processed
     with ctx.db.session() as session:
         item = session.get(TaskFile, task_file_id)
         if item is None:

@@ -192,7 +192,7 @@ async def completions(
             else body.tool_choice
         ),
     )
-    log = service.InferenceLog(db, ref, request, stream=body.stream)
+    log = service.InferenceLog(db, projects, ref, request, stream=body.stream)
     key = Key(db, ref.namespace, ref.project)
     if no_session is None:
         session_id = await asyncio.to_thread(
@@ -422,7 +422,10 @@ async def _events(
             if frames:
                 yield "".join(frames)
         log.timeline.mark("llm_inference_complete")
-        await store(run.kept)
+        # The whole answer is out: a client leaving now must not stop the store half-way
+        # (the turn is kept, and the event says success).
+        with anyio.CancelScope(shield=True):
+            await store(run.kept)
     except Exception as exc:  # the stream has begun: report it, then end the stream
         error = exc if isinstance(exc, LfError) else LfError(f"{type(exc).__name__}: {exc}")
         outcome = partial(log.write, answer=run.answer, error=error)

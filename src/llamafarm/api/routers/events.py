@@ -29,7 +29,7 @@ def list_events(
         datetime | None, Query(description="Events at or before this time (ISO 8601)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> dict[str, Any]:
     projects.require(ref.namespace, ref.project)
     return events.list_events(

@@ -9,18 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import CeleryDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.examples import catalog, importer
+from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
 from llamafarm.settings import Settings
 
 router = APIRouter(prefix="/examples", tags=["examples"])
 
-DEFAULT_NAMESPACE = "default"
-
 
 class ProjectImport(BaseModel):
     model_config = ConfigDict(extra="forbid")
     namespace: str = Field(default=DEFAULT_NAMESPACE, description="Namespace of the new project.")
-    name: str | None = Field(default=None, description="Project name; default: the example id.")
+    name: str | None = Field(
+        default=None, min_length=1, description="Project name; default: the example id."
+    )
     process: bool = Field(default=True, description="Queue processing of the uploaded files.")
 
 
@@ -79,7 +80,7 @@ def import_project(
         db=db,
         celery=celery,
         example=example,
-        ref=ProjectRef(body.namespace, body.name or example.id),
+        ref=ProjectRef(body.namespace, example.id if body.name is None else body.name),
         process=body.process,
         limit=settings.max_upload_bytes,
     )

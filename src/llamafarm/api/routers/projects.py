@@ -65,8 +65,12 @@ def list_projects(namespace: str, store: ProjectStoreDep) -> ProjectList:
     "`documents` ready for uploads), `server` (chat only) or a custom one. 409 if it exists.",
     status_code=201,
 )
-def create_project(namespace: str, body: ProjectCreate, store: ProjectStoreDep) -> ProjectResponse:
-    project = store.create(namespace, body.name, template=body.config_template)
+def create_project(
+    namespace: str, body: ProjectCreate, store: ProjectStoreDep, db: StateDBDep
+) -> ProjectResponse:
+    project = datasets.create_project(
+        projects=store, db=db, ref=ProjectRef(namespace, body.name), template=body.config_template
+    )
     return ProjectResponse(project=ProjectPublic.of(project))
 
 

@@ -39,8 +39,9 @@ from llamafarm.rag.embedders.base import CHECK_TIMEOUT, CONNECT_TIMEOUT, excerpt
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds to wait for the first byte of an answer, and between two pieces of a stream."""
-DRAIN = 1.0
-"""Seconds a stream's body may go on after `data: [DONE]` before the connection is dropped."""
+DRAIN = 0.25
+"""Seconds a stream's body may go on after `data: [DONE]` (read once the last delta is out)
+before the connection is dropped instead of going back to the pool."""
 OPENAI_URL = "https://api.openai.com/v1"
 OLLAMA_HOST = "http://localhost:11434"
 OLLAMA_PORT = 11434
@@ -236,10 +237,10 @@ class OpenAICompatibleProvider:
                     piece = answer.feed(line)
                     if piece is not None:
                         yield piece
+                for delta in answer.end():
+                    yield delta
                 if answer.done:
                     await _drain(lines)
-            for delta in answer.end():
-                yield delta
         finally:
             await response.aclose()
 

@@ -245,6 +245,8 @@ class UniversalProvider:
                 self._generate(_load(self._path), request, on_chunk)
             except LfError as exc:  # raised again on the consumer's side
                 put(exc)
+            except Exception as exc:  # never a silent, empty "answer"
+                put(BadGateway(f"{WHAT} ({self.name}): {type(exc).__name__}: {exc}"))
             finally:
                 put(None)
 
