@@ -5,22 +5,15 @@ calls as scripted."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
-from llamafarm.api import create_app
-from llamafarm.settings import Settings
 from tests.api.test_chat import ASK, BASE, chat, events, fake
 from tests.api.test_events import detail, names, wait_for
 from tests.chat.openai_server import OpenAIServer, Reply
@@ -320,29 +313,10 @@ def test_a_server_that_cannot_start_is_a_503_naming_it(
     assert chat(client, rag_enabled=False).status_code == 200
 
 
-@pytest.fixture
-def served(settings: Settings) -> Iterator[str]:
-    """The app on a real uvicorn at a free loopback port (the official client speaks httpx2)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
-
-
 def test_the_openai_client_runs_its_tool_and_gets_the_answer(
-    served: str, fake: OpenAIServer, calls: Path
+    live_server: str, fake: OpenAIServer, calls: Path
 ) -> None:
-    with httpx.Client(base_url=served) as http:
+    with httpx.Client(base_url=live_server) as http:
         assert http.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
         assert configure(http, fake, [mcp_server(log=calls)]).status_code == 200
     weather_call = {"id": "call_w", "name": "get_weather", "arguments": {"city": "Paris"}}
@@ -353,7 +327,7 @@ def test_the_openai_client_runs_its_tool_and_gets_the_answer(
         Reply(text="Checking.", tool_calls=[weather_call]),
     ]
     question = {"role": "user", "content": "Weather in Paris, and 2 + 3?"}
-    base_url = f"{served}/v1/projects/acme/bot"
+    base_url = f"{live_server}/v1/projects/acme/bot"
     with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as sdk:
         raw = sdk.chat.completions.with_raw_response.create(
             model="default", messages=[question], tools=[WEATHER], extra_body={"rag_enabled": False}
@@ -406,10 +380,15 @@ def test_the_openai_client_runs_its_tool_and_gets_the_answer(
     assert history == [question, {"role": "assistant", "content": "Sunny, and 2 + 3 is 5."}]
 
 
-def test_an_http_mcp_server_serves_tools(served: str, fake: OpenAIServer) -> None:
+def test_an_http_mcp_server_serves_tools(live_server: str, fake: OpenAIServer) -> None:
     """The server's own MCP endpoint (`/mcp`, streamable HTTP) as a project's MCP server."""
-    own = {"name": "lf", "transport": "http", "url": f"{served}/mcp", "headers": {"X-Via": "t"}}
-    with httpx.Client(base_url=served) as http:
+    own = {
+        "name": "lf",
+        "transport": "http",
+        "url": f"{live_server}/mcp",
+        "headers": {"X-Via": "t"},
+    }
+    with httpx.Client(base_url=live_server) as http:
         assert http.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
         assert configure(http, fake, [own]).status_code == 200
         listing = {"name": "projects_list", "arguments": {"namespace": "acme"}}
