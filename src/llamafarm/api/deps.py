@@ -11,6 +11,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from llamafarm.chat.tools import McpPool
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
@@ -49,6 +50,11 @@ async def get_models(request: Request) -> ModelCache:
     return models
 
 
+async def get_mcp_pool(request: Request) -> McpPool:
+    pool: McpPool = request.app.state.mcp_pool
+    return pool
+
+
 async def get_project_ref(namespace: str, project: str) -> ProjectRef:
     """The `{namespace}/{project}` of the path, with both names validated."""
     return ProjectRef(
@@ -62,4 +68,5 @@ StateDBDep = Annotated[StateDB, Depends(get_db)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_models)]
+McpPoolDep = Annotated[McpPool, Depends(get_mcp_pool)]
 ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]

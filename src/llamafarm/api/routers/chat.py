@@ -14,13 +14,14 @@ from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from llamafarm.api.deps import (
+    McpPoolDep,
     ModelCacheDep,
     ProjectRefDep,
     ProjectStoreDep,
@@ -29,7 +30,6 @@ from llamafarm.api.deps import (
 )
 from llamafarm.chat import service, sessions
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message, ToolCall
-from llamafarm.chat.tools import McpPool
 from llamafarm.errors import LfError
 from llamafarm.state import StateDB
 
@@ -37,14 +37,6 @@ router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
 
 
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
-
-
-async def get_mcp_pool(request: Request) -> McpPool:
-    pool: McpPool = request.app.state.mcp_pool
-    return pool
-
-
-McpPoolDep = Annotated[McpPool, Depends(get_mcp_pool)]
 
 
 class TextPart(BaseModel):
