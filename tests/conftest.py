@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from llamafarm.api import create_app
 from llamafarm.settings import Settings
+from llamafarm.state import StateDB
 
 
 @pytest.fixture
@@ -53,6 +54,18 @@ def live_server(settings: Settings) -> Iterator[str]:
     served.should_exit = True
     thread.join(timeout=30)
     sock.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
+    """A state database on SQLite, then on a fresh PostgreSQL database (the same test twice)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    state = StateDB(url)
+    yield state
+    state.close()
 
 
 @pytest.fixture

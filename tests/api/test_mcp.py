@@ -24,30 +24,11 @@ from llamafarm.api import create_app
 from llamafarm.api.mcp import Operation, ToolInputError, operations
 from llamafarm.cli.main import app as cli
 from llamafarm.settings import Settings
+from tests.api.test_openapi import MCP_OPERATIONS
 from tests.e2e import conftest as e2e
 
 start_server = e2e.start_server
 
-TOOLS = {
-    "projects_list",
-    "project_create",
-    "project_get",
-    "project_update",
-    "project_delete",
-    "models_list",
-    "dataset_list",
-    "dataset_strategies_list",
-    "dataset_create",
-    "dataset_delete",
-    "dataset_actions",
-    "dataset_data_upload",
-    "rag_query",
-    "database_create",
-    "database_get",
-    "database_update",
-    "database_delete",
-    "task_get",
-}
 NOTES = "# Alpine\n\nAlpine glaciers retreat every summer as the ice melts.\n"
 MANUAL = b"The dishwasher shows error E4417 when its drain hose is blocked."
 
@@ -70,7 +51,7 @@ def refs(schema: Any) -> list[str]:
 
 
 def test_the_tools_are_the_mcp_tagged_routes(catalog: dict[str, Operation]) -> None:
-    assert set(catalog) == TOOLS
+    assert set(catalog) == MCP_OPERATIONS
     for name, operation in catalog.items():
         tool = operation.tool()
         assert tool.name == name
@@ -280,7 +261,7 @@ def test_an_agent_ingests_and_queries_over_http(server: e2e.Server) -> None:
     async def agent() -> None:
         async with over_http(server.url) as session:
             listed = await session.list_tools()
-            assert {tool.name for tool in listed.tools} == TOOLS
+            assert {tool.name for tool in listed.tools} == MCP_OPERATIONS
 
             assert (await call(session, "projects_list", namespace="mcp-http"))["total"] == 0
             created = await call(session, "project_create", namespace="mcp-http", name="kb")
@@ -393,7 +374,7 @@ def test_lf_mcp_stdio_serves_the_same_tools(server: e2e.Server, tmp_path: Path) 
     async def desktop() -> None:
         async with over_stdio(server.url, tmp_path / "stdio.log") as session:
             listed = await session.list_tools()
-            assert {tool.name for tool in listed.tools} == TOOLS
+            assert {tool.name for tool in listed.tools} == MCP_OPERATIONS
             await call(session, "project_create", namespace="mcp-stdio", name="desk")
             projects = await call(session, "projects_list", namespace="mcp-stdio")
             assert [p["name"] for p in projects["projects"]] == ["desk"]

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-# Operation IDs the reference's MCP section names, for the routes that exist so far.
+# Operation IDs the reference's MCP section names.
 MCP_OPERATIONS = {
     "projects_list",
     "project_create",

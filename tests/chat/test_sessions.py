@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,15 +27,9 @@ from llamafarm.state import ChatSession, StateDB
 BOT = {"namespace": "acme", "project": "bot"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    state = StateDB(url)
-    yield state
-    state.close()
+@pytest.fixture
+def db(state_db: StateDB) -> StateDB:
+    return state_db
 
 
 def exchange(question: str, answer: str) -> list[Message]:
