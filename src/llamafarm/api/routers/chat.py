@@ -200,6 +200,13 @@ async def completions(
         session_id, headers = None, {}
     log.session_id = session_id
     turn = new_turn(request.messages)
+
+    async def store(answer: str | None) -> None:
+        """Keep the turn in the session; None while the client has tool calls to run."""
+        if turn and answer is not None:
+            messages = [*turn, Message("assistant", answer)]
+            await _run(_WORKING, lambda: key.store(session_id, messages))
+
     # The session's turn is taken before the model is chosen and the context retrieved, so a
     # bad request is a plain HTTP error even when streaming; it is given back once the answer
     # is stored (or the stream ends). Waiting for it uses its own threads: waiters must never
@@ -242,11 +249,7 @@ async def completions(
                 prepared, toolbox, generate=generate, timeline=log.timeline
             )
             log.timeline.mark("llm_inference_complete")
-            if turn and answer.kept is not None:
-                text = answer.kept
-                await _run(
-                    _WORKING, lambda: key.store(session_id, [*turn, Message("assistant", text)])
-                )
+            await store(answer.kept)
     except BaseException as exc:
         await _release(lease, session_id)
         if isinstance(exc, LfError):
@@ -263,11 +266,6 @@ async def completions(
             tool_calls=answer.tool_calls,
         )
         return JSONResponse(answer.body, headers=headers, background=BackgroundTask(written))
-
-    async def store(text: str | None) -> None:
-        if turn and text is not None:
-            messages = [*turn, Message("assistant", text)]
-            await _run(_WORKING, lambda: key.store(session_id, messages))
 
     return EventStream(
         _events(
