@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from llamafarm import events
@@ -106,22 +107,32 @@ def list_models(config: ProjectConfig) -> dict[str, Any]:
     return {"total": len(models), "models": models}
 
 
-def prepare(
+async def prepare(
     *,
     projects: ProjectStore,
     models: ModelCache,
     ref: ProjectRef,
     request: ChatRequest,
     history: Sequence[Message],
+    offload: Callable[[Callable[[], list[Hit]]], Awaitable[list[Hit]]],
     timeline: Timeline | None = None,
 ) -> Prepared:
     """Resolve the model, retrieve context, and build the conversation the model will see;
-    retrieval is marked on `timeline`."""
+    retrieval is marked on `timeline`. Only retrieval blocks (embedding, the vector store):
+    `offload` runs it off the event loop; the rest is quick and runs in place (the project's
+    config is parsed once per version of its file)."""
     if not request.messages:
         raise BadRequest("messages must not be empty")
     config = projects.load(ref.namespace, ref.project)
     model = pick_model(config, request.model)
-    hits = _retrieve(projects, models, ref, config, request, timeline or Timeline())
+    queries = _queries(config, request)
+    hits = (
+        await offload(
+            partial(_retrieve, projects, models, ref, request, queries, timeline or Timeline())
+        )
+        if queries
+        else []
+    )
     system = prompt_messages(config, model, request.variables)
     if hits:
         system.append(Message(role="system", content=context(hits)))
@@ -421,26 +432,30 @@ def source(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _retrieve(
-    projects: ProjectStore,
-    models: ModelCache,
-    ref: ProjectRef,
-    config: ProjectConfig,
-    request: ChatRequest,
-    timeline: Timeline,
-) -> list[Hit]:
+def _queries(config: ProjectConfig, request: ChatRequest) -> list[str]:
+    """What to retrieve context for: none when RAG is off for this request."""
     has_databases = bool(config.rag and config.rag.databases)
     enabled = has_databases if request.rag_enabled is None else request.rag_enabled
     if not enabled:
         return []
     if not has_databases:
         raise BadRequest("rag_enabled is true but the project has no RAG databases")
-    queries = list(request.rag_queries or [])
-    if not queries:
-        last = next((m for m in reversed(request.messages) if m.role == "user"), None)
-        if last is None or not last.content.strip():
-            return []
-        queries = [last.content]
+    if request.rag_queries:
+        return list(request.rag_queries)
+    last = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    if last is None or not last.content.strip():
+        return []
+    return [last.content]
+
+
+def _retrieve(
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    request: ChatRequest,
+    queries: list[str],
+    timeline: Timeline,
+) -> list[Hit]:
     options = rag.QueryOptions(
         database=request.database,
         top_k=request.rag_top_k,

@@ -25,6 +25,11 @@ class ThinkSplitter:
 
     def feed(self, text: str) -> str:
         """The answer text that can be shown now; thinking is collected in `thinking`."""
+        if "<" not in text and not self._pending and not self.tentative:
+            if not self._inside:
+                return text  # no tag can begin here: the common case, a token of the answer
+            self._emit(text, [])
+            return ""
         self._pending += text
         answer: list[str] = []
         if self.tentative:

@@ -38,7 +38,21 @@ class Timeline:
         self.started = time.time()
         self._origin = time.perf_counter()
         self._last = 0.0
-        self.sub_events: list[dict[str, Any]] = []
+        self._marks: list[tuple[str, float, float, dict[str, Any]]] = []
+
+    @property
+    def sub_events(self) -> list[dict[str, Any]]:
+        """Formatted when read (once, when the event is written): marks are on the hot path."""
+        return [
+            {
+                "name": name,
+                "timestamp": iso_time(self.started + at, milliseconds=True),
+                "elapsed_ms": round(at * 1000, 3),
+                "duration_ms": round(duration * 1000, 3),
+                "data": data,
+            }
+            for name, at, duration, data in self._marks
+        ]
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self._origin) * 1000, 3)
@@ -69,15 +83,7 @@ class Timeline:
         self._add(name, begun_ms / 1000, (ended_ms - begun_ms) / 1000, data)
 
     def _add(self, name: str, at: float, duration: float, data: dict[str, Any]) -> None:
-        self.sub_events.append(
-            {
-                "name": name,
-                "timestamp": iso_time(self.started + at, milliseconds=True),
-                "elapsed_ms": round(at * 1000, 3),
-                "duration_ms": round(duration * 1000, 3),
-                "data": data,
-            }
-        )
+        self._marks.append((name, at, duration, data))
 
 
 def new_event_id(kind: str, started: float) -> str:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import orjson
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -202,8 +202,9 @@ async def completions(
     turn = new_turn(request.messages)
 
     async def store(answer: str | None) -> None:
-        """Keep the turn in the session; None while the client has tool calls to run."""
-        if turn and answer is not None:
+        """Keep the turn in the session; None while the client has tool calls to run. A
+        stateless request takes no thread for it."""
+        if turn and answer is not None and session_id is not None:
             messages = [*turn, Message("assistant", answer)]
             await _run(_WORKING, lambda: key.store(session_id, messages))
 
@@ -214,16 +215,14 @@ async def completions(
     lease = Lease(key.turn(session_id))
     history = lease.take() if session_id is None else await _run(_WAITING, lease.take)
     try:
-        prepared = await _run(
-            _WORKING,
-            lambda: service.prepare(
-                projects=projects,
-                models=models,
-                ref=ref,
-                request=request,
-                history=history,
-                timeline=log.timeline,
-            ),
+        prepared = await service.prepare(
+            projects=projects,
+            models=models,
+            ref=ref,
+            request=request,
+            history=history,
+            offload=partial(_run, _WORKING),
+            timeline=log.timeline,
         )
         log.model = prepared.model
         toolbox = await service.toolbox(prepared, pool, timeline=log.timeline)
@@ -370,15 +369,18 @@ async def _events(
     store: Callable[[str | None], Awaitable[None]],
     release: Callable[[], Awaitable[None]],
     log: service.InferenceLog,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[bytes, None]:
     """SSE frames of a stream whose first delta has come. Everything runs on the event loop:
     a task reads the provider into a queue, and each write to the client carries every frame
     that has come since the last one (one write per token when tokens come one at a time, far
     fewer than one per token when a fast model server sends a burst: each write costs more
-    than the frame itself). When the client goes away this generator is cancelled or closed:
-    the reader and the provider's stream are closed (which stops the generation), the
-    session is given back, and the turn is not stored (a session never keeps half an answer).
-    The inference event is written on a thread at the end, `cancelled` when the client left.
+    than the frame itself). The last write carries the finish chunk (or the error) and
+    `[DONE]`, once the turn is stored and the session given back, so a client that sends its
+    next turn on `[DONE]` finds this one in the history. When the client goes away this
+    generator is cancelled or closed: the reader and the provider's stream are closed (which
+    stops the generation), the session is given back, and the turn is not stored (a session
+    never keeps half an answer). The inference event is written on a thread at the end,
+    `cancelled` when the client left.
     """
     queue: asyncio.Queue[Delta | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
@@ -393,10 +395,10 @@ async def _events(
 
     reader = asyncio.create_task(read())
     outcome: Callable[[], None] | None = None
+    last: list[bytes] = []
     try:
-        yield "".join(_frame(chunk) for chunk in run.feed(first))
-        ended = False
-        while not ended:
+        yield b"".join(_frame(chunk) for chunk in run.feed(first))
+        while not last:
             items = [await queue.get()]
             while not queue.empty():
                 items.append(queue.get_nowait())
@@ -405,12 +407,11 @@ async def _events(
                 if isinstance(item, Exception):
                     raise item
                 if item is None:
-                    ended = True
-                    frames += [_frame(chunk) for chunk in run.end()]
+                    last = [_frame(chunk) for chunk in run.end()]
                 else:
                     frames += [_frame(chunk) for chunk in run.feed(item)]
             if frames:
-                yield "".join(frames)
+                yield b"".join(frames)
         log.timeline.mark("llm_inference_complete")
         # The whole answer is out: a client leaving now must not stop the store half-way
         # (the turn is kept, and the event says success).
@@ -419,7 +420,7 @@ async def _events(
     except Exception as exc:  # the stream has begun: report it, then end the stream
         error = exc if isinstance(exc, LfError) else LfError(f"{type(exc).__name__}: {exc}")
         outcome = partial(log.write, answer=run.answer, error=error)
-        yield _frame(service.error_chunk(error))
+        last = [_frame(service.error_chunk(error))]
     else:
         outcome = partial(
             log.write,
@@ -438,28 +439,56 @@ async def _events(
         log.timeline.mark("response_generated")
         # outcome is None when the client went away before the end
         _later(outcome or partial(log.write, answer=run.answer, status="cancelled"))
-    yield "data: [DONE]\n\n"
+    yield b"".join([*last, DONE])
+
+
+DONE = b"data: [DONE]\n\n"
 
 
 class EventStream(StreamingResponse):
-    """A StreamingResponse that closes its generator however the response ends. Starlette's
-    leaves a generator whose client went away (mid `send`) suspended, to be finalised by the
-    garbage collector whenever that comes, holding the model and the session until then."""
+    """An SSE response of `_events`' frames. Starlette's StreamingResponse sends the first
+    frame from a task it starts (a loop iteration of other streams' work later, under load),
+    sends the end of the body as a write of its own, and leaves a generator whose client went
+    away mid `send` suspended, to be finalised by the garbage collector whenever that comes,
+    holding the model and the session until then. Here the start and the first frame go out
+    from the request's own task, the frame with `[DONE]` ends the body, a task of its own
+    watches for the client going away, and the generator is closed however the response
+    ends."""
 
     media_type = "text/event-stream"
 
+    def __init__(self, frames: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+        super().__init__(frames, headers=headers)
+        self.frames = frames
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ended = False
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            with anyio.CancelScope() as streaming:
+                watch = asyncio.create_task(self._watch(receive, streaming))
+                try:
+                    async for frame in self.frames:
+                        ended = frame.endswith(DONE)
+                        await send(
+                            {"type": "http.response.body", "body": frame, "more_body": not ended}
+                        )
+                    if not ended:
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finally:
+                    watch.cancel()
         finally:
-            body = self.body_iterator
-            if isinstance(body, AsyncGenerator):
-                with anyio.CancelScope(shield=True):
-                    await body.aclose()
+            with anyio.CancelScope(shield=True):
+                await self.frames.aclose()
+
+    async def _watch(self, receive: Receive, streaming: anyio.CancelScope) -> None:
+        """Cancels the streaming when the client goes away (the write may never fail)."""
+        await self.listen_for_disconnect(receive)
+        streaming.cancel()
 
 
-def _frame(chunk: dict[str, Any]) -> str:
-    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+def _frame(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
 @router.get(
