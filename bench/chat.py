@@ -16,14 +16,15 @@ the same time, so they do not compete for the CPUs), each warmed up first:
   is the server's own overhead (target: <= 5 ms p50 on TTFT).
 
 TTFT is the time from sending the request (or calling `stream()`) to the first chunk with
-non-empty content; tok/s is the content chunks after the first over the time they took (one chunk
-per token for llama.cpp), per request. The paths alternate in rounds so that any load from
-elsewhere falls on both alike: a round of direct requests, then a round through the server, each
-round one request from each client thread at once (c=1: one thread; c=8: eight, one httpx client
-each). `agg tok/s` is every content chunk of a path over the summed wall time of its rounds; `server
-CPU ms/req` is the CPU time the server process used during the server path's rounds, per request.
-Both paths send the same messages (the template's system prompt and one user message),
-`max_tokens` 64, temperature 0.
+non-empty content; tok/s is the answer's tokens (`usage.completion_tokens`) after the first over
+the time from the first content to the last, per request (the server joins text that is
+already queued into one chunk, so chunks are not tokens). The paths alternate in rounds so that
+any load from elsewhere falls on both alike: a round of direct requests, then a round through
+the server, each round one request from each client thread at once (c=1: one thread; c=8:
+eight, one httpx client each). `agg tok/s` is every token of a path over the summed wall time
+of its rounds; `server CPU ms/req` is the CPU time the server process used during the server
+path's rounds, per request. Both paths send the same messages (the template's system prompt and
+one user message), `max_tokens` 64, temperature 0.
 """
 
 from __future__ import annotations
@@ -64,24 +65,28 @@ TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 class Sample:
     ttft: float
     """Seconds to the first content chunk."""
-    chunks: int
+    tokens: int
     rate: float
-    """Content chunks per second after the first."""
+    """Tokens per second after the first."""
 
 
 Measure = Callable[[httpx.Client], Sample]
 
 
-def sample(started: float, stamps: list[float]) -> Sample:
+def sample(started: float, stamps: list[float], tokens: int | None) -> Sample:
+    """`stamps`: when each piece of content came; `tokens`: the usage the stream reported."""
     if not stamps:
         raise RuntimeError("the stream ended without any content")
+    if tokens is None:
+        raise RuntimeError("the stream reported no usage")
     span = stamps[-1] - stamps[0]
-    return Sample(stamps[0] - started, len(stamps), (len(stamps) - 1) / span if span else 0.0)
+    return Sample(stamps[0] - started, tokens, (tokens - 1) / span if span else 0.0)
 
 
 def stream_sse(http: httpx.Client, url: str, body: dict[str, Any]) -> Sample:
     """POST a streaming chat request; time each SSE frame that carries content."""
     stamps: list[float] = []
+    tokens = None
     done = False
     started = time.perf_counter()
     with http.stream("POST", url, json=body, headers=HEADERS) as response:
@@ -96,12 +101,14 @@ def stream_sse(http: httpx.Client, url: str, body: dict[str, Any]) -> Sample:
             frame = json.loads(line[6:])
             if "error" in frame:
                 raise RuntimeError(f"POST {url} {body} -> error frame {frame}")
+            if frame.get("usage"):
+                tokens = frame["usage"]["completion_tokens"]
             for choice in frame.get("choices") or ():
                 if (choice.get("delta") or {}).get("content"):
                     stamps.append(time.perf_counter())
     if not done:
         raise RuntimeError(f"POST {url}: the stream ended without `data: [DONE]`")
-    return sample(started, stamps)
+    return sample(started, stamps, tokens)
 
 
 def rounds(
@@ -143,6 +150,42 @@ def rounds(
     if errors:
         raise SystemExit(f"{len(errors)} of {clients * count * len(paths)} failed: {errors[0]}")
     return {path: (samples[path], walls[path], cpus[path]) for path in paths}
+
+
+def interleaved(
+    paths: dict[str, Measure], clients: int, count: int, cpu: Callable[[], float]
+) -> tuple[dict[str, list[Sample]], float]:
+    """`clients` threads started together, each sending `count` requests down every path in
+    turn with no waiting for the others (a closed loop, as load generators run clients), so
+    arrivals spread out as they would from independent clients; each thread starts with a
+    different path, so about as many requests are on each path at any time. Each path's
+    samples, and the CPU seconds `cpu()` counted over the whole run."""
+    samples: dict[str, list[Sample]] = {path: [] for path in paths}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+    order = list(paths.items())
+
+    def client(first: int) -> None:
+        turn = order[first:] + order[:first]
+        with httpx.Client(timeout=TIMEOUT) as http:
+            barrier.wait()
+            for _ in range(count):
+                for path, measure in turn:
+                    try:
+                        samples[path].append(measure(http))
+                    except Exception as exc:  # reported after the run; the others go on
+                        errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i % len(order),)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    used = cpu()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise SystemExit(f"{len(errors)} of {clients * count * len(paths)} failed: {errors[0]}")
+    return samples, cpu() - used
 
 
 # --- the loopback OpenAI-compatible server, run as `bench/chat.py --fake-openai` ---
@@ -235,22 +278,39 @@ def compare(
     server: Measure,
     plan: list[tuple[int, int]],
     cpu: Callable[[], float],
+    *,
+    spread: bool = False,
 ) -> None:
+    """One line per plan entry `(clients, count)`: `count` rounds of all clients at once;
+    with `spread`, for several clients, a second line (`8~`) with the clients interleaved."""
     paths = {"direct": direct, "server": server}
     rounds(paths, 1, WARMUP, cpu)
     for clients, count in plan:
         result = rounds(paths, clients, count, cpu)
         (d, d_wall, _), (s, s_wall, s_cpu) = result["direct"], result["server"]
-        rate_d = np.median([x.rate for x in d])
-        rate_s = np.median([x.rate for x in s])
-        agg_d = sum(x.chunks for x in d) / d_wall
-        agg_s = sum(x.chunks for x in s) / s_wall
-        print(
-            f"{name:<9} {clients:>2} {len(d):>4}  {ms(d, 50):7.1f} {ms(d, 95):7.1f}  "
-            f"{ms(s, 50):7.1f} {ms(s, 95):7.1f}  {ms(s, 50) - ms(d, 50):+9.1f}  "
-            f"{rate_d:8.0f} {rate_s:8.0f}  {agg_d:8.0f} {agg_s:8.0f}  {1000 * s_cpu / len(s):9.2f}",
-            flush=True,
-        )
+        agg = f"{sum(x.tokens for x in d) / d_wall:8.0f} {sum(x.tokens for x in s) / s_wall:8.0f}"
+        row(name, f"{clients}", d, s, agg, s_cpu)
+        if clients > 1 and spread:
+            samples, s_cpu = interleaved(paths, clients, count, cpu)
+            row(
+                name,
+                f"{clients}~",
+                samples["direct"],
+                samples["server"],
+                f"{'-':>8} {'-':>8}",
+                s_cpu,
+            )
+
+
+def row(name: str, c: str, d: list[Sample], s: list[Sample], agg: str, s_cpu: float) -> None:
+    rate_d = np.median([x.rate for x in d])
+    rate_s = np.median([x.rate for x in s])
+    print(
+        f"{name:<9} {c:>2} {len(d):>4}  {ms(d, 50):7.1f} {ms(d, 95):7.1f}  "
+        f"{ms(s, 50):7.1f} {ms(s, 95):7.1f}  {ms(s, 50) - ms(d, 50):+9.1f}  "
+        f"{rate_d:8.0f} {rate_s:8.0f}  {agg}  {1000 * s_cpu / len(s):9.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -340,6 +400,7 @@ def main() -> None:
                 lambda h: stream_sse(h, f"{server_base}{loop_url}", through),
                 [(1, args.requests), (8, max(1, args.requests // 3))],
                 server_cpu,
+                spread=True,
             )
         if "universal" not in providers:
             return
@@ -359,11 +420,14 @@ def main() -> None:
 
         async def universal_stream() -> Sample:
             stamps: list[float] = []
+            tokens = None
             started = time.perf_counter()
             async for delta in provider.stream(generation):
                 if delta.content:
                     stamps.append(time.perf_counter())
-            return sample(started, stamps)
+                if delta.usage is not None:
+                    tokens = delta.usage.completion_tokens
+            return sample(started, stamps, tokens)
 
         def universal_direct(_: httpx.Client) -> Sample:
             return asyncio.run(universal_stream())

@@ -253,7 +253,8 @@ async def stream(
                     if not said and talk.texts:
                         yield Delta(content=SEPARATOR)
                     said.append(delta.content)
-                    yield Delta(content=delta.content)
+                    # the round's finish is not the answer's: it goes in the last delta
+                    yield delta if delta.finish_reason is None else Delta(content=delta.content)
                 if delta.finish_reason is not None:
                     last = delta
         calls = talk.answered(

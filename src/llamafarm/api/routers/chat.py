@@ -402,9 +402,11 @@ async def _events(
             items = [await queue.get()]
             while not queue.empty():
                 items.append(queue.get_nowait())
-            frames = []
-            for item in items:
+            frames: list[bytes] = []
+            for item in _merged(items):
                 if isinstance(item, Exception):
+                    if frames:
+                        yield b"".join(frames)  # what came before the failure
                     raise item
                 if item is None:
                     last = [_frame(chunk) for chunk in run.end()]
@@ -443,6 +445,25 @@ async def _events(
 
 
 DONE = b"data: [DONE]\n\n"
+
+
+def _merged(items: list[Delta | Exception | None]) -> list[Delta | Exception | None]:
+    """The queued items with each run of plain text deltas joined into one: a burst from a
+    fast model server becomes one chunk instead of one per token (clients take any split of
+    the text; each chunk costs the server and the client more than its text)."""
+    merged: list[Delta | Exception | None] = []
+    text: list[str] = []
+    for item in items:
+        if isinstance(item, Delta) and item.finish_reason is None and not item.tool_calls:
+            text.append(item.content)
+            continue
+        if text:
+            merged.append(Delta(content="".join(text)))
+            text = []
+        merged.append(item)
+    if text:
+        merged.append(Delta(content="".join(text)))
+    return merged
 
 
 class EventStream(StreamingResponse):

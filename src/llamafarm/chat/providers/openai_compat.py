@@ -21,6 +21,7 @@ import codecs
 import json
 import os
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, closing
 from types import TracebackType
@@ -95,6 +96,7 @@ class OpenAICompatibleProvider:
         # One client per model: its connection pool serves every request and thread.
         self._client = httpx.Client(headers=headers, timeout=self._limits(self.timeout))
         self._headers = headers
+        self._proxy = _env_proxy(self.base_url)
         self._asession: aiohttp.ClientSession | None = None
         self._asession_loop: asyncio.AbstractEventLoop | None = None
 
@@ -266,7 +268,7 @@ class OpenAICompatibleProvider:
         for attempt in (1, 2):
             try:
                 return await session.post(
-                    f"{self.base_url}{path}", data=body, headers=STREAM_HEADERS
+                    f"{self.base_url}{path}", data=body, headers=STREAM_HEADERS, proxy=self._proxy
                 )
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
                 # a pooled connection the server had closed: one more try on a new one
@@ -315,7 +317,6 @@ class OpenAICompatibleProvider:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=timeout, sock_connect=_connect(timeout), sock_read=timeout
                 ),
-                trust_env=True,  # proxies from the environment, as httpx takes them
             )
             self._asession_loop = loop
         return self._asession
@@ -491,6 +492,14 @@ async def _drain(response: aiohttp.ClientResponse) -> bool:
     except (TimeoutError, aiohttp.ClientError):
         return False
     return True
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY and NO_PROXY name for `url`, as httpx reads them; read once
+    (aiohttp's trust_env reads the environment and ~/.netrc on every request)."""
+    if urllib.request.proxy_bypass(httpx.URL(url).host):
+        return None
+    return urllib.request.getproxies_environment().get(httpx.URL(url).scheme)
 
 
 def _connect(timeout: float) -> float:
