@@ -29,6 +29,7 @@ from llamafarm.api.routers import (
     system,
     tasks,
 )
+from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
 from llamafarm.events import purge_events
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         purging.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purging
-        await app.state.models.close()
+        app.state.models.close()
+        await close_streams()
         await app.state.mcp_pool.close()
         db.close()
 

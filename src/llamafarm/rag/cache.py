@@ -50,9 +50,8 @@ class ModelCache:
         config = model.model_dump(mode="json", exclude={"description", "prompts"})
         return self._get(self._providers, config, lambda: create_provider(model))
 
-    async def close(self) -> None:
-        """Let go of the connections the models hold (HTTP clients of remote services);
-        async because a chat provider's streaming client belongs to the event loop."""
+    def close(self) -> None:
+        """Let go of the connections the models hold (HTTP clients of remote services)."""
         with self._lock:
             models = [
                 m
@@ -63,9 +62,6 @@ class ModelCache:
                 kept.clear()
         for model in models:
             _close(model)
-            aclose = getattr(model, "aclose", None)
-            if callable(aclose):
-                await aclose()
 
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
         key = json.dumps(config, sort_keys=True, default=str)

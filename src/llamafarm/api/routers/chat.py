@@ -20,14 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
-from llamafarm.api.deps import (
-    McpPoolDep,
-    ModelCacheDep,
-    ProjectRefDep,
-    ProjectStoreDep,
-    SettingsDep,
-    StateDBDep,
-)
+from llamafarm.api.deps import ChatServicesDep, ProjectRefDep, ProjectStoreDep, StateDBDep
 from llamafarm.chat import service, sessions
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message, ToolCall
 from llamafarm.errors import LfError
@@ -166,14 +159,11 @@ NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
 async def completions(
     body: ChatCompletionRequest,
     ref: ProjectRefDep,
-    projects: ProjectStoreDep,
-    models: ModelCacheDep,
-    db: StateDBDep,
-    settings: SettingsDep,
-    pool: McpPoolDep,
+    services: ChatServicesDep,
     session_id: SessionHeader = None,
     no_session: NoSessionHeader = None,
 ) -> Any:
+    projects, models, db = services.projects, services.models, services.db
     request = service.ChatRequest(
         messages=[m.plain() for m in body.messages],
         **body.model_dump(exclude={"messages", "stream", "tools", "tool_choice"}),
@@ -193,7 +183,7 @@ async def completions(
             namespace=ref.namespace,
             project=ref.project,
             session_id=session_id,
-            ttl=settings.session_ttl,
+            ttl=services.settings.session_ttl,
         )
         headers = {"X-Session-ID": session_id}
     else:
@@ -225,7 +215,7 @@ async def completions(
             timeline=log.timeline,
         )
         log.model = prepared.model
-        toolbox = await service.toolbox(prepared, pool, timeline=log.timeline)
+        toolbox = await service.toolbox(prepared, services.mcp_pool, timeline=log.timeline)
         log.timeline.mark("llm_inference_start", provider=prepared.model.provider)
         if body.stream:
             # The first delta is awaited before the response begins, so a provider that is

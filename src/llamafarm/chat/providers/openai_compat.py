@@ -22,6 +22,7 @@ import json
 import os
 import time
 import urllib.request
+import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, closing
 from types import TracebackType
@@ -95,10 +96,14 @@ class OpenAICompatibleProvider:
         headers = {"Authorization": f"Bearer {model.api_key}"} if model.api_key else None
         # One client per model: its connection pool serves every request and thread.
         self._client = httpx.Client(headers=headers, timeout=self._limits(self.timeout))
-        self._headers = headers
+        self._stream_headers = {**STREAM_HEADERS, **(headers or {})}
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.timeout,  # a free connection and the connection itself
+            sock_connect=_connect(self.timeout),
+            sock_read=self.timeout,
+        )
         self._proxy = _env_proxy(self.base_url)
-        self._asession: aiohttp.ClientSession | None = None
-        self._asession_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def name(self) -> str:
@@ -263,12 +268,16 @@ class OpenAICompatibleProvider:
 
     async def _asend(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         """The response with its headers read (release or close it)."""
-        session = self._session()
+        session = _session()
         body = orjson.dumps(payload)
         for attempt in (1, 2):
             try:
                 return await session.post(
-                    f"{self.base_url}{path}", data=body, headers=STREAM_HEADERS, proxy=self._proxy
+                    f"{self.base_url}{path}",
+                    data=body,
+                    headers=self._stream_headers,
+                    proxy=self._proxy,
+                    timeout=self._stream_timeout,
                 )
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
                 # a pooled connection the server had closed: one more try on a new one
@@ -306,25 +315,6 @@ class OpenAICompatibleProvider:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._afailure(exc, started=True) from exc
         return data.decode("utf-8", "replace")
-
-    def _session(self) -> aiohttp.ClientSession:
-        """One session per event loop (its connections belong to the loop)."""
-        loop = asyncio.get_running_loop()
-        if self._asession is None or self._asession_loop is not loop:
-            timeout = self.timeout
-            self._asession = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=timeout, sock_connect=_connect(timeout), sock_read=timeout
-                ),
-            )
-            self._asession_loop = loop
-        return self._asession
-
-    async def aclose(self) -> None:
-        if self._asession is not None:
-            await self._asession.close()
-            self._asession = None
 
     def _completion(self, body: dict[str, Any]) -> Completion:
         try:
@@ -492,6 +482,30 @@ async def _drain(response: aiohttp.ClientResponse) -> bool:
     except (TimeoutError, aiohttp.ClientError):
         return False
     return True
+
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _session() -> aiohttp.ClientSession:
+    """The event loop's session for streams, shared by every provider (its connections belong
+    to the loop; each request brings its provider's headers, timeouts and proxy), so a
+    provider the model cache lets go holds nothing that needs closing."""
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        _sessions[loop] = session
+    return session
+
+
+async def close_streams() -> None:
+    """Close the running event loop's streaming connections (the server's shutdown)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
 
 
 def _env_proxy(url: str) -> str | None:
