@@ -13,7 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llamafarm.api import create_app
+from llamafarm.api.routers.chat import _merged
 from llamafarm.chat import sessions
+from llamafarm.chat.providers.base import Delta
+from llamafarm.errors import LfError
 from llamafarm.settings import Settings
 from llamafarm.state import ChatSession, StateDB
 from tests.api.test_rag import FILES, ingest
@@ -336,3 +339,21 @@ def test_the_server_purges_expired_sessions(settings: Settings) -> None:
     with db.session() as session:
         assert session.query(ChatSession).filter_by(session_id=old).count() == 0
     db.close()
+
+
+def test_queued_text_goes_out_as_one_chunk() -> None:
+    """What the provider sent while the last write was out is joined, in order; the finish
+    delta and a failure stay where they are."""
+    failure = LfError("gone")
+    finish = Delta(finish_reason="stop")
+    items: list[Delta | Exception | None] = [
+        Delta("a"),
+        Delta("b"),
+        finish,
+        None,
+        Delta("c"),
+        failure,
+        Delta("d"),
+    ]
+    assert _merged(items) == [Delta("ab"), finish, None, Delta("c"), failure, Delta("d")]
+    assert _merged([]) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from llamafarm.chat.providers import PROVIDERS, OpenAICompatibleProvider, create_provider
 from llamafarm.chat.providers.base import Delta, Generation, Message, ToolCall, Usage
-from llamafarm.chat.providers.openai_compat import close_streams, default_base_url
+from llamafarm.chat.providers.openai_compat import _env_proxy, close_streams, default_base_url
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import (
     BadGateway,
@@ -627,3 +628,14 @@ def test_create_provider_picks_by_provider(server: OpenAIServer) -> None:
     bad = ModelConfig(name="m", provider="openai", model="x", base_url="nope")
     with pytest.raises(ConfigInvalid, match="model 'm'"):
         create_provider(bad)
+
+
+def test_streams_take_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.lan:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert _env_proxy("http://gpu-box:8000/v1") == "http://proxy.lan:3128"
+    assert _env_proxy("http://127.0.0.1:11434/v1") is None
+    assert _env_proxy("https://api.openai.com/v1") is None  # no HTTPS_PROXY

@@ -58,3 +58,12 @@ def test_a_block_opened_in_the_prompt_is_held_until_it_closes(size: int) -> None
     tagged = ThinkSplitter(tentative=True)
     assert tagged.feed("<think>a</think>b") + tagged.finish() == "b"
     assert tagged.thought == "a"
+
+
+def test_pieces_without_a_tag_inside_a_block_are_thinking() -> None:
+    splitter = ThinkSplitter()
+    assert splitter.feed("<think>") == ""
+    assert splitter.feed("weighing it") == ""  # no "<": passed on whole, to the thinking
+    assert splitter.feed("</think>yes") == "yes"
+    assert splitter.feed(" indeed") == " indeed"
+    assert splitter.thought == "weighing it"
