@@ -23,7 +23,9 @@ any load from elsewhere falls on both alike: a round of direct requests, then a 
 the server, each round one request from each client thread at once (c=1: one thread; c=8:
 eight, one httpx client each). `agg tok/s` is every token of a path over the summed wall time
 of its rounds; `server CPU ms/req` is the CPU time the server process used during the server
-path's rounds, per request. Both paths send the same messages (the template's system prompt and
+path's rounds, per request. For the loopback model a line `8~` follows the one at 8 clients:
+the same 8 clients, each sending its requests one after another on its own (`interleaved`).
+Both paths send the same messages (the template's system prompt and
 one user message), `max_tokens` 64, temperature 0.
 """
 
