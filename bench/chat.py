@@ -25,8 +25,8 @@ eight, one httpx client each). `agg tok/s` is every token of a path over the sum
 of its rounds; `server CPU ms/req` is the CPU time the server process used during the server
 path's rounds, per request. For the loopback model a line `8~` follows the one at 8 clients:
 the same 8 clients, each sending its requests one after another on its own (`interleaved`).
-Both paths send the same messages (the template's system prompt and
-one user message), `max_tokens` 64, temperature 0.
+Both paths send the model the same messages (the template's system prompt, which the server
+adds from the project's prompts, and one user message), `max_tokens` 64, temperature 0.
 """
 
 from __future__ import annotations
@@ -378,7 +378,8 @@ def main() -> None:
         smol_url = make_project(http, "smol", None)
         fake_model = {"name": "default", "provider": "openai", "model": "fake"}
         loop_url = make_project(http, "loop", {**fake_model, "base_url": fake_url})
-        through = {"messages": messages, **knobs, "rag_enabled": False}
+        # The project's prompt set adds the system message: the server is sent the rest.
+        through = {"messages": messages[1:], **knobs, "rag_enabled": False}
         server_base = f"http://127.0.0.1:{port}"
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(

@@ -44,7 +44,8 @@ Every knob is a plain attribute, set in the constructor or changed between reque
   - "drop": closes the socket mid-answer: after `drop_after` stream chunks, or halfway through
     a whole body (its Content-Length promised more);
   - "garbage": 200 with `garbage` (bytes) as `garbage_type` (text/html by default);
-  - "error": `status` with `error_body` (bytes, JSON by default).
+  - "error": `status` with `error_body` (bytes, JSON by default), and a `Location` header
+    pointing at `/v2` + the path (a redirect, when `status` is one).
 - `hangups`: the next N requests are read and then their connection closed without an answer
   (a pooled keep-alive connection the server had closed); then `mode` applies.
 
@@ -279,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, fake.garbage, fake.garbage_type)
             return
         if mode == "error":
-            self._send(fake.status, fake.error_body, "application/json")
+            self._send(fake.status, fake.error_body, "application/json", location=True)
             return
         route = (self.command, self.path.split("?")[0])
         if route == ("GET", "/v1/models"):
@@ -415,9 +416,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, answer: Any) -> None:
         self._send(status, json.dumps(answer).encode(), "application/json")
 
-    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, payload: bytes, content_type: str, *, location: bool = False
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if location:
+            self.send_header("Location", f"/v2{self.path}")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.fake.mode == "drop":

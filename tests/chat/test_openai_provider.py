@@ -639,3 +639,81 @@ def test_streams_take_the_proxy_the_environment_names(monkeypatch: pytest.Monkey
     assert _env_proxy("http://gpu-box:8000/v1") == "http://proxy.lan:3128"
     assert _env_proxy("http://127.0.0.1:11434/v1") is None
     assert _env_proxy("https://api.openai.com/v1") is None  # no HTTPS_PROXY
+
+
+@pytest.mark.parametrize("status", [301, 307])
+def test_a_redirect_is_an_error_not_followed(server: OpenAIServer, make: Make, status: int) -> None:
+    """As for whole answers: a model server that moved is a 502 naming the status."""
+    server.mode, server.status = "error", status
+    provider = make(base_url=server.base_url)
+    assert f"HTTP {status}" in fails(BadGateway, provider, lambda: drain(provider))
+    assert f"HTTP {status}" in fails(BadGateway, provider, lambda: provider.complete(HELLO))
+    assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2
+
+
+class Reads:
+    """A response body that comes in the given pieces, one per read."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    async def readany(self) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"data: a\n\ndata: b\n\n"],
+        [b"data: a\r\n\r\ndata: b\r\n\r\n"],
+        [b"data: a\r", b"\n\r\ndata: b\r\n"],  # CRLF split between two reads
+        [b"data: a\r\rdata: b"],  # CR alone, and no line end at the end
+        [b"da", b"ta: a\n", b"\ndata", b": b\n"],
+    ],
+)
+def test_lines_end_at_lf_crlf_or_cr_across_reads(make: Make, pieces: list[bytes]) -> None:
+    async def lines() -> list[str]:
+        response = type("Response", (), {"content": Reads(pieces)})()
+        return [line async for line in make()._lines(response) if line]
+
+    assert asyncio.run(lines()) == ["data: a", "data: b"]
+
+
+def test_a_character_split_between_two_reads_stays_whole(make: Make) -> None:
+    text = "data: héllo 🦙\n".encode()
+    cut = text.index("🦙".encode()) + 2
+
+    async def lines() -> list[str]:
+        response = type("Response", (), {"content": Reads([text[:cut], text[cut:]])})()
+        return [line async for line in make()._lines(response)]
+
+    assert asyncio.run(lines()) == ["data: héllo 🦙"]
+
+
+def test_orjson_refusals_still_parse(make: Make) -> None:
+    """NaN and a lone surrogate are not strict JSON, but servers send them (in logprobs)."""
+    assert make()._decode('{"x": NaN, "y": "\\ud83d"}')["y"] == "\ud83d"
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "proxy"),
+    [
+        ({"HTTP_PROXY": "proxy.lan:3128"}, "http://gpu-box:8000/v1", "http://proxy.lan:3128"),
+        ({"ALL_PROXY": "http://all.lan:1"}, "https://api.openai.com/v1", "http://all.lan:1"),
+        (
+            {"HTTP_PROXY": "http://p:1", "NO_PROXY": "gpu-box:8000"},
+            "http://gpu-box:8000/v1",
+            None,
+        ),
+        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "*"}, "http://gpu-box:8000/v1", None),
+    ],
+)
+def test_proxy_forms_read_as_httpx_reads_them(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, proxy: str | None
+) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _env_proxy(url) == proxy

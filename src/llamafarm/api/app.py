@@ -74,16 +74,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "state_db": state_db_check(db),
             "worker": worker_check(db),
         }
-        purging = asyncio.create_task(_housekeeping(db, settings))
-        async with mcp.run(app):
-            yield
-        purging.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purging
-        app.state.models.close()
-        await close_streams()
-        await app.state.mcp_pool.close()
-        db.close()
+        # Closed in the reverse order, each even when one before it fails.
+        async with contextlib.AsyncExitStack() as closing:
+            closing.callback(db.close)
+            closing.push_async_callback(app.state.mcp_pool.close)
+            closing.push_async_callback(close_streams)
+            closing.callback(app.state.models.close)
+            purging = asyncio.create_task(_housekeeping(db, settings))
+            async with mcp.run(app):
+                yield
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
 
     app = FastAPI(
         title="llamafarm",

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from llamafarm import events
 from llamafarm.chat.conversation import SEPARATOR, Conversation
@@ -36,6 +36,15 @@ from llamafarm.rag import service as rag
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.stores.base import Hit
 from llamafarm.state import StateDB
+
+T = TypeVar("T")
+
+
+class Offload(Protocol):
+    """Runs blocking work off the event loop (on a thread of the caller's choosing)."""
+
+    def __call__(self, work: Callable[[], T], /) -> Awaitable[T]: ...
+
 
 ANSWER_TOKENS = 512
 THINKING_TOKENS = 1024
@@ -114,13 +123,14 @@ async def prepare(
     ref: ProjectRef,
     request: ChatRequest,
     history: Sequence[Message],
-    offload: Callable[[Callable[[], list[Hit]]], Awaitable[list[Hit]]],
+    offload: Offload,
     timeline: Timeline | None = None,
 ) -> Prepared:
     """Resolve the model, retrieve context, and build the conversation the model will see;
-    retrieval is marked on `timeline`. Only retrieval blocks (embedding, the vector store):
-    `offload` runs it off the event loop; the rest is quick and runs in place (the project's
-    config is parsed once per version of its file)."""
+    retrieval is marked on `timeline`. What blocks, retrieval (embedding, the vector store)
+    and making a model's provider the first time, goes to `offload`, off the event loop; the
+    rest is quick and runs in place (the project's config is parsed once per version of its
+    file)."""
     if not request.messages:
         raise BadRequest("messages must not be empty")
     config = projects.load(ref.namespace, ref.project)
@@ -142,7 +152,9 @@ async def prepare(
     conversation = [*system, *([] if own_history else history), *request.messages]
     answer_tokens = request.max_tokens or ANSWER_TOKENS
     budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
-    provider = models.provider(model)
+    provider = models.cached_provider(model)
+    if provider is None:
+        provider = await offload(partial(_made, models, model))
     # A model that cannot take tools (its chat template has no place for them) is offered
     # none: neither the MCP servers' nor the client's.
     tools = provider.supports_tools
@@ -164,6 +176,13 @@ async def prepare(
         servers=model_servers(config, model) if tools else (),
         client_tools=tuple(request.tools) if tools else (),
     )
+
+
+def _made(models: ModelCache, model: ModelConfig) -> Provider:
+    """The model's provider, with what it reads once (whether its template takes tools) read."""
+    provider = models.provider(model)
+    _ = provider.supports_tools
+    return provider
 
 
 def model_servers(config: ProjectConfig, model: ModelConfig) -> tuple[McpServer, ...]:

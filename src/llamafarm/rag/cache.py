@@ -47,8 +47,14 @@ class ModelCache:
         )
 
     def provider(self, model: ModelConfig) -> Provider:
-        config = model.model_dump(mode="json", exclude={"description", "prompts"})
-        return self._get(self._providers, config, lambda: create_provider(model))
+        return self._get(self._providers, _provider_key(model), lambda: create_provider(model))
+
+    def cached_provider(self, model: ModelConfig) -> Provider | None:
+        """The provider if one is kept already; making one may block (an HTTP client's
+        certificates, a GGUF file's header), so callers on the event loop make it elsewhere."""
+        key = json.dumps(_provider_key(model), sort_keys=True, default=str)
+        with self._lock:
+            return self._providers.get(key)
 
     def close(self) -> None:
         """Let go of the connections the models hold (HTTP clients of remote services)."""
@@ -73,6 +79,10 @@ class ModelCache:
                     kept.popitem(last=False)
             kept.move_to_end(key)
             return kept[key]
+
+
+def _provider_key(model: ModelConfig) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude={"description", "prompts"})
 
 
 def _close(model: object) -> None:

@@ -211,7 +211,7 @@ async def completions(
             ref=ref,
             request=request,
             history=history,
-            offload=partial(_run, _WORKING),
+            offload=_offload,
             timeline=log.timeline,
         )
         log.model = prepared.model
@@ -286,6 +286,10 @@ T = TypeVar("T")
 
 async def _run(pool: ThreadPoolExecutor, work: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(pool, work)
+
+
+async def _offload(work: Callable[[], T]) -> T:
+    return await _run(_WORKING, work)
 
 
 def new_turn(messages: Sequence[Message]) -> list[Message]:
@@ -444,7 +448,12 @@ def _merged(items: list[Delta | Exception | None]) -> list[Delta | Exception | N
     merged: list[Delta | Exception | None] = []
     text: list[str] = []
     for item in items:
-        if isinstance(item, Delta) and item.finish_reason is None and not item.tool_calls:
+        if (
+            isinstance(item, Delta)
+            and item.finish_reason is None
+            and item.usage is None
+            and not item.tool_calls
+        ):
             text.append(item.content)
             continue
         if text:
@@ -475,15 +484,16 @@ class EventStream(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ended = False
         try:
+            # The generator is started first: from then on its cleanup runs however this ends
+            # (one closed before it began would never give the provider or the session back).
+            first = await anext(self.frames)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             with anyio.CancelScope() as streaming:
                 watch = asyncio.create_task(self._watch(receive, streaming))
                 try:
+                    ended = await _body(send, first)
                     async for frame in self.frames:
-                        ended = frame.endswith(DONE)
-                        await send(
-                            {"type": "http.response.body", "body": frame, "more_body": not ended}
-                        )
+                        ended = await _body(send, frame)
                     if not ended:
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
                 finally:
@@ -494,8 +504,16 @@ class EventStream(StreamingResponse):
 
     async def _watch(self, receive: Receive, streaming: anyio.CancelScope) -> None:
         """Cancels the streaming when the client goes away (the write may never fail)."""
-        await self.listen_for_disconnect(receive)
+        with contextlib.suppress(Exception):  # a receive that fails: as good as gone
+            await self.listen_for_disconnect(receive)
         streaming.cancel()
+
+
+async def _body(send: Send, frame: bytes) -> bool:
+    """Sends `frame`; the one with `[DONE]` ends the body (True)."""
+    last = frame.endswith(DONE)
+    await send({"type": "http.response.body", "body": frame, "more_body": not last})
+    return last
 
 
 def _frame(chunk: dict[str, Any]) -> bytes:

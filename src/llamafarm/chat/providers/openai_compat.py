@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import json
 import os
+import ssl
 import time
 import urllib.request
-import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, closing
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+import certifi
 import httpx
 import orjson
 
@@ -50,6 +52,8 @@ DRAIN = 0.25
 """Seconds a stream's body may go on after `data: [DONE]` (read once the last delta is out)
 before the connection is dropped instead of going back to the pool."""
 OPENAI_URL = "https://api.openai.com/v1"
+POOL = 100
+"""Connections kept per model server, as httpx keeps them."""
 STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
 OLLAMA_HOST = "http://localhost:11434"
 OLLAMA_PORT = 11434
@@ -232,7 +236,7 @@ class OpenAICompatibleProvider:
         response = await self._asend("/chat/completions", payload)
         finished = False
         try:
-            if response.status >= 400:
+            if not 200 <= response.status < 300:  # redirects are not followed, as httpx's
                 self._raise_for_status_text(response.status, await self._aread(response))
             if response.content_type == "application/json":
                 for delta in self._whole(self._decode(await self._aread(response))):
@@ -278,9 +282,12 @@ class OpenAICompatibleProvider:
                     headers=self._stream_headers,
                     proxy=self._proxy,
                     timeout=self._stream_timeout,
+                    allow_redirects=False,
                 )
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
-                # a pooled connection the server had closed: one more try on a new one
+            except aiohttp.ClientConnectorError as exc:  # no connection at all: no retry
+                raise self._afailure(exc, started=False) from exc
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # a pooled connection the server had closed or reset: one more try on a new one
                 if attempt == 2:
                     raise self._afailure(exc, started=False) from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -289,7 +296,8 @@ class OpenAICompatibleProvider:
 
     async def _lines(self, response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
         """The body's lines as they come (LF, CRLF or CR ends a line, as SSE allows; a CRLF
-        split across two reads only adds an empty line, which SSE ignores)."""
+        split across two reads adds an empty line, which changes nothing here: each data
+        line is read on its own)."""
         rest = ""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
@@ -342,8 +350,11 @@ class OpenAICompatibleProvider:
     def _decode(self, text: str) -> dict[str, Any]:
         try:
             body = orjson.loads(text)
-        except ValueError as exc:
-            raise self._fail(BadGateway, f"not JSON: {excerpt(text)!r}") from exc
+        except ValueError:
+            try:  # what orjson refuses and json takes: NaN, Infinity, lone surrogates
+                body = json.loads(text)
+            except ValueError as exc:
+                raise self._fail(BadGateway, f"not JSON: {excerpt(text)!r}") from exc
         if not isinstance(body, dict):
             raise self._fail(BadGateway, f"not a JSON object: {excerpt(text)!r}")
         return body
@@ -374,7 +385,11 @@ class OpenAICompatibleProvider:
         """An aiohttp error (the streaming client) as ours, like `_failure`."""
         timeout = self.timeout
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return self._fail(GatewayTimeout, f"could not connect within {_connect(timeout):g}s")
+            return self._fail(
+                GatewayTimeout,
+                f"could not connect within {_connect(timeout):g}s "
+                f"(or all {POOL} connections to it were busy for {timeout:g}s)",
+            )
         if isinstance(exc, TimeoutError):  # aiohttp's read timeout is one
             waited = "no output for" if started else "no answer within"
             return self._fail(GatewayTimeout, f"{waited} {timeout:g}s")
@@ -484,36 +499,56 @@ async def _drain(response: aiohttp.ClientResponse) -> bool:
     return True
 
 
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
 
 def _session() -> aiohttp.ClientSession:
     """The event loop's session for streams, shared by every provider (its connections belong
     to the loop; each request brings its provider's headers, timeouts and proxy), so a
-    provider the model cache lets go holds nothing that needs closing."""
+    provider the model cache lets go holds nothing that needs closing. `close_streams()`
+    closes it; the server calls it when it stops."""
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None or session.closed:
-        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=0,  # per server, not in all: one model's streams never wait for another's
+                limit_per_host=POOL,
+                ssl=_certificates(),
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         _sessions[loop] = session
     return session
 
 
+@functools.cache
+def _certificates() -> ssl.SSLContext:
+    """certifi's authorities, as httpx trusts them (read once: loading them takes ~30 ms)."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 async def close_streams() -> None:
-    """Close the running event loop's streaming connections (the server's shutdown)."""
+    """Close the running event loop's streaming connections."""
     session = _sessions.pop(asyncio.get_running_loop(), None)
     if session is not None:
         await session.close()
 
 
 def _env_proxy(url: str) -> str | None:
-    """The proxy HTTP(S)_PROXY and NO_PROXY name for `url`, as httpx reads them; read once
-    (aiohttp's trust_env reads the environment and ~/.netrc on every request)."""
-    if urllib.request.proxy_bypass(httpx.URL(url).host):
+    """The proxy the environment names for `url`, read as httpx reads it: HTTP_PROXY,
+    HTTPS_PROXY or ALL_PROXY (lower case first; `http://` when no scheme is given) unless
+    NO_PROXY matches the host or host:port. Read once per provider (aiohttp's trust_env reads
+    the environment and ~/.netrc on every request)."""
+    parsed = httpx.URL(url)
+    netloc = parsed.netloc.decode("ascii")
+    if urllib.request.proxy_bypass(netloc):  # on POSIX: NO_PROXY, with or without a port
         return None
-    return urllib.request.getproxies_environment().get(httpx.URL(url).scheme)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    if proxy and "://" not in proxy:
+        proxy = f"http://{proxy}"
+    return proxy or None
 
 
 def _connect(timeout: float) -> float:
