@@ -50,11 +50,15 @@ class ModelCache:
         return self._get(self._providers, _provider_key(model), lambda: create_provider(model))
 
     def cached_provider(self, model: ModelConfig) -> Provider | None:
-        """The provider if one is kept already; making one may block (an HTTP client's
-        certificates, a GGUF file's header), so callers on the event loop make it elsewhere."""
-        key = json.dumps(_provider_key(model), sort_keys=True, default=str)
+        """The provider if one is kept already (as recently used as `provider` makes it);
+        making one may block (an HTTP client's certificates, a GGUF file's header), so
+        callers on the event loop make it elsewhere."""
+        key = _key(_provider_key(model))
         with self._lock:
-            return self._providers.get(key)
+            provider = self._providers.get(key)
+            if provider is not None:
+                self._providers.move_to_end(key)
+            return provider
 
     def close(self) -> None:
         """Let go of the connections the models hold (HTTP clients of remote services)."""
@@ -70,7 +74,7 @@ class ModelCache:
             _close(model)
 
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
-        key = json.dumps(config, sort_keys=True, default=str)
+        key = _key(config)
         with self._lock:
             if key not in kept:
                 kept[key] = make()  # cheap: models load on first use, outside this lock
@@ -79,6 +83,10 @@ class ModelCache:
                     kept.popitem(last=False)
             kept.move_to_end(key)
             return kept[key]
+
+
+def _key(config: Any) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def _provider_key(model: ModelConfig) -> dict[str, Any]:

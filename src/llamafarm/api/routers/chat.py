@@ -482,7 +482,6 @@ class EventStream(StreamingResponse):
         self.frames = frames
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ended = False
         try:
             # The generator is started first: from then on its cleanup runs however this ends
             # (one closed before it began would never give the provider or the session back).
