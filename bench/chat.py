@@ -204,15 +204,25 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        payload = json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload.encode())
+        self._json({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        if not body.get("stream"):  # the same answer, whole
+            message = {"role": "assistant", "content": "".join(f" w{i}" for i in range(CHUNKS))}
+            choice = {"index": 0, "message": message, "finish_reason": "length"}
+            usage = {"prompt_tokens": 20, "completion_tokens": CHUNKS, "total_tokens": 20 + CHUNKS}
+            self._json(
+                {
+                    "id": "fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "fake",
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            )
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -222,6 +232,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                 time.sleep(self.pace)
             self.wfile.write(frame)
             self.wfile.flush()
+
+    def _json(self, value: dict[str, Any]) -> None:
+        payload = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
 
 def serve_fake_openai(pace: float) -> None:
