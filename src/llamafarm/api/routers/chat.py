@@ -195,8 +195,8 @@ async def completions(
         """Keep the turn in the session; None while the client has tool calls to run. A
         stateless request takes no thread for it."""
         if turn and answer is not None and session_id is not None:
-            messages = [*turn, Message("assistant", answer)]
-            await _run(_WORKING, lambda: key.store(session_id, messages))
+            stored, messages = session_id, [*turn, Message("assistant", answer)]
+            await _run(_WORKING, lambda: key.store(stored, messages))
 
     # The session's turn is taken before the model is chosen and the context retrieved, so a
     # bad request is a plain HTTP error even when streaming; it is given back once the answer
@@ -324,7 +324,7 @@ class Lease:
 
 @dataclass(frozen=True)
 class Key:
-    """The sessions of one project; a None session id (stateless) makes each step a no-op."""
+    """The sessions of one project; a None session id (stateless) takes no turn."""
 
     db: StateDB
     namespace: str
@@ -337,15 +337,14 @@ class Key:
             self.db, namespace=self.namespace, project=self.project, session_id=session_id
         )
 
-    def store(self, session_id: str | None, messages: list[Message]) -> None:
-        if session_id is not None:
-            sessions.append(
-                self.db,
-                namespace=self.namespace,
-                project=self.project,
-                session_id=session_id,
-                messages=messages,
-            )
+    def store(self, session_id: str, messages: list[Message]) -> None:
+        sessions.append(
+            self.db,
+            namespace=self.namespace,
+            project=self.project,
+            session_id=session_id,
+            messages=messages,
+        )
 
 
 async def _release(lease: Lease, session_id: str | None) -> None:

@@ -285,13 +285,13 @@ class OpenAICompatibleProvider:
                     allow_redirects=False,
                 )
             except aiohttp.ClientConnectorError as exc:  # no connection at all: no retry
-                raise self._afailure(exc, started=False) from exc
+                raise self._failure(exc, timeout=self.timeout, started=False) from exc
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # a pooled connection the server had closed or reset: one more try on a new one
                 if attempt == 2:
-                    raise self._afailure(exc, started=False) from exc
+                    raise self._failure(exc, timeout=self.timeout, started=False) from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._afailure(exc, started=False) from exc
+                raise self._failure(exc, timeout=self.timeout, started=False) from exc
         raise AssertionError("unreachable")
 
     async def _lines(self, response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
@@ -304,7 +304,7 @@ class OpenAICompatibleProvider:
             try:
                 data = await response.content.readany()
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._afailure(exc, started=True) from exc
+                raise self._failure(exc, timeout=self.timeout, started=True) from exc
             if not data:
                 break
             text = rest + decoder.decode(data)
@@ -321,7 +321,7 @@ class OpenAICompatibleProvider:
         try:
             data = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._afailure(exc, started=True) from exc
+            raise self._failure(exc, timeout=self.timeout, started=True) from exc
         return data.decode("utf-8", "replace")
 
     def _completion(self, body: dict[str, Any]) -> Completion:
@@ -364,41 +364,39 @@ class OpenAICompatibleProvider:
     def _fail(self, kind: type[LfError], cause: str) -> LfError:
         return kind(f"{self.provider} model {self.model!r} at {self.base_url}: {cause}")
 
-    def _failure(self, exc: httpx.HTTPError, *, timeout: float, started: bool) -> LfError:
-        """An httpx error as ours; `started` once the answer's headers have come."""
+    def _failure(
+        self,
+        exc: httpx.HTTPError | aiohttp.ClientError | TimeoutError,
+        *,
+        timeout: float,
+        started: bool,
+    ) -> LfError:
+        """An error of httpx (whole answers) or aiohttp (streams) as ours; `started` once the
+        answer's headers have come."""
         if isinstance(exc, httpx.ConnectTimeout):
             return self._fail(GatewayTimeout, f"could not connect within {_connect(timeout):g}s")
-        if isinstance(exc, httpx.PoolTimeout):
-            return self._fail(GatewayTimeout, f"no free connection within {timeout:g}s")
-        if isinstance(exc, httpx.TimeoutException):
-            waited = "no output for" if started else "no answer within"
-            return self._fail(GatewayTimeout, f"{waited} {timeout:g}s")
-        if isinstance(exc, httpx.ConnectError):
-            hint = " (is `ollama serve` running?)" if self.provider == "ollama" else ""
-            return self._fail(ProviderUnavailable, f"cannot connect: {exc}{hint}")
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-            where = "mid-answer" if started else "before answering"
-            return self._fail(BadGateway, f"connection lost {where}: {exc}")
-        return self._fail(BadGateway, f"{type(exc).__name__}: {exc}")
-
-    def _afailure(self, exc: aiohttp.ClientError | TimeoutError, *, started: bool) -> LfError:
-        """An aiohttp error (the streaming client) as ours, like `_failure`."""
-        timeout = self.timeout
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):  # also a wait for a free connection
             return self._fail(
                 GatewayTimeout,
                 f"could not connect within {_connect(timeout):g}s "
                 f"(or all {POOL} connections to it were busy for {timeout:g}s)",
             )
-        if isinstance(exc, TimeoutError):  # aiohttp's read timeout is one
+        if isinstance(exc, httpx.PoolTimeout):
+            return self._fail(GatewayTimeout, f"no free connection within {timeout:g}s")
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):  # aiohttp's read timeout
             waited = "no output for" if started else "no answer within"
             return self._fail(GatewayTimeout, f"{waited} {timeout:g}s")
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, httpx.ConnectError | aiohttp.ClientConnectorError):
             hint = " (is `ollama serve` running?)" if self.provider == "ollama" else ""
             return self._fail(ProviderUnavailable, f"cannot connect: {exc}{hint}")
         if isinstance(
             exc,
-            aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError,
+            httpx.RemoteProtocolError
+            | httpx.ReadError
+            | httpx.WriteError
+            | aiohttp.ClientPayloadError
+            | aiohttp.ServerDisconnectedError
+            | aiohttp.ClientOSError,
         ):
             where = "mid-answer" if started else "before answering"
             return self._fail(BadGateway, f"connection lost {where}: {exc}")
