@@ -13,7 +13,8 @@
      ├── Unavailable (503)
      │    ├── EmbedderUnavailable
      │    ├── RerankerUnavailable
-     │    └── ProviderUnavailable
+     │    ├── ProviderUnavailable
+     │    └── MigrationRefused
      └── GatewayTimeout (504)
 
 Code below `api/` raises these; one handler in `api/errors.py` renders them
@@ -91,3 +92,8 @@ class GatewayTimeout(LfError):
     """A service we called did not answer in time."""
 
     status = 504
+
+
+class MigrationRefused(Unavailable):
+    """The state database cannot be brought to this version's schema (another process holds
+    the migration lock, or the database is from a newer or unknown version)."""

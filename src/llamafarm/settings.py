@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         default="",
         description="SQLAlchemy URL of the state database; empty means SQLite in the data dir.",
     )
+    migration_lock_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for another process migrating the state database before "
+        "refusing to start.",
+    )
     broker_url: str = Field(
         default="",
         description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); empty means a local "

@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.projects_dir.mkdir(parents=True, exist_ok=True)
-        db = StateDB(settings.state_url)
+        db = StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
         app.state.settings = settings
         app.state.db = db
         app.state.celery = create_celery(settings)

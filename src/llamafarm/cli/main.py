@@ -24,6 +24,7 @@ from llamafarm.cli.models import models_app
 from llamafarm.cli.projects import projects_app
 from llamafarm.cli.rag import rag_app
 from llamafarm.config import dump_document, json_schema
+from llamafarm.errors import MigrationRefused
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.settings import Settings
 
@@ -73,6 +74,8 @@ def start(
 
     settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
+    # Before the worker starts, so it finds the database at head instead of waiting.
+    _upgrade_state(settings)
     supervisor = WorkerSupervisor(settings) if settings.embedded_worker else None
     try:
         uvicorn.run(
@@ -96,7 +99,20 @@ def worker_command(
 
     settings = _settings(data_dir=data_dir, worker_concurrency=concurrency)
     parent = os.environ.get("LF_PARENT_PID")
-    run_worker(settings, parent_pid=int(parent) if parent else None)
+    try:
+        run_worker(settings, parent_pid=int(parent) if parent else None)
+    except MigrationRefused as exc:
+        raise CliError(f"cannot start the worker: {exc}") from exc
+
+
+def _upgrade_state(settings: Settings) -> None:
+    """Bring the state database to this version's schema, or exit saying why not."""
+    from llamafarm.state import StateDB
+
+    try:
+        StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout).close()
+    except MigrationRefused as exc:
+        raise CliError(f"cannot start the server: {exc}") from exc
 
 
 @app.command()

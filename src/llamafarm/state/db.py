@@ -8,24 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from llamafarm.state.tables import Base
+from llamafarm.state.migrate import upgrade
 
 
 class StateDB:
     """One engine per process; `session()` is a unit of work that commits or rolls back."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migration_lock_timeout: float = 60.0) -> None:
+        """Open the database and bring its schema to head (see `llamafarm.state.migrate`)."""
         self.url = _with_driver(url)
         self.engine = _create_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError:
-            # Another process (API or worker) created the tables at the same moment.
-            Base.metadata.create_all(self.engine)
+            upgrade(self.engine, lock_timeout=migration_lock_timeout)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -26,7 +26,7 @@ HEARTBEAT_SECONDS = 5.0
 
 def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     """Block running a worker; with `parent_pid` it exits when that process is gone."""
-    db = StateDB(settings.state_url)
+    db = StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
     name = f"{socket.gethostname()}:{os.getpid()}"
     context = WorkerContext(
         db=db,
