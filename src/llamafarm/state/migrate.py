@@ -9,8 +9,11 @@ recognised by its tables and stamped `0001_initial` first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -82,7 +85,7 @@ def upgrade(engine: Engine, *, lock_timeout: float) -> None:
     with engine.connect() as connection:
         if _at_head(engine, connection):
             return
-    with migration_lock(engine, timeout=lock_timeout), engine.begin() as connection:
+    with migration_lock(engine, timeout=lock_timeout), _transaction(engine) as connection:
         # Whoever held the lock before us may have done the work.
         if _at_head(engine, connection):
             return
@@ -90,6 +93,30 @@ def upgrade(engine: Engine, *, lock_timeout: float) -> None:
         if not current(connection) and _is_unversioned_baseline(engine, connection):
             command.stamp(config, BASELINE)
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction around the whole upgrade. On SQLite too: its driver runs DDL outside any
+    transaction, so a crash in a batch migration (copy, drop, rename) would leave half of it."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        driver: Any = connection.connection.driver_connection
+        legacy = driver.isolation_level
+        driver.isolation_level = None  # the driver's implicit BEGINs off: we say it ourselves
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            driver.isolation_level = legacy
 
 
 def _at_head(engine: Engine, connection: Connection) -> bool:
