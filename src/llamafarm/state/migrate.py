@@ -17,15 +17,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 
 from llamafarm.errors import MigrationRefused
 from llamafarm.state.locks import migration_lock, shown
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001_initial"
+VERSION_TABLE = "alembic_version"  # Alembic's default
 
 # What `Base.metadata.create_all` made in 0.1.0, before the schema was versioned: a database
 # with exactly these tables and columns and no alembic_version table is at BASELINE.
@@ -77,7 +77,10 @@ def head() -> str:
 
 def current(connection: Connection) -> tuple[str, ...]:
     """The revisions recorded in the database (none when it was never versioned)."""
-    return tuple(MigrationContext.configure(connection).get_current_heads())
+    # Read directly: MigrationContext would log two INFO lines on every start.
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return ()
+    return tuple(connection.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
 
 
 def upgrade(engine: Engine, *, lock_timeout: float) -> None:
