@@ -20,7 +20,7 @@ from llamafarm.errors import MigrationRefused
 from llamafarm.state import ChatMessage, ChatSession, EventLog, FileRecord, StateDB, TaskRecord
 from llamafarm.state.db import _with_driver
 from llamafarm.state.locks import migration_lock
-from llamafarm.state.migrate import alembic_config, current, head
+from llamafarm.state.migrate import alembic_config, head
 from llamafarm.state.tables import Base
 
 HERE = Path(__file__).parent
@@ -56,14 +56,17 @@ def revisions(url: str) -> tuple[str, ...]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return current(connection)
+            return tuple(MigrationContext.configure(connection).get_current_heads())
     finally:
         engine.dispose()
 
 
 def schema_diffs(db: StateDB) -> list[object]:
     with db.engine.connect() as connection:
-        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, Base.metadata))
 
 
 @pytest.fixture
