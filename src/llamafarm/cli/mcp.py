@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,14 +25,15 @@ def mcp(
     ] = False,
 ) -> None:
     """Print the MCP URL and client configs; with --stdio, serve the tools for desktop clients."""
-    base_url = client(ctx).base_url
+    api = client(ctx)
+    base_url = api.base_url
     if stdio:
         import anyio
 
         from llamafarm.api.mcp import serve_stdio
 
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(serve_stdio, base_url)
+            anyio.run(partial(serve_stdio, base_url, api_key=api.api_key))
         return
     print(f"MCP endpoint (streamable HTTP, served by `lf start`): {base_url}/mcp")
     print("\nClients that connect to a URL (Cursor, Claude Code, VS Code…):")
