@@ -199,13 +199,13 @@ def test_the_openai_sdk_sends_its_api_key(keys: dict[str, str], live_server: str
                 extra_body={"rag_enabled": False},
             )
             assert answer.choices[0].message.content == "Because the ice melts."
-    with openai.OpenAI(base_url=project, api_key="lf_wrong", max_retries=0) as sdk:
-        with pytest.raises(openai.AuthenticationError):
-            sdk.models.list()
+    wrong = openai.OpenAI(base_url=project, api_key="lf_wrong", max_retries=0)
+    with wrong, pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
     other = f"{live_server}/v1/projects/other/bot"
-    with openai.OpenAI(base_url=other, api_key=keys["acme"], max_retries=0) as sdk:
-        with pytest.raises(openai.NotFoundError):
-            sdk.models.list()
+    elsewhere = openai.OpenAI(base_url=other, api_key=keys["acme"], max_retries=0)
+    with elsewhere, pytest.raises(openai.NotFoundError):
+        elsewhere.models.list()
 
 
 @asynccontextmanager
