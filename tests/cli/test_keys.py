@@ -6,12 +6,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from llamafarm.cli.client import CliError
 from llamafarm.cli.main import app
+from llamafarm.settings import Settings
 from llamafarm.state import StateDB
-from llamafarm.state.keys import PREFIX, hash_key, load_grants
+from llamafarm.state.keys import PREFIX, create_key, hash_key, load_grants
 from llamafarm.state.tables import ApiKey
 from tests.e2e.conftest import LF
 
@@ -61,3 +63,40 @@ def test_start_refuses_a_network_address_without_keys(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "Refusing to listen on '0.0.0.0' without API keys" in " ".join(result.stderr.split())
+
+
+@pytest.fixture
+def key(settings: Settings) -> str:
+    """A key for namespace acme, made before the server (`live_server`) starts."""
+    db = StateDB(settings.state_url)
+    made = create_key(db, name="cli", namespace="acme")
+    db.close()
+    return made
+
+
+@pytest.mark.slow
+def test_the_cli_sends_lf_api_key(key: str, live_server: str, tmp_path: Path) -> None:
+    env = {**os.environ, "LF_SERVER_URL": live_server}
+    env.pop("LF_API_KEY", None)
+
+    def lf_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([LF, *args], env=env, cwd=tmp_path, capture_output=True, text=True)
+
+    refused = lf_run("projects", "list", "acme")
+    assert refused.returncode == 1
+    assert "Error 401: An API key is required" in " ".join(refused.stderr.split())
+    env["LF_API_KEY"] = key
+    made = lf_run("init", "--namespace", "acme", "bot")
+    assert made.returncode == 0, made.stderr
+    listed = lf_run("projects", "list", "acme")
+    assert listed.returncode == 0 and "bot" in listed.stdout
+    hidden = lf_run("projects", "list", "other")
+    assert hidden.returncode == 1 and "Error 404" in hidden.stderr
+
+
+def test_lf_mcp_shows_where_the_key_goes_not_the_key() -> None:
+    result = CliRunner().invoke(app, ["mcp"], env={"LF_API_KEY": "lf_secret"})
+    assert result.exit_code == 0
+    assert '"Authorization": "Bearer <your LF_API_KEY>"' in result.stdout
+    assert '"LF_API_KEY": "<your LF_API_KEY>"' in result.stdout
+    assert "lf_secret" not in result.stdout

@@ -81,10 +81,17 @@ def start(
     import uvicorn
 
     from llamafarm.api import create_app
+    from llamafarm.api.sites import WILDCARD_BINDS
 
     settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
     if not insecure_no_auth:
         check_exposure(settings)
+    if settings.host.strip() in WILDCARD_BINDS and not settings.allowed_hosts:
+        err.print(
+            f"Listening on all interfaces ({settings.host!r}), but answering only requests "
+            "addressed to localhost or 127.0.0.1: list the names clients use in "
+            "LF_ALLOWED_HOSTS (e.g. LF_ALLOWED_HOSTS=192.168.1.5,box.local)."
+        )
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
     supervisor = WorkerSupervisor(settings) if settings.embedded_worker else None
     try:
