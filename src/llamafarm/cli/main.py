@@ -27,7 +27,6 @@ from llamafarm.cli.rag import rag_app
 from llamafarm.config import dump_document, json_schema
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.settings import Settings
-from llamafarm.state import StateDB
 
 app = typer.Typer(no_args_is_help=True, help="llamafarm: a local-first AI project server.")
 config_app = typer.Typer(no_args_is_help=True, help="The llamafarm.yaml schema.")
@@ -161,6 +160,7 @@ def config_schema() -> None:
 def check_exposure(settings: Settings) -> None:
     """Refuse to serve a non-loopback address that no API key protects."""
     from llamafarm.api.auth import exposure_problem, is_loopback
+    from llamafarm.state import StateDB
     from llamafarm.state.keys import count_keys
 
     if settings.require_auth or is_loopback(settings.host):
