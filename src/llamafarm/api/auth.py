@@ -9,7 +9,9 @@ judged one by one as the in-process requests they make (they carry the caller's 
 
 Keys are looked up in a snapshot of the key table, reloaded at most once a `Keyring.ttl`
 (off the event loop): a created key works, and a revoked one stops working, within about a
-second and without a restart, and a request costs one SHA-256 and a dict lookup.
+second and without a restart, and a request costs one SHA-256 and a dict lookup. No key is ever
+compared with a stored one: the lookup compares digests of what the client sent, and a client
+cannot choose a digest, so its timing tells nothing about a key (no `compare_digest` needed).
 """
 
 from __future__ import annotations
