@@ -18,7 +18,9 @@ from llamafarm.state import StateDB
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", version_check_url="")
+    # TestClient sends `Host: testserver`; the default (loopback names only) is tested in
+    # tests/api/test_sites.py.
+    return Settings(data_dir=tmp_path / "data", version_check_url="", allowed_hosts=["testserver"])
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
     LfError (500)
      ├── BadRequest (400)
      │    └── InvalidName
+     ├── Forbidden (403)
      ├── NotFound (404)
      ├── Conflict (409)
      ├── PayloadTooLarge (413)
@@ -40,6 +41,12 @@ class BadRequest(LfError):
 
 class InvalidName(BadRequest):
     """A namespace, project or other name that is not safe to use as a path segment."""
+
+
+class Forbidden(LfError):
+    """An API key that may not do this (read-only, or limited to another namespace)."""
+
+    status = 403
 
 
 class NotFound(LfError):

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
         "examples bundled with the package.",
     )
 
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra host names (any port) the server answers to, comma-separated, "
+        "besides localhost, 127.0.0.1, [::1] and the --host address; '*' for any (behind a "
+        "reverse proxy that checks Host itself).",
+    )
+    require_auth: bool = Field(
+        default=False,
+        description="Require an API key on every route but /health/liveness, even before "
+        "any key exists (`lf keys create`).",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -87,6 +99,13 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

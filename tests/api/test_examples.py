@@ -22,7 +22,10 @@ from tests.examples.builders import GARDEN, QUESTION, data_size, project_size, w
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        data_dir=tmp_path / "data", version_check_url="", examples_dir=tmp_path / "examples"
+        data_dir=tmp_path / "data",
+        version_check_url="",
+        examples_dir=tmp_path / "examples",
+        allowed_hosts=["testserver"],
     )
 
 
@@ -490,7 +493,9 @@ BUNDLED = sorted(e.id for e in catalog.list_examples(catalog.BUNDLED_DIR))
 @pytest.mark.parametrize("example_id", BUNDLED)
 def test_a_bundled_example_answers_its_questions(tmp_path: Path, example_id: str) -> None:
     """Imported and processed, each question retrieves the passage that holds its answer."""
-    settings = Settings(data_dir=tmp_path / "data", version_check_url="")
+    settings = Settings(
+        data_dir=tmp_path / "data", version_check_url="", allowed_hosts=["testserver"]
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         response = client.post(f"/v1/examples/{example_id}/import-project", json={})
         assert response.status_code == 200, response.text

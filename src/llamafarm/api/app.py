@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from llamafarm import __version__
+from llamafarm.api.auth import KeyGuard, Keyring
 from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.mcp import McpEndpoint
@@ -29,6 +30,7 @@ from llamafarm.api.routers import (
     system,
     tasks,
 )
+from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
@@ -43,12 +45,11 @@ from llamafarm.tasks.app import create_celery
 
 log = logging.getLogger(__name__)
 
-LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
-
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     mcp = McpEndpoint(settings)
+    keyring = Keyring(require=settings.require_auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Closed in the reverse order, each even when one before it fails.
         async with contextlib.AsyncExitStack() as closing:
             closing.callback(db.close)
+            keyring.open(db)
+            closing.callback(keyring.close)
             closing.push_async_callback(app.state.mcp_pool.close)
             closing.push_async_callback(close_streams)
             closing.callback(app.state.models.close)
@@ -93,16 +96,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Local-first AI project server: projects, datasets, RAG and chat.",
         lifespan=lifespan,
     )
+    app.add_middleware(KeyGuard, keyring=keyring)  # inside CORS: a 401 a page may read
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_origin_regex=LOCAL_ORIGINS,
+        allow_origin_regex=LOCAL_ORIGIN_REGEX,
         allow_methods=["*"],
         allow_headers=["*"],
         expose_headers=["X-Session-ID"],
     )
     app.add_middleware(EncodedSlashGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(SiteGuard, settings=settings)  # outermost: refused requests reach nothing
     install_error_handlers(app)
     app.include_router(system.router)
     for router in (

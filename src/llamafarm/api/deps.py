@@ -15,12 +15,14 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from llamafarm.api.auth import GRANT
 from llamafarm.chat.tools import McpPool
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
+from llamafarm.state.keys import Grant
 from llamafarm.system.version import VersionChecker
 
 
@@ -75,6 +77,12 @@ async def get_project_ref(namespace: str, project: str) -> ProjectRef:
     )
 
 
+async def get_grant(request: Request) -> Grant | None:
+    """What the request's API key may do; None when keys are off."""
+    grant: Grant | None = request.scope.get(GRANT)
+    return grant
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProjectStoreDep = Annotated[ProjectStore, Depends(get_projects)]
 StateDBDep = Annotated[StateDB, Depends(get_db)]
@@ -83,3 +91,4 @@ VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_models)]
 ChatServicesDep = Annotated[ChatServices, Depends(get_chat_services)]
 ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]
+GrantDep = Annotated[Grant | None, Depends(get_grant)]

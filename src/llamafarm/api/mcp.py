@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from llamafarm import __version__
+from llamafarm.api.auth import CREDENTIAL_HEADERS
 from llamafarm.api.limits import MULTIPART_SLACK
 from llamafarm.settings import Settings
 
@@ -48,10 +49,6 @@ log = logging.getLogger(__name__)
 
 TAG = "mcp"
 REF = "#/components/schemas/"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
-"""Loopback names as they appear in a Host or Origin header."""
-LOCAL_ORIGINS = {f"{scheme}://{name}" for scheme in ("http", "https") for name in LOOPBACK_HOSTS}
 INSTRUCTIONS = (
     "llamafarm is a local-first AI project server. Projects live in namespaces; names of "
     "namespaces, projects, datasets and databases are 1-64 letters, digits, '_', '.' or '-'. "
@@ -361,10 +358,10 @@ class Toolbox:
         self.client = client
         self._operations: dict[str, Operation] | None = None
 
-    async def operations(self) -> dict[str, Operation]:
+    async def operations(self, headers: Mapping[str, str] | None = None) -> dict[str, Operation]:
         if self._operations is None:
             try:
-                response = await self.client.get("/openapi.json")
+                response = await self.client.get("/openapi.json", headers=headers)
             except httpx.TransportError as exc:
                 raise Unreachable(self._unreachable(exc)) from exc
             try:
@@ -382,7 +379,7 @@ class Toolbox:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         try:
-            found = await self.operations()
+            found = await self.operations(_credentials(ctx))
         except Unreachable as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
         return types.ListToolsResult(tools=[operation.tool() for operation in found.values()])
@@ -390,8 +387,9 @@ class Toolbox:
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
+        credentials = _credentials(ctx)
         try:
-            found = await self.operations()
+            found = await self.operations(credentials)
         except Unreachable as exc:
             return _error(str(exc))
         operation = found.get(params.name)
@@ -399,6 +397,7 @@ class Toolbox:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         try:
             request = operation.request(self.client, params.arguments or {})
+            request.headers.update(credentials)
             response = await self.client.send(request)
         except ToolInputError as exc:
             return _error(f"Invalid arguments for {operation.name}: {exc}")
@@ -423,6 +422,15 @@ class Toolbox:
             f"Cannot reach the llamafarm server at {url} ({exc}). "
             "Start it with `lf start`, or pass --server-url."
         )
+
+
+def _credentials(ctx: ServerRequestContext[Any]) -> dict[str, str]:
+    """The API key of the HTTP request this MCP message came in (none over stdio), for the
+    requests its tool makes: a tool reaches only what the caller's key reaches."""
+    headers = getattr(ctx.request, "headers", None)
+    if headers is None:
+        return {}
+    return {name: headers[name] for name in CREDENTIAL_HEADERS if name in headers}
 
 
 def _result(response: httpx.Response) -> types.CallToolResult:
@@ -454,8 +462,6 @@ class McpEndpoint:
 
     def __init__(self, settings: Settings) -> None:
         self.base_url = _own_url(settings)
-        self.loopback = settings.host in LOOPBACK
-        self.origins = {*LOCAL_ORIGINS, *settings.cors_origins}
         # Uploads come base64-encoded: 4 bytes for 3.
         self.max_body = -(-settings.max_upload_bytes * 4 // 3) + MULTIPART_SLACK
         self.manager: StreamableHTTPSessionManager | None = None
@@ -471,7 +477,7 @@ class McpEndpoint:
                 Toolbox(client).server(),
                 stateless=True,
                 json_response=True,
-                # Host and Origin are checked in __call__, with {"detail"} answers.
+                # Host and Origin are checked for every route by SiteGuard (api/sites.py).
                 security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
                 max_request_body_size=self.max_body,
             )
@@ -497,10 +503,8 @@ class McpEndpoint:
         """Why a request is refused, as a response; None when it may go on.
 
         Stateless, this endpoint answers POSTs only (a GET would open an event stream that
-        never carries anything). Against DNS rebinding (the MCP spec asks it of local
-        servers), a browser page may call it only from a local origin or one of
-        `LF_CORS_ORIGINS`, whatever the server binds to, and a server bound to loopback
-        answers only requests addressed to a loopback name.
+        never carries anything). The DNS-rebinding checks the MCP spec asks of local servers
+        (Host, Origin) are SiteGuard's, as for every route, and API keys KeyGuard's.
         """
         if method != "POST":
             return JSONResponse(
@@ -508,12 +512,6 @@ class McpEndpoint:
                 405,
                 headers={"Allow": "POST"},
             )
-        origin = headers.get("origin")
-        if origin and "*" not in self.origins and not _local_or_listed(origin, self.origins):
-            return JSONResponse({"detail": f"Origin {origin!r} may not call /mcp"}, 403)
-        host = headers.get("host", "")
-        if self.loopback and _hostname(host) not in LOOPBACK_HOSTS:
-            return JSONResponse({"detail": f"Host {host!r} is not this server's"}, 421)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
             limit = self.max_body >> 20
@@ -529,25 +527,11 @@ def _own_url(settings: Settings) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
 
 
-def _local_or_listed(origin: str, allowed: set[str]) -> bool:
-    """An origin in `allowed`, or a local page on any port."""
-    if origin in allowed:
-        return True
-    scheme, _, authority = origin.partition("://")
-    return scheme in ("http", "https") and _hostname(authority) in LOOPBACK_HOSTS
-
-
-def _hostname(authority: str) -> str:
-    """`localhost:8000` -> `localhost`, `[::1]:8000` -> `[::1]`."""
-    if authority.startswith("["):
-        return authority.split("]", 1)[0] + "]"
-    return authority.rsplit(":", 1)[0]
-
-
-async def serve_stdio(base_url: str, *, timeout: float = 120.0) -> None:
+async def serve_stdio(base_url: str, *, api_key: str = "", timeout: float = 120.0) -> None:
     """Serve the tools of the server at `base_url` on stdin/stdout until the client leaves."""
     limits = httpx.Timeout(timeout, connect=5.0)
-    async with httpx.AsyncClient(base_url=base_url, timeout=limits) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    async with httpx.AsyncClient(base_url=base_url, timeout=limits, headers=headers) as client:
         server = Toolbox(client).server()
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())

@@ -14,14 +14,17 @@ class CliError(Exception):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, api_key: str = "", timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
         self.timeout = timeout
+        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self.base_url + path
         try:
-            response = httpx.request(method, url, timeout=self.timeout, **kwargs)
+            headers = {**self.auth, **kwargs.pop("headers", {})}
+            response = httpx.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except httpx.TransportError as exc:
             raise CliError(
                 f"Cannot reach the llamafarm server at {self.base_url} ({exc}). "
@@ -38,7 +41,7 @@ class ApiClient:
         url = self.base_url + path
         try:
             with httpx.stream(
-                "POST", url, json=json_body, headers=headers, timeout=self.timeout
+                "POST", url, json=json_body, headers={**self.auth, **headers}, timeout=self.timeout
             ) as response:
                 if response.is_error:
                     response.read()

@@ -19,6 +19,7 @@ from llamafarm.cli.common import client, err, out, segment
 from llamafarm.cli.datasets import datasets_app, tasks_app
 from llamafarm.cli.events import events_app
 from llamafarm.cli.examples import examples_app
+from llamafarm.cli.keys import keys_app
 from llamafarm.cli.mcp import mcp
 from llamafarm.cli.models import models_app
 from llamafarm.cli.projects import projects_app
@@ -39,6 +40,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(examples_app, name="examples")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
 app.command("mcp")(mcp)
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")]
@@ -55,7 +57,8 @@ def main(
         str, typer.Option(envvar="LF_SERVER_URL", help="Where the llamafarm server listens.")
     ] = "http://localhost:8000",
 ) -> None:
-    ctx.obj = ApiClient(server_url)
+    # The key comes only from the environment: an option would show it in the process list.
+    ctx.obj = ApiClient(server_url, api_key=os.environ.get("LF_API_KEY", ""))
 
 
 @app.command()
@@ -66,13 +69,29 @@ def start(
     worker: Annotated[
         bool | None, typer.Option(help="Also run an ingestion worker (LF_EMBEDDED_WORKER).")
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve a non-loopback --host without API keys (only on a trusted network).",
+        ),
+    ] = False,
 ) -> None:
     """Start the server, and an ingestion worker beside it, in the foreground."""
     import uvicorn
 
     from llamafarm.api import create_app
+    from llamafarm.api.sites import WILDCARD_BINDS
 
     settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
+    if not insecure_no_auth:
+        check_exposure(settings)
+    if settings.host.strip() in WILDCARD_BINDS and not settings.allowed_hosts:
+        err.print(
+            f"Listening on all interfaces ({settings.host!r}), but answering only requests "
+            "addressed to localhost or 127.0.0.1: list the names clients use in "
+            "LF_ALLOWED_HOSTS (e.g. LF_ALLOWED_HOSTS=192.168.1.5,box.local)."
+        )
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
     # Before the worker starts, so it finds the database at head instead of waiting.
     _upgrade_state(settings)
@@ -152,6 +171,24 @@ def version(ctx: typer.Context) -> None:
 def config_schema() -> None:
     """Print the JSON Schema of llamafarm.yaml."""
     print(json_schema())
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve a non-loopback address that no API key protects."""
+    from llamafarm.api.auth import exposure_problem, is_loopback
+    from llamafarm.state import StateDB
+    from llamafarm.state.keys import count_keys
+
+    if settings.require_auth or is_loopback(settings.host):
+        return  # no need to open the database
+    db = StateDB(settings.state_url)
+    try:
+        keys = count_keys(db)
+    finally:
+        db.close()
+    problem = exposure_problem(settings.host, has_keys=keys > 0, require_auth=False)
+    if problem:
+        raise CliError(problem)
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,20 +25,30 @@ def mcp(
     ] = False,
 ) -> None:
     """Print the MCP URL and client configs; with --stdio, serve the tools for desktop clients."""
-    base_url = client(ctx).base_url
+    api = client(ctx)
+    base_url = api.base_url
     if stdio:
         import anyio
 
         from llamafarm.api.mcp import serve_stdio
 
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(serve_stdio, base_url)
+            anyio.run(partial(serve_stdio, base_url, api_key=api.api_key))
         return
+    # With a key in use, the configs show where it goes, not the key itself.
+    url: dict[str, Any] = {"url": f"{base_url}/mcp"}
+    command: dict[str, Any] = {
+        "command": _lf(),
+        "args": ["--server-url", base_url, "mcp", "--stdio"],
+    }
+    if api.api_key:
+        url["headers"] = {"Authorization": "Bearer <your LF_API_KEY>"}
+        command["env"] = {"LF_API_KEY": "<your LF_API_KEY>"}
     print(f"MCP endpoint (streamable HTTP, served by `lf start`): {base_url}/mcp")
     print("\nClients that connect to a URL (Cursor, Claude Code, VS Code…):")
-    print(_config({"url": f"{base_url}/mcp"}))
+    print(_config(url))
     print("\nClients that start a command and talk over stdio (Claude Desktop…):")
-    print(_config({"command": _lf(), "args": ["--server-url", base_url, "mcp", "--stdio"]}))
+    print(_config(command))
 
 
 def _config(server: dict[str, Any]) -> str:

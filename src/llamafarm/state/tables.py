@@ -134,3 +134,19 @@ class EventLog(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     sub_events: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is kept; the key itself is shown once, when created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    """The key's first characters, so an operator can tell keys apart in `lf keys list`."""
+    namespace: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The one namespace the key may reach; None for all."""
+    read_only: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[float]

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from llamafarm.api.deps import CeleryDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.api.auth import check_namespace
+from llamafarm.api.deps import CeleryDep, GrantDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.examples import catalog, importer
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
@@ -73,7 +74,9 @@ def import_project(
     projects: ProjectStoreDep,
     db: StateDBDep,
     celery: CeleryDep,
+    grant: GrantDep,
 ) -> ImportResult:
+    check_namespace(grant, body.namespace)
     example = _example(settings, example_id)
     result = importer.import_project(
         projects=projects,
@@ -99,7 +102,9 @@ def import_data(
     projects: ProjectStoreDep,
     db: StateDBDep,
     celery: CeleryDep,
+    grant: GrantDep,
 ) -> ImportResult:
+    check_namespace(grant, body.namespace)
     result = importer.import_data(
         projects=projects,
         db=db,
@@ -125,7 +130,9 @@ def import_dataset(
     projects: ProjectStoreDep,
     db: StateDBDep,
     celery: CeleryDep,
+    grant: GrantDep,
 ) -> ImportResult:
+    check_namespace(grant, body.namespace)
     result = importer.import_dataset(
         projects=projects,
         db=db,
