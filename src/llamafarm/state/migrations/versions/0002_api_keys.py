@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("hint", sa.String(16), nullable=False),
         sa.Column("namespace", sa.String(64), nullable=True),
         sa.Column("read_only", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
     )
 
 
