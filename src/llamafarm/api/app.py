@@ -18,6 +18,7 @@ from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.mcp import McpEndpoint
 from llamafarm.api.paths import EncodedSlashGuard
+from llamafarm.api.redaction import RedactSecrets
 from llamafarm.api.routers import (
     chat,
     datasets,
@@ -32,7 +33,9 @@ from llamafarm.api.routers import (
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
+from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
+from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
@@ -49,6 +52,7 @@ LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     mcp = McpEndpoint(settings)
+    policy = config_policy(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,11 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.db = db
         app.state.celery = create_celery(settings)
+        app.state.policy = policy
         app.state.projects = ProjectStore(
-            settings.projects_dir, templates_dir=settings.templates_dir
+            settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
         )
         app.state.models = ModelCache()
-        app.state.mcp_pool = McpPool()
+        app.state.mcp_pool = McpPool(policy=policy)
         app.state.version_checker = VersionChecker(
             current=__version__,
             url=settings.version_check_url,
@@ -76,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         # Closed in the reverse order, each even when one before it fails.
         async with contextlib.AsyncExitStack() as closing:
+            closing.enter_context(redacted_logs(policy))
             closing.callback(db.close)
             closing.push_async_callback(app.state.mcp_pool.close)
             closing.push_async_callback(close_streams)
@@ -103,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(EncodedSlashGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RedactSecrets, policy=policy)
     install_error_handlers(app)
     app.include_router(system.router)
     for router in (

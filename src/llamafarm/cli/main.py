@@ -65,6 +65,13 @@ def start(
     worker: Annotated[
         bool | None, typer.Option(help="Also run an ingestion worker (LF_EMBEDDED_WORKER).")
     ] = None,
+    allow_mcp_command: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A program projects' stdio MCP servers may start, added to "
+            "LF_MCP_ALLOWED_COMMANDS (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Start the server, and an ingestion worker beside it, in the foreground."""
     import uvicorn
@@ -72,6 +79,9 @@ def start(
     from llamafarm.api import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
+    if allow_mcp_command:
+        commands = [*settings.mcp_allowed_commands, *allow_mcp_command]
+        settings = settings.model_copy(update={"mcp_allowed_commands": commands})
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
     supervisor = WorkerSupervisor(settings) if settings.embedded_worker else None
     try:
@@ -160,6 +170,8 @@ class WorkerSupervisor:
         self.env = {
             **os.environ,
             "LF_DATA_DIR": str(settings.data_dir),
+            # The worker checks configs against the same policy as the server.
+            "LF_MCP_ALLOWED_COMMANDS": ",".join(settings.mcp_allowed_commands),
             "LF_PARENT_PID": str(os.getpid()),
         }
         self.stopping = threading.Event()
