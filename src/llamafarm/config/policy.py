@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llamafarm.config.models import ProjectConfig
+from llamafarm.config.models import Database, ProjectConfig
 from llamafarm.errors import ConfigInvalid
 
 ENV_SETTING = "LF_CONFIG_ENV_ALLOW"
@@ -132,7 +132,7 @@ class ConfigPolicy:
             for name, value in self.environ.items()
             if len(value) >= MIN_SECRET and self.variable_allowed(name)
         ]
-        return iter(sorted(found, key=lambda pair: -len(pair[0])))
+        return iter(sorted(found, key=lambda pair: (-len(pair[0]), pair[1])))
 
     def redact(self, text: str) -> str:
         """The text with every secret value replaced by its `${NAME}` placeholder."""
@@ -199,15 +199,23 @@ class ConfigPolicy:
                 where = "runtime.model" if flat else f"runtime.models[{i}].model"
                 yield from self._model(where, model.model)
         for i, database in enumerate(config.rag.databases if config.rag else []):
-            for j, strategy in enumerate(database.embedding_strategies):
-                folder = strategy.config.get("model")
-                if (
-                    strategy.type == "UniversalEmbedder"
-                    and isinstance(folder, str)
-                    and folder not in BUNDLED_MODELS
-                ):
-                    where = f"rag.databases[{i}].embedding_strategies[{j}].config.model"
-                    yield from self._model(where, folder)
+            yield from self.database_problems(f"rag.databases[{i}]", database)
+
+    def check_database(self, database: Database) -> None:
+        """The model rule for one database definition, before anything looks at its files."""
+        problems = list(self.database_problems("database", database))
+        if problems:
+            raise ConfigInvalid("; ".join(problems))
+
+    def database_problems(self, where: str, database: Database) -> Iterator[str]:
+        for j, strategy in enumerate(database.embedding_strategies):
+            folder = strategy.config.get("model")
+            if (
+                strategy.type == "UniversalEmbedder"
+                and isinstance(folder, str)
+                and folder not in BUNDLED_MODELS
+            ):
+                yield from self._model(f"{where}.embedding_strategies[{j}].config.model", folder)
 
     def _model(self, where: str, model: str) -> Iterable[str]:
         if not self.model_path_allowed(model):
