@@ -124,6 +124,9 @@ def test_the_model_roots_are_the_cache_the_packages_and_models_dir(tmp_path: Pat
     assert tmp_path / "models" in policy.model_roots
     assert policy.model_path_allowed(str(chat.bundled_path()))
     assert not policy.model_path_allowed(str(settings.data_dir / "projects" / "x.gguf"))
+    for overlapping in (tmp_path, tmp_path / "data" / "models"):
+        with pytest.raises(ValueError, match="must lie apart from LF_DATA_DIR"):
+            config_policy(Settings(data_dir=tmp_path / "data", models_dir=overlapping))
 
 
 def test_redact_turns_values_back_into_placeholders() -> None:

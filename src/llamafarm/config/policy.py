@@ -18,6 +18,7 @@ operator's (settings, never the config):
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -127,12 +128,18 @@ class ConfigPolicy:
 
     def secrets(self) -> Iterator[tuple[str, str]]:
         """(value, name) of every allowed variable that is set, longest value first."""
+        return iter(self._secrets)
+
+    @functools.cached_property
+    def _secrets(self) -> list[tuple[str, str]]:
+        # Computed once: every response and log record asks. `config_policy` hands the policy
+        # a snapshot of the environment, so what is substituted and what is redacted agree.
         found = [
             (value, name)
             for name, value in self.environ.items()
             if len(value) >= MIN_SECRET and self.variable_allowed(name)
         ]
-        return iter(sorted(found, key=lambda pair: (-len(pair[0]), pair[1])))
+        return sorted(found, key=lambda pair: (-len(pair[0]), pair[1]))
 
     def redact(self, text: str) -> str:
         """The text with every secret value replaced by its `${NAME}` placeholder."""
@@ -159,7 +166,7 @@ class ConfigPolicy:
     # -- what a parsed config may ask for ------------------------------------------------------
 
     def check(self, config: ProjectConfig) -> None:
-        """ConfigInvalid for the first thing the config asks that the operator did not allow."""
+        """ConfigInvalid naming everything the config asks that the operator did not allow."""
         problems = list(self._problems(config))
         if problems:
             raise ConfigInvalid(f"Invalid config: {'; '.join(problems)}")
@@ -177,7 +184,10 @@ class ConfigPolicy:
         path = Path(model).expanduser()
         if not path.is_absolute():
             return False  # relative to the server's working directory: never meant
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: no model either way
+            return False
         return any(resolved.is_relative_to(root.resolve()) for root in self.model_roots)
 
     def _problems(self, config: ProjectConfig) -> Iterator[str]:
