@@ -78,6 +78,21 @@ class Settings(BaseSettings):
         description="Folder of example projects served by /v1/examples; unset means the "
         "examples bundled with the package.",
     )
+    mcp_allowed_commands: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Programs a project's stdio MCP servers may start, comma-separated: exact "
+        "names found on PATH (`npx`) or absolute paths; empty allows none.",
+    )
+    config_env_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables `${VAR}` in project configs may use, comma-separated "
+        "names or globs (`OPENAI_*`); empty allows none.",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="A folder of model files that configs may name, besides the Hugging Face "
+        "cache and the bundled models.",
+    )
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -96,7 +111,12 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("models_dir")
+    @classmethod
+    def _expand_models(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("cors_origins", "mcp_allowed_commands", "config_env_allow", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -14,6 +14,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from llamafarm.settings import Settings
 from tests.api.test_chat import ASK, BASE, chat, events, fake
 from tests.api.test_events import detail, names, wait_for
 from tests.chat.openai_server import OpenAIServer, Reply
@@ -70,6 +71,16 @@ def configure(
     }
     config["mcp"] = {"servers": servers}
     return client.put(BASE, json={"config": config})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The operator allows the test server's interpreter, and one missing program."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        version_check_url="",
+        mcp_allowed_commands=[sys.executable, "no-such-program-lf"],
+    )
 
 
 @pytest.fixture

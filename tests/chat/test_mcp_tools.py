@@ -15,6 +15,7 @@ import pytest
 
 from llamafarm.chat.providers.base import ToolCall
 from llamafarm.chat.tools import McpPool, open_toolbox
+from llamafarm.config import ConfigPolicy
 from llamafarm.config.models import McpServer
 from llamafarm.errors import Unavailable
 
@@ -23,6 +24,10 @@ SCRIPT = Path(__file__).parent / "mcp_server.py"
 pytestmark = pytest.mark.slow  # each test starts MCP server processes
 
 T = TypeVar("T")
+ALLOWED = ConfigPolicy(
+    mcp_commands=frozenset({sys.executable, "no-such-program-lf", "no-such-a", "no-such-b"})
+)
+"""The operator's allowed commands: the test server's interpreter, and missing ones."""
 
 
 def server(name: str = "calc", *, log: Path | None = None, **config: Any) -> McpServer:
@@ -43,7 +48,7 @@ def with_pool(work: Callable[[McpPool], Awaitable[T]]) -> T:
     """Run `work` with a pool on a loop of its own; the pool is closed after it."""
 
     async def run() -> T:
-        pool = McpPool()
+        pool = McpPool(policy=ALLOWED)
         try:
             return await work(pool)
         finally:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from llamafarm.config import (
+    ConfigPolicy,
     available_templates,
     dump_document,
     json_schema,
@@ -177,7 +178,8 @@ def test_env_substitution() -> None:
         }
     )
     original = copy.deepcopy(document)
-    config = parse_config(document, env={"HOST": "10.1.2.3", "MODEL": ""})
+    policy = ConfigPolicy(env_allow=("HOST", "MODEL"), environ={"HOST": "10.1.2.3", "MODEL": ""})
+    config = parse_config(document, policy)
     default = config.runtime.default()
     assert default.base_url == "http://10.1.2.3:8080/v1"
     assert default.model == "gpt-4o-mini"  # empty counts as unset for ${VAR:-default}
@@ -188,7 +190,7 @@ def test_env_substitution() -> None:
 def test_env_substitution_reports_a_missing_variable_with_its_path() -> None:
     document = minimal(runtime={"provider": "openai", "model": "m", "api_key": "${OPENAI_KEY}"})
     with pytest.raises(ConfigInvalid, match=r"runtime\.api_key: environment variable OPENAI_KEY"):
-        parse_config(document, env={})
+        parse_config(document, ConfigPolicy(env_allow=("OPENAI_*",), environ={}))
 
 
 def test_yaml_syntax_errors_and_non_mappings(tmp_path: Path) -> None:

@@ -44,10 +44,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Server]]:
-    """Call `start_server(**env)` to get a running Server; all are stopped after the module."""
+    """Call `start_server(*args, **env)` to get a running Server (args: more `lf start`
+    options); all are stopped after the module."""
     started: list[Server] = []
 
-    def start(**env: str) -> Server:
+    def start(*args: str, **env: str) -> Server:
         data_dir = tmp_path_factory.mktemp("data")
         port = free_port()
         log = data_dir.parent / f"server-{port}.log"
@@ -62,6 +63,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Serv
                     str(port),
                     "--data-dir",
                     str(data_dir),
+                    *args,
                 ],
                 env={**os.environ, "LF_VERSION_CHECK_URL": "", **env},
                 stdout=output,

@@ -19,6 +19,7 @@ from llamafarm.api.errors import install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.mcp import McpEndpoint
 from llamafarm.api.paths import EncodedSlashGuard
+from llamafarm.api.redaction import RedactSecrets
 from llamafarm.api.routers import (
     chat,
     datasets,
@@ -34,7 +35,9 @@ from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
+from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
+from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     mcp = McpEndpoint(settings)
     keyring = Keyring(require=settings.require_auth)
+    policy = config_policy(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,11 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.db = db
         app.state.celery = create_celery(settings)
+        app.state.policy = policy
         app.state.projects = ProjectStore(
-            settings.projects_dir, templates_dir=settings.templates_dir
+            settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
         )
         app.state.models = ModelCache()
-        app.state.mcp_pool = McpPool()
+        app.state.mcp_pool = McpPool(policy=policy)
         app.state.version_checker = VersionChecker(
             current=__version__,
             url=settings.version_check_url,
@@ -77,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         # Closed in the reverse order, each even when one before it fails.
         async with contextlib.AsyncExitStack() as closing:
+            closing.enter_context(redacted_logs(policy))
             closing.callback(db.close)
             keyring.open(db)
             closing.callback(keyring.close)
@@ -107,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(EncodedSlashGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RedactSecrets, policy=policy)
     app.add_middleware(SiteGuard, settings=settings)  # outermost: refused requests reach nothing
     install_error_handlers(app)
     app.include_router(system.router)

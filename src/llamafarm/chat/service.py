@@ -418,6 +418,7 @@ class InferenceLog:
             timeline=self.timeline,
             summary=summary,
             data=data,
+            policy=self.projects.policy,
         )
 
 

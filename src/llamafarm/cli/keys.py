@@ -33,7 +33,10 @@ def open_db(data_dir: Path | None) -> StateDB:
 
     settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return StateDB(settings.state_url)
+    try:
+        return StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
+    except LfError as exc:  # MigrationRefused: a newer or locked database
+        raise CliError(f"cannot open the state database: {exc.detail}") from exc
 
 
 @keys_app.command("create")

@@ -76,6 +76,13 @@ def start(
             help="Serve a non-loopback --host without API keys (only on a trusted network).",
         ),
     ] = False,
+    allow_mcp_command: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A program projects' stdio MCP servers may start, added to "
+            "LF_MCP_ALLOWED_COMMANDS (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Start the server, and an ingestion worker beside it, in the foreground."""
     import uvicorn
@@ -84,6 +91,9 @@ def start(
     from llamafarm.api.sites import WILDCARD_BINDS
 
     settings = _settings(host=host, port=port, data_dir=data_dir, embedded_worker=worker)
+    # Before anything reads the database (the key check) and before the worker starts, so the
+    # worker finds it at head instead of waiting.
+    _upgrade_state(settings)
     if not insecure_no_auth:
         check_exposure(settings)
     if settings.host.strip() in WILDCARD_BINDS and not settings.allowed_hosts:
@@ -92,9 +102,10 @@ def start(
             "addressed to localhost or 127.0.0.1: list the names clients use in "
             "LF_ALLOWED_HOSTS (e.g. LF_ALLOWED_HOSTS=192.168.1.5,box.local)."
         )
+    if allow_mcp_command:
+        commands = [*settings.mcp_allowed_commands, *allow_mcp_command]
+        settings = settings.model_copy(update={"mcp_allowed_commands": commands})
     err.print(f"llamafarm {__version__}: data in {settings.data_dir}")
-    # Before the worker starts, so it finds the database at head instead of waiting.
-    _upgrade_state(settings)
     supervisor = WorkerSupervisor(settings) if settings.embedded_worker else None
     try:
         uvicorn.run(
@@ -181,7 +192,7 @@ def check_exposure(settings: Settings) -> None:
 
     if settings.require_auth or is_loopback(settings.host):
         return  # no need to open the database
-    db = StateDB(settings.state_url)
+    db = StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
     try:
         keys = count_keys(db)
     finally:
@@ -213,6 +224,8 @@ class WorkerSupervisor:
         self.env = {
             **os.environ,
             "LF_DATA_DIR": str(settings.data_dir),
+            # The worker checks configs against the same policy as the server.
+            "LF_MCP_ALLOWED_COMMANDS": ",".join(settings.mcp_allowed_commands),
             "LF_PARENT_PID": str(os.getpid()),
         }
         self.stopping = threading.Event()

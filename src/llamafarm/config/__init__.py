@@ -8,9 +8,11 @@ from llamafarm.config.loader import (
     read_document,
 )
 from llamafarm.config.models import ProjectConfig
+from llamafarm.config.policy import ConfigPolicy
 from llamafarm.config.templates import available_templates, render_template
 
 __all__ = [
+    "ConfigPolicy",
     "ProjectConfig",
     "available_templates",
     "dump_document",

@@ -1,14 +1,14 @@
 """Reading, validating and writing `llamafarm.yaml` documents.
 
 A *document* is the mapping as the user wrote it (with `${VAR}` placeholders kept); a
-`ProjectConfig` is the validated model after environment substitution. Files store documents,
-so secrets given as `${VAR}` never land on disk or in API responses.
+`ProjectConfig` is the validated model after environment substitution, drawn only from the
+variables the operator's `ConfigPolicy` allows, and checked against the rest of that policy.
+Files store documents, so secrets given as `${VAR}` never land on disk or in API responses.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from llamafarm.config.models import ProjectConfig
+from llamafarm.config.policy import ENV_SETTING, ConfigPolicy
 from llamafarm.errors import ConfigInvalid
 
 # libyaml's loader when PyYAML was built with it: 20x faster, and workers read configs often.
@@ -51,39 +52,46 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(lines)
 
 
-def substitute_env(
-    document: Any, env: Mapping[str, str] | None = None, *, _loc: tuple[int | str, ...] = ()
-) -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string of the document."""
-    env = os.environ if env is None else env
+def substitute_env(document: Any, policy: ConfigPolicy, *, _loc: tuple[int | str, ...] = ()) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of the document, from the
+    variables the policy allows; a variable it does not allow counts as unset."""
     if isinstance(document, dict):
-        return {k: substitute_env(v, env, _loc=(*_loc, k)) for k, v in document.items()}
+        return {k: substitute_env(v, policy, _loc=(*_loc, k)) for k, v in document.items()}
     if isinstance(document, list):
-        return [substitute_env(v, env, _loc=(*_loc, i)) for i, v in enumerate(document)]
+        return [substitute_env(v, policy, _loc=(*_loc, i)) for i, v in enumerate(document)]
     if not isinstance(document, str):
         return document
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        value = env.get(name)
+        value = policy.variable(name)
         if value is None or (value == "" and default is not None):
             if default is None:
+                # One message whether the variable is set or not: which variables exist on
+                # the server is none of a client's business.
                 where = format_location(_loc) or "config"
-                raise ConfigInvalid(f"{where}: environment variable {name} is not set")
+                raise ConfigInvalid(
+                    f"{where}: environment variable {name} is not available to configs "
+                    f"(the server's operator allows variables in {ENV_SETTING})"
+                )
             return default
         return value
 
     return _VAR.sub(replace, document)
 
 
-def parse_config(document: Any, env: Mapping[str, str] | None = None) -> ProjectConfig:
-    """Validate a document (after `${VAR}` substitution) into a ProjectConfig."""
+def parse_config(document: Any, policy: ConfigPolicy | None = None) -> ProjectConfig:
+    """Validate a document (after `${VAR}` substitution) into a ProjectConfig that the policy
+    allows; no policy allows no variables, commands or model paths."""
     if not isinstance(document, dict):
         raise ConfigInvalid("config must be a mapping of keys to values")
+    policy = policy or ConfigPolicy()
     try:
-        return ProjectConfig.model_validate(substitute_env(document, env))
+        config = ProjectConfig.model_validate(substitute_env(document, policy))
     except ValidationError as exc:
         raise ConfigInvalid(f"Invalid config: {describe_errors(exc.errors())}") from exc
+    policy.check(config)
+    return config
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -99,8 +107,8 @@ def read_document(path: Path) -> dict[str, Any]:
     return document
 
 
-def load_config(path: Path) -> ProjectConfig:
-    return parse_config(read_document(path))
+def load_config(path: Path, policy: ConfigPolicy | None = None) -> ProjectConfig:
+    return parse_config(read_document(path), policy)
 
 
 def dump_document(document: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from llamafarm.config.loader import parse_config, read_document
+from llamafarm.config.policy import ConfigPolicy
 from llamafarm.errors import BadRequest
 from llamafarm.names import is_valid_name
 
@@ -21,7 +22,12 @@ def available_templates(custom_dir: Path | None = None) -> list[str]:
 
 
 def render_template(
-    template: str, *, namespace: str, name: str, custom_dir: Path | None = None
+    template: str,
+    *,
+    namespace: str,
+    name: str,
+    custom_dir: Path | None = None,
+    policy: ConfigPolicy | None = None,
 ) -> dict[str, Any]:
     """The template's document with `name` and `namespace` set; validated before it is returned."""
     stem = ALIASES.get(template, template)
@@ -37,5 +43,5 @@ def render_template(
     body = read_document(path)
     document = {"version": body.get("version", "v1"), "name": name, "namespace": namespace}
     document |= {k: v for k, v in body.items() if k not in document}
-    parse_config(document)
+    parse_config(document, policy)
     return document

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from llamafarm.config.policy import ConfigPolicy
 from llamafarm.errors import NotFound
 from llamafarm.formats import iso_time
 from llamafarm.state import EventLog, StateDB
@@ -101,10 +102,13 @@ def record(
     timeline: Timeline,
     summary: dict[str, Any],
     data: dict[str, Any],
+    policy: ConfigPolicy | None = None,
 ) -> str | None:
     """Store an event; its id, or None when the database refused it (logged: an event log
-    must never fail the operation it describes)."""
+    must never fail the operation it describes). The policy's secrets are stored redacted."""
     event_id = new_event_id(kind, timeline.started)
+    if policy is not None:
+        summary, data = policy.redact_data(summary), policy.redact_data(data)
     row = EventLog(
         event_id=event_id,
         namespace=namespace,
@@ -113,7 +117,9 @@ def record(
         timestamp=timeline.started,
         summary=summary,
         data=data,
-        sub_events=timeline.sub_events,
+        sub_events=timeline.sub_events
+        if policy is None
+        else policy.redact_data(timeline.sub_events),
     )
     try:
         with db.session() as session:

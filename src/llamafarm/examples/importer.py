@@ -41,7 +41,7 @@ def import_project(
     projects.path(ref.namespace, ref.project)  # 400 for an unsafe name, before anything else
     document = copy.deepcopy(example.document)
     document["namespace"], document["name"] = ref.namespace, ref.project
-    parse_config(document)
+    parse_config(document, projects.policy)
     names = [d.name for d in example.manifest.datasets]
     datasets.create_project(projects=projects, db=db, ref=ref)  # 409 if it exists; replaced below
     try:

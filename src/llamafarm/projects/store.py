@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamafarm.config import dump_document, parse_config, read_document, render_template
+from llamafarm.config import (
+    ConfigPolicy,
+    dump_document,
+    parse_config,
+    read_document,
+    render_template,
+)
 from llamafarm.config.models import ProjectConfig
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name, is_valid_name
@@ -42,11 +48,22 @@ class Project:
 
 
 class ProjectStore:
-    """Create, read, update and delete projects under one directory."""
+    """Create, read, update and delete projects under one directory.
 
-    def __init__(self, root: Path, *, templates_dir: Path | None = None) -> None:
+    Every config written or loaded is checked against the operator's `policy`, on writes and
+    again on loads (a file edited by hand, or a policy narrowed since, fails there).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        templates_dir: Path | None = None,
+        policy: ConfigPolicy | None = None,
+    ) -> None:
         self.root = root
         self.templates_dir = templates_dir
+        self.policy = policy or ConfigPolicy()
         self._parsed: dict[Path, tuple[tuple[int, int, int], ProjectConfig]] = {}
 
     def path(self, namespace: str, name: str) -> Path:
@@ -72,7 +89,7 @@ class ProjectStore:
     def get(self, namespace: str, name: str) -> Project:
         document = self._read(namespace, name)
         try:
-            parse_config(document)
+            parse_config(document, self.policy)
         except ConfigInvalid as exc:
             raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
         return Project(namespace, name, document)
@@ -92,14 +109,18 @@ class ProjectStore:
         cached = self._parsed.get(config_file)
         if cached is not None and cached[0] == version:
             return cached[1]
-        config = parse_config(self._read(namespace, name))
+        config = parse_config(self._read(namespace, name), self.policy)
         self._parsed[config_file] = (version, config)
         return config
 
     def create(self, namespace: str, name: str, *, template: str = "default") -> Project:
         folder = self.path(namespace, name)
         document = render_template(
-            template, namespace=namespace, name=name, custom_dir=self.templates_dir
+            template,
+            namespace=namespace,
+            name=name,
+            custom_dir=self.templates_dir,
+            policy=self.policy,
         )
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -120,7 +141,7 @@ class ProjectStore:
                     f"config.{key} is {document.get(key)!r} but the path says {expected!r}; "
                     "projects cannot be renamed by an update"
                 )
-        parse_config(document)
+        parse_config(document, self.policy)
         config_file = folder / CONFIG_FILE
         shutil.copy2(config_file, folder / BACKUP_FILE)
         _write_atomic(config_file, dump_document(document))

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from llamafarm.config.loader import describe_errors
 from llamafarm.config.models import Database, ProjectConfig
+from llamafarm.config.policy import ConfigPolicy
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
@@ -41,7 +42,7 @@ def create_database(
     *, projects: ProjectStore, ref: ProjectRef, body: dict[str, Any]
 ) -> dict[str, Any]:
     check_name(str(body.get("name", "")), kind="database name")
-    database = _validated(body)
+    database = _validated(body, projects.policy)
 
     def add(document: dict[str, Any]) -> None:  # under the project lock
         rag = document["rag"] = document.get("rag") or {}
@@ -74,7 +75,7 @@ def update_database(
         if "config" in changes:  # merged key by key; a key set to null is removed
             merged = {**(entries[index].get("config") or {}), **(changes["config"] or {})}
             updated["config"] = {k: v for k, v in merged.items() if v is not None}
-        _validated(updated)
+        _validated(updated, projects.policy)
         if (updated.get("config") or {}) != (entries[index].get("config") or {}):
             chunks = create_store(current, project_dir=project_dir).count()
             if chunks:
@@ -170,13 +171,16 @@ def details(config: ProjectConfig, database: Database) -> dict[str, Any]:
     }
 
 
-def _validated(body: dict[str, Any]) -> Database:
+def _validated(body: dict[str, Any], policy: ConfigPolicy) -> Database:
     """A database definition whose store, embedder and strategy types exist and whose configs
-    validate; nothing is loaded or contacted."""
+    validate; nothing is loaded or contacted. Its `${VAR}`s are checked when the whole config
+    is, but its model folders now: the embedders look at them, and must not tell a client
+    whether a folder outside the model roots exists."""
     try:
         database = Database.model_validate(body)
     except ValidationError as exc:
         raise ConfigInvalid(describe_errors(exc.errors())) from exc
+    policy.check_database(database)
     if database.type not in STORES:
         raise BadRequest(
             f"Unknown database type {database.type!r} (available: {', '.join(STORES)})"

@@ -175,6 +175,7 @@ def _write_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Tim
         timeline=timeline,
         summary=summary,
         data={**summary, "task_id": job.task_id, "file_hash": job.file_hash, "worker": ctx.worker},
+        policy=ctx.projects.policy,
     )
 
 

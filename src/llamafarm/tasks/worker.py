@@ -12,6 +12,8 @@ import time
 from celery import Celery
 from sqlalchemy import select
 
+from llamafarm.config.redaction import install_log_redaction
+from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile, TaskRecord
@@ -28,9 +30,13 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     """Block running a worker; with `parent_pid` it exits when that process is gone."""
     db = StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
     name = f"{socket.gethostname()}:{os.getpid()}"
+    policy = config_policy(settings)
+    install_log_redaction(policy)  # for the life of the worker process
     context = WorkerContext(
         db=db,
-        projects=ProjectStore(settings.projects_dir, templates_dir=settings.templates_dir),
+        projects=ProjectStore(
+            settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
+        ),
         worker=name,
     )
     app = create_celery(settings, context)

@@ -40,6 +40,7 @@ from mcp.shared.exceptions import MCPError
 
 from llamafarm import __version__
 from llamafarm.config.models import McpServer
+from llamafarm.config.policy import ConfigPolicy, env_name_allowed
 from llamafarm.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ class McpPool:
     """Open MCP connections of this process, used from one event loop (the app's); `close()`
     ends them (the app's shutdown)."""
 
-    def __init__(self, *, kept: int = KEPT) -> None:
+    def __init__(self, *, kept: int = KEPT, policy: ConfigPolicy | None = None) -> None:
         self.kept = kept
+        self.policy = policy or ConfigPolicy()
         self._connections: OrderedDict[str, _Connection] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -129,6 +131,7 @@ class McpPool:
                 return connection
             if connection is not None:
                 await self._drop(server, connection)
+            self._check(server)
             connection = _Connection(server)
             try:
                 await connection.start()
@@ -140,6 +143,18 @@ class McpPool:
                 _, oldest = self._connections.popitem(last=False)
                 self._close_later(oldest)
             return connection
+
+    def _check(self, server: McpServer) -> None:
+        """Checked again right before a process starts: the config was checked when it was
+        written, but the file may have been edited by hand or the settings changed since."""
+        if server.transport != "stdio" or server.command is None:
+            return
+        where = f"MCP server {server.name!r}"
+        if not self.policy.command_allowed(server.command):
+            raise Unavailable(self.policy.unallowed_command(where, server.command))
+        refused = sorted(name for name in server.env if not env_name_allowed(name))
+        if refused:
+            raise Unavailable(f"{where}: its env may not set {', '.join(refused)}")
 
     async def _drop(self, server: McpServer, connection: _Connection) -> None:
         key = _key(server)
