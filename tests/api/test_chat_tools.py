@@ -80,6 +80,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         version_check_url="",
         mcp_allowed_commands=[sys.executable, "no-such-program-lf"],
+        allowed_hosts=["testserver"],
     )
 
 

@@ -41,6 +41,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         version_check_url="",
         config_env_allow=["CANARY_*"],
         models_dir=tmp_path / "models",
+        allowed_hosts=["testserver"],
     )
 
 
@@ -112,7 +113,10 @@ def test_an_mcp_server_env_cannot_set_loader_variables(
     tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(
-        data_dir=tmp_path / "data", version_check_url="", mcp_allowed_commands=[sys.executable]
+        data_dir=tmp_path / "data",
+        version_check_url="",
+        mcp_allowed_commands=[sys.executable],
+        allowed_hosts=["testserver"],
     )
     with TestClient(create_app(settings)) as client:
         config = template(client)
