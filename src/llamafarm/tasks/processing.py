@@ -17,6 +17,7 @@ from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.stores import release_missing
 from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class WorkerContext:
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     """Process one TaskFile and record the outcome; returns the file's final state."""
+    # A worker lives long: store clients of projects deleted since its last file go now.
+    release_missing()
     with ctx.db.session() as session:
         item = session.get(TaskFile, task_file_id)
         if item is None:

@@ -340,9 +340,35 @@ def _bump(path: Path) -> None:
 def _forget(path: Path) -> None:
     """Close this process's client of `path` (Chroma caches one system per path)."""
     if path in _clients:
-        _clients.clear()
-        _collections.clear()
-        SharedSystemClient.clear_system_cache()
+        _close_all()
+
+
+def _close_all() -> None:
+    """Close every client of this process; the next operation of each store reopens its own.
+
+    Chroma's `clear_system_cache` only forgets its systems: each keeps its SQLite files open
+    (measured: 7 descriptors per store) until it is stopped, so stop them first.
+    """
+    systems = list(SharedSystemClient._identifier_to_system.values())
+    _clients.clear()
+    _collections.clear()
+    SharedSystemClient.clear_system_cache()
+    for system in systems:
+        system.stop()
+
+
+def release(root: Path) -> None:
+    """Close this process's clients of the stores under `root` (a deleted project or store)."""
+    with _process_lock:
+        if any(path == root or root in path.parents for path in _clients):
+            _close_all()
+
+
+def release_missing() -> None:
+    """Close this process's clients when a store's folder is gone (deleted by another process)."""
+    with _process_lock:
+        if any(not path.is_dir() for path in _clients):
+            _close_all()
 
 
 def _client(path: Path) -> ClientAPI:
