@@ -65,9 +65,17 @@ _TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def run_options() -> Any:
-    import onnxruntime  # type: ignore[import-untyped]
+def _onnxruntime() -> Any:
+    """onnxruntime, imported with its telemetry off: on import it otherwise writes a device id
+    and `onnxruntime.db` under `~/.cache/Microsoft/DeveloperTools/`, outside the data dir."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # read once, when the module is first imported
+    import onnxruntime  # type: ignore[import-untyped]  # 0.15 s import, paid on first use
 
+    return onnxruntime
+
+
+def run_options() -> Any:
+    onnxruntime = _onnxruntime()
     options = onnxruntime.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
@@ -76,8 +84,7 @@ def run_options() -> Any:
 def onnx_session(path: Path, threads: int) -> Any:
     with _LOAD_LOCK:
         if (path, threads) not in _SESSIONS:
-            import onnxruntime  # 0.15 s import, paid on first use
-
+            onnxruntime = _onnxruntime()
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
