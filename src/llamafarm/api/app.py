@@ -102,7 +102,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Session-ID"],
     )
     app.add_middleware(EncodedSlashGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_kb << 10,
+    )
     install_error_handlers(app)
     app.include_router(system.router)
     for router in (

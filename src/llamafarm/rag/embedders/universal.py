@@ -40,9 +40,13 @@ class UniversalConfig(StrictModel):
         description=f"{BUNDLED} (bundled) or a folder with model.onnx and tokenizer.json.",
     )
     dimension: PositiveInt = BUNDLED_DIMENSION
-    batch_size: PositiveInt = 32
-    max_length: int = Field(default=256, ge=8, description="Tokens kept per text; the rest is cut.")
-    threads: PositiveInt | None = Field(default=None, description="Default: the CPUs available.")
+    batch_size: PositiveInt = Field(default=32, le=1024)
+    max_length: int = Field(
+        default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
+    )
+    threads: PositiveInt | None = Field(
+        default=None, le=256, description="Default: the CPUs available."
+    )
 
 
 class Loaded(NamedTuple):
