@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from llamafarm.rag.stores import create_store
 from llamafarm.settings import Settings
+from llamafarm.state import TaskFile
+from llamafarm.tasks.processing import WorkerContext, run_file
 from tests.api.test_rag import BASE, ingest
+from tests.rag.test_embedders import Reply, Service, wire
+from tests.rag.test_embedders import serve as serve
 
 UPLOADS = 30
 ROUNDS = 3
@@ -109,3 +117,59 @@ def test_deleting_a_database_closes_its_store(client: TestClient, settings: Sett
     deleted = client.delete(f"{BASE}/rag/databases/extra_db")
     assert deleted.status_code == 200, deleted.text
     assert [t for t in open_files() if t.startswith(str(store))] == []
+
+
+@pytest.mark.usefixtures("project")
+def test_chunks_stored_after_their_dataset_went_are_removed(
+    client: TestClient, serve: Callable[[Reply], Service]
+) -> None:
+    """A worker embedding a file while its dataset is deleted stores the chunks after the
+    delete removed the dataset's; they must go again, not stay searchable in the database."""
+    arrived, go = threading.Event(), threading.Event()
+
+    def reply(path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        arrived.set()
+        go.wait(60)  # the embedding answer comes after the dataset is gone
+        return wire(path, body)
+
+    service = serve(reply)
+    config = client.get(BASE).json()["project"]["config"]
+    main = next(d for d in config["rag"]["databases"] if d["name"] == "main_db")
+    remote = {
+        "name": "remote",
+        "type": "OpenAIEmbedder",
+        "config": {"base_url": f"{service.url}/v1", "model": "m", "dimension": 4},
+    }
+    database = {
+        **main,
+        "name": "hooked_db",
+        "config": {},
+        "embedding_strategies": [remote],
+        "default_embedding_strategy": "remote",
+    }
+    assert client.post(f"{BASE}/rag/databases", json=database).status_code == 201
+    dataset = {"name": "hooked", "database": "hooked_db", "data_processing_strategy": STRATEGY}
+    assert client.post(f"{BASE}/datasets", json=dataset).status_code == 201
+    files = {"file": ("a.txt", b"Apple trees blossom in spring.")}
+    assert client.post(f"{BASE}/datasets/hooked/data", files=files).status_code == 200
+    task = client.post(f"{BASE}/datasets/hooked/actions", json={"action_type": "process"})
+    assert task.status_code == 202, task.text
+
+    state = client.app.state  # type: ignore[attr-defined]
+    context = WorkerContext(db=state.db, projects=state.projects, worker="test")
+    with state.db.session() as session:
+        (file_id,) = session.scalars(select(TaskFile.id)).all()
+    outcome: list[str] = []
+    worker = threading.Thread(target=lambda: outcome.append(run_file(context, file_id)))
+    worker.start()
+    assert arrived.wait(60)
+    assert client.delete(f"{BASE}/datasets/hooked").status_code == 200
+    go.set()
+    worker.join()
+
+    assert outcome == ["REVERTED"]
+    stored = next(
+        d for d in state.projects.load("acme", "bot").rag.databases if d.name == "hooked_db"
+    )
+    store = create_store(stored, project_dir=state.projects.path("acme", "bot"))
+    assert store.count({"dataset": "hooked"}) == 0
