@@ -173,3 +173,18 @@ def test_chunks_stored_after_their_dataset_went_are_removed(
     )
     store = create_store(stored, project_dir=state.projects.path("acme", "bot"))
     assert store.count({"dataset": "hooked"}) == 0
+
+
+@pytest.mark.usefixtures("project")
+def test_a_worker_closes_the_stores_of_projects_deleted_elsewhere(
+    client: TestClient, settings: Settings
+) -> None:
+    """A worker is told of no delete: its next file closes what it holds of deleted folders."""
+    folder = settings.projects_dir / "acme" / "bot"
+    ingest(client, {"a.txt": b"Apple trees blossom in spring."})  # this process's clients
+    state = client.app.state  # type: ignore[attr-defined]
+    state.projects.delete("acme", "bot")  # as the API process would, unseen by this one
+    assert under(folder), "still open: nothing has told this process"
+    context = WorkerContext(db=state.db, projects=state.projects, worker="test")
+    assert run_file(context, 10_000) == "MISSING"
+    assert under(folder) == []
