@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         default=16, ge=1, le=64, description="Files an ingestion worker processes at once."
     )
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted upload, in MiB.")
+    max_json_kb: int = Field(
+        default=2048,
+        ge=64,
+        description="Largest accepted request body that is not an upload (JSON), in KiB.",
+    )
     session_ttl: float = Field(
         default=1800,
         gt=0,

@@ -11,6 +11,8 @@ from sqlalchemy import select, update
 
 from llamafarm.chat.providers.base import Message
 from llamafarm.chat.sessions import (
+    HISTORY_CHARACTERS,
+    HISTORY_MESSAGES,
     append,
     delete_all_sessions,
     delete_session,
@@ -257,3 +259,18 @@ def test_deleting_a_project_deletes_its_sessions(
         assert history(db, namespace="acme", project="kept", session_id="s") == []
     finally:
         db.close()
+
+
+def test_a_turn_reads_only_the_newest_history_within_the_caps(db: StateDB) -> None:
+    sid = open_session(db, **BOT, session_id=None, ttl=60)
+    append(db, **BOT, session_id=sid, messages=exchange("x" * 600_000, "a0"))
+    append(db, **BOT, session_id=sid, messages=exchange("y" * 500_000, "a1"))
+    every = history(db, **BOT, session_id=sid)  # the history route still lists all
+    assert len(every) == 4
+    with turn(db, **BOT, session_id=sid) as messages:  # 1,100,004 characters: the oldest goes
+        assert messages == every[1:]
+        assert sum(len(m.content) for m in messages) <= HISTORY_CHARACTERS
+    many = [m for i in range(HISTORY_MESSAGES // 2 + 1) for m in exchange(f"q{i}", f"a{i}")]
+    append(db, **BOT, session_id=sid, messages=many)
+    with turn(db, **BOT, session_id=sid) as messages:
+        assert messages == many[-HISTORY_MESSAGES:]

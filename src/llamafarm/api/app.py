@@ -112,7 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Session-ID"],
     )
     app.add_middleware(EncodedSlashGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_kb << 10,
+    )
     app.add_middleware(RedactSecrets, policy=policy)
     app.add_middleware(SiteGuard, settings=settings)  # outermost: refused requests reach nothing
     install_error_handlers(app)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,11 @@ WAIT_SECONDS = LEASE_SECONDS + 30.0
 """How long a request waits for the turn before it: past any holder's lease, then 409."""
 POLL_SECONDS = 0.1
 """Longest pause between two looks at a taken lease."""
+
+HISTORY_MESSAGES = 1024
+HISTORY_CHARACTERS = 1_000_000
+"""What a turn reads of its session, newest first: each request is capped (see the chat
+router), and so is what a session grown over many requests hands the model every time."""
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NO_SYNC = {"synchronize_session": False}
@@ -109,7 +114,7 @@ def turn(
     pk = _acquire(db, namespace, project, session_id, owner=owner, lease=lease, wait=wait)
     try:
         with db.session() as session:
-            messages = _messages(session, pk)
+            messages = _newest(session, pk)
         yield messages
     finally:
         with db.session() as session:
@@ -286,6 +291,29 @@ def _messages(session: Session, pk: int) -> list[Message]:
         select(ChatMessage.role, ChatMessage.content)
         .where(ChatMessage.session_pk == pk)
         .order_by(ChatMessage.seq)
+    )
+    return [Message(role=cast(Role, role), content=content) for role, content in rows]
+
+
+def _newest(session: Session, pk: int) -> list[Message]:
+    """The newest messages within HISTORY_MESSAGES and HISTORY_CHARACTERS, oldest first; the
+    database counts, so the text of older messages is never sent over."""
+    newest_first = ChatMessage.seq.desc()
+    ranked = (
+        select(
+            ChatMessage.seq,
+            ChatMessage.role,
+            ChatMessage.content,
+            func.row_number().over(order_by=newest_first).label("n"),
+            func.sum(func.length(ChatMessage.content)).over(order_by=newest_first).label("chars"),
+        )
+        .where(ChatMessage.session_pk == pk)
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.role, ranked.c.content)
+        .where(ranked.c.n <= HISTORY_MESSAGES, ranked.c.chars <= HISTORY_CHARACTERS)
+        .order_by(ranked.c.seq)
     )
     return [Message(role=cast(Role, role), content=content) for role, content in rows]
 

@@ -15,7 +15,7 @@ from llamafarm.datasets.blobs import BlobStore, check_hash
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import Project, ProjectRef, ProjectStore
-from llamafarm.rag.stores import VectorStore, create_store
+from llamafarm.rag.stores import VectorStore, create_store, release
 from llamafarm.state import EventLog, FileRecord, StateDB, TaskRecord
 
 
@@ -92,13 +92,16 @@ def delete_dataset(
     def remove(document: dict[str, Any]) -> None:
         document["datasets"] = [d for d in document.get("datasets", []) if d.get("name") != name]
 
-    projects.edit(ref.namespace, ref.project, remove)
-    with db.session() as session:
-        records = list(session.scalars(file_query(ref, name)).all())
-        for record in records:
-            session.delete(record)
-    for record in records:
-        _drop_unreferenced(projects, db, ref, record.file_hash)
+    # The entry and the records go under one hold of the lock that uploads check the dataset
+    # under: an upload either lands before (and goes with the rest) or finds no dataset.
+    with projects.lock(ref.namespace, ref.project):
+        projects.edit(ref.namespace, ref.project, remove, locked=True)
+        with db.session() as session:
+            records = list(session.scalars(file_query(ref, name)).all())
+            for record in records:
+                session.delete(record)
+        for file_hash in {record.file_hash for record in records}:
+            _drop_if_unreferenced(projects, db, ref, file_hash)
     return _public(name, dataset.database, dataset.data_processing_strategy, records, False)
 
 
@@ -113,28 +116,35 @@ def upload_file(
     limit: int,
 ) -> dict[str, Any]:
     """Store the bytes once per content; the same content again is reported as skipped."""
-    find_dataset(projects.load(ref.namespace, ref.project), dataset)
     filename = clean_filename(filename)
-    # Under the project lock: a concurrent removal of the same content cannot unlink the
-    # bytes between storing them and recording them, and the same content uploaded twice at
-    # once makes one record, not a unique-key error.
-    with projects.lock(ref.namespace, ref.project), db.session() as session:
+    # Under the project lock: the dataset cannot be deleted between this check and the
+    # record (which would hand the file to a later dataset of the same name), a concurrent
+    # removal of the same content cannot unlink the bytes between storing and recording
+    # them, and the same content uploaded twice at once makes one record, not a unique-key
+    # error.
+    with projects.lock(ref.namespace, ref.project):
+        find_dataset(projects.load(ref.namespace, ref.project), dataset)
         file_hash, size = blobs(projects, ref).put(source, limit=limit)
-        existing = session.scalars(
-            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
-        ).one_or_none()
-        if existing is None:
-            session.add(
-                FileRecord(
-                    namespace=ref.namespace,
-                    project=ref.project,
-                    dataset=dataset,
-                    file_hash=file_hash,
-                    filename=filename,
-                    size=size,
-                    uploaded_at=time.time(),
-                )
-            )
+        try:
+            with db.session() as session:
+                existing = session.scalars(
+                    file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
+                ).one_or_none()
+                if existing is None:
+                    session.add(
+                        FileRecord(
+                            namespace=ref.namespace,
+                            project=ref.project,
+                            dataset=dataset,
+                            file_hash=file_hash,
+                            filename=filename,
+                            size=size,
+                            uploaded_at=time.time(),
+                        )
+                    )
+        except BaseException:
+            _drop_if_unreferenced(projects, db, ref, file_hash)  # no bytes without a record
+            raise
     return {
         "filename": filename,
         "hash": file_hash,
@@ -221,6 +231,7 @@ def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> P
     """Delete a project's folder (config, files, stores), then its rows in the state DB
     (files, tasks, event logs, chat sessions)."""
     deleted = projects.delete(ref.namespace, ref.project)
+    release(projects.path(ref.namespace, ref.project))  # its store clients' open files
     with db.session() as session:
         for table in (FileRecord, TaskRecord, EventLog):
             session.execute(
@@ -257,11 +268,19 @@ def dataset_store(projects: ProjectStore, ref: ProjectRef, dataset: str) -> Vect
 def _drop_unreferenced(
     projects: ProjectStore, db: StateDB, ref: ProjectRef, file_hash: str
 ) -> bool:
-    with projects.lock(ref.namespace, ref.project), db.session() as session:
+    with projects.lock(ref.namespace, ref.project):
+        return _drop_if_unreferenced(projects, db, ref, file_hash)
+
+
+def _drop_if_unreferenced(
+    projects: ProjectStore, db: StateDB, ref: ProjectRef, file_hash: str
+) -> bool:
+    """Remove the bytes no dataset of the project names any more; the caller holds its lock."""
+    with db.session() as session:
         still_used = session.scalars(
             select(FileRecord.id).where(in_project(ref), FileRecord.file_hash == file_hash)
         ).first()
-        return still_used is None and blobs(projects, ref).delete(file_hash)
+    return still_used is None and blobs(projects, ref).delete(file_hash)
 
 
 def _public(

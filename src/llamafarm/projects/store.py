@@ -148,9 +148,17 @@ class ProjectStore:
         self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
         return Project(namespace, name, document)
 
-    def edit(self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]) -> Project:
-        """Read-modify-write of a project's document under a lock shared by all processes."""
-        with self.lock(namespace, name):
+    def edit(
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[dict[str, Any]], None],
+        *,
+        locked: bool = False,
+    ) -> Project:
+        """Read-modify-write of a project's document under a lock shared by all processes;
+        `locked`: the caller holds `lock` already (it changes state along with the config)."""
+        with contextlib.nullcontext() if locked else self.lock(namespace, name):
             document = copy.deepcopy(self._read(namespace, name))
             change(document)
             return self._replace(namespace, name, document)

@@ -16,7 +16,7 @@ from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.embedders import EMBEDDERS, create_embedder
 from llamafarm.rag.retrieval import RETRIEVERS, Strategies
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import STORES, create_store
+from llamafarm.rag.stores import STORES, create_store, release
 
 IMMUTABLE = ("name", "type")
 _NOWHERE = Path("nowhere")
@@ -87,6 +87,7 @@ def update_database(
         entries[index] = updated
 
     projects.edit(ref.namespace, ref.project, change)
+    release(project_dir / "stores" / name)  # reopened with the new config when next used
     config = projects.load(ref.namespace, ref.project)
     return details(config, find_database(config, name))
 
@@ -112,8 +113,10 @@ def delete_database(
             del rag["default_database"]
 
     projects.edit(ref.namespace, ref.project, remove)
+    project_dir = projects.path(ref.namespace, ref.project)
     if delete_collection:
-        create_store(database, project_dir=projects.path(ref.namespace, ref.project)).drop()
+        create_store(database, project_dir=project_dir).drop()
+    release(project_dir / "stores" / name)
     return {
         "message": f"Database {name!r} deleted successfully",
         "database": summary(database, is_default=name == default),

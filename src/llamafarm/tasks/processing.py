@@ -11,12 +11,14 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 
 from llamafarm import events
+from llamafarm.config.models import Database
 from llamafarm.datasets.service import blobs, dataset_store, file_query
 from llamafarm.errors import LfError
 from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.stores import create_store, release_missing
 from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class WorkerContext:
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     """Process one TaskFile and record the outcome; returns the file's final state."""
+    # A worker lives long: store clients of projects deleted since its last file go now.
+    release_missing()
     with ctx.db.session() as session:
         item = session.get(TaskFile, task_file_id)
         if item is None:
@@ -137,7 +141,16 @@ def _process(
     # A cancel, or the file's removal, may have come while the chunks were being stored: they
     # revert what they can see as stored, and this check catches what they could not see yet.
     if outcome.state == "SUCCESS" and (cancelled() or not still_listed):
-        revert_file(ctx.projects, ctx.db, ref, job.dataset, job.file_hash, task_file_id)
+        # Through the database the chunks went to: a deleted dataset no longer names it.
+        revert_file(
+            ctx.projects,
+            ctx.db,
+            ref,
+            job.dataset,
+            job.file_hash,
+            task_file_id,
+            database=steps.database,
+        )
         return "REVERTED"
     return outcome.state
 
@@ -186,9 +199,17 @@ def revert_file(
     dataset: str,
     file_hash: str,
     task_file_id: int,
+    *,
+    database: Database | None = None,
 ) -> None:
-    """Remove a file's chunks and mark it, and its task entry, as not stored."""
-    dataset_store(projects, ref, dataset).delete({"dataset": dataset, "file_hash": file_hash})
+    """Remove a file's chunks (from `database`, else its dataset's) and mark it, and its task
+    entry, as not stored."""
+    store = (
+        dataset_store(projects, ref, dataset)
+        if database is None
+        else create_store(database, project_dir=projects.path(ref.namespace, ref.project))
+    )
+    store.delete({"dataset": dataset, "file_hash": file_hash})
     with db.session() as session:
         item = session.get(TaskFile, task_file_id)
         if item is not None:

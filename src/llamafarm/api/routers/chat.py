@@ -30,6 +30,11 @@ router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
 
 
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_MESSAGES = 1024
+"""Messages of one request: a long agent loop fits; a list of a million tiny ones does not."""
+MAX_CHARACTERS = 1_000_000
+"""Characters of all messages of one request (contents and tool-call arguments), ~4x the
+largest context a local model takes; the JSON body limit alone would let escapes multiply it."""
 
 
 class TextPart(BaseModel):
@@ -73,6 +78,12 @@ class ChatMessage(BaseModel):
             raise ValueError("content is required")
         return self
 
+    def characters(self) -> int:
+        """Characters of its content and tool-call arguments."""
+        content = self.content or ""
+        size = len(content) if isinstance(content, str) else sum(len(p.text) for p in content)
+        return size + sum(len(c.function.arguments) for c in self.tool_calls or ())
+
     def plain(self) -> Message:
         content = self.content or ""
         text = content if isinstance(content, str) else "".join(p.text for p in content)
@@ -115,7 +126,7 @@ class ChatCompletionRequest(BaseModel):
     """OpenAI's request plus llamafarm's RAG and thinking fields; unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     model: str | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -126,7 +137,9 @@ class ChatCompletionRequest(BaseModel):
     database: str | None = Field(default=None, min_length=1)
     rag_top_k: int | None = Field(default=None, ge=1, le=100)
     rag_score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    rag_queries: list[str] | None = Field(default=None, max_length=8)
+    rag_queries: list[Annotated[str, Field(max_length=10_000)]] | None = Field(
+        default=None, max_length=8
+    )
     think: bool = False
     thinking_budget: int | None = Field(default=None, ge=1, le=32_768)
     variables: dict[str, Any] = Field(default_factory=dict)
@@ -136,13 +149,19 @@ class ChatCompletionRequest(BaseModel):
     @model_validator(mode="after")
     def _tool_results_answer_calls(self) -> ChatCompletionRequest:
         called: set[str] = set()
+        characters = 0
         for message in self.messages:
+            characters += message.characters()
             called.update(call.id for call in message.tool_calls or ())
             if message.role == "tool" and message.tool_call_id not in called:
                 raise ValueError(
                     f"the tool message for {message.tool_call_id!r} answers no tool call "
                     "of an earlier assistant message"
                 )
+        if characters > MAX_CHARACTERS:
+            raise ValueError(
+                f"messages hold {characters} characters; at most {MAX_CHARACTERS} are accepted"
+            )
         names = [tool.function.name for tool in self.tools]
         if len(names) != len(set(names)):
             raise ValueError("tools: each function name must be unique")

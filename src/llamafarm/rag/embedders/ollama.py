@@ -22,7 +22,7 @@ class OllamaConfig(StrictModel):
     dimension: PositiveInt | None = Field(
         default=None, description="Learned from the first response when not given."
     )
-    batch_size: PositiveInt = 32
+    batch_size: PositiveInt = Field(default=32, le=2048)
     timeout: PositiveFloat = 30.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.rag.embedders.base import HttpEmbedder, normalize_url, parse_config
@@ -17,7 +17,7 @@ class OpenAIConfig(StrictModel):
     api_key: str | None = None
     model: NonEmpty
     dimension: PositiveInt | None = None
-    batch_size: PositiveInt = 64
+    batch_size: PositiveInt = Field(default=64, le=2048)
     timeout: PositiveFloat = 30.0
 
 

@@ -40,9 +40,13 @@ class UniversalConfig(StrictModel):
         description=f"{BUNDLED} (bundled) or a folder with model.onnx and tokenizer.json.",
     )
     dimension: PositiveInt = BUNDLED_DIMENSION
-    batch_size: PositiveInt = 32
-    max_length: int = Field(default=256, ge=8, description="Tokens kept per text; the rest is cut.")
-    threads: PositiveInt | None = Field(default=None, description="Default: the CPUs available.")
+    batch_size: PositiveInt = Field(default=32, le=1024)
+    max_length: int = Field(
+        default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
+    )
+    threads: PositiveInt | None = Field(
+        default=None, le=256, description="Default: the CPUs available."
+    )
 
 
 class Loaded(NamedTuple):
@@ -65,9 +69,17 @@ _TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def run_options() -> Any:
-    import onnxruntime  # type: ignore[import-untyped]
+def _onnxruntime() -> Any:
+    """onnxruntime, imported with its telemetry off: on import it otherwise writes a device id
+    and `onnxruntime.db` under `~/.cache/Microsoft/DeveloperTools/`, outside the data dir."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # read once, when the module is first imported
+    import onnxruntime  # type: ignore[import-untyped]  # 0.15 s import, paid on first use
 
+    return onnxruntime
+
+
+def run_options() -> Any:
+    onnxruntime = _onnxruntime()
     options = onnxruntime.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
@@ -76,8 +88,7 @@ def run_options() -> Any:
 def onnx_session(path: Path, threads: int) -> Any:
     with _LOAD_LOCK:
         if (path, threads) not in _SESSIONS:
-            import onnxruntime  # 0.15 s import, paid on first use
-
+            onnxruntime = _onnxruntime()
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

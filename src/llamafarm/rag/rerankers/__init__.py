@@ -42,7 +42,9 @@ class RerankerConfig(StrictModel):
         description="cohere: Cohere, Jina, vLLM, llama.cpp; tei: text-embeddings-inference.",
     )
     timeout: PositiveFloat = 30.0
-    max_length: int = Field(default=512, ge=8, description="Tokens kept per (query, text) pair.")
+    max_length: int = Field(
+        default=512, ge=8, le=8192, description="Tokens kept per (query, text) pair."
+    )
     initial_k: int = Field(default=30, ge=1, le=1000, description="Candidates to rerank.")
     final_k: int | None = Field(default=None, ge=1, le=1000, description="Results kept.")
     strategy: str | None = Field(default=None, description="The first-stage retrieval strategy.")

@@ -7,7 +7,7 @@ from pathlib import Path
 from llamafarm.config.models import Database
 from llamafarm.errors import ConfigInvalid, NotFound
 from llamafarm.rag.stores.base import VectorStore, Where
-from llamafarm.rag.stores.chroma import ChromaStore
+from llamafarm.rag.stores.chroma import ChromaStore, release, release_missing
 
 STORES = {"ChromaStore": ChromaStore}
 
@@ -25,4 +25,12 @@ def create_store(database: Database, *, project_dir: Path) -> VectorStore:
     return store_class.from_config(path=path, database=database.name, config=database.config)
 
 
-__all__ = ["STORES", "ChromaStore", "VectorStore", "Where", "create_store"]
+__all__ = [
+    "STORES",
+    "ChromaStore",
+    "VectorStore",
+    "Where",
+    "create_store",
+    "release",
+    "release_missing",
+]

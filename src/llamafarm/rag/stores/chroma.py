@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import shutil
 import threading
 import uuid
@@ -340,9 +341,40 @@ def _bump(path: Path) -> None:
 def _forget(path: Path) -> None:
     """Close this process's client of `path` (Chroma caches one system per path)."""
     if path in _clients:
-        _clients.clear()
-        _collections.clear()
-        SharedSystemClient.clear_system_cache()
+        _close_all()
+
+
+def _close_all(*, collect: bool = False) -> None:
+    """Close every client of this process; the next operation of each store reopens its own.
+
+    Chroma's `clear_system_cache` only forgets its systems: each keeps its SQLite files open
+    (measured: 7 descriptors per store) until it is stopped, so stop them first. One of those
+    is let go only when a reference cycle is collected: `collect` does that now, for callers
+    whose files are deleted (their disk space comes back only once no descriptor is left).
+    """
+    systems = list(SharedSystemClient._identifier_to_system.values())
+    _clients.clear()
+    _collections.clear()
+    SharedSystemClient.clear_system_cache()
+    for system in systems:
+        system.stop()
+    if collect:
+        gc.collect()
+
+
+def release(root: Path) -> None:
+    """Close this process's clients of the stores under `root` (a deleted project or store)."""
+    with _process_lock:
+        if any(path == root or root in path.parents for path in _clients):
+            _close_all()
+        gc.collect()  # a `drop` just before may have left its cycle too
+
+
+def release_missing() -> None:
+    """Close this process's clients when a store's folder is gone (deleted by another process)."""
+    with _process_lock:
+        if any(not path.is_dir() for path in _clients):
+            _close_all(collect=True)
 
 
 def _client(path: Path) -> ClientAPI:
