@@ -17,7 +17,7 @@ from tests.api.test_chat import ASK, use
 from tests.api.test_rag import BASE, FILES, ingest
 from tests.chat.openai_server import OpenAIServer
 
-settings = Settings(data_dir=Path(sys.argv[1]), version_check_url="")
+settings = Settings(data_dir=Path(sys.argv[1]), version_check_url="", allowed_hosts=["testserver"])
 with TestClient(create_app(settings)) as client, OpenAIServer(text="Ice melts.") as fake:
     assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
     ingest(client, FILES)

@@ -21,7 +21,12 @@ JSON_KB = 64
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", version_check_url="", max_json_kb=JSON_KB)
+    return Settings(
+        data_dir=tmp_path / "data",
+        version_check_url="",
+        max_json_kb=JSON_KB,
+        allowed_hosts=["testserver"],
+    )
 
 
 def config_of(client: TestClient) -> dict[str, Any]:
