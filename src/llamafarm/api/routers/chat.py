@@ -21,12 +21,17 @@ from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from llamafarm.api.deps import ChatServicesDep, ProjectRefDep, ProjectStoreDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.chat import service, sessions
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message, ToolCall
 from llamafarm.errors import LfError
 from llamafarm.state import StateDB
 
-router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
+router = APIRouter(
+    prefix="/projects/{namespace}/{project}",
+    tags=["chat"],
+    responses=errors(400, 404, 409, 413, 422, 502, 503, 504),
+)
 
 
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -154,7 +159,10 @@ NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
 
 
 @router.post(
-    "/chat/completions", operation_id="chat_completions", summary="Chat (OpenAI-compatible)"
+    "/chat/completions",
+    operation_id="chat_completions",
+    summary="Chat (OpenAI-compatible)",
+    responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def completions(
     body: ChatCompletionRequest,

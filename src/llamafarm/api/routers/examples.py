@@ -8,12 +8,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import CeleryDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.examples import catalog, importer
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
 from llamafarm.settings import Settings
 
-router = APIRouter(prefix="/examples", tags=["examples"])
+router = APIRouter(prefix="/examples", tags=["examples"], responses=errors(400, 404, 409, 413, 422))
 
 
 class ProjectImport(BaseModel):
