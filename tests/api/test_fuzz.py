@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,18 @@ def no_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def _populate(client: TestClient, model: OpenAIServer) -> dict[str, str]:
-    """Make `acme/bot` with one of everything; the names the path parameters may take."""
+@dataclass(frozen=True)
+class Target:
+    schema: BaseSchema
+    names: dict[str, str]
+    """A real value for each path parameter name."""
+    config: dict[str, Any]
+    """The project's config, a valid body for project_update."""
+
+
+def _populate(client: TestClient, model: OpenAIServer) -> tuple[dict[str, str], dict[str, Any]]:
+    """Make `acme/bot` with one of everything: the names the path parameters may take, and
+    the project's config."""
 
     def ok(response: Any) -> Any:
         assert response.status_code < 300, response.text
@@ -115,7 +126,7 @@ def _populate(client: TestClient, model: OpenAIServer) -> dict[str, str]:
     assert chat.status_code == 200, chat.text
     events = ok(client.get(f"{BASE}/event_logs"))
     examples = ok(client.get("/v1/examples"))
-    return {
+    names = {
         "namespace": "acme",
         "project": "bot",
         "dataset": "documents",
@@ -126,6 +137,7 @@ def _populate(client: TestClient, model: OpenAIServer) -> dict[str, str]:
         "event_id": events["events"][0]["event_id"],
         "example_id": examples["examples"][0]["id"],
     }
+    return names, config
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -134,26 +146,26 @@ def _operations() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def fuzz_schema(
-    settings: Settings, model: OpenAIServer, no_hub: None
-) -> tuple[BaseSchema, dict[str, str]]:
+def target(settings: Settings, model: OpenAIServer, no_hub: None) -> Target:
     app = create_app(settings)
     with TestClient(app) as client:
-        known = _populate(client, model)
-    return schemathesis.openapi.from_asgi("/openapi.json", app), known
+        names, config = _populate(client, model)
+    return Target(
+        schema=schemathesis.openapi.from_asgi("/openapi.json", app), names=names, config=config
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), _operations())
 def test_no_server_errors_and_answers_match_the_openapi(
-    method: str, path: str, fuzz_schema: tuple[BaseSchema, dict[str, str]]
+    method: str, path: str, target: Target
 ) -> None:
-    schema, known = fuzz_schema
-    operation = schema[path][method.upper()]
+    operation = target.schema[path][method.upper()]
     names = [parameter.name for parameter in operation.path_parameters]
-    real = {name: known[name] for name in names if name in known}
+    real = {name: target.names[name] for name in names if name in target.names}
+    bodies = GOOD_BODIES | {"project_update": [{"config": target.config}]}
     good = [
         operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real, body=body)
-        for body in GOOD_BODIES.get(operation.definition.raw.get("operationId", ""), [])
+        for body in bodies.get(operation.definition.raw.get("operationId", ""), [])
     ]
     fuzzed = [
         operation.as_strategy(mode, path_parameters=fixed)

@@ -14,7 +14,9 @@ from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
 from llamafarm.settings import Settings
 
-router = APIRouter(prefix="/examples", tags=["examples"], responses=errors(400, 404, 409, 413, 422))
+router = APIRouter(
+    prefix="/examples", tags=["examples"], responses=errors(400, 404, 409, 413, 422, 503)
+)
 
 
 class ProjectImport(BaseModel):

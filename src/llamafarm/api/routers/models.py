@@ -18,7 +18,7 @@ from llamafarm.api.errors import errors
 from llamafarm.errors import LfError
 
 router = APIRouter(
-    prefix="/models", tags=["models"], responses=errors(400, 404, 409, 413, 422, 502, 503)
+    prefix="/models", tags=["models"], responses=errors(400, 404, 409, 413, 422, 503)
 )
 
 ProviderQuery = Annotated[str, Query(description='Model provider; only "universal" has a cache.')]

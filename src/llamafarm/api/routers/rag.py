@@ -17,7 +17,7 @@ from llamafarm.rag.stores.base import DistanceMetric
 router = APIRouter(
     prefix="/projects/{namespace}/{project}/rag",
     tags=["rag"],
-    responses=errors(400, 404, 409, 413, 422, 502, 503, 504),
+    responses=errors(400, 404, 409, 413, 422, 503),
 )
 
 
