@@ -229,6 +229,18 @@ def test_a_model_server_that_is_down_is_a_503(client: TestClient, fake: OpenAISe
         ),
         ({"tool_choice": "sometimes"}, 422, "tool_choice"),
         ({"messages": [{"role": "user", "content": None}]}, 422, "content is required"),
+        # JSON encoders stop at 64-bit integers (each was a 500, found by tests/api/test_fuzz.py).
+        ({"tools": [{"type": "function", "function": {"name": "f"}, "x": 2**64}]}, 422, "64 bits"),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"a": [-(2**70)]}}}
+                ]
+            },
+            422,
+            "64 bits",
+        ),
+        ({"top_k": 2**64}, 422, "top_k"),
     ],
 )
 def test_bad_requests(

@@ -51,3 +51,28 @@ def test_create_is_documented_as_201(client: TestClient) -> None:
     assert operation["operationId"] == "project_create"
     assert set(operation["tags"]) == {"projects", "mcp"}
     assert "201" in operation["responses"]
+
+
+def test_every_documented_error_is_a_detail_string(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["schemas"]["Error"] == {
+        "properties": {"detail": {"type": "string", "title": "Detail"}},
+        "type": "object",
+        "required": ["detail"],
+        "title": "Error",
+        "description": "The body of every error answer.",
+    }
+    for operation in _operations(client):
+        for status, response in operation["responses"].items():
+            if status.startswith("4"):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, operation["operationId"]
+
+
+def test_operations_with_names_in_the_path_document_400_404_and_422(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for operation in methods.values():
+            if "{" in path:
+                assert {"400", "404", "422"} <= set(operation["responses"]), path

@@ -143,6 +143,15 @@ def test_another_distance_metric_rescores(store: ChromaStore, embedder: Universa
         assert run(store, embedder, PARAPHRASE, "basic", distance_metric=metric) == cosine
 
 
+def test_another_distance_metric_on_an_empty_collection_finds_nothing(
+    tmp_path: Path, embedder: UniversalEmbedder
+) -> None:
+    empty = ChromaStore(path=tmp_path / "empty", collection_name="docs")
+    vector = embedder.embed([PARAPHRASE])[0]
+    for metric in ("l2", "ip", "cosine"):
+        assert empty.search(vector, top_k=3, metric=metric) == []
+
+
 def test_multi_query_merges_and_deduplicates(
     store: ChromaStore, embedder: UniversalEmbedder
 ) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamafarm.config.models import Database, ProjectConfig
-from llamafarm.errors import BadRequest, ConfigInvalid, LfError, NotFound
+from llamafarm.errors import BadRequest, ConfigInvalid, LfError, NotFound, RerankerUnavailable
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
@@ -102,7 +102,7 @@ def search(
     strategies = Strategies(database)
     name = options.retrieval_strategy or strategies.default_name
     strategies.check(name)
-    chosen = _wrapped(strategies, name, options)
+    chosen = _wrapped(strategies, name, options, models)
     embedding = database.embedding()
     if embedding is None:
         raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
@@ -127,22 +127,42 @@ def search(
     return hits, database, name
 
 
-def _wrapped(strategies: Strategies, name: str, options: QueryOptions) -> Retriever:
+def _wrapped(
+    strategies: Strategies, name: str, options: QueryOptions, models: ModelCache
+) -> Retriever:
     """The named strategy, with the query's expansion and reranking around it when asked."""
     spec, chosen = strategies.spec(name), strategies.get(name)
     reranked = spec.type == "CrossEncoderRerankedStrategy"
+    named: CrossEncoderRerankedStrategy | None = None
     if options.rerank_model and reranked:
-        chosen = CrossEncoderRerankedStrategy({**spec.config, "model_name": options.rerank_model})
+        chosen = named = CrossEncoderRerankedStrategy(
+            {**spec.config, "model_name": options.rerank_model}
+        )
     if options.query_expansion and spec.type != "MultiQueryStrategy":
         chosen = MultiQueryStrategy({"top_k": chosen.default_top_k}, inner=chosen)
     if options.rerank_model and not reranked:
         # After the expansion: the merged candidates of every variant are reranked together.
         top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
-        chosen = CrossEncoderRerankedStrategy(
+        chosen = named = CrossEncoderRerankedStrategy(
             {"model_name": options.rerank_model, "initial_k": max(30, top_k), "final_k": top_k},
             inner=chosen,
         )
+    if named is not None and "base_url" not in named.model:
+        _installed(models, named.model)
     return chosen
+
+
+def _installed(models: ModelCache, reranker: dict[str, Any]) -> None:
+    """A local rerank model that the query names must be installed. Naming one that is not is
+    the client's mistake, a 404 as an unknown model is to OpenAI and Ollama, not a 503 (which
+    stays for a model that the project's config names); the answer does not show where the
+    server looked."""
+    try:
+        models.reranker(reranker).check()
+    except RerankerUnavailable as exc:
+        raise NotFound(
+            f"Rerank model {reranker['model_name']!r} is not installed on this server"
+        ) from exc
 
 
 def result(hit: Hit) -> dict[str, Any]:

@@ -21,12 +21,17 @@ from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from llamafarm.api.deps import ChatServicesDep, ProjectRefDep, ProjectStoreDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.chat import service, sessions
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message, ToolCall
 from llamafarm.errors import LfError
 from llamafarm.state import StateDB
 
-router = APIRouter(prefix="/projects/{namespace}/{project}", tags=["chat"])
+router = APIRouter(
+    prefix="/projects/{namespace}/{project}",
+    tags=["chat"],
+    responses=errors(400, 404, 409, 413, 422, 502, 503, 504),
+)
 
 
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -98,11 +103,32 @@ class ChatMessage(BaseModel):
         )
 
 
+INT64 = range(-(2**63), 2**63)
+
+
+def _fits_json(value: Any) -> None:
+    """Free-form JSON of a tool goes on to the model server, and JSON encoders (orjson's,
+    llama.cpp's) stop at 64-bit integers: a bigger one was a 500 (tests/api/test_fuzz.py)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _fits_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _fits_json(item)
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        raise ValueError("integers must fit in 64 bits")
+
+
 class FunctionSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _encodable(self) -> FunctionSpec:
+        _fits_json([self.parameters, self.model_extra])
+        return self
 
 
 class ToolSpec(BaseModel):
@@ -111,6 +137,11 @@ class ToolSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["function"]
     function: FunctionSpec
+
+    @model_validator(mode="after")
+    def _encodable(self) -> ToolSpec:
+        _fits_json(self.model_extra)
+        return self
 
 
 class NamedFunction(BaseModel):
@@ -132,7 +163,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=1)
+    top_k: int | None = Field(default=None, ge=1, le=1_000_000)
     rag_enabled: bool | None = None
     database: str | None = Field(default=None, min_length=1)
     rag_top_k: int | None = Field(default=None, ge=1, le=100)
@@ -173,7 +204,10 @@ NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
 
 
 @router.post(
-    "/chat/completions", operation_id="chat_completions", summary="Chat (OpenAI-compatible)"
+    "/chat/completions",
+    operation_id="chat_completions",
+    summary="Chat (OpenAI-compatible)",
+    responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def completions(
     body: ChatCompletionRequest,

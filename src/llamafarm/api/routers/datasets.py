@@ -8,10 +8,15 @@ from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.datasets import service
 from llamafarm.tasks.service import queue_processing
 
-router = APIRouter(prefix="/projects/{namespace}/{project}/datasets", tags=["datasets"])
+router = APIRouter(
+    prefix="/projects/{namespace}/{project}/datasets",
+    tags=["datasets"],
+    responses=errors(400, 404, 409, 413, 422, 503),
+)
 
 
 class DatasetCreate(BaseModel):

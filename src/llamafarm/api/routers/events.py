@@ -9,8 +9,13 @@ from fastapi import APIRouter, Query
 
 from llamafarm import events
 from llamafarm.api.deps import ProjectRefDep, ProjectStoreDep, StateDBDep
+from llamafarm.api.errors import errors
 
-router = APIRouter(prefix="/projects/{namespace}/{project}/event_logs", tags=["events"])
+router = APIRouter(
+    prefix="/projects/{namespace}/{project}/event_logs",
+    tags=["events"],
+    responses=errors(400, 404, 413, 422),
+)
 
 
 @router.get("", operation_id="event_logs_list", summary="A project's events, newest first")

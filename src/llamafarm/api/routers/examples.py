@@ -9,12 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.auth import check_namespace
 from llamafarm.api.deps import CeleryDep, GrantDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.examples import catalog, importer
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
 from llamafarm.settings import Settings
 
-router = APIRouter(prefix="/examples", tags=["examples"])
+router = APIRouter(
+    prefix="/examples", tags=["examples"], responses=errors(400, 404, 409, 413, 422, 503)
+)
 
 
 class ProjectImport(BaseModel):

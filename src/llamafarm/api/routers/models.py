@@ -14,9 +14,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm import models
+from llamafarm.api.errors import errors
 from llamafarm.errors import LfError
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(
+    prefix="/models", tags=["models"], responses=errors(400, 404, 409, 413, 422, 503)
+)
 
 ProviderQuery = Annotated[str, Query(description='Model provider; only "universal" has a cache.')]
 
@@ -37,6 +40,7 @@ def list_models(provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
     operation_id="model_download",
     summary="Download a model into the cache (SSE progress)",
     response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def download(body: ModelDownload) -> StreamingResponse:
     # Checked here, before the stream begins, so that a bad request is a plain HTTP error.

@@ -8,10 +8,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ProjectStoreDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.datasets import service as datasets
 from llamafarm.projects import Project, ProjectRef
 
-router = APIRouter(prefix="/projects", tags=["projects", "mcp"])
+router = APIRouter(
+    prefix="/projects", tags=["projects", "mcp"], responses=errors(400, 404, 409, 413, 422)
+)
 
 
 class ProjectCreate(BaseModel):

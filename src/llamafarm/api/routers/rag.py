@@ -9,11 +9,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ModelCacheDep, ProjectRefDep, ProjectStoreDep
+from llamafarm.api.errors import errors
 from llamafarm.rag import databases, service
 from llamafarm.rag.retrieval import MAX_TOP_K
 from llamafarm.rag.stores.base import DistanceMetric
 
-router = APIRouter(prefix="/projects/{namespace}/{project}/rag", tags=["rag"])
+router = APIRouter(
+    prefix="/projects/{namespace}/{project}/rag",
+    tags=["rag"],
+    responses=errors(400, 404, 409, 413, 422, 503),
+)
 
 
 class QueryRequest(BaseModel):

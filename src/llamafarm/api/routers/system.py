@@ -31,6 +31,7 @@ def info(settings: SettingsDep) -> dict[str, str]:
     operation_id="health",
     tags=["health"],
     summary="Health of every component; 503 when any is unhealthy",
+    responses={503: {"description": "The same report, when a component is unhealthy"}},
 )
 async def health(request: Request) -> JSONResponse:
     components = await check_components(request.app.state.health_checks, timeout=HEALTH_TIMEOUT)

@@ -7,9 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, StateDBDep
+from llamafarm.api.errors import errors
 from llamafarm.tasks import service
 
-router = APIRouter(prefix="/projects/{namespace}/{project}/tasks", tags=["tasks"])
+router = APIRouter(
+    prefix="/projects/{namespace}/{project}/tasks",
+    tags=["tasks"],
+    responses=errors(400, 404, 413, 422),
+)
 
 
 @router.get(

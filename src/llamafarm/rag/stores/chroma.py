@@ -161,7 +161,12 @@ class ChromaStore:
         if space == self.space:
             scores = [_similarity(space, d) for d in (found["distances"] or [[]])[0]]
         else:
-            stored = np.asarray((found["embeddings"] or [[]])[0], dtype=np.float32)
+            # Shaped (hits, dimension) even with no hits: an empty list is shape (0,), which
+            # the distance arithmetic cannot broadcast against the query (a 500 on an empty
+            # collection, found by tests/api/test_fuzz.py).
+            stored = np.asarray((found["embeddings"] or [[]])[0], dtype=np.float32).reshape(
+                len(ids), query.shape[1]
+            )
             scores = [_similarity(space, d) for d in _distances(space, query[0], stored)]
         hits = [
             Hit(id=i, text=t or "", metadata=_scalars(m), score=s)

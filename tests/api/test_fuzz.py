@@ -1,0 +1,195 @@
+"""Fuzz every operation of the OpenAPI in process with schemathesis: no request, valid or not,
+may get a 5xx or an answer that its documented responses do not describe.
+
+Each operation runs against a fresh app whose project `acme/bot` has a dataset with a file, a
+RAG database, a chat session, a queued task and an event, and whose chat model is a loopback
+OpenAI-compatible server; path parameters are drawn from those names (or left fuzzed), so
+most cases get past the 404s. The Hugging Face cache is an empty temp dir and the Hub a
+loopback port that refuses connections, so nothing is downloaded or deleted outside the test.
+Generation is derandomized, so a run is the same every time."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.schemas import BaseSchema
+
+from llamafarm.api import create_app
+from llamafarm.settings import Settings
+from tests.chat.openai_server import OpenAIServer
+
+pytestmark = pytest.mark.slow
+
+BASE = "/v1/projects/acme/bot"
+EXAMPLES = 30
+"""Cases per operation; generation is derandomized, so each run sends the same ones."""
+
+ASK = [{"role": "user", "content": "Why do glaciers shrink?"}]
+GOOD_BODIES: dict[str, list[dict[str, Any]]] = {
+    # Bodies that pass validation, so the fuzzed query, headers and names meet real work.
+    "chat_completions": [
+        {"messages": ASK},
+        {"messages": ASK, "stream": True},
+        {"messages": ASK, "rag_enabled": False, "stream": True},
+    ],
+    "rag_query": [
+        {"query": "glaciers", "top_k": 2},
+        {"query": "glaciers", "distance_metric": "ip"},  # rescored apart from the index
+    ],
+    "project_create": [{"name": "other", "config_template": "server"}],
+    "dataset_create": [
+        {"name": "more", "data_processing_strategy": "default_processor", "database": "main_db"}
+    ],
+    "dataset_actions": [{"action_type": "process"}],
+    "example_import_project": [{"namespace": "acme", "name": "imported", "process": False}],
+    "model_download": [{"model_name": "acme/tiny"}],  # not cached; the Hub refuses
+    "example_import_data": [{"namespace": "acme", "project": "bot", "process": False}],
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[OpenAIServer]:
+    with OpenAIServer(text="Glaciers shrink because the ice melts.", chunk_size=8) as server:
+        yield server
+
+
+@pytest.fixture
+def no_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An empty Hugging Face cache, and a Hub on a loopback port that refuses connections."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        yield
+
+
+@dataclass(frozen=True)
+class Target:
+    schema: BaseSchema
+    names: dict[str, str]
+    """A real value for each path parameter name."""
+    config: dict[str, Any]
+    """The project's config, a valid body for project_update."""
+
+
+def _populate(client: TestClient, model: OpenAIServer) -> tuple[dict[str, str], dict[str, Any]]:
+    """Make `acme/bot` with one of everything: the names the path parameters may take, and
+    the project's config."""
+
+    def ok(response: Any) -> Any:
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    config = ok(client.post("/v1/projects/acme", json={"name": "bot"}))["project"]["config"]
+    config["runtime"] = {
+        "models": [
+            {
+                "name": "default",
+                "provider": "openai",
+                "model": "fake-model",
+                "base_url": model.base_url,
+                "prompts": ["default"],
+            }
+        ],
+        "default_model": "default",
+    }
+    ok(client.put(BASE, json={"config": config}))
+    spare = config["rag"]["databases"][0] | {"name": "spare_db"}
+    ok(client.post(f"{BASE}/rag/databases", json=spare))
+    upload = ok(
+        client.post(
+            f"{BASE}/datasets/documents/data",
+            files={"file": ("glaciers.md", b"# Glaciers\n\nAlpine glaciers retreat every summer.")},
+        )
+    )
+    task = ok(client.post(f"{BASE}/datasets/documents/actions", json={"action_type": "process"}))
+    chat = client.post(
+        f"{BASE}/chat/completions",
+        json={"messages": [{"role": "user", "content": "Why?"}], "rag_enabled": False},
+    )
+    assert chat.status_code == 200, chat.text
+    events = ok(client.get(f"{BASE}/event_logs"))
+    examples = ok(client.get("/v1/examples"))
+    names = {
+        "namespace": "acme",
+        "project": "bot",
+        "dataset": "documents",
+        "database": "spare_db",  # main_db is in use by the dataset: deleting it is a 409
+        "file_hash": upload["hash"],
+        "task_id": task["task_id"],
+        "session_id": chat.headers["X-Session-ID"],
+        "event_id": events["events"][0]["event_id"],
+        "example_id": examples["examples"][0]["id"],
+    }
+    return names, config
+
+
+def _operations() -> list[tuple[str, str]]:
+    spec = create_app(Settings(version_check_url="")).openapi()
+    return [(method, path) for path, methods in spec["paths"].items() for method in methods]
+
+
+@pytest.fixture
+def target(settings: Settings, model: OpenAIServer, no_hub: None) -> Target:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        names, config = _populate(client, model)
+    return Target(
+        schema=schemathesis.openapi.from_asgi("/openapi.json", app), names=names, config=config
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), _operations())
+def test_no_server_errors_and_answers_match_the_openapi(
+    method: str, path: str, target: Target
+) -> None:
+    operation = target.schema[path][method.upper()]
+    names = [parameter.name for parameter in operation.path_parameters]
+    real = {name: target.names[name] for name in names if name in target.names}
+    bodies = GOOD_BODIES | {"project_update": [{"config": target.config}]}
+    good = [
+        operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real, body=body)
+        for body in bodies.get(operation.definition.raw.get("operationId", ""), [])
+    ]
+    fuzzed = [
+        operation.as_strategy(mode, path_parameters=fixed)
+        for fixed in (real, real, None)  # the real names twice as often as fuzzed ones
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    ]
+    strategy = st.one_of([*good, *fuzzed])
+
+    @given(case=strategy)
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case: Any) -> None:
+        case.call_and_validate(
+            checks=[
+                not_a_server_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+            ]
+        )
+
+    check()
