@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from llamafarm import __version__
 from llamafarm.api.auth import KeyGuard, Keyring
-from llamafarm.api.errors import install_error_handlers
+from llamafarm.api.errors import errors, install_error_handlers
 from llamafarm.api.limits import BodySizeLimit
 from llamafarm.api.mcp import McpEndpoint
 from llamafarm.api.paths import EncodedSlashGuard
@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Local-first AI project server: projects, datasets, RAG and chat.",
         lifespan=lifespan,
+        # Every route can answer these: SiteGuard (421, 403 for a foreign page) and KeyGuard.
+        responses=errors(401, 403, 421),
     )
     app.add_middleware(KeyGuard, keyring=keyring)  # inside CORS: a 401 a page may read
     app.add_middleware(

@@ -26,9 +26,12 @@ class Error(BaseModel):
 
 _MEANINGS = {
     400: "An invalid name or value",
+    401: "An API key is required, or the one given is not valid",
+    403: "The API key, or the web page sending the request, may not do this",
     404: "Not found",
     409: "In conflict with the current state",
     413: "The request is too large",
+    421: "The Host header names no host this server answers to",
     422: "The request does not validate",
     502: "The model server answered with an error",
     503: "A model, store or service is unavailable",
