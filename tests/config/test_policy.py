@@ -4,6 +4,7 @@ redaction of values, and the check right before an MCP process starts."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import sys
 from pathlib import Path
@@ -135,6 +136,16 @@ def test_redact_turns_values_back_into_placeholders() -> None:
     assert policy.redact(f"GET https://x/{SECRET}?k={SECRET}") == "GET https://x/${KEY}?k=${KEY}"
     assert policy.redact("abc") == "abc"  # too short to redact without garbling text
     assert policy.redact('{"v": "a\\"b\\\\c-long"}') == '{"v": "${QUOTED}"}'  # JSON-escaped
+    urlish = ConfigPolicy(env_allow=("U",), environ={"U": "sk-a/b+c=d"})
+    assert urlish.redact("url=sk-a%2Fb%2Bc%3Dd q=sk-a/b%2Bc%3Dd f=sk-a%2Fb%2Bc%3Dd") == (
+        "url=${U} q=${U} f=${U}"
+    )
+    for prefix in ("", "u:", "Bearer "):  # base64 wherever the value starts
+        for suffix in ("", "!", ":x"):
+            encoded = base64.b64encode(f"{prefix}sk-a/b+c=d{suffix}".encode()).decode()
+            left = urlish.redact(encoded).split("${U}")
+            assert len(left) == 2, encoded  # what is left is the neighbours' characters:
+            assert len(left[0]) <= len(prefix) * 4 // 3 + 1 and len(left[1]) <= len(suffix) + 4
     assert policy.redact_data({"a": [SECRET, 1], SECRET: None}) == {
         "a": ["${KEY}", 1],
         "${KEY}": None,

@@ -17,6 +17,7 @@ operator's (settings, never the config):
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import functools
 import json
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from llamafarm.config.models import Database, ProjectConfig
 from llamafarm.errors import ConfigInvalid
@@ -100,6 +102,23 @@ _LOADER_NAMES = frozenset(
 )
 
 
+def _encodings(value: str) -> set[str]:
+    """The value and the encodings of it that text may carry instead."""
+    raw = value.encode("utf-8", "surrogateescape")
+    forms = {value, json.dumps(value)[1:-1], quote(raw, safe=""), quote(raw), quote_plus(raw)}
+    for offset in range(3):
+        # Base64 of the value wherever it starts in the encoded bytes: only the characters that
+        # depend on the value's bits alone, none shared with its neighbours.
+        encoded = base64.b64encode(bytes(offset) + raw).decode()
+        stable = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
+        if len(stable) >= MIN_SECRET:
+            forms |= {stable, stable.translate(_URLSAFE)}
+    return forms
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
 def env_name_allowed(name: str) -> bool:
     """Whether a stdio MCP server's `env` may set this variable."""
     upper = name.upper()
@@ -141,14 +160,22 @@ class ConfigPolicy:
         ]
         return sorted(found, key=lambda pair: (-len(pair[0]), pair[1]))
 
+    @functools.cached_property
+    def _forms(self) -> list[tuple[str, str]]:
+        # Each secret as it may be written into text: as is, JSON-escaped, percent-encoded (a URL
+        # in an error message) and base64 (a Basic auth header a server echoes), longest first.
+        forms = {
+            form: f"${{{name}}}"
+            for value, name in reversed(self._secrets)  # the longer value wins a shared form
+            for form in _encodings(value)
+        }
+        return sorted(forms.items(), key=lambda pair: (-len(pair[0]), pair[0]))
+
     def redact(self, text: str) -> str:
-        """The text with every secret value replaced by its `${NAME}` placeholder."""
-        for value, name in self.secrets():
-            if value in text:
-                text = text.replace(value, f"${{{name}}}")
-            escaped = json.dumps(value)[1:-1]
-            if escaped != value and escaped in text:
-                text = text.replace(escaped, f"${{{name}}}")
+        """The text with every secret value, plain or encoded, replaced by its `${NAME}`."""
+        for form, placeholder in self._forms:
+            if form in text:
+                text = text.replace(form, placeholder)
         return text
 
     def redact_data(self, data: Any) -> Any:
