@@ -381,3 +381,26 @@ def test_a_secret_echoed_encoded_by_a_model_server_is_redacted(
             for form in encoded:
                 assert form not in response.text
     assert fake.requests[0].headers["authorization"] == f"Bearer {secret}"
+
+
+def test_a_secret_spelled_out_over_stream_frames_is_redacted(
+    client: TestClient, fake: OpenAIServer
+) -> None:
+    """Seen before the fix: each SSE frame was redacted alone, so a secret a model sent in
+    pieces reached the client whole once the pieces were put together."""
+    fake.text, fake.chunk_size, fake.delay = f"the key is {CANARY}, and {CANARY[:5]}", 3, 0.01
+    config = template(client)
+    config["runtime"] = {"provider": "openai", "model": "m", "base_url": fake.base_url}
+    config["runtime"]["api_key"] = "${CANARY_SECRET}"
+    assert put(client, config).status_code == 200
+    body = {"messages": ASK, "stream": True, "rag_enabled": False}
+    with client.stream("POST", f"{BASE}/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        frames = [
+            json.loads(line.removeprefix("data: "))
+            for line in response.iter_lines()
+            if line.startswith("data: {")
+        ]
+    pieces = [c["delta"].get("content") or "" for f in frames for c in f["choices"]]
+    assert len([p for p in pieces if p]) > 2  # it did come in pieces
+    assert "".join(pieces) == f"the key is ${{CANARY_SECRET}}, and {CANARY[:5]}"

@@ -152,6 +152,16 @@ def test_redact_turns_values_back_into_placeholders() -> None:
     }
 
 
+def test_redact_part_holds_back_what_may_begin_a_secret() -> None:
+    policy = ConfigPolicy(env_allow=("KEY",), environ={"KEY": SECRET})
+    assert policy.redact_part("plain text") == ("plain text", "")
+    assert policy.redact_part(f"a {SECRET[:3]}") == ("a ", SECRET[:3])
+    sent, held = policy.redact_part(f"a {SECRET} b {SECRET[:-1]}")
+    assert (sent, held) == ("a ${KEY} b ", SECRET[:-1])
+    assert policy.redact_part(held + SECRET[-1:] + " c.") == ("${KEY} c.", "")
+    assert ConfigPolicy().redact_part("anything") == ("anything", "")
+
+
 def test_log_records_are_redacted_while_installed(caplog: pytest.LogCaptureFixture) -> None:
     policy = ConfigPolicy(env_allow=("KEY",), environ={"KEY": SECRET})
     log = logging.getLogger("tests.policy")

@@ -178,6 +178,18 @@ class ConfigPolicy:
                 text = text.replace(form, placeholder)
         return text
 
+    def redact_part(self, text: str) -> tuple[str, str]:
+        """For text that comes in parts (a streamed answer): (the text redacted, less its end
+        where a secret may begin that the next part completes; that end, to put before it)."""
+        text = self.redact(text)
+        held = 0
+        for form, _ in self._forms:
+            for size in range(min(len(form) - 1, len(text)), held, -1):
+                if text.endswith(form[:size]):
+                    held = size
+                    break
+        return text[: len(text) - held], text[len(text) - held :]
+
     def redact_data(self, data: Any) -> Any:
         """`redact` applied to every string (and key) of JSON-like data."""
         if not self.env_allow:
