@@ -145,9 +145,10 @@ class ConfigPolicy:
         """The value of an allowed variable; None when it is not allowed or not set."""
         return self.environ.get(name) if self.variable_allowed(name) else None
 
-    def secrets(self) -> Iterator[tuple[str, str]]:
-        """(value, name) of every allowed variable that is set, longest value first."""
-        return iter(self._secrets)
+    @property
+    def has_secrets(self) -> bool:
+        """Whether any allowed variable is set to a value long enough to redact."""
+        return bool(self._secrets)
 
     @functools.cached_property
     def _secrets(self) -> list[tuple[str, str]]:

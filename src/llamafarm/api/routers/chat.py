@@ -331,7 +331,7 @@ def _redacted(
     """The deltas with the policy's secrets redacted across them: a model spelling a secret
     out over several deltas (each its own SSE frame) got past RedactSecrets, which sees one
     frame at a time."""
-    return deltas if next(policy.secrets(), None) is None else _held_back(deltas, policy)
+    return deltas if not policy.has_secrets else _held_back(deltas, policy)
 
 
 async def _held_back(
