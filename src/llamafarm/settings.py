@@ -121,16 +121,11 @@ class Settings(BaseSettings):
     def _expand_models(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
 
-    @field_validator("cors_origins", "mcp_allowed_commands", "config_env_allow", mode="before")
+    @field_validator(
+        "cors_origins", "mcp_allowed_commands", "config_env_allow", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -4,12 +4,14 @@ model roots, and a canary secret that must come back in no response, event log o
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -344,3 +346,61 @@ def test_a_model_file_must_lie_inside_the_model_roots(
     assert again.json()["detail"] == response.json()["detail"]
     patched = client.patch(f"{BASE}/rag/databases/{database['name']}", json=local)
     assert patched.status_code == 422 and "LF_MODELS_DIR" in patched.json()["detail"]
+
+
+def test_a_secret_echoed_encoded_by_a_model_server_is_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: OpenAIServer
+) -> None:
+    """A model server's error quoting the key percent-encoded (a URL) or in base64 (a Basic
+    auth header): seen before the fix, the 502 carried both, readable by any chat client."""
+    secret = "zq7/canary+secret=4x"
+    monkeypatch.setenv("CANARY_URLISH", secret)
+    encoded = [
+        quote(secret, safe=""),
+        base64.b64encode(secret.encode()).decode(),
+        base64.b64encode(f"user:{secret}".encode()).decode(),
+    ]
+    fake.mode, fake.status = "error", 401
+    fake.error_body = json.dumps({"error": {"message": " ".join(encoded)}}).encode()
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        version_check_url="",
+        config_env_allow=["CANARY_*"],
+        allowed_hosts=["testserver"],
+    )
+    with TestClient(create_app(settings)) as client:
+        config = template(client)
+        model = {"provider": "openai", "model": "m", "base_url": fake.base_url}
+        config["runtime"] = {**model, "api_key": "${CANARY_URLISH}"}
+        assert put(client, config).status_code == 200
+        for stream in (False, True):
+            body = {"messages": ASK, "stream": stream, "rag_enabled": False}
+            response = client.post(f"{BASE}/chat/completions", json=body)
+            assert response.status_code == 502, response.text
+            assert "${CANARY_URLISH}" in response.text
+            for form in encoded:
+                assert form not in response.text
+    assert fake.requests[0].headers["authorization"] == f"Bearer {secret}"
+
+
+def test_a_secret_spelled_out_over_stream_frames_is_redacted(
+    client: TestClient, fake: OpenAIServer
+) -> None:
+    """Seen before the fix: each SSE frame was redacted alone, so a secret a model sent in
+    pieces reached the client whole once the pieces were put together."""
+    fake.text, fake.chunk_size, fake.delay = f"the key is {CANARY}, and {CANARY[:5]}", 3, 0.01
+    config = template(client)
+    config["runtime"] = {"provider": "openai", "model": "m", "base_url": fake.base_url}
+    config["runtime"]["api_key"] = "${CANARY_SECRET}"
+    assert put(client, config).status_code == 200
+    body = {"messages": ASK, "stream": True, "rag_enabled": False}
+    with client.stream("POST", f"{BASE}/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        frames = [
+            json.loads(line.removeprefix("data: "))
+            for line in response.iter_lines()
+            if line.startswith("data: {")
+        ]
+    pieces = [c["delta"].get("content") or "" for f in frames for c in f["choices"]]
+    assert len([p for p in pieces if p]) > 2  # it did come in pieces
+    assert "".join(pieces) == f"the key is ${{CANARY_SECRET}}, and {CANARY[:5]}"

@@ -273,3 +273,19 @@ def test_serving_the_network_needs_keys(
     assert (problem is not None) == refused
     if problem:
         assert "--insecure-no-auth" in problem and "lf keys create" in problem
+
+
+def test_a_client_without_a_key_is_refused_before_its_body_is_read(
+    authed: TestClient, keys: dict[str, str]
+) -> None:
+    """Seen before: a 2 MiB JSON body was read, and a deep one parsed, for a client with no
+    key, which got 413 and 422 answers before its 401."""
+    deep = b"[" * 10_000 + b"]" * 10_000
+    large = b'{"query": "' + b"a" * (3 << 20) + b'"}'
+    for body in (deep, large):
+        headers = {"Content-Type": "application/json"}
+        response = authed.post("/v1/projects/acme/bot/rag/query", content=body, headers=headers)
+        assert response.status_code == 401, response.text
+        with_key = {**headers, **bearer(keys["admin"])}
+        response = authed.post("/v1/projects/acme/bot/rag/query", content=body, headers=with_key)
+        assert response.status_code in (413, 422), response.text

@@ -125,3 +125,24 @@ def test_preflight_refusals_are_json(client: TestClient) -> None:
     allowed = client.options("/v1/projects/acme", headers=local)
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:80@evil.example", "[::1]evil.example", "127.0.0.1:x", "localhost:"]
+)
+def test_only_a_numeric_port_is_taken_off_a_host(client: TestClient, host: str) -> None:
+    response = client.get("/v1/projects/acme", headers={"Host": host})
+    assert response.status_code == 421, response.text
+    origin = {"Origin": f"http://{host}"}
+    assert client.post("/v1/projects/acme", json={"name": "x"}, headers=origin).status_code == 403
+    assert client.get("/v1/projects/acme").json()["total"] == 0
+
+
+def test_two_host_headers_are_refused(client: TestClient) -> None:
+    """The check would read one and the app's URLs the other."""
+    for hosts in (["attacker.example", "localhost"], ["localhost", "attacker.example"]):
+        headers = [("Host", hosts[0]), ("Host", hosts[1])]
+        response = client.post("/v1/projects/acme", json={"name": "x"}, headers=headers)
+        assert response.status_code == 400, hosts
+        assert response.json() == {"detail": "A request may carry one Host header"}
+    assert client.get("/v1/projects/acme").json()["total"] == 0

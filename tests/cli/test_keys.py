@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from llamafarm.api import create_app
 from llamafarm.cli.client import CliError
-from llamafarm.cli.main import app
+from llamafarm.cli.main import app, check_exposure
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
-from llamafarm.state.keys import PREFIX, create_key, hash_key, load_grants
+from llamafarm.state.keys import PREFIX, create_key, hash_key, load_grants, revoke_key
 from llamafarm.state.tables import ApiKey
 from tests.e2e.conftest import LF
 
@@ -100,3 +103,25 @@ def test_lf_mcp_shows_where_the_key_goes_not_the_key() -> None:
     assert '"Authorization": "Bearer <your LF_API_KEY>"' in result.stdout
     assert '"LF_API_KEY": "<your LF_API_KEY>"' in result.stdout
     assert "lf_secret" not in result.stdout
+
+
+def test_a_network_server_still_needs_a_key_once_the_last_is_revoked(tmp_path: Path) -> None:
+    """Seen before: keys were counted once, at start; revoking the last one while serving
+    0.0.0.0 opened the whole API to the network."""
+    settings = Settings(
+        data_dir=tmp_path, host="0.0.0.0", version_check_url="", allowed_hosts=["testserver"]
+    )
+    db = StateDB(settings.state_url)
+    key = create_key(db, name="only")
+    served = check_exposure(settings)
+    assert served.require_auth and not settings.require_auth
+    with TestClient(create_app(served)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        assert client.get("/v1/projects/acme", headers=headers).status_code == 200
+        revoke_key(db, "only")
+        deadline = time.monotonic() + 30
+        while client.get("/v1/projects/acme", headers=headers).status_code != 401:
+            assert time.monotonic() < deadline, "the revoked key still works"
+            time.sleep(0.2)
+        assert client.get("/v1/projects/acme").status_code == 401
+    db.close()

@@ -4,6 +4,7 @@ redaction of values, and the check right before an MCP process starts."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import sys
 from pathlib import Path
@@ -135,10 +136,30 @@ def test_redact_turns_values_back_into_placeholders() -> None:
     assert policy.redact(f"GET https://x/{SECRET}?k={SECRET}") == "GET https://x/${KEY}?k=${KEY}"
     assert policy.redact("abc") == "abc"  # too short to redact without garbling text
     assert policy.redact('{"v": "a\\"b\\\\c-long"}') == '{"v": "${QUOTED}"}'  # JSON-escaped
+    urlish = ConfigPolicy(env_allow=("U",), environ={"U": "sk-a/b+c=d"})
+    assert urlish.redact("url=sk-a%2Fb%2Bc%3Dd q=sk-a/b%2Bc%3Dd f=sk-a%2Fb%2Bc%3Dd") == (
+        "url=${U} q=${U} f=${U}"
+    )
+    for prefix in ("", "u:", "Bearer "):  # base64 wherever the value starts
+        for suffix in ("", "!", ":x"):
+            encoded = base64.b64encode(f"{prefix}sk-a/b+c=d{suffix}".encode()).decode()
+            left = urlish.redact(encoded).split("${U}")
+            assert len(left) == 2, encoded  # what is left is the neighbours' characters:
+            assert len(left[0]) <= len(prefix) * 4 // 3 + 1 and len(left[1]) <= len(suffix) + 4
     assert policy.redact_data({"a": [SECRET, 1], SECRET: None}) == {
         "a": ["${KEY}", 1],
         "${KEY}": None,
     }
+
+
+def test_redact_part_holds_back_what_may_begin_a_secret() -> None:
+    policy = ConfigPolicy(env_allow=("KEY",), environ={"KEY": SECRET})
+    assert policy.redact_part("plain text") == ("plain text", "")
+    assert policy.redact_part(f"a {SECRET[:3]}") == ("a ", SECRET[:3])
+    sent, held = policy.redact_part(f"a {SECRET} b {SECRET[:-1]}")
+    assert (sent, held) == ("a ${KEY} b ", SECRET[:-1])
+    assert policy.redact_part(held + SECRET[-1:] + " c.") == ("${KEY} c.", "")
+    assert ConfigPolicy().redact_part("anything") == ("anything", "")
 
 
 def test_log_records_are_redacted_while_installed(caplog: pytest.LogCaptureFixture) -> None:

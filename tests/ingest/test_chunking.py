@@ -127,7 +127,7 @@ def test_chunks_never_cross_sections_and_carry_page_and_heading() -> None:
 @pytest.mark.parametrize("strategy", ["characters", "sentences", "paragraphs", "sections"])
 def test_empty_and_whitespace_sections_give_no_chunks(strategy: str) -> None:
     document = doc(Section("   \n\n  "), Section(""), Section("Only text.", page=3))
-    chunks = chunk_document(document, chunk_size=50, chunk_overlap=5, chunk_strategy=strategy)
+    chunks = chunk_document(document, chunk_size=100, chunk_overlap=5, chunk_strategy=strategy)
     assert [(c.text, c.metadata) for c in chunks] == [
         ("Only text.", {"chunk_index": 0, "page": 3}),
     ]
@@ -145,11 +145,20 @@ def test_real_book_chunks_stay_within_size() -> None:
 @pytest.mark.parametrize(
     "options,message",
     [
-        ({"chunk_size": 0}, "chunk_size must be a whole number of at least 1"),
-        ({"chunk_size": "1000"}, "chunk_size must be a whole number of at least 1, got '1000'"),
+        ({"chunk_size": 0}, "chunk_size must be a whole number of at least 100"),
+        (
+            {"chunk_size": 1, "chunk_overlap": 0},
+            "chunk_size must be a whole number of at least 100",
+        ),
+        ({"chunk_size": 99}, "chunk_size must be a whole number of at least 100, got 99"),
+        ({"chunk_size": "1000"}, "chunk_size must be a whole number of at least 100, got '1000'"),
         ({"chunk_size": True}, "chunk_size"),
-        ({"chunk_overlap": -1}, "chunk_overlap must be a whole number from 0 to chunk_size - 1"),
-        ({"chunk_size": 100, "chunk_overlap": 100}, r"chunk_size - 1 \(99\), got 100"),
+        (
+            {"chunk_overlap": -1},
+            "chunk_overlap must be a whole number from 0 to half of chunk_size",
+        ),
+        ({"chunk_size": 100, "chunk_overlap": 51}, r"half of chunk_size \(50\), got 51"),
+        ({"chunk_size": 1000, "chunk_overlap": 999}, r"half of chunk_size \(500\), got 999"),
         ({"chunk_strategy": "tokens"}, "chunk_strategy 'tokens' is unknown"),
     ],
 )

@@ -77,7 +77,7 @@ def strategy(*extractors: dict[str, Any]) -> DataProcessingStrategy:
 
 def test_apply_extractors_merges_into_every_chunk() -> None:
     document = ParsedDocument([Section(TEXT, page=2, heading="Ponds")])
-    chunks = chunk_document(document, chunk_size=80, chunk_overlap=0, chunk_strategy="sentences")
+    chunks = chunk_document(document, chunk_size=100, chunk_overlap=0, chunk_strategy="sentences")
     apply_extractors(
         strategy(
             {"type": "KeywordExtractor", "config": {"max_keywords": 2}},

@@ -104,7 +104,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Every route can answer these: SiteGuard (421, 403 for a foreign page) and KeyGuard.
         responses=errors(401, 403, 421),
     )
-    app.add_middleware(KeyGuard, keyring=keyring)  # inside CORS: a 401 a page may read
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_kb << 10,
+    )
+    # Inside CORS: a 401 a page may read. Outside the body limit: a client without a key is
+    # refused before its body is read.
+    app.add_middleware(KeyGuard, keyring=keyring)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -114,11 +121,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Session-ID"],
     )
     app.add_middleware(EncodedSlashGuard)
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.max_upload_bytes,
-        max_json_bytes=settings.max_json_kb << 10,
-    )
     app.add_middleware(RedactSecrets, policy=policy)
     app.add_middleware(SiteGuard, settings=settings)  # outermost: refused requests reach nothing
     install_error_handlers(app)

@@ -20,7 +20,7 @@ class RedactSecrets:
         self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or next(self.policy.secrets(), None) is None:
+        if scope["type"] != "http" or not self.policy.has_secrets:
             await self.app(scope, receive, send)
             return
         start: Message | None = None

@@ -30,11 +30,21 @@ WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def hostname(authority: str) -> str:
-    """`Example.com:8000` -> `example.com`, `[::1]:8000` -> `[::1]`."""
+    """`Example.com:8000` -> `example.com`, `[::1]:8000` -> `[::1]`.
+
+    Only a numeric port is taken off: `localhost:80@evil.example` or `[::1]evil.example` stays
+    whole, so it matches no allowed name.
+    """
     authority = authority.lower()
     if authority.startswith("["):
-        return authority.split("]", 1)[0] + "]"
-    return authority.rsplit(":", 1)[0]
+        name, bracket, port = authority.partition("]")
+        return name + bracket if port == "" or _is_port(port) else authority
+    name, colon, port = authority.rpartition(":")
+    return name if colon and port.isdigit() else authority
+
+
+def _is_port(text: str) -> bool:
+    return text.startswith(":") and text[1:].isdigit()
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str] | None:
@@ -65,15 +75,23 @@ class SiteGuard:
             await self.app(scope, receive, send)
             return
         host = origin = None
+        hosts = 0
         preflight = False
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
+                hosts += 1
             elif name == b"origin":
                 origin = value.decode("latin-1")
             elif name == b"access-control-request-method":
                 preflight = True
-        refusal = self._refusal(host, origin, scope["method"], preflight)
+        if hosts > 1:
+            # Which one would count? This check reads one, the app's URLs another: refuse both.
+            refusal: JSONResponse | None = JSONResponse(
+                {"detail": "A request may carry one Host header"}, 400
+            )
+        else:
+            refusal = self._refusal(host, origin, scope["method"], preflight)
         if refusal is None:
             await self.app(scope, receive, send)
         else:

@@ -95,7 +95,7 @@ def start(
     # worker finds it at head instead of waiting.
     _upgrade_state(settings)
     if not insecure_no_auth:
-        check_exposure(settings)
+        settings = check_exposure(settings)
     if settings.host.strip() in WILDCARD_BINDS and not settings.allowed_hosts:
         err.print(
             f"Listening on all interfaces ({settings.host!r}), but answering only requests "
@@ -184,14 +184,15 @@ def config_schema() -> None:
     print(json_schema())
 
 
-def check_exposure(settings: Settings) -> None:
-    """Refuse to serve a non-loopback address that no API key protects."""
+def check_exposure(settings: Settings) -> Settings:
+    """Refuse to serve a non-loopback address that no API key protects; the settings to serve
+    it with require a key from then on, so revoking the last one does not open the API."""
     from llamafarm.api.auth import exposure_problem, is_loopback
     from llamafarm.state import StateDB
     from llamafarm.state.keys import count_keys
 
     if settings.require_auth or is_loopback(settings.host):
-        return  # no need to open the database
+        return settings  # no need to open the database
     db = StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
     try:
         keys = count_keys(db)
@@ -200,6 +201,7 @@ def check_exposure(settings: Settings) -> None:
     problem = exposure_problem(settings.host, has_keys=keys > 0, require_auth=False)
     if problem:
         raise CliError(problem)
+    return settings.model_copy(update={"require_auth": True})
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ operator's (settings, never the config):
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import functools
 import json
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from llamafarm.config.models import Database, ProjectConfig
 from llamafarm.errors import ConfigInvalid
@@ -100,6 +102,23 @@ _LOADER_NAMES = frozenset(
 )
 
 
+def _encodings(value: str) -> set[str]:
+    """The value and the encodings of it that text may carry instead."""
+    raw = value.encode("utf-8", "surrogateescape")
+    forms = {value, json.dumps(value)[1:-1], quote(raw, safe=""), quote(raw), quote_plus(raw)}
+    for offset in range(3):
+        # Base64 of the value wherever it starts in the encoded bytes: only the characters that
+        # depend on the value's bits alone, none shared with its neighbours.
+        encoded = base64.b64encode(bytes(offset) + raw).decode()
+        stable = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
+        if len(stable) >= MIN_SECRET:
+            forms |= {stable, stable.translate(_URLSAFE)}
+    return forms
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
 def env_name_allowed(name: str) -> bool:
     """Whether a stdio MCP server's `env` may set this variable."""
     upper = name.upper()
@@ -126,9 +145,10 @@ class ConfigPolicy:
         """The value of an allowed variable; None when it is not allowed or not set."""
         return self.environ.get(name) if self.variable_allowed(name) else None
 
-    def secrets(self) -> Iterator[tuple[str, str]]:
-        """(value, name) of every allowed variable that is set, longest value first."""
-        return iter(self._secrets)
+    @property
+    def has_secrets(self) -> bool:
+        """Whether any allowed variable is set to a value long enough to redact."""
+        return bool(self._secrets)
 
     @functools.cached_property
     def _secrets(self) -> list[tuple[str, str]]:
@@ -141,15 +161,35 @@ class ConfigPolicy:
         ]
         return sorted(found, key=lambda pair: (-len(pair[0]), pair[1]))
 
+    @functools.cached_property
+    def _forms(self) -> list[tuple[str, str]]:
+        # Each secret as it may be written into text: as is, JSON-escaped, percent-encoded (a URL
+        # in an error message) and base64 (a Basic auth header a server echoes), longest first.
+        forms = {
+            form: f"${{{name}}}"
+            for value, name in reversed(self._secrets)  # the longer value wins a shared form
+            for form in _encodings(value)
+        }
+        return sorted(forms.items(), key=lambda pair: (-len(pair[0]), pair[0]))
+
     def redact(self, text: str) -> str:
-        """The text with every secret value replaced by its `${NAME}` placeholder."""
-        for value, name in self.secrets():
-            if value in text:
-                text = text.replace(value, f"${{{name}}}")
-            escaped = json.dumps(value)[1:-1]
-            if escaped != value and escaped in text:
-                text = text.replace(escaped, f"${{{name}}}")
+        """The text with every secret value, plain or encoded, replaced by its `${NAME}`."""
+        for form, placeholder in self._forms:
+            if form in text:
+                text = text.replace(form, placeholder)
         return text
+
+    def redact_part(self, text: str) -> tuple[str, str]:
+        """For text that comes in parts (a streamed answer): (the text redacted, less its end
+        where a secret may begin that the next part completes; that end, to put before it)."""
+        text = self.redact(text)
+        held = 0
+        for form, _ in self._forms:
+            for size in range(min(len(form) - 1, len(text)), held, -1):
+                if text.endswith(form[:size]):
+                    held = size
+                    break
+        return text[: len(text) - held], text[len(text) - held :]
 
     def redact_data(self, data: Any) -> Any:
         """`redact` applied to every string (and key) of JSON-like data."""

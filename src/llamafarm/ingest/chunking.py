@@ -9,6 +9,9 @@ from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.documents import Chunk, MetadataValue, ParsedDocument
 
 STRATEGIES = ("characters", "sentences", "paragraphs", "sections")
+MIN_CHUNK_SIZE = 100
+"""Below a sentence or two a chunk carries too little to retrieve by, and every chunk costs an
+embedding and a stored row: `chunk_size: 1` made one chunk per character of an upload."""
 
 Span = tuple[int, int]
 """Start and end offsets into a section's text: chunks are slices, so separators stay as written."""
@@ -65,16 +68,24 @@ def chunk_document(
 
 
 def _validate(chunk_size: object, chunk_overlap: object, chunk_strategy: object) -> None:
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ConfigInvalid(f"chunk_size must be a whole number of at least 1, got {chunk_size!r}")
+    if (
+        not isinstance(chunk_size, int)
+        or isinstance(chunk_size, bool)
+        or chunk_size < MIN_CHUNK_SIZE
+    ):
+        raise ConfigInvalid(
+            f"chunk_size must be a whole number of at least {MIN_CHUNK_SIZE}, got {chunk_size!r}"
+        )
+    # At most half: each chunk then brings at least as much new text as it repeats (an overlap
+    # of chunk_size - 1 made one near-full chunk per word, the text stored ~chunk_size times).
     if (
         not isinstance(chunk_overlap, int)
         or isinstance(chunk_overlap, bool)
-        or not 0 <= chunk_overlap < chunk_size
+        or not 0 <= chunk_overlap <= chunk_size // 2
     ):
         raise ConfigInvalid(
-            f"chunk_overlap must be a whole number from 0 to chunk_size - 1 ({chunk_size - 1}), "
-            f"got {chunk_overlap!r}"
+            f"chunk_overlap must be a whole number from 0 to half of chunk_size "
+            f"({chunk_size // 2}), got {chunk_overlap!r}"
         )
     if chunk_strategy not in STRATEGIES:
         raise ConfigInvalid(

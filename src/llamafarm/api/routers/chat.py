@@ -8,7 +8,7 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, aclosing, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -24,6 +24,7 @@ from llamafarm.api.deps import ChatServicesDep, ProjectRefDep, ProjectStoreDep, 
 from llamafarm.api.errors import errors
 from llamafarm.chat import service, sessions
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message, ToolCall
+from llamafarm.config.policy import ConfigPolicy
 from llamafarm.errors import LfError
 from llamafarm.state import StateDB
 
@@ -274,7 +275,9 @@ async def completions(
             # The first delta is awaited before the response begins, so a provider that is
             # down, slow or broken answers with an HTTP error status, not an event in a 200
             # (tool rounds without text come before it).
-            deltas = service.stream(prepared, toolbox, timeline=log.timeline)
+            deltas = _redacted(
+                service.stream(prepared, toolbox, timeline=log.timeline), projects.policy
+            )
             try:
                 first = await anext(deltas)
             except BaseException:
@@ -320,6 +323,33 @@ async def completions(
         ),
         headers={**headers, "Cache-Control": "no-cache"},
     )
+
+
+def _redacted(
+    deltas: AsyncGenerator[Delta, None], policy: ConfigPolicy
+) -> AsyncGenerator[Delta, None]:
+    """The deltas with the policy's secrets redacted across them: a model spelling a secret
+    out over several deltas (each its own SSE frame) got past RedactSecrets, which sees one
+    frame at a time."""
+    return deltas if not policy.has_secrets else _held_back(deltas, policy)
+
+
+async def _held_back(
+    deltas: AsyncGenerator[Delta, None], policy: ConfigPolicy
+) -> AsyncGenerator[Delta, None]:
+    """Text that may be the start of a secret waits for the next delta."""
+    held = ""
+    async with aclosing(deltas):
+        async for delta in deltas:
+            if delta.finish_reason is None and delta.usage is None and not delta.tool_calls:
+                content, held = policy.redact_part(held + delta.content)
+                if content:
+                    yield Delta(content=content)
+                continue
+            yield replace(delta, content=policy.redact(held + delta.content))
+            held = ""
+    if held:
+        yield Delta(content=policy.redact(held))
 
 
 def _later(work: Callable[[], object]) -> None:
