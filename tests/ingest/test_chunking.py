@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from llamafarm.documents import ParsedDocument, Section
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.chunking import chunk_document
-from llamafarm.ingest.documents import ParsedDocument, Section
 from llamafarm.ingest.parsers.epub import EPUBParser
 
 SENTENCES = [f"Sentence number {i} says something about topic {i % 7}." for i in range(40)]

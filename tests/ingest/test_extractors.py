@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from llamafarm.config.models import DataProcessingStrategy
+from llamafarm.documents import Chunk, ParsedDocument, Section
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.chunking import chunk_document
-from llamafarm.ingest.documents import Chunk, ParsedDocument, Section
 from llamafarm.ingest.extractors import (
     EXTRACTORS,
     HeadingExtractor,

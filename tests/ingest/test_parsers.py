@@ -15,8 +15,8 @@ from llamafarm.config import parse_config, render_template
 from llamafarm.config.loader import load_config
 from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
+from llamafarm.documents import ParsedDocument
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import ParsedDocument
 from llamafarm.ingest.parsers import PARSERS, parse_file, select_parser
 from llamafarm.ingest.parsers.text import TextParser
 

@@ -13,8 +13,8 @@ import pytest
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
+from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest
-from llamafarm.ingest.documents import MetadataValue
 from llamafarm.rag.filters import (
     All,
     AnyOf,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llamafarm.ingest.documents import MetadataValue
+from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, parse_filters
 from llamafarm.rag.stores.lexical import MAX_QUERY_TERMS, LexicalIndex, query_terms
 

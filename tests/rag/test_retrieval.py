@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llamafarm.config.models import Database, ModelConfig
+from llamafarm.config.models import Database
 from llamafarm.errors import BadRequest, ConfigInvalid, RerankerUnavailable
 from llamafarm.rag.cache import KEPT, ModelCache
 from llamafarm.rag.embedders import UniversalEmbedder
@@ -293,19 +293,3 @@ def test_model_cache_keeps_the_recent_ones(tmp_path: Path) -> None:
     for i in range(1, KEPT + 1):
         models.reranker({"model_name": f"acme/r{i}"})
     assert models.reranker({"model_name": "acme/r0"}) is not first
-
-
-def test_a_cached_provider_is_found_without_making_one_and_kept_as_used(tmp_path: Path) -> None:
-    models = ModelCache(hf_cache=tmp_path)
-
-    def model(i: int) -> ModelConfig:
-        return ModelConfig(name="m", provider="openai", model=f"m{i}", base_url="http://x:1/v1")
-
-    assert models.cached_provider(model(0)) is None
-    first = models.provider(model(0))
-    assert models.cached_provider(model(0)) is first
-    for i in range(1, KEPT + 1):  # the first stays the most recently used all along
-        models.provider(model(i))
-        assert models.cached_provider(model(0)) is first
-    assert models.cached_provider(model(1)) is None  # the least recently used went
-    models.close()

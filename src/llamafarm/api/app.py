@@ -32,6 +32,7 @@ from llamafarm.api.routers import (
     tasks,
 )
 from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
+from llamafarm.chat.cache import ChatModelCache
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
@@ -39,7 +40,6 @@ from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
-from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.system.health import api_check, data_dir_check, state_db_check, worker_check
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.projects = ProjectStore(
             settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
         )
-        app.state.models = ModelCache()
+        app.state.models = ChatModelCache()
         app.state.mcp_pool = McpPool(policy=policy)
         app.state.version_checker = VersionChecker(
             current=__version__,

@@ -16,10 +16,10 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from llamafarm.api.auth import GRANT
+from llamafarm.chat.cache import ChatModelCache
 from llamafarm.chat.tools import McpPool
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
-from llamafarm.rag.cache import ModelCache
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.state.keys import Grant
@@ -51,8 +51,8 @@ async def get_version_checker(request: Request) -> VersionChecker:
     return checker
 
 
-async def get_models(request: Request) -> ModelCache:
-    models: ModelCache = request.app.state.models
+async def get_models(request: Request) -> ChatModelCache:
+    models: ChatModelCache = request.app.state.models
     return models
 
 
@@ -61,7 +61,7 @@ class ChatServices:
     settings: Settings
     db: StateDB
     projects: ProjectStore
-    models: ModelCache
+    models: ChatModelCache
     mcp_pool: McpPool
 
 
@@ -88,7 +88,7 @@ ProjectStoreDep = Annotated[ProjectStore, Depends(get_projects)]
 StateDBDep = Annotated[StateDB, Depends(get_db)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
-ModelCacheDep = Annotated[ModelCache, Depends(get_models)]
+ModelCacheDep = Annotated[ChatModelCache, Depends(get_models)]
 ChatServicesDep = Annotated[ChatServices, Depends(get_chat_services)]
 ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]
 GrantDep = Annotated[Grant | None, Depends(get_grant)]

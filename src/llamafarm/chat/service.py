@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from llamafarm import events
+from llamafarm.chat.cache import ChatModelCache
 from llamafarm.chat.conversation import SEPARATOR, Conversation
 from llamafarm.chat.prompts import prompt_messages
 from llamafarm.chat.providers.base import (
@@ -33,7 +34,6 @@ from llamafarm.errors import BadRequest, LfError
 from llamafarm.events import Timeline
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag import service as rag
-from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.stores.base import Hit
 from llamafarm.state import StateDB
 
@@ -119,7 +119,7 @@ def list_models(config: ProjectConfig) -> dict[str, Any]:
 async def prepare(
     *,
     projects: ProjectStore,
-    models: ModelCache,
+    models: ChatModelCache,
     ref: ProjectRef,
     request: ChatRequest,
     history: Sequence[Message],
@@ -178,7 +178,7 @@ async def prepare(
     )
 
 
-def _made(models: ModelCache, model: ModelConfig) -> Provider:
+def _made(models: ChatModelCache, model: ModelConfig) -> Provider:
     """The model's provider, with what it reads once (whether its template takes tools) read."""
     provider = models.provider(model)
     _ = provider.supports_tools
@@ -471,7 +471,7 @@ def _queries(config: ProjectConfig, request: ChatRequest) -> list[str]:
 
 def _retrieve(
     projects: ProjectStore,
-    models: ModelCache,
+    models: ChatModelCache,
     ref: ProjectRef,
     request: ChatRequest,
     queries: list[str],

@@ -9,14 +9,13 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import and_, delete, select
 
-from llamafarm.chat.sessions import delete_all_sessions
 from llamafarm.config.models import Dataset, ProjectConfig
 from llamafarm.datasets.blobs import BlobStore, check_hash
-from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
+from llamafarm.errors import BadRequest, Conflict, NotFound
 from llamafarm.names import check_name
-from llamafarm.projects import Project, ProjectRef, ProjectStore
-from llamafarm.rag.stores import VectorStore, create_store, release
-from llamafarm.state import EventLog, FileRecord, StateDB, TaskRecord
+from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.stores import VectorStore, create_store
+from llamafarm.state import FileRecord, StateDB
 
 
 def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
@@ -176,69 +175,6 @@ def remove_file(
         session.execute(delete(FileRecord).where(FileRecord.id == record.id))
     deleted = remove_from_disk and _drop_unreferenced(projects, db, ref, file_hash)
     return {"file_hash": file_hash, "chunks_removed": removed, "removed_from_disk": deleted}
-
-
-def update_project(
-    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, document: dict[str, Any]
-) -> Project:
-    """Replace a project's config, refusing to drop (or move) a dataset that still has files."""
-    try:
-        current = projects.load(ref.namespace, ref.project).datasets
-    except ConfigInvalid:
-        current = []  # a broken config must stay fixable by a PUT
-    before = {d.name: d.database for d in current}
-    after = {
-        str(d.get("name")): d.get("database")
-        for d in document.get("datasets") or []
-        if isinstance(d, dict)
-    }
-    changed = [name for name, database in before.items() if after.get(name) != database]
-    if changed:
-        with db.session() as session:
-            used = sorted(
-                set(
-                    session.scalars(
-                        select(FileRecord.dataset).where(
-                            in_project(ref), FileRecord.dataset.in_(changed)
-                        )
-                    )
-                )
-            )
-        if used:
-            raise Conflict(
-                f"Dataset(s) {used} still have files: the new config drops them or moves them "
-                "to another database. Delete them first (DELETE .../datasets/{name})."
-            )
-    return projects.update(ref.namespace, ref.project, document)
-
-
-def create_project(
-    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, template: str = "default"
-) -> Project:
-    """A new project, with no state from an earlier project of the same name: events a
-    request or a worker wrote for the old one as it was being deleted go now."""
-    created = projects.create(ref.namespace, ref.project, template=template)
-    with db.session() as session:
-        session.execute(
-            delete(EventLog).where(
-                EventLog.namespace == ref.namespace, EventLog.project == ref.project
-            )
-        )
-    return created
-
-
-def delete_project(*, projects: ProjectStore, db: StateDB, ref: ProjectRef) -> Project:
-    """Delete a project's folder (config, files, stores), then its rows in the state DB
-    (files, tasks, event logs, chat sessions)."""
-    deleted = projects.delete(ref.namespace, ref.project)
-    release(projects.path(ref.namespace, ref.project))  # its store clients' open files
-    with db.session() as session:
-        for table in (FileRecord, TaskRecord, EventLog):
-            session.execute(
-                delete(table).where(table.namespace == ref.namespace, table.project == ref.project)
-            )
-    delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
-    return deleted
 
 
 def clean_filename(filename: str) -> str:

@@ -19,8 +19,9 @@ from llamafarm.datasets import service as datasets
 from llamafarm.errors import BadRequest, Conflict
 from llamafarm.examples.catalog import Example
 from llamafarm.names import check_name
-from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.projects import ProjectRef, ProjectStore, lifecycle
 from llamafarm.rag.databases import delete_database
+from llamafarm.rag.stores import release
 from llamafarm.state import StateDB
 from llamafarm.tasks.service import queue_processing
 
@@ -43,13 +44,13 @@ def import_project(
     document["namespace"], document["name"] = ref.namespace, ref.project
     parse_config(document, projects.policy)
     names = [d.name for d in example.manifest.datasets]
-    datasets.create_project(projects=projects, db=db, ref=ref)  # 409 if it exists; replaced below
+    lifecycle.create_project(projects=projects, db=db, ref=ref)  # 409 if it exists; replaced below
     try:
         projects.update(ref.namespace, ref.project, document)
         task_ids = _fill(projects, db, celery, example, ref, names, process=process, limit=limit)
     except BaseException:
         try:
-            datasets.delete_project(projects=projects, db=db, ref=ref)
+            lifecycle.delete_project(projects=projects, db=db, ref=ref, release=release)
         except Exception:
             log.exception("could not remove the half-imported project %s", ref)
         raise

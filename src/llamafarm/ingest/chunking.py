@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from llamafarm.documents import Chunk, MetadataValue, ParsedDocument
 from llamafarm.errors import ConfigInvalid
-from llamafarm.ingest.documents import Chunk, MetadataValue, ParsedDocument
 
 STRATEGIES = ("characters", "sentences", "paragraphs", "sections")
 MIN_CHUNK_SIZE = 100

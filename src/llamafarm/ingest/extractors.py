@@ -7,8 +7,8 @@ from collections import Counter
 from typing import Any, Protocol
 
 from llamafarm.config.models import DataProcessingStrategy
+from llamafarm.documents import Chunk, MetadataValue
 from llamafarm.errors import ConfigInvalid
-from llamafarm.ingest.documents import Chunk, MetadataValue
 from llamafarm.ingest.parsers import matches
 
 _STOPWORDS = """

@@ -1,4 +1,7 @@
-"""Embedders, rerankers and chat models loaded once per process and shared by its requests."""
+"""Embedders and rerankers loaded once per process and shared by its requests.
+
+`llamafarm.chat.cache.ChatModelCache` adds the chat providers on top.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llamafarm.chat.providers import create_provider
-from llamafarm.chat.providers.base import Provider
-from llamafarm.config.models import EmbeddingStrategy, ModelConfig
+from llamafarm.config.models import EmbeddingStrategy
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
@@ -30,7 +31,6 @@ class ModelCache:
         self.hf_cache = hf_cache
         self._embedders: OrderedDict[str, Embedder] = OrderedDict()
         self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
-        self._providers: OrderedDict[str, Provider] = OrderedDict()
         self._lock = threading.Lock()
 
     def embedder(self, strategy: EmbeddingStrategy) -> Embedder:
@@ -46,35 +46,20 @@ class ModelCache:
             self._rerankers, dict(config), lambda: create_reranker(config, cache_dir=self.hf_cache)
         )
 
-    def provider(self, model: ModelConfig) -> Provider:
-        return self._get(self._providers, _provider_key(model), lambda: create_provider(model))
-
-    def cached_provider(self, model: ModelConfig) -> Provider | None:
-        """The provider if one is kept already (as recently used as `provider` makes it);
-        making one may block (an HTTP client's certificates, a GGUF file's header), so
-        callers on the event loop make it elsewhere."""
-        key = _key(_provider_key(model))
-        with self._lock:
-            provider = self._providers.get(key)
-            if provider is not None:
-                self._providers.move_to_end(key)
-            return provider
-
     def close(self) -> None:
         """Let go of the connections the models hold (HTTP clients of remote services)."""
+        self._close_all(self._embedders, self._rerankers)
+
+    def _close_all(self, *families: OrderedDict[str, Any]) -> None:
         with self._lock:
-            models = [
-                m
-                for kept in (self._embedders, self._rerankers, self._providers)
-                for m in kept.values()
-            ]
-            for kept in (self._embedders, self._rerankers, self._providers):
+            models = [m for kept in families for m in kept.values()]
+            for kept in families:
                 kept.clear()
         for model in models:
             _close(model)
 
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
-        key = _key(config)
+        key = key_of(config)
         with self._lock:
             if key not in kept:
                 kept[key] = make()  # cheap: models load on first use, outside this lock
@@ -85,12 +70,8 @@ class ModelCache:
             return kept[key]
 
 
-def _key(config: Any) -> str:
+def key_of(config: Any) -> str:
     return json.dumps(config, sort_keys=True, default=str)
-
-
-def _provider_key(model: ModelConfig) -> dict[str, Any]:
-    return model.model_dump(mode="json", exclude={"description", "prompts"})
 
 
 def _close(model: object) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
+from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest
-from llamafarm.ingest.documents import MetadataValue
 
 Operator = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
 OPERATORS: tuple[Operator, ...] = get_args(Operator)

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
-from llamafarm.datasets import service as datasets
-from llamafarm.projects import Project, ProjectRef
+from llamafarm.projects import Project, ProjectRef, lifecycle
+from llamafarm.rag.stores import release
 
 router = APIRouter(
     prefix="/projects", tags=["projects", "mcp"], responses=errors(400, 404, 409, 413, 422)
@@ -71,7 +71,7 @@ def list_projects(namespace: str, store: ProjectStoreDep) -> ProjectList:
 def create_project(
     namespace: str, body: ProjectCreate, store: ProjectStoreDep, db: StateDBDep
 ) -> ProjectResponse:
-    project = datasets.create_project(
+    project = lifecycle.create_project(
         projects=store, db=db, ref=ProjectRef(namespace, body.name), template=body.config_template
     )
     return ProjectResponse(project=ProjectPublic.of(project))
@@ -99,7 +99,7 @@ def get_project(namespace: str, project: str, store: ProjectStoreDep) -> Project
 def update_project(
     namespace: str, project: str, body: ProjectUpdate, store: ProjectStoreDep, db: StateDBDep
 ) -> ProjectResponse:
-    updated = datasets.update_project(
+    updated = lifecycle.update_project(
         projects=store, db=db, ref=ProjectRef(namespace, project), document=body.config
     )
     return ProjectResponse(project=ProjectPublic.of(updated))
@@ -115,5 +115,7 @@ def update_project(
 def delete_project(
     namespace: str, project: str, store: ProjectStoreDep, db: StateDBDep
 ) -> ProjectResponse:
-    deleted = datasets.delete_project(projects=store, db=db, ref=ProjectRef(namespace, project))
+    deleted = lifecycle.delete_project(
+        projects=store, db=db, ref=ProjectRef(namespace, project), release=release
+    )
     return ProjectResponse(project=ProjectPublic.of(deleted))

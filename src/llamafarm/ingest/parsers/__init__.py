@@ -7,8 +7,8 @@ from pathlib import Path, PurePosixPath
 
 from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
+from llamafarm.documents import ParsedDocument
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import ParsedDocument
 from llamafarm.ingest.parsers.base import Parser
 from llamafarm.ingest.parsers.csv import CSVParser
 from llamafarm.ingest.parsers.docx import DocxParser

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Protocol
 
 import charset_normalizer
 
+from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument, Section
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 """Text-like files are read whole; anything bigger is refused rather than exhausting memory."""

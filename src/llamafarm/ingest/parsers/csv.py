@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 from typing import Any, ClassVar
 
+from llamafarm.documents import ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import ParsedDocument, Section
 from llamafarm.ingest.parsers.base import clean_inline, decode_text_file, finish, read_bytes
 
 _SNIFF_BYTES = 64 * 1024

@@ -11,8 +11,8 @@ from docx.document import Document
 from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 
+from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.ingest.parsers.base import SectionBuilder, check_package, clean_inline, finish
 
 Block = Paragraph | Table

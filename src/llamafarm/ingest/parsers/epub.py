@@ -12,8 +12,8 @@ from xml.etree import ElementTree
 
 from bs4.element import Tag
 
+from llamafarm.documents import MetadataValue, ParsedDocument
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument
 from llamafarm.ingest.parsers.base import (
     MAX_FILE_BYTES,
     SectionBuilder,

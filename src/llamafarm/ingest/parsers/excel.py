@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 import openpyxl  # no stubs in the dev dependencies
 
+from llamafarm.documents import ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import ParsedDocument, Section
 from llamafarm.ingest.parsers.base import check_package, clean_inline, finish
 
 

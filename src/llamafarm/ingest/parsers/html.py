@@ -11,8 +11,8 @@ from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWar
 from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString, Tag
 
+from llamafarm.documents import MetadataValue, ParsedDocument
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument
 from llamafarm.ingest.parsers.base import (
     SectionBuilder,
     clean_inline,

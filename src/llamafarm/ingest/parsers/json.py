@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from llamafarm.documents import ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import ParsedDocument, Section
 from llamafarm.ingest.parsers.base import clean_inline, decode_text_file, finish, read_bytes
 
 

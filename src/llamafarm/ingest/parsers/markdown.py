@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument
+from llamafarm.documents import MetadataValue, ParsedDocument
 from llamafarm.ingest.parsers.base import (
     SectionBuilder,
     clean_inline,

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import PdfReadWarning
 
+from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.ingest.parsers.base import clean_inline, clean_text, finish
 
 

@@ -13,8 +13,8 @@ from pptx.shapes.graphfrm import GraphicFrame
 from pptx.shapes.group import GroupShape
 from pptx.slide import Slide
 
+from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.ingest.parsers.base import check_package, clean_inline, clean_text, finish
 
 

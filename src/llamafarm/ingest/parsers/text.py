@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llamafarm.ingest.documents import ParsedDocument, Section
+from llamafarm.documents import ParsedDocument, Section
 from llamafarm.ingest.parsers.base import clean_text, decode_text_file, finish, read_bytes
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from llamafarm.ingest.documents import MetadataValue
+from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter
 
 DistanceMetric = Literal["cosine", "l2", "euclidean", "ip", "inner_product", "dot"]

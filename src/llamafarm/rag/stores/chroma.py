@@ -29,8 +29,8 @@ from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InvalidArgumentError
 
+from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
-from llamafarm.ingest.documents import MetadataValue
 from llamafarm.rag.filters import Filter, to_chroma
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
 from llamafarm.rag.stores.lexical import LexicalIndex

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamafarm.ingest.documents import MetadataValue
+from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, to_sql
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"

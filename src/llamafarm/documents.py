@@ -1,4 +1,4 @@
-"""What parsers produce and chunking consumes."""
+"""Documents, chunks and their metadata: what `ingest` produces and `rag` stores."""
 
 from __future__ import annotations
 

@@ -1,0 +1,42 @@
+"""The process's model cache with the chat providers added: embedders, rerankers and chat models."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from llamafarm.chat.providers import create_provider
+from llamafarm.chat.providers.base import Provider
+from llamafarm.config.models import ModelConfig
+from llamafarm.rag.cache import ModelCache, key_of
+
+
+class ChatModelCache(ModelCache):
+    """`ModelCache` plus chat providers, kept the same way (least recently used goes)."""
+
+    def __init__(self, *, hf_cache: Path | None = None) -> None:
+        super().__init__(hf_cache=hf_cache)
+        self._providers: OrderedDict[str, Provider] = OrderedDict()
+
+    def provider(self, model: ModelConfig) -> Provider:
+        return self._get(self._providers, _provider_key(model), lambda: create_provider(model))
+
+    def cached_provider(self, model: ModelConfig) -> Provider | None:
+        """The provider if one is kept already (as recently used as `provider` makes it);
+        making one may block (an HTTP client's certificates, a GGUF file's header), so
+        callers on the event loop make it elsewhere."""
+        key = key_of(_provider_key(model))
+        with self._lock:
+            provider = self._providers.get(key)
+            if provider is not None:
+                self._providers.move_to_end(key)
+            return provider
+
+    def close(self) -> None:
+        """Let go of the connections the models hold (HTTP clients of remote services)."""
+        self._close_all(self._embedders, self._rerankers, self._providers)
+
+
+def _provider_key(model: ModelConfig) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude={"description", "prompts"})

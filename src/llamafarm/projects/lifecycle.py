@@ -1,0 +1,76 @@
+"""Creating, replacing and deleting a project, with its state in the state database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from llamafarm.errors import ConfigInvalid, Conflict
+from llamafarm.projects.store import Project, ProjectRef, ProjectStore
+from llamafarm.state import EventLog, FileRecord, StateDB
+from llamafarm.state.project_rows import delete_project_rows
+
+
+def create_project(
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, template: str = "default"
+) -> Project:
+    """A new project, with no state from an earlier project of the same name: events a
+    request or a worker wrote for the old one as it was being deleted go now."""
+    created = projects.create(ref.namespace, ref.project, template=template)
+    delete_project_rows(db, namespace=ref.namespace, project=ref.project, tables=(EventLog,))
+    return created
+
+
+def update_project(
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, document: dict[str, Any]
+) -> Project:
+    """Replace a project's config, refusing to drop (or move) a dataset that still has files."""
+    try:
+        current = projects.load(ref.namespace, ref.project).datasets
+    except ConfigInvalid:
+        current = []  # a broken config must stay fixable by a PUT
+    before = {d.name: d.database for d in current}
+    after = {
+        str(d.get("name")): d.get("database")
+        for d in document.get("datasets") or []
+        if isinstance(d, dict)
+    }
+    changed = [name for name, database in before.items() if after.get(name) != database]
+    if changed:
+        with db.session() as session:
+            used = sorted(
+                set(
+                    session.scalars(
+                        select(FileRecord.dataset).where(
+                            FileRecord.namespace == ref.namespace,
+                            FileRecord.project == ref.project,
+                            FileRecord.dataset.in_(changed),
+                        )
+                    )
+                )
+            )
+        if used:
+            raise Conflict(
+                f"Dataset(s) {used} still have files: the new config drops them or moves them "
+                "to another database. Delete them first (DELETE .../datasets/{name})."
+            )
+    return projects.update(ref.namespace, ref.project, document)
+
+
+def delete_project(
+    *,
+    projects: ProjectStore,
+    db: StateDB,
+    ref: ProjectRef,
+    release: Callable[[Path], object],
+) -> Project:
+    """Delete a project's folder (config, files, stores), then its rows in the state DB
+    (files, tasks, event logs, chat sessions). `release` lets go of what the process holds
+    open under the folder (`llamafarm.rag.stores.release`: its store clients' open files)."""
+    deleted = projects.delete(ref.namespace, ref.project)
+    release(projects.path(ref.namespace, ref.project))
+    delete_project_rows(db, namespace=ref.namespace, project=ref.project)
+    return deleted
