@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from llamafarm import bundled as bundled_models
 from llamafarm.errors import BadRequest, Conflict, NotFound, Unavailable
-from llamafarm.models import bundled as bundled_models
 from llamafarm.models import cache_dir, delete_model, download, list_models
 from tests.models.hub import SHA, FakeHub, blob_id, cache_model
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from huggingface_hub import CachedRepoInfo, CacheNotFound, HFCacheInfo, scan_cache_dir
 
+from llamafarm import bundled
 from llamafarm.errors import BadRequest, Conflict, NotFound, Unavailable
 from llamafarm.formats import human_size, iso_time
-from llamafarm.models import bundled
 
 PROVIDER = "universal"
 """The one provider whose models live here: the in-process runtime's Hugging Face cache."""

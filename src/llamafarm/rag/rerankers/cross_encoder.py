@@ -11,8 +11,9 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from tokenizers import Encoding, Tokenizer
 
 from llamafarm.errors import RerankerUnavailable
-from llamafarm.rag.embedders.universal import Loaded, default_threads, onnx_session, run_options
+from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.rerankers.base import sigmoid
+from llamafarm.system.cpus import default_threads
 
 WHAT = "CrossEncoderReranker"
 MODEL_FILES = ("onnx/model.onnx", "model.onnx")
@@ -128,15 +129,7 @@ class CrossEncoderReranker:
             "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in batch], dtype=np.int64),
         }
-        try:
-            (logits,) = loaded.session.run(
-                [loaded.output],
-                {k: v for k, v in feeds.items() if k in loaded.inputs},
-                loaded.run_options,
-            )
-        except Exception as exc:  # onnxruntime's errors share no public base class
-            raise self._fail(f"inference failed: {exc}") from exc
-        logits = np.asarray(logits, dtype=np.float64)
+        logits = np.asarray(run(loaded, feeds, fail=self._fail), dtype=np.float64)
         if logits.shape in {(len(batch),), (len(batch), 1)}:
             relevance = logits.reshape(-1)
         elif logits.shape == (len(batch), 2):

@@ -1,0 +1,83 @@
+"""ONNX models run in-process with onnxruntime: one shared session per model file, and one run.
+
+Used by the universal embedder and the cross-encoder reranker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tokenizers import Tokenizer
+
+from llamafarm.errors import LfError
+
+
+class Loaded(NamedTuple):
+    """An ONNX model ready to run (the embedder's, or a cross-encoder's)."""
+
+    session: Any
+    tokenizer: Tokenizer
+    output: str
+    inputs: frozenset[str]
+    """Input names the model takes; some exports lack token_type_ids."""
+    run_options: Any
+
+
+# One onnxruntime session (~160 MB RSS, 0.2 s to load) per model and process, shared by every
+# project's embedder: a per-instance copy would multiply memory by the number of projects.
+# Sessions hold nothing but the read-only model files, so sharing cannot leak state, and they
+# run concurrently by design.
+_SESSIONS: dict[tuple[Path, int], Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _onnxruntime() -> Any:
+    """onnxruntime, imported with its telemetry off: on import it otherwise writes a device id
+    and `onnxruntime.db` under `~/.cache/Microsoft/DeveloperTools/`, outside the data dir."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # read once, when the module is first imported
+    import onnxruntime  # type: ignore[import-untyped]  # 0.15 s import, paid on first use
+
+    return onnxruntime
+
+
+def run_options() -> Any:
+    onnxruntime = _onnxruntime()
+    options = onnxruntime.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
+def onnx_session(path: Path, threads: int) -> Any:
+    with _LOAD_LOCK:
+        if (path, threads) not in _SESSIONS:
+            onnxruntime = _onnxruntime()
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # The memory arena makes inference ~1.5x faster than without it (measured on the
+            # bench corpus: 31 s against 47 s), but keeps the peak of the largest batch for
+            # the life of the process; shrinking it after each run (run_options) gives most
+            # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
+            options.enable_cpu_mem_arena = True
+            _SESSIONS[path, threads] = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        return _SESSIONS[path, threads]
+
+
+def run(loaded: Loaded, feeds: Mapping[str, Any], *, fail: Callable[[str], LfError]) -> Any:
+    """The model's output for `feeds`, given only the inputs its graph takes; an error from
+    onnxruntime becomes `fail("inference failed: ...")`."""
+    try:
+        (output,) = loaded.session.run(
+            [loaded.output],
+            {k: v for k, v in feeds.items() if k in loaded.inputs},
+            loaded.run_options,
+        )
+    except Exception as exc:  # onnxruntime's errors share no public base class
+        raise fail(f"inference failed: {exc}") from exc
+    return output
