@@ -12,7 +12,6 @@ from llamafarm.config import (
     available_templates,
     dump_document,
     json_schema,
-    load_config,
     parse_config,
     read_document,
     render_template,
@@ -38,7 +37,7 @@ def test_templates_load_and_round_trip(template: str, tmp_path: Path) -> None:
     path = tmp_path / "llamafarm.yaml"
     path.write_text(dump_document(document))
     assert read_document(path) == document
-    assert load_config(path) == config
+    assert parse_config(read_document(path)) == config
     # The validated model dumps to a document that validates to the same model.
     assert parse_config(config.model_dump(mode="json")) == config
 

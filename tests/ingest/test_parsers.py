@@ -12,7 +12,7 @@ import pytest
 
 import llamafarm.config
 from llamafarm.config import parse_config, render_template
-from llamafarm.config.loader import load_config
+from llamafarm.config.loader import read_document
 from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
 from llamafarm.documents import ParsedDocument
@@ -431,7 +431,7 @@ def test_unknown_configured_encoding_fails_naming_it(tmp_path: Path) -> None:
 )
 def test_rag_template_strategy_parses_fixtures(name: str, parser: str) -> None:
     template = Path(llamafarm.config.__file__).parent / "templates" / "rag.yaml"
-    config = load_config(template)
+    config = parse_config(read_document(template))
     assert config.rag is not None
     chosen = select_parser(config.rag.data_processing_strategies[0], name)
     assert chosen.type == parser

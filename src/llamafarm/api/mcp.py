@@ -351,7 +351,7 @@ def _file_bytes(arguments: Mapping[str, Any]) -> bytes:
         raise ToolInputError(f"content_base64 is not valid base64: {exc}") from exc
 
 
-class Toolbox:
+class ApiTools:
     """The tools of one llamafarm API, listed from its `/openapi.json` and called via `client`."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
@@ -474,7 +474,7 @@ class McpEndpoint:
             transport=transport, base_url=self.base_url, timeout=None
         ) as client:
             manager = StreamableHTTPSessionManager(
-                Toolbox(client).server(),
+                ApiTools(client).server(),
                 stateless=True,
                 json_response=True,
                 # Host and Origin are checked for every route by SiteGuard (api/sites.py).
@@ -532,6 +532,6 @@ async def serve_stdio(base_url: str, *, api_key: str = "", timeout: float = 120.
     limits = httpx.Timeout(timeout, connect=5.0)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     async with httpx.AsyncClient(base_url=base_url, timeout=limits, headers=headers) as client:
-        server = Toolbox(client).server()
+        server = ApiTools(client).server()
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())

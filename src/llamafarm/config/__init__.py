@@ -3,7 +3,6 @@
 from llamafarm.config.loader import (
     dump_document,
     json_schema,
-    load_config,
     parse_config,
     read_document,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "available_templates",
     "dump_document",
     "json_schema",
-    "load_config",
     "parse_config",
     "read_document",
     "render_template",

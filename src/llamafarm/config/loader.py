@@ -107,10 +107,6 @@ def read_document(path: Path) -> dict[str, Any]:
     return document
 
 
-def load_config(path: Path, policy: ConfigPolicy | None = None) -> ProjectConfig:
-    return parse_config(read_document(path), policy)
-
-
 def dump_document(document: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
 

@@ -1,1 +1,1 @@
-"""Retrieval: vector stores, embedders, and (later) retrieval strategies and the query service."""
+"""Retrieval: embedders, vector stores, rerankers, retrieval strategies and the query service."""

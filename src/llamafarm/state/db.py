@@ -36,10 +36,6 @@ class StateDB:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    def after_fork(self) -> None:
-        """Drop connections inherited from a parent process (Celery prefork)."""
-        self.engine.dispose(close=False)
-
     def close(self) -> None:
         self.engine.dispose()
 

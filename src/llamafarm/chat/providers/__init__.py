@@ -13,11 +13,8 @@ __all__ = ["PROVIDERS", "OpenAICompatibleProvider", "Provider", "create_provider
 
 
 def _universal(model: ModelConfig) -> Provider:
-    # Imported only when a model asks for it: the local runtime is heavy, and its module may
-    # not exist in every build.
-    from llamafarm.chat.providers.universal import (  # type: ignore[import-not-found, unused-ignore]
-        UniversalProvider,
-    )
+    # Imported only when a model asks for it: the local runtime (xllamacpp) is heavy to load.
+    from llamafarm.chat.providers.universal import UniversalProvider
 
     provider: Provider = UniversalProvider(model)
     return provider

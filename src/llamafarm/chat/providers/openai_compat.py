@@ -44,7 +44,14 @@ from llamafarm.chat.providers.base import (
 )
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, ConfigInvalid, GatewayTimeout, LfError, ProviderUnavailable
-from llamafarm.rag.embedders.base import CHECK_TIMEOUT, CONNECT_TIMEOUT, excerpt, normalize_url
+from llamafarm.http import (
+    CHECK_TIMEOUT,
+    connect_timeout,
+    excerpt,
+    normalize_url,
+    send_once_more,
+    timeouts,
+)
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds to wait for the first byte of an answer, and between two pieces of a stream."""
@@ -104,7 +111,7 @@ class OpenAICompatibleProvider:
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self.timeout,  # a free connection and the connection itself
-            sock_connect=_connect(self.timeout),
+            sock_connect=connect_timeout(self.timeout),
             sock_read=self.timeout,
         )
         self._proxy = _env_proxy(self.base_url)
@@ -198,15 +205,10 @@ class OpenAICompatibleProvider:
         request = self._client.build_request(
             method, f"{self.base_url}{path}", json=payload, timeout=self._limits(timeout)
         )
-        for attempt in (1, 2):
-            try:
-                return self._client.send(request, stream=True)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if attempt == 2:
-                    raise self._failure(exc, timeout=timeout, started=False) from exc
-            except httpx.HTTPError as exc:
-                raise self._failure(exc, timeout=timeout, started=False) from exc
-        raise AssertionError("unreachable")
+        return send_once_more(
+            lambda: self._client.send(request, stream=True),
+            fail=lambda exc: self._failure(exc, timeout=timeout, started=False),
+        )
 
     def _read(self, response: httpx.Response) -> str:
         try:
@@ -374,11 +376,13 @@ class OpenAICompatibleProvider:
         """An error of httpx (whole answers) or aiohttp (streams) as ours; `started` once the
         answer's headers have come."""
         if isinstance(exc, httpx.ConnectTimeout):
-            return self._fail(GatewayTimeout, f"could not connect within {_connect(timeout):g}s")
+            return self._fail(
+                GatewayTimeout, f"could not connect within {connect_timeout(timeout):g}s"
+            )
         if isinstance(exc, aiohttp.ConnectionTimeoutError):  # also a wait for a free connection
             return self._fail(
                 GatewayTimeout,
-                f"could not connect within {_connect(timeout):g}s "
+                f"could not connect within {connect_timeout(timeout):g}s "
                 f"(or all {POOL} connections to it were busy for {timeout:g}s)",
             )
         if isinstance(exc, httpx.PoolTimeout):
@@ -420,7 +424,7 @@ class OpenAICompatibleProvider:
 
     @staticmethod
     def _limits(timeout: float) -> httpx.Timeout:
-        return httpx.Timeout(timeout, connect=_connect(timeout))
+        return timeouts(timeout)
 
 
 class _Answer:
@@ -547,10 +551,6 @@ def _env_proxy(url: str) -> str | None:
     if proxy and "://" not in proxy:
         proxy = f"http://{proxy}"
     return proxy or None
-
-
-def _connect(timeout: float) -> float:
-    return min(CONNECT_TIMEOUT, timeout)
 
 
 def _text(message: dict[str, Any], *keys: str) -> str:

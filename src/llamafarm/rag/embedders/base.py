@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from llamafarm.errors import ConfigInvalid, EmbedderUnavailable, LfError
-
-CHECK_TIMEOUT = 5.0
-"""Seconds `check()` waits at most, whatever the configured timeout."""
-CONNECT_TIMEOUT = 5.0
-EXCERPT = 200
-"""Characters of a bad response body quoted in an error."""
+from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
+from llamafarm.http import CHECK_TIMEOUT, excerpt, json_body, post_json, timeouts
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -56,22 +51,6 @@ def parse_config(model: type[ConfigT], config: dict[str, Any], *, what: str) -> 
         raise ConfigInvalid(f"{what} config: {problems}") from exc
 
 
-def normalize_url(value: str, *, what: str) -> str:
-    """An absolute http(s) URL without a trailing slash; ConfigInvalid otherwise."""
-    try:
-        url = httpx.URL(value.strip().rstrip("/"))
-    except httpx.InvalidURL as exc:
-        raise ConfigInvalid(f"{what} config: base_url: {exc}") from exc
-    if url.scheme not in {"http", "https"} or not url.host:
-        raise ConfigInvalid(f"{what} config: base_url: {value!r} is not an http(s) URL")
-    return str(url)
-
-
-def excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
-
-
 class HttpEmbedder:
     """Batching, timeouts and error translation shared by the embedders that call a service.
 
@@ -100,10 +79,7 @@ class HttpEmbedder:
         self._dimension = dimension
         self._lock = threading.Lock()
         # One client per embedder: its connection pool is shared by every batch and thread.
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
-            headers=headers,
-        )
+        self._client = httpx.Client(timeout=timeouts(timeout), headers=headers)
 
     @property
     def name(self) -> str:
@@ -172,41 +148,3 @@ class HttpEmbedder:
             expected = self._dimension
         if sizes[0] != expected:
             raise self._fail(f"returned {sizes[0]}-dimensional vectors, expected {expected}")
-
-
-def post_json(
-    client: httpx.Client,
-    url: str,
-    payload: Any,
-    *,
-    timeout: float,
-    fail: Callable[[str], LfError],
-) -> httpx.Response:
-    """POST JSON with a bounded wait, retried once only when a pooled connection was reset;
-    every transport failure becomes `fail(reason)`."""
-    limits = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
-    for attempt in (1, 2):
-        try:
-            return client.post(url, json=payload, timeout=limits)
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            if attempt == 2:
-                raise fail(f"connection lost: {exc!r}") from exc
-        except httpx.ConnectTimeout as exc:
-            raise fail(f"could not connect within {limits.connect:g}s") from exc
-        except httpx.TimeoutException as exc:
-            raise fail(f"no answer within {timeout:g}s") from exc
-        except httpx.ConnectError as exc:
-            raise fail(f"cannot connect: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise fail(f"{type(exc).__name__}: {exc}") from exc
-    raise AssertionError("unreachable")
-
-
-def json_body(response: httpx.Response, *, fail: Callable[[str], LfError]) -> Any:
-    """A service's JSON answer; an error status or a body that is not JSON is `fail(reason)`."""
-    if not response.is_success:
-        raise fail(f"HTTP {response.status_code}: {excerpt(response.text)}")
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise fail(f"malformed JSON: {excerpt(response.text)!r}") from exc

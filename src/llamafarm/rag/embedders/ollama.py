@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from llamafarm.config.models import NonEmpty, StrictModel
-from llamafarm.rag.embedders.base import HttpEmbedder, normalize_url, parse_config
+from llamafarm.http import normalize_url
+from llamafarm.rag.embedders.base import HttpEmbedder, parse_config
 
 DEFAULT_HOST = "http://localhost:11434"
 DEFAULT_PORT = 11434

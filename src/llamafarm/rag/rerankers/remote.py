@@ -9,13 +9,13 @@ from typing import Any, Literal
 import httpx
 
 from llamafarm.errors import RerankerUnavailable
-from llamafarm.rag.embedders.base import (
+from llamafarm.http import (
     CHECK_TIMEOUT,
-    CONNECT_TIMEOUT,
     excerpt,
     json_body,
     normalize_url,
     post_json,
+    timeouts,
 )
 from llamafarm.rag.rerankers.base import sigmoid
 
@@ -49,9 +49,7 @@ class RemoteReranker:
         self.protocol = protocol
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         # One client per reranker: its connection pool is shared by every call and thread.
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)), headers=headers
-        )
+        self._client = httpx.Client(timeout=timeouts(timeout), headers=headers)
 
     @property
     def name(self) -> str:
