@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"models", "ingest"},
     {"rag"},
     {"projects", "events", "system", "onnx", "documents"},
-    {"config", "state", "bundled"},
+    {"config", "state", "bundled", "http"},
     {"settings", "names", "formats"},
     {"errors", "llamafarm"},
 ]

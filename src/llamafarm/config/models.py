@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from llamafarm.errors import ConfigInvalid, NotFound
 from llamafarm.names import is_valid_name
 
 Provider = Literal["universal", "ollama", "openai"]
@@ -199,6 +200,13 @@ class Database(StrictModel):
             min(self.embedding_strategies, key=lambda e: e.priority, default=None),
         )
 
+    def required_embedding(self) -> EmbeddingStrategy:
+        """`embedding()`, or ConfigInvalid for a database that has none to embed with."""
+        embedding = self.embedding()
+        if embedding is None:
+            raise ConfigInvalid(f"Database {self.name!r} has no embedding_strategies")
+        return embedding
+
 
 class Parser(StrictModel):
     type: NonEmpty
@@ -309,10 +317,25 @@ class ProjectConfig(StrictModel):
     datasets: list[Dataset] = Field(default_factory=list)
     mcp: Mcp | None = None
 
+    def dataset(self, name: str) -> Dataset:
+        for dataset in self.datasets:
+            if dataset.name == name:
+                return dataset
+        raise NotFound(f"Dataset {name!r} not found in project {self.namespace}/{self.name}")
+
     def database_of(self, dataset: Dataset) -> Database:
         """The rag database a dataset feeds; validation guarantees it exists."""
         assert self.rag is not None
         return next(d for d in self.rag.databases if d.name == dataset.database)
+
+    def strategy_of(self, dataset: Dataset) -> DataProcessingStrategy:
+        """The data processing strategy of a dataset; validation guarantees it exists."""
+        assert self.rag is not None
+        return next(
+            s
+            for s in self.rag.data_processing_strategies
+            if s.name == dataset.data_processing_strategy
+        )
 
     @model_validator(mode="after")
     def _references(self) -> ProjectConfig:

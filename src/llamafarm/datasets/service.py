@@ -24,10 +24,7 @@ def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
 
 def find_dataset(config: ProjectConfig, name: str) -> Dataset:
     check_name(name, kind="dataset name")
-    for dataset in config.datasets:
-        if dataset.name == name:
-            return dataset
-    raise NotFound(f"Dataset {name!r} not found in project {config.namespace}/{config.name}")
+    return config.dataset(name)
 
 
 def list_datasets(

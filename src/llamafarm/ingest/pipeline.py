@@ -15,7 +15,6 @@ from llamafarm.config.models import (
     EmbeddingStrategy,
     ProjectConfig,
 )
-from llamafarm.errors import ConfigInvalid, NotFound
 from llamafarm.events import Timeline
 from llamafarm.ingest.chunking import chunk_document
 from llamafarm.ingest.extractors import apply_extractors
@@ -54,19 +53,9 @@ def plan(
     make_embedder: Callable[[EmbeddingStrategy], Embedder] = create_embedder,
 ) -> Plan:
     """Resolve a dataset's strategy, database and embedder (a worker passes its cached ones)."""
-    dataset = next((d for d in config.datasets if d.name == dataset_name), None)
-    if dataset is None or config.rag is None:
-        raise NotFound(f"Dataset {dataset_name!r} not found in {config.namespace}/{config.name}")
-    strategy = next(
-        s
-        for s in config.rag.data_processing_strategies
-        if s.name == dataset.data_processing_strategy
-    )
+    dataset = config.dataset(dataset_name)
     database = config.database_of(dataset)
-    embedding = database.embedding()
-    if embedding is None:
-        raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
-    return Plan(strategy, database, make_embedder(embedding))
+    return Plan(config.strategy_of(dataset), database, make_embedder(database.required_embedding()))
 
 
 def process_file(

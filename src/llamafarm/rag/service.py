@@ -103,9 +103,7 @@ def search(
     name = options.retrieval_strategy or strategies.default_name
     strategies.check(name)
     chosen = _wrapped(strategies, name, options, models)
-    embedding = database.embedding()
-    if embedding is None:
-        raise ConfigInvalid(f"Database {database.name!r} has no embedding_strategies")
+    embedding = database.required_embedding()
     context = Search(
         store=create_store(database, project_dir=projects.path(ref.namespace, ref.project)),
         embedder=models.embedder(embedding),
@@ -226,9 +224,10 @@ def _store_check(projects: ProjectStore, ref: ProjectRef, database: Database) ->
 
 def _embedder_check(models: ModelCache, database: Database) -> Check:
     def check() -> tuple[Status, str]:
-        embedding = database.embedding()
-        if embedding is None:
-            return "unhealthy", f"Database {database.name!r} has no embedding_strategies"
+        try:
+            embedding = database.required_embedding()
+        except ConfigInvalid as exc:
+            return "unhealthy", exc.detail
         embedder = models.embedder(embedding)
         try:
             embedder.check()
