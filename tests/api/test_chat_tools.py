@@ -18,6 +18,7 @@ from llamafarm.settings import Settings
 from tests.api.test_chat import ASK, BASE, chat, events, fake
 from tests.api.test_events import detail, names, wait_for
 from tests.chat.openai_server import OpenAIServer, Reply
+from tests.chat.test_mcp_tools import open_connections
 
 __all__ = ["fake"]  # the fixture, imported for its use here
 
@@ -277,7 +278,7 @@ def test_a_model_with_no_mcp_servers_is_offered_no_tools(
     assert response.json()["choices"][0]["finish_reason"] == "stop"
     (body,) = fake.chat_bodies()
     assert "tools" not in body and "tool_choice" not in body
-    assert client.app.state.mcp_pool.open_connections() == 0  # type: ignore[attr-defined]
+    assert open_connections(client.app.state.mcp_pool) == 0  # type: ignore[attr-defined]
     assert logged(calls) == []
 
     response = configure(

@@ -47,7 +47,8 @@ def store(tmp_path: Path, embedder: UniversalEmbedder) -> ChromaStore:
     metadatas: list[dict[str, Any]] = [
         {"source": f"{i}.txt", "topic": CORPUS[i][1], "page": CORPUS[i][2]} for i in ids
     ]
-    store.upsert(ids, texts, embedder.embed(texts), metadatas)
+    # The pipeline's call; a new store has nothing to replace.
+    store.replace({"dataset": "corpus"}, ids, texts, embedder.embed(texts), metadatas)
     return store
 
 

@@ -111,10 +111,6 @@ class McpPool:
                     )
         raise AssertionError("unreachable")
 
-    def open_connections(self) -> int:
-        """Connections open now (each stdio one a running process)."""
-        return sum(1 for c in self._connections.values() if c.open)
-
     async def close(self) -> None:
         connections = list(self._connections.values())
         self._connections.clear()

@@ -27,14 +27,6 @@ class Hit:
 
 
 class VectorStore(Protocol):
-    def upsert(
-        self,
-        ids: Sequence[str],
-        texts: Sequence[str],
-        vectors: Sequence[Sequence[float]],
-        metadatas: Sequence[Mapping[str, MetadataValue]],
-    ) -> None: ...
-
     def replace(
         self,
         where: Where,

@@ -80,18 +80,6 @@ class ChromaStore:
             distance_function=str(config.get("distance_function", "cosine")),
         )
 
-    def upsert(
-        self,
-        ids: Sequence[str],
-        texts: Sequence[str],
-        vectors: Sequence[Sequence[float]],
-        metadatas: Sequence[Mapping[str, MetadataValue]],
-    ) -> None:
-        if ids:
-            with self._collection(write=True) as collection:
-                _upsert(collection, ids, texts, vectors, metadatas)
-                self._lexical(collection).upsert(ids, texts, metadatas)
-
     def replace(
         self,
         where: Where,
