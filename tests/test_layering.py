@@ -12,9 +12,8 @@ from collections import defaultdict
 from functools import cache
 from pathlib import Path
 
-import llamafarm
-
-SRC = Path(llamafarm.__file__).parent
+SRC = Path(__file__).resolve().parents[1] / "src" / "llamafarm"
+"""The tree of this checkout, whichever copy of the package is installed."""
 
 LAYERS: list[set[str]] = [
     {"cli"},
