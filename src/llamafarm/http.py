@@ -1,12 +1,12 @@
 """What every client of a remote service shares: URL checks, timeouts, one retry, JSON answers.
 
 Used by the remote embedders and rerankers (`post_json`, `json_body`) and the OpenAI-compatible
-chat provider (`send_once_more`, `normalize_url`, the timeouts).
+chat provider (`send_once_more`, `asend_once_more`, `normalize_url`, the timeouts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -61,6 +61,24 @@ def send_once_more(send: Callable[[], T], *, fail: Callable[[httpx.HTTPError], L
                 raise fail(exc) from exc
         except httpx.HTTPError as exc:
             raise fail(exc) from exc
+    raise AssertionError("unreachable")
+
+
+async def asend_once_more(
+    send: Callable[[], Awaitable[T]],
+    *,
+    errors: tuple[type[Exception], ...],
+    reset: Callable[[Exception], bool],
+    fail: Callable[[Exception], LfError],
+) -> T:
+    """`send_once_more` for an async client (aiohttp): `errors` are its transport failures,
+    `reset(exc)` says which of them is a pooled connection the server had closed."""
+    for attempt in (1, 2):
+        try:
+            return await send()
+        except errors as exc:
+            if attempt == 2 or not reset(exc):
+                raise fail(exc) from exc
     raise AssertionError("unreachable")
 
 

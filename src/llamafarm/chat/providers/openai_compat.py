@@ -46,6 +46,7 @@ from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, ConfigInvalid, GatewayTimeout, LfError, ProviderUnavailable
 from llamafarm.http import (
     CHECK_TIMEOUT,
+    asend_once_more,
     connect_timeout,
     excerpt,
     normalize_url,
@@ -276,25 +277,23 @@ class OpenAICompatibleProvider:
         """The response with its headers read (release or close it)."""
         session = _session()
         body = orjson.dumps(payload)
-        for attempt in (1, 2):
-            try:
-                return await session.post(
-                    f"{self.base_url}{path}",
-                    data=body,
-                    headers=self._stream_headers,
-                    proxy=self._proxy,
-                    timeout=self._stream_timeout,
-                    allow_redirects=False,
-                )
-            except aiohttp.ClientConnectorError as exc:  # no connection at all: no retry
-                raise self._failure(exc, timeout=self.timeout, started=False) from exc
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                # a pooled connection the server had closed or reset: one more try on a new one
-                if attempt == 2:
-                    raise self._failure(exc, timeout=self.timeout, started=False) from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._failure(exc, timeout=self.timeout, started=False) from exc
-        raise AssertionError("unreachable")
+        return await asend_once_more(
+            lambda: session.post(
+                f"{self.base_url}{path}",
+                data=body,
+                headers=self._stream_headers,
+                proxy=self._proxy,
+                timeout=self._stream_timeout,
+                allow_redirects=False,
+            ),
+            errors=(aiohttp.ClientError, TimeoutError),
+            reset=_reset,
+            fail=self._unsent,
+        )
+
+    def _unsent(self, exc: Exception) -> LfError:
+        assert isinstance(exc, aiohttp.ClientError | TimeoutError)  # the errors _asend names
+        return self._failure(exc, timeout=self.timeout, started=False)
 
     async def _lines(self, response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
         """The body's lines as they come (LF, CRLF or CR ends a line, as SSE allows; a CRLF
@@ -551,6 +550,14 @@ def _env_proxy(url: str) -> str | None:
     if proxy and "://" not in proxy:
         proxy = f"http://{proxy}"
     return proxy or None
+
+
+def _reset(exc: Exception) -> bool:
+    """A pooled connection the server had closed or reset: one more try on a new one. No
+    connection at all (`ClientConnectorError`, an `OSError` too) is not retried."""
+    return isinstance(
+        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
+    ) and not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 def _text(message: dict[str, Any], *keys: str) -> str:
