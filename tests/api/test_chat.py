@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llamafarm.api import create_app
-from llamafarm.api.routers.chat import _merged
 from llamafarm.chat import sessions
+from llamafarm.chat.deltas import merged as _merged
 from llamafarm.chat.providers.base import Delta
 from llamafarm.errors import LfError
 from llamafarm.settings import Settings

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llamafarm.api.routers.chat import MAX_CHARACTERS, MAX_MESSAGES
+from llamafarm.api.chat_request import MAX_CHARACTERS, MAX_MESSAGES
 from tests.api.test_chat import chat, use
 from tests.api.test_chat import fake as fake
 from tests.chat.openai_server import OpenAIServer

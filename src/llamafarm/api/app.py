@@ -36,8 +36,10 @@ from llamafarm.chat.cache import ChatModelCache
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
+from llamafarm.chat.turn import ChatServices
 from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
+from llamafarm.models.downloads import Downloads
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
@@ -68,6 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.models = ChatModelCache()
         app.state.mcp_pool = McpPool(policy=policy)
+        app.state.chat = ChatServices(
+            db=db,
+            projects=app.state.projects,
+            models=app.state.models,
+            mcp_pool=app.state.mcp_pool,
+            session_ttl=settings.session_ttl,
+        )
+        app.state.downloads = Downloads()
         app.state.version_checker = VersionChecker(
             current=__version__,
             url=settings.version_check_url,
@@ -89,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             closing.push_async_callback(app.state.mcp_pool.close)
             closing.push_async_callback(close_streams)
             closing.callback(app.state.models.close)
+            closing.callback(app.state.chat.close)
+            closing.callback(app.state.downloads.close)
             purging = asyncio.create_task(_housekeeping(db, settings))
             async with mcp.run(app):
                 yield

@@ -3,13 +3,13 @@
 The dependencies are `async def` although they wait for nothing: FastAPI runs a plain `def`
 dependency on a worker thread, and a thread hop for each of them added milliseconds to every
 request (measured with bench/chat.py). Routes take one dependency per thing they use, except
-chat completions, which every chat waits on: it takes its five as one `ChatServicesDep` (each
-FastAPI dependency costs CPU on every request; the five as one cut the server's CPU per
-streamed completion by about a fifth, bench/chat.py)."""
+chat completions, which every chat waits on: it takes everything a chat turn uses as one
+`ChatServicesDep`, built once in the lifespan (each FastAPI dependency costs CPU on every
+request; five as one cut the server's CPU per streamed completion by about a fifth,
+bench/chat.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from celery import Celery
@@ -17,7 +17,8 @@ from fastapi import Depends, Request
 
 from llamafarm.api.auth import GRANT
 from llamafarm.chat.cache import ChatModelCache
-from llamafarm.chat.tools import McpPool
+from llamafarm.chat.turn import ChatServices
+from llamafarm.models.downloads import Downloads
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.settings import Settings
@@ -56,18 +57,14 @@ async def get_models(request: Request) -> ChatModelCache:
     return models
 
 
-@dataclass(frozen=True)
-class ChatServices:
-    settings: Settings
-    db: StateDB
-    projects: ProjectStore
-    models: ChatModelCache
-    mcp_pool: McpPool
-
-
 async def get_chat_services(request: Request) -> ChatServices:
-    state = request.app.state
-    return ChatServices(state.settings, state.db, state.projects, state.models, state.mcp_pool)
+    chat: ChatServices = request.app.state.chat
+    return chat
+
+
+async def get_downloads(request: Request) -> Downloads:
+    downloads: Downloads = request.app.state.downloads
+    return downloads
 
 
 async def get_project_ref(namespace: str, project: str) -> ProjectRef:
@@ -90,5 +87,6 @@ CeleryDep = Annotated[Celery, Depends(get_celery)]
 VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
 ModelCacheDep = Annotated[ChatModelCache, Depends(get_models)]
 ChatServicesDep = Annotated[ChatServices, Depends(get_chat_services)]
+DownloadsDep = Annotated[Downloads, Depends(get_downloads)]
 ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]
 GrantDep = Annotated[Grant | None, Depends(get_grant)]

@@ -1,1 +1,2 @@
-"""Chat: providers, sessions, prompt assembly and the OpenAI-compatible completions service."""
+"""Chat: one turn of an OpenAI-compatible completion (`turn`: `prepare`, `rounds`, `responses`),
+with its sessions, providers, MCP tools and prompt assembly."""

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-from collections.abc import AsyncIterator, Generator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -14,8 +9,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm import models
+from llamafarm.api.deps import DownloadsDep
 from llamafarm.api.errors import errors
-from llamafarm.errors import LfError
+from llamafarm.api.sse import EventStream, one_by_one
 
 router = APIRouter(
     prefix="/models", tags=["models"], responses=errors(400, 404, 409, 413, 422, 503)
@@ -42,14 +38,10 @@ def list_models(provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def download(body: ModelDownload) -> StreamingResponse:
+async def download(body: ModelDownload, downloads: DownloadsDep) -> StreamingResponse:
     # Checked here, before the stream begins, so that a bad request is a plain HTTP error.
     events = models.download(body.model_name, provider=body.provider)
-    return StreamingResponse(
-        _frames(body.model_name, events),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache"},
-    )
+    return EventStream(one_by_one(downloads.follow(body.model_name, events)))
 
 
 @router.delete(
@@ -57,44 +49,3 @@ async def download(body: ModelDownload) -> StreamingResponse:
 )
 def delete(model_name: str, provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
     return models.delete_model(model_name, provider=provider)
-
-
-_DOWNLOADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lf-models")
-"""Threads that follow downloads, apart from the server's default pool (they wait long)."""
-
-
-async def _frames(
-    model_name: str, events: Generator[dict[str, Any], None, None]
-) -> AsyncIterator[str]:
-    """SSE frames of the events, which a thread reads and hands to this coroutine. When the
-    client goes away the thread stops reading at the next event; the download itself runs on."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(item: dict[str, Any] | None) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def pump() -> None:
-        try:
-            for event in events:
-                if stop.is_set():
-                    break
-                put(event)
-        except LfError as exc:
-            put({"event": "error", "message": exc.detail})
-        except Exception as exc:  # the stream has begun: report it, then end the stream
-            message = f"Downloading {model_name!r} failed: {type(exc).__name__}: {exc}"
-            put({"event": "error", "message": message})
-        finally:
-            try:
-                events.close()
-            finally:
-                put(None)
-
-    loop.run_in_executor(_DOWNLOADS, pump)
-    try:
-        while (item := await queue.get()) is not None:
-            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
-    finally:
-        stop.set()

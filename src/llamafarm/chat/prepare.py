@@ -1,0 +1,268 @@
+"""Preparing a completion: pick the model, retrieve context, assemble the prompt, open the tools.
+
+Everything decided before the model runs ends up in one `Prepared`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from llamafarm.chat.cache import ChatModelCache
+from llamafarm.chat.prompts import prompt_messages
+from llamafarm.chat.providers.base import Generation, Message, Provider, ToolChoice
+from llamafarm.chat.tools import McpPool, Toolbox, open_toolbox
+from llamafarm.config.models import McpServer, ModelConfig, ProjectConfig
+from llamafarm.errors import BadRequest
+from llamafarm.events import Timeline
+from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag import service as rag
+from llamafarm.rag.stores.base import Hit
+
+T = TypeVar("T")
+
+
+class Offload(Protocol):
+    """Runs blocking work off the event loop (on a thread of the caller's choosing)."""
+
+    def __call__(self, work: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+ANSWER_TOKENS = 512
+THINKING_TOKENS = 1024
+PREVIEW = 300
+"""Characters of a source's text in the response (the model sees all of it)."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: Sequence[Message]
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    rag_enabled: bool | None = None
+    database: str | None = None
+    rag_top_k: int | None = None
+    rag_score_threshold: float | None = None
+    rag_queries: Sequence[str] | None = None
+    think: bool = False
+    thinking_budget: int | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    tools: Sequence[Mapping[str, Any]] = ()
+    """The client's own tools (OpenAI function specs): calls of them go back to the client."""
+    tool_choice: ToolChoice | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the model runs."""
+
+    model: ModelConfig
+    provider: Provider
+    generation: Generation
+    sources: list[dict[str, Any]]
+    think: bool
+    servers: tuple[McpServer, ...] = ()
+    """The MCP servers whose tools the model is offered."""
+    client_tools: tuple[Mapping[str, Any], ...] = ()
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def pick_model(config: ProjectConfig, name: str | None) -> ModelConfig:
+    models = config.runtime.model_list()
+    if name is None:
+        return config.runtime.default()
+    for model in models:
+        if model.name == name:
+            return model
+    known = ", ".join(m.name for m in models)
+    raise BadRequest(f"Unknown model {name!r} (valid: {known})")
+
+
+def list_models(config: ProjectConfig) -> dict[str, Any]:
+    default = config.runtime.default().name
+    models = [
+        {
+            "name": m.name,
+            "provider": m.provider,
+            "model": m.model,
+            "base_url": m.base_url,
+            "default": m.name == default,
+            "description": m.description,
+        }
+        for m in config.runtime.model_list()
+    ]
+    return {"total": len(models), "models": models}
+
+
+async def prepare(
+    *,
+    projects: ProjectStore,
+    models: ChatModelCache,
+    ref: ProjectRef,
+    request: ChatRequest,
+    history: Sequence[Message],
+    offload: Offload,
+    timeline: Timeline | None = None,
+) -> Prepared:
+    """Resolve the model, retrieve context, and build the conversation the model will see;
+    retrieval is marked on `timeline`. What blocks, retrieval (embedding, the vector store)
+    and making a model's provider the first time, goes to `offload`, off the event loop; the
+    rest is quick and runs in place (the project's config is parsed once per version of its
+    file)."""
+    if not request.messages:
+        raise BadRequest("messages must not be empty")
+    config = projects.load(ref.namespace, ref.project)
+    model = pick_model(config, request.model)
+    queries = _queries(config, request)
+    hits = (
+        await offload(
+            partial(_retrieve, projects, models, ref, request, queries, timeline or Timeline())
+        )
+        if queries
+        else []
+    )
+    system = prompt_messages(config, model, request.variables)
+    if hits:
+        system.append(Message(role="system", content=context(hits)))
+    # A client that sends earlier assistant turns keeps its own history (as OpenAI clients
+    # do); otherwise the session's history comes first.
+    own_history = any(m.role == "assistant" for m in request.messages)
+    conversation = [*system, *([] if own_history else history), *request.messages]
+    answer_tokens = request.max_tokens or ANSWER_TOKENS
+    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    provider = models.cached_provider(model)
+    if provider is None:
+        provider = await offload(partial(_made, models, model))
+    # A model that cannot take tools (its chat template has no place for them) is offered
+    # none: neither the MCP servers' nor the client's.
+    tools = provider.supports_tools
+    generation = Generation(
+        messages=conversation,
+        max_tokens=answer_tokens + budget,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        extra=dict(model.model_api_parameters),
+        tool_choice=request.tool_choice if tools else None,
+    )
+    return Prepared(
+        model=model,
+        provider=provider,
+        generation=generation,
+        sources=[source(hit) for hit in hits],
+        think=request.think,
+        servers=model_servers(config, model) if tools else (),
+        client_tools=tuple(request.tools) if tools else (),
+    )
+
+
+def _made(models: ChatModelCache, model: ModelConfig) -> Provider:
+    """The model's provider, with what it reads once (whether its template takes tools) read."""
+    provider = models.provider(model)
+    _ = provider.supports_tools
+    return provider
+
+
+def model_servers(config: ProjectConfig, model: ModelConfig) -> tuple[McpServer, ...]:
+    """The project's MCP servers the model may use: all, or those its `mcp_servers` names."""
+    servers = config.mcp.servers if config.mcp else []
+    if model.mcp_servers is None:
+        return tuple(servers)
+    return tuple(s for s in servers if s.name in model.mcp_servers)
+
+
+async def toolbox(prepared: Prepared, pool: McpPool, *, timeline: Timeline) -> Toolbox:
+    """The completion's tools; connecting the MCP servers may fail with a 503 naming one."""
+    if not prepared.servers:
+        return Toolbox(client=prepared.client_tools)
+    tools = await open_toolbox(pool, prepared.servers, prepared.client_tools)
+    timeline.mark("mcp_tools_ready", servers=len(prepared.servers), tools=len(tools.mcp))
+    return tools
+
+
+def context(hits: Sequence[Hit]) -> str:
+    """The retrieved chunks as the model sees them: numbered, with source, page and score."""
+    parts = [
+        "Excerpts from the project's documents that may help answer. Use them when they are "
+        "relevant and cite their source."
+    ]
+    for number, hit in enumerate(hits, start=1):
+        where = str(hit.metadata.get("source", hit.metadata.get("document_id", "?")))
+        page = hit.metadata.get("page")
+        label = f"{where}, page {page}" if page is not None else where
+        parts.append(f"[{number}] {label} (score {hit.score:.2f})\n{hit.text}")
+    return "\n\n".join(parts)
+
+
+def source(hit: Hit) -> dict[str, Any]:
+    text = " ".join(hit.text.split())
+    return {
+        "content": text if len(text) <= PREVIEW else text[:PREVIEW] + "…",
+        "source": hit.metadata.get("source"),
+        "page": hit.metadata.get("page"),
+        "score": round(hit.score, 6),
+        "chunk_id": hit.id,
+        "document_id": hit.metadata.get("document_id"),
+    }
+
+
+def _queries(config: ProjectConfig, request: ChatRequest) -> list[str]:
+    """What to retrieve context for: none when RAG is off for this request."""
+    has_databases = bool(config.rag and config.rag.databases)
+    enabled = has_databases if request.rag_enabled is None else request.rag_enabled
+    if not enabled:
+        return []
+    if not has_databases:
+        raise BadRequest("rag_enabled is true but the project has no RAG databases")
+    if request.rag_queries:
+        return list(request.rag_queries)
+    last = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    if last is None or not last.content.strip():
+        return []
+    return [last.content]
+
+
+def _retrieve(
+    projects: ProjectStore,
+    models: ChatModelCache,
+    ref: ProjectRef,
+    request: ChatRequest,
+    queries: list[str],
+    timeline: Timeline,
+) -> list[Hit]:
+    options = rag.QueryOptions(
+        database=request.database,
+        top_k=request.rag_top_k,
+        score_threshold=request.rag_score_threshold,
+    )
+    timeline.mark("rag_query_start", queries=len(queries), database=request.database)
+    hits, _, _ = rag.search(
+        projects=projects, models=models, ref=ref, queries=queries, options=options
+    )
+    hits = _distinct(hits)
+    mean = sum(hit.score for hit in hits) / len(hits) if hits else None
+    timeline.mark(
+        "rag_retrieval_complete",
+        chunks=len(hits),
+        mean_score=None if mean is None else round(mean, 6),
+    )
+    return hits
+
+
+def _distinct(hits: Sequence[Hit]) -> list[Hit]:
+    """One hit per text: the same passage stored twice (two files, two datasets) counts once."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        key = " ".join(hit.text.split())
+        if key not in seen:
+            seen.add(key)
+            kept.append(hit)
+    return kept
