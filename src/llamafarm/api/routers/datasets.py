@@ -9,6 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.datasets import (
+    DatasetList,
+    DatasetResponse,
+    FileRemoved,
+    FileUploaded,
+    StrategiesList,
+    TaskAccepted,
+)
 from llamafarm.datasets import service
 from llamafarm.tasks.service import queue_processing
 
@@ -31,12 +39,6 @@ class DatasetAction(BaseModel):
     action_type: Literal["process", "ingest"] = Field(description='"process" (alias "ingest")')
 
 
-class TaskAccepted(BaseModel):
-    message: str
-    task_uri: str
-    task_id: str
-
-
 @router.get(
     "",
     operation_id="dataset_list",
@@ -44,17 +46,18 @@ class TaskAccepted(BaseModel):
     summary="List datasets",
     description="The project's datasets with their database, data processing strategy and "
     "files; include_extra_details=false leaves out the per-file details.",
+    response_model_exclude_unset=True,
 )
 def list_datasets(
     ref: ProjectRefDep,
     projects: ProjectStoreDep,
     db: StateDBDep,
     include_extra_details: bool = True,
-) -> dict[str, Any]:
+) -> DatasetList:
     datasets = service.list_datasets(
         projects=projects, db=db, ref=ref, details=include_extra_details
     )
-    return {"total": len(datasets), "datasets": datasets}
+    return DatasetList.model_validate({"total": len(datasets), "datasets": datasets})
 
 
 @router.get(
@@ -65,8 +68,8 @@ def list_datasets(
     description="The names of the project's data processing strategies and RAG databases, "
     "as dataset_create takes them.",
 )
-def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, list[str]]:
-    return service.strategies(projects=projects, ref=ref)
+def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> StrategiesList:
+    return StrategiesList.model_validate(service.strategies(projects=projects, ref=ref))
 
 
 @router.post(
@@ -78,10 +81,11 @@ def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, 
     "strategy (names from dataset_strategies_list). 400 for an unknown strategy or database, "
     "409 for a duplicate.",
     status_code=201,
+    response_model_exclude_unset=True,
 )
 def create_dataset(
     ref: ProjectRefDep, body: DatasetCreate, projects: ProjectStoreDep
-) -> dict[str, Any]:
+) -> DatasetResponse:
     dataset = service.create_dataset(
         projects=projects,
         ref=ref,
@@ -89,7 +93,7 @@ def create_dataset(
         database=body.database,
         strategy=body.data_processing_strategy,
     )
-    return {"dataset": dataset}
+    return DatasetResponse.model_validate({"dataset": dataset})
 
 
 @router.delete(
@@ -99,11 +103,13 @@ def create_dataset(
     summary="Delete a dataset, its chunks and files",
     description="Remove a dataset from the project's config, its chunks from its database and "
     "its files.",
+    response_model_exclude_unset=True,
 )
 def delete_dataset(
     ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
-) -> dict[str, Any]:
-    return {"dataset": service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)}
+) -> DatasetResponse:
+    deleted = service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)
+    return DatasetResponse.model_validate({"dataset": deleted})
 
 
 @router.post(
@@ -115,6 +121,7 @@ def delete_dataset(
     "is reported `skipped` and stored once. Uploading does not process the file: call "
     "dataset_actions afterwards, or pass auto_process=true to queue it (the answer then has a "
     "task_id).",
+    response_model_exclude_unset=True,
 )
 def upload(
     ref: ProjectRefDep,
@@ -126,7 +133,7 @@ def upload(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
     auto_process: bool = False,
-) -> dict[str, Any]:
+) -> FileUploaded:
     result = service.upload_file(
         projects=projects,
         db=db,
@@ -146,7 +153,7 @@ def upload(
             file_hashes=[result["hash"]],
         )
         result |= {"task_id": task_id, "task_uri": _task_uri(request, ref, task_id)}
-    return result
+    return FileUploaded.model_validate(result)
 
 
 @router.delete(
@@ -161,8 +168,8 @@ def remove_file(
     projects: ProjectStoreDep,
     db: StateDBDep,
     remove_from_disk: bool = False,
-) -> dict[str, Any]:
-    return service.remove_file(
+) -> FileRemoved:
+    removed = service.remove_file(
         projects=projects,
         db=db,
         ref=ref,
@@ -170,6 +177,7 @@ def remove_file(
         file_hash=file_hash,
         remove_from_disk=remove_from_disk,
     )
+    return FileRemoved.model_validate(removed)
 
 
 @router.post(

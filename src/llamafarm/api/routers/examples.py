@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.auth import check_namespace
 from llamafarm.api.deps import CeleryDep, GrantDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.examples import ExampleDatasetList, ExampleList, ImportResult
 from llamafarm.examples import catalog, importer
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
@@ -43,17 +42,10 @@ class DatasetImport(DataImport):
     dataset: str = Field(description="The example's dataset to add.")
 
 
-class ImportResult(BaseModel):
-    project: str
-    namespace: str
-    datasets: list[str]
-    task_ids: list[str]
-
-
 @router.get("", operation_id="examples_list", summary="List example projects")
-def list_examples(settings: SettingsDep) -> dict[str, Any]:
+def list_examples(settings: SettingsDep) -> ExampleList:
     examples = catalog.list_examples(catalog.examples_root(settings.examples_dir))
-    return {"examples": [catalog.summary(example) for example in examples]}
+    return ExampleList.model_validate({"examples": [catalog.summary(e) for e in examples]})
 
 
 @router.get(
@@ -61,8 +53,8 @@ def list_examples(settings: SettingsDep) -> dict[str, Any]:
     operation_id="example_datasets_list",
     summary="List an example's datasets and files",
 )
-def list_datasets(example_id: str, settings: SettingsDep) -> dict[str, Any]:
-    return catalog.datasets(_example(settings, example_id))
+def list_datasets(example_id: str, settings: SettingsDep) -> ExampleDatasetList:
+    return ExampleDatasetList.model_validate(catalog.datasets(_example(settings, example_id)))
 
 
 @router.post(
@@ -90,7 +82,7 @@ def import_project(
         process=body.process,
         limit=settings.max_upload_bytes,
     )
-    return ImportResult(**result)
+    return ImportResult.model_validate(result)
 
 
 @router.post(
@@ -118,7 +110,7 @@ def import_data(
         process=body.process,
         limit=settings.max_upload_bytes,
     )
-    return ImportResult(**result)
+    return ImportResult.model_validate(result)
 
 
 @router.post(
@@ -147,7 +139,7 @@ def import_dataset(
         process=body.process,
         limit=settings.max_upload_bytes,
     )
-    return ImportResult(**result)
+    return ImportResult.model_validate(result)
 
 
 def _example(settings: Settings, example_id: str) -> catalog.Example:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm import models
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.models import CachedModelList, DownloadEvent, ModelDeleted
 from llamafarm.errors import LfError
 
 router = APIRouter(
@@ -30,9 +31,14 @@ class ModelDownload(BaseModel):
     model_name: str = Field(min_length=1, description="A Hugging Face model id, ORG/NAME.")
 
 
-@router.get("", operation_id="cached_models_list", summary="List cached and bundled models")
-def list_models(provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
-    return {"data": models.list_models(provider=provider)}
+@router.get(
+    "",
+    operation_id="cached_models_list",
+    summary="List cached and bundled models",
+    response_model_exclude_unset=True,
+)
+def list_models(provider: ProviderQuery = models.PROVIDER) -> CachedModelList:
+    return CachedModelList.model_validate({"data": models.list_models(provider=provider)})
 
 
 @router.post(
@@ -40,7 +46,12 @@ def list_models(provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
     operation_id="model_download",
     summary="Download a model into the cache (SSE progress)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "Server-sent events, each `data:` line one DownloadEvent as JSON.",
+            "content": {"text/event-stream": {"schema": DownloadEvent.model_json_schema()}},
+        }
+    },
 )
 async def download(body: ModelDownload) -> StreamingResponse:
     # Checked here, before the stream begins, so that a bad request is a plain HTTP error.
@@ -55,8 +66,8 @@ async def download(body: ModelDownload) -> StreamingResponse:
 @router.delete(
     "/{model_name:path}", operation_id="model_delete", summary="Delete a model from the cache"
 )
-def delete(model_name: str, provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
-    return models.delete_model(model_name, provider=provider)
+def delete(model_name: str, provider: ProviderQuery = models.PROVIDER) -> ModelDeleted:
+    return ModelDeleted.model_validate(models.delete_model(model_name, provider=provider))
 
 
 _DOWNLOADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lf-models")

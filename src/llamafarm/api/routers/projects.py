@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.projects import ProjectList, ProjectPublic, ProjectResponse
 from llamafarm.datasets import service as datasets
-from llamafarm.projects import Project, ProjectRef
+from llamafarm.projects import ProjectRef
 
 router = APIRouter(
     prefix="/projects", tags=["projects", "mcp"], responses=errors(400, 404, 409, 413, 422)
@@ -26,25 +27,6 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config: dict[str, Any] = Field(description="The whole new llamafarm.yaml as JSON.")
-
-
-class ProjectPublic(BaseModel):
-    namespace: str
-    name: str
-    config: dict[str, Any]
-
-    @classmethod
-    def of(cls, project: Project) -> ProjectPublic:
-        return cls(namespace=project.namespace, name=project.name, config=project.config)
-
-
-class ProjectResponse(BaseModel):
-    project: ProjectPublic
-
-
-class ProjectList(BaseModel):
-    total: int
-    projects: list[ProjectPublic]
 
 
 @router.get(
