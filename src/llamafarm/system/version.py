@@ -59,10 +59,10 @@ class VersionChecker:
         return {
             **result,
             "latest_version": latest,
-            "name": release.get("name") or tag,
-            "release_notes": release.get("body"),
-            "release_url": release.get("html_url"),
-            "published_at": release.get("published_at"),
+            "name": _text(release.get("name")) or tag,
+            "release_notes": _text(release.get("body")),
+            "release_url": _text(release.get("html_url")),
+            "published_at": _text(release.get("published_at")),
             "update_available": _newer(latest, self.current),
         }
 
@@ -72,6 +72,11 @@ class VersionChecker:
             response = await client.get(self.url, follow_redirects=True)
             response.raise_for_status()
             return response.json()
+
+
+def _text(value: Any) -> str | None:
+    """A text field of the feed, or None when it is missing or not text (the answer types it)."""
+    return value if isinstance(value, str) else None
 
 
 def _newer(latest: str, current: str) -> bool | None:

@@ -15,6 +15,7 @@ from llamafarm.api.schemas.rag import (
     DatabaseList,
     DatabasePublic,
     DatabaseResponse,
+    QueryAnswer,
     RagHealth,
 )
 from llamafarm.rag import databases, service
@@ -74,6 +75,7 @@ class DatabaseUpdate(BaseModel):
     "text, score, metadata (source file, page…) and ids. `database` defaults to the project's "
     "default database, `top_k` to 5; `metadata_filters` such as "
     '{"source": "notes.md"} keep only matching chunks.',
+    response_model=QueryAnswer,
 )
 def query(
     body: QueryRequest, ref: ProjectRefDep, projects: ProjectStoreDep, models: ModelCacheDep
