@@ -31,6 +31,20 @@ class ModelDownload(BaseModel):
     model_name: str = Field(min_length=1, description="A Hugging Face model id, ORG/NAME.")
 
 
+_SSE_EVENT = {
+    # One event of the stream, as OpenAPI describes server-sent events: its `data` is JSON.
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": DownloadEvent.model_json_schema(),
+        }
+    },
+}
+
+
 @router.get(
     "",
     operation_id="cached_models_list",
@@ -49,7 +63,7 @@ def list_models(provider: ProviderQuery = models.PROVIDER) -> CachedModelList:
     responses={
         200: {
             "description": "Server-sent events, each `data:` line one DownloadEvent as JSON.",
-            "content": {"text/event-stream": {"schema": DownloadEvent.model_json_schema()}},
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
         }
     },
 )
