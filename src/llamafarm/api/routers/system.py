@@ -7,7 +7,13 @@ from fastapi.responses import JSONResponse
 
 from llamafarm import __version__
 from llamafarm.api.deps import SettingsDep, VersionCheckerDep
-from llamafarm.api.schemas.system import HealthReport, Hello, InfoPublic, Liveness, VersionCheck
+from llamafarm.api.schemas.system import (
+    HealthReportPublic,
+    Hello,
+    InfoPublic,
+    Liveness,
+    VersionCheck,
+)
 from llamafarm.system.health import check_components, report
 
 router = APIRouter()
@@ -30,18 +36,21 @@ def info(settings: SettingsDep) -> InfoPublic:
     operation_id="health",
     tags=["health"],
     summary="Health of every component; 503 when any is unhealthy",
-    response_model=HealthReport,
+    response_model=HealthReportPublic,
     responses={
         503: {
-            "model": HealthReport,
+            "model": HealthReportPublic,
             "description": "The same report, when a component is unhealthy",
         }
     },
 )
 async def health(request: Request) -> JSONResponse:
     components = await check_components(request.app.state.health_checks, timeout=HEALTH_TIMEOUT)
-    body = report(components)
-    return JSONResponse(body, status_code=503 if body["status"] == "unhealthy" else 200)
+    body = HealthReportPublic.model_validate(report(components), from_attributes=True)
+    # A JSONResponse, because the status code depends on the report.
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=503 if body.status == "unhealthy" else 200
+    )
 
 
 @router.get("/health/liveness", operation_id="liveness", tags=["health"], summary="Liveness")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llamafarm.api.schemas.base import Public
+from llamafarm.config.models import Provider
 
 
 class HistoryMessage(Public):
@@ -25,7 +26,7 @@ class SessionsDeleted(Public):
 
 class ChatModelPublic(Public):
     name: str
-    provider: str
+    provider: Provider
     model: str
     base_url: str | None
     default: bool

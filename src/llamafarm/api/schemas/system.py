@@ -25,7 +25,7 @@ class ComponentHealthPublic(Public):
     message: str
 
 
-class HealthReport(Public):
+class HealthReportPublic(Public):
     status: Status
     services: dict[str, Status]
     components: list[ComponentHealthPublic]
