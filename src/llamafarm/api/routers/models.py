@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm import models
 from llamafarm.api.errors import errors
-from llamafarm.api.schemas.models import CachedModelList, DownloadEvent, ModelDeleted
+from llamafarm.api.schemas.models import (
+    CachedModelList,
+    CachedModelPublic,
+    DownloadEvent,
+    ModelDeleted,
+)
 from llamafarm.errors import LfError
 
 router = APIRouter(
@@ -49,10 +54,13 @@ _SSE_EVENT = {
     "",
     operation_id="cached_models_list",
     summary="List cached and bundled models",
-    response_model_exclude_unset=True,
 )
 def list_models(provider: ProviderQuery = models.PROVIDER) -> CachedModelList:
-    return CachedModelList.model_validate({"data": models.list_models(provider=provider)})
+    listed = [
+        CachedModelPublic.model_validate(m, from_attributes=True)
+        for m in models.list_models(provider=provider)
+    ]
+    return CachedModelList(data=listed)
 
 
 @router.post(
@@ -81,7 +89,8 @@ async def download(body: ModelDownload) -> StreamingResponse:
     "/{model_name:path}", operation_id="model_delete", summary="Delete a model from the cache"
 )
 def delete(model_name: str, provider: ProviderQuery = models.PROVIDER) -> ModelDeleted:
-    return ModelDeleted.model_validate(models.delete_model(model_name, provider=provider))
+    deleted = models.delete_model(model_name, provider=provider)
+    return ModelDeleted.model_validate(deleted, from_attributes=True)
 
 
 _DOWNLOADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lf-models")

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from llamafarm.api.schemas.base import Public
 
 
-class CachedModel(Public):
+class CachedModelPublic(Public):
     model_id: str
     size_bytes: int
     size_human: str
     last_modified: str
     revisions: list[str]
     bundled: bool
-    package: str | None = None
-    """The Python package a bundled model comes from; absent for cached models."""
+    package: str | None = Field(default=None, exclude_if=lambda package: package is None)
+    """The Python package a bundled model comes from; absent for the cache's models."""
     path: str
 
 
 class CachedModelList(Public):
-    data: list[CachedModel]
+    data: list[CachedModelPublic]
 
 
 class ModelDeleted(Public):
