@@ -8,7 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from llamafarm.api.auth import check_namespace
 from llamafarm.api.deps import CeleryDep, GrantDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.api.errors import errors
-from llamafarm.api.schemas.examples import ExampleDatasetList, ExampleList, ImportResult
+from llamafarm.api.schemas.examples import (
+    ExampleDatasetList,
+    ExampleDatasetPublic,
+    ExampleList,
+    ExamplePublic,
+    ImportResult,
+)
 from llamafarm.examples import catalog, importer
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
@@ -45,7 +51,10 @@ class DatasetImport(DataImport):
 @router.get("", operation_id="examples_list", summary="List example projects")
 def list_examples(settings: SettingsDep) -> ExampleList:
     examples = catalog.list_examples(catalog.examples_root(settings.examples_dir))
-    return ExampleList.model_validate({"examples": [catalog.summary(e) for e in examples]})
+    summaries = [catalog.summary(example) for example in examples]
+    return ExampleList(
+        examples=[ExamplePublic.model_validate(e, from_attributes=True) for e in summaries]
+    )
 
 
 @router.get(
@@ -54,7 +63,12 @@ def list_examples(settings: SettingsDep) -> ExampleList:
     summary="List an example's datasets and files",
 )
 def list_datasets(example_id: str, settings: SettingsDep) -> ExampleDatasetList:
-    return ExampleDatasetList.model_validate(catalog.datasets(_example(settings, example_id)))
+    example = _example(settings, example_id)
+    datasets = [
+        ExampleDatasetPublic.model_validate(d, from_attributes=True)
+        for d in catalog.datasets(example)
+    ]
+    return ExampleDatasetList(example_id=example.id, datasets=datasets)
 
 
 @router.post(

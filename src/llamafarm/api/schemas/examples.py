@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from llamafarm.api.schemas.base import Public
 
 
 class ExamplePublic(Public):
+    # Read from ExampleSummary by attribute name, sent with the reference's camelCase alias.
+    model_config = ConfigDict(validate_by_name=True)
+
     id: str
     slug: str
     title: str
