@@ -15,6 +15,7 @@ from llamafarm.api.schemas.rag import (
     DatabaseList,
     DatabasePublic,
     DatabaseResponse,
+    DatabaseSummary,
     QueryAnswer,
     RagHealth,
 )
@@ -103,7 +104,8 @@ async def health(
 
 @router.get("/databases", operation_id="database_list", summary="List RAG databases")
 def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> DatabaseList:
-    return DatabaseList.model_validate(databases.list_databases(projects=projects, ref=ref))
+    listing = databases.list_databases(projects=projects, ref=ref)
+    return DatabaseList.model_validate(listing, from_attributes=True)
 
 
 @router.get(
@@ -116,7 +118,7 @@ def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> DatabaseLis
 )
 def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -> DatabasePublic:
     found = databases.get_database(projects=projects, ref=ref, name=database)
-    return DatabasePublic.model_validate(found)
+    return DatabasePublic.model_validate(found, from_attributes=True)
 
 
 @router.post(
@@ -135,7 +137,7 @@ def create_database(
     created = databases.create_database(
         projects=projects, ref=ref, body=body.model_dump(exclude_unset=True)
     )
-    return DatabaseResponse.model_validate(created)
+    return DatabaseResponse(database=DatabaseSummary.model_validate(created, from_attributes=True))
 
 
 @router.patch(
@@ -152,7 +154,7 @@ def update_database(
     updated = databases.update_database(
         projects=projects, ref=ref, name=database, changes=body.model_dump(exclude_unset=True)
     )
-    return DatabasePublic.model_validate(updated)
+    return DatabasePublic.model_validate(updated, from_attributes=True)
 
 
 @router.delete(
@@ -169,4 +171,4 @@ def delete_database(
     deleted = databases.delete_database(
         projects=projects, ref=ref, name=database, delete_collection=delete_collection
     )
-    return DatabaseDeleted.model_validate(deleted)
+    return DatabaseDeleted.model_validate(deleted, from_attributes=True)
