@@ -17,6 +17,7 @@ from llamafarm.api.schemas.rag import (
     DatabaseResponse,
     DatabaseSummary,
     QueryAnswer,
+    RagComponentHealth,
     RagHealth,
 )
 from llamafarm.rag import databases, service
@@ -99,7 +100,19 @@ async def health(
     database: str | None = None,
 ) -> RagHealth:
     report = await service.health(projects=projects, models=models, ref=ref, database=database)
-    return RagHealth.model_validate(report)
+    components = {
+        c.name: RagComponentHealth(
+            name=c.name, status=c.status, latency=c.latency_ms, message=c.message
+        )
+        for c in report.components
+    }
+    return RagHealth(
+        status=report.status,
+        database=report.database,
+        components=components,
+        last_check=report.last_check,
+        issues=report.issues,
+    )
 
 
 @router.get("/databases", operation_id="database_list", summary="List RAG databases")
