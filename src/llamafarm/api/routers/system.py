@@ -65,4 +65,4 @@ def liveness() -> Liveness:
     summary="Latest released version (bounded time, cached)",
 )
 async def version_check(checker: VersionCheckerDep) -> VersionCheck:
-    return VersionCheck.model_validate(await checker.check())
+    return VersionCheck.model_validate(await checker.check(), from_attributes=True)
