@@ -241,3 +241,23 @@ def test_a_real_answer_of_every_route_matches_its_documented_schema(
                 )
                 errors = [e.message for e in validator.iter_errors(body)]
                 assert not errors, (operation_id, body, errors)
+
+
+@pytest.mark.usefixtures("project")
+def test_fields_some_answers_leave_out_are_absent_not_null(client: TestClient) -> None:
+    upload = client.post(f"{BASE}/datasets/documents/data", files={"file": ("a.md", b"# A")})
+    assert upload.status_code == 200, upload.text
+    assert "task_id" not in upload.json() and "task_uri" not in upload.json()
+    created = client.post(
+        f"{BASE}/datasets",
+        json={
+            "name": "more",
+            "data_processing_strategy": "default_processor",
+            "database": "main_db",
+        },
+    )
+    assert "details" not in created.json()["dataset"]
+    brief = client.get(f"{BASE}/datasets", params={"include_extra_details": False}).json()
+    assert all("details" not in dataset for dataset in brief["datasets"])
+    full = client.get(f"{BASE}/datasets").json()
+    assert all(dataset["details"]["total_files"] >= 0 for dataset in full["datasets"])

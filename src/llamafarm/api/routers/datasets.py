@@ -46,7 +46,6 @@ class DatasetAction(BaseModel):
     summary="List datasets",
     description="The project's datasets with their database, data processing strategy and "
     "files; include_extra_details=false leaves out the per-file details.",
-    response_model_exclude_unset=True,
 )
 def list_datasets(
     ref: ProjectRefDep,
@@ -81,7 +80,6 @@ def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> Strategies
     "strategy (names from dataset_strategies_list). 400 for an unknown strategy or database, "
     "409 for a duplicate.",
     status_code=201,
-    response_model_exclude_unset=True,
 )
 def create_dataset(
     ref: ProjectRefDep, body: DatasetCreate, projects: ProjectStoreDep
@@ -103,7 +101,6 @@ def create_dataset(
     summary="Delete a dataset, its chunks and files",
     description="Remove a dataset from the project's config, its chunks from its database and "
     "its files.",
-    response_model_exclude_unset=True,
 )
 def delete_dataset(
     ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
@@ -121,7 +118,6 @@ def delete_dataset(
     "is reported `skipped` and stored once. Uploading does not process the file: call "
     "dataset_actions afterwards, or pass auto_process=true to queue it (the answer then has a "
     "task_id).",
-    response_model_exclude_unset=True,
 )
 def upload(
     ref: ProjectRefDep,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from llamafarm.api.schemas.base import Public
+
+
+def _absent(value: object) -> bool:
+    return value is None
 
 
 class FileDetails(Public):
@@ -26,7 +32,7 @@ class DatasetPublic(Public):
     data_processing_strategy: str
     files: list[str]
     """The SHA-256 of each file."""
-    details: DatasetDetails | None = None
+    details: DatasetDetails | None = Field(default=None, exclude_if=_absent)
     """Absent (not null) when include_extra_details=false, and on create and delete."""
 
 
@@ -50,9 +56,9 @@ class FileUploaded(Public):
     processed: bool
     skipped: bool
     size: int
-    task_id: str | None = None
+    task_id: str | None = Field(default=None, exclude_if=_absent)
     """Absent unless auto_process=true queued the file."""
-    task_uri: str | None = None
+    task_uri: str | None = Field(default=None, exclude_if=_absent)
     """Absent unless auto_process=true queued the file."""
 
 

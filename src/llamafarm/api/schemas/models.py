@@ -16,7 +16,7 @@ class CachedModelPublic(Public):
     last_modified: str
     revisions: list[str]
     bundled: bool
-    package: str | None = Field(default=None, exclude_if=lambda package: package is None)
+    package: str | None = Field(default=None, exclude_if=lambda value: value is None)
     """The Python package a bundled model comes from; absent for the cache's models."""
     path: str
 
