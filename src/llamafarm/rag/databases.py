@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from llamafarm.config.loader import describe_errors
-from llamafarm.config.models import Database, ProjectConfig
+from llamafarm.config.models import Database, EmbeddingStrategy, ProjectConfig
 from llamafarm.config.policy import ConfigPolicy
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name
@@ -19,28 +20,92 @@ from llamafarm.rag.service import find_database
 from llamafarm.rag.stores import STORES, create_store, release
 
 IMMUTABLE = ("name", "type")
+
+
+@dataclass(frozen=True)
+class EmbeddingStrategySummary:
+    name: str
+    type: str
+    priority: int
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class RetrievalStrategySummary:
+    name: str
+    type: str
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class DatabaseSummary:
+    """A database as lists show it: its strategies' names and which are the defaults."""
+
+    name: str
+    type: str
+    is_default: bool
+    embedding_strategies: list[EmbeddingStrategySummary]
+    retrieval_strategies: list[RetrievalStrategySummary]
+
+
+@dataclass(frozen=True)
+class DatabaseListing:
+    databases: list[DatabaseSummary]
+    default_database: str | None
+
+
+@dataclass(frozen=True)
+class RetrievalStrategyDetails:
+    name: str
+    type: str
+    config: dict[str, Any]
+    default: bool
+    """Whether retrieval uses this strategy when a query names none."""
+
+
+@dataclass(frozen=True)
+class DatabaseDetails:
+    """A database's whole definition, its effective defaults and the datasets that use it."""
+
+    name: str
+    type: str
+    config: dict[str, Any]
+    embedding_strategies: list[EmbeddingStrategy]
+    retrieval_strategies: list[RetrievalStrategyDetails]
+    default_embedding_strategy: str | None
+    default_retrieval_strategy: str
+    dependent_datasets: list[str]
+
+
+@dataclass(frozen=True)
+class DatabaseDeletion:
+    message: str
+    database: DatabaseSummary
+    collection_deleted: bool
+
+
 _NOWHERE = Path("nowhere")
 """Where a store is built only to validate its config (nothing is opened)."""
 
 
-def list_databases(*, projects: ProjectStore, ref: ProjectRef) -> dict[str, Any]:
+def list_databases(*, projects: ProjectStore, ref: ProjectRef) -> DatabaseListing:
     config = projects.load(ref.namespace, ref.project)
     databases = config.rag.databases if config.rag else []
     default = find_database(config, None).name if databases else None
-    return {
-        "databases": [summary(d, is_default=d.name == default) for d in databases],
-        "default_database": default,
-    }
+    return DatabaseListing(
+        databases=[summary(d, is_default=d.name == default) for d in databases],
+        default_database=default,
+    )
 
 
-def get_database(*, projects: ProjectStore, ref: ProjectRef, name: str) -> dict[str, Any]:
+def get_database(*, projects: ProjectStore, ref: ProjectRef, name: str) -> DatabaseDetails:
     config = projects.load(ref.namespace, ref.project)
     return details(config, find_database(config, name))
 
 
 def create_database(
     *, projects: ProjectStore, ref: ProjectRef, body: dict[str, Any]
-) -> dict[str, Any]:
+) -> DatabaseSummary:
     check_name(str(body.get("name", "")), kind="database name")
     database = _validated(body, projects.policy)
 
@@ -54,12 +119,12 @@ def create_database(
     projects.edit(ref.namespace, ref.project, add)
     config = projects.load(ref.namespace, ref.project)
     default = find_database(config, None).name
-    return {"database": summary(database, is_default=database.name == default)}
+    return summary(database, is_default=database.name == default)
 
 
 def update_database(
     *, projects: ProjectStore, ref: ProjectRef, name: str, changes: dict[str, Any]
-) -> dict[str, Any]:
+) -> DatabaseDetails:
     current = find_database(projects.load(ref.namespace, ref.project), name)  # 404 first
     project_dir = projects.path(ref.namespace, ref.project)
     for field in IMMUTABLE:
@@ -94,7 +159,7 @@ def update_database(
 
 def delete_database(
     *, projects: ProjectStore, ref: ProjectRef, name: str, delete_collection: bool
-) -> dict[str, Any]:
+) -> DatabaseDeletion:
     config = projects.load(ref.namespace, ref.project)
     database = find_database(config, name)
     default = find_database(config, None).name
@@ -117,61 +182,56 @@ def delete_database(
     if delete_collection:
         create_store(database, project_dir=project_dir).drop()
     release(project_dir / "stores" / name)
-    return {
-        "message": f"Database {name!r} deleted successfully",
-        "database": summary(database, is_default=name == default),
-        "collection_deleted": delete_collection,
-    }
+    return DatabaseDeletion(
+        message=f"Database {name!r} deleted successfully",
+        database=summary(database, is_default=name == default),
+        collection_deleted=delete_collection,
+    )
 
 
-def summary(database: Database, *, is_default: bool) -> dict[str, Any]:
-    embedding = database.embedding()
-    strategies = Strategies(database)
-    retrieval_default = strategies.default_name
-    return {
-        "name": database.name,
-        "type": database.type,
-        "is_default": is_default,
-        "embedding_strategies": [
-            {
-                "name": e.name,
-                "type": e.type,
-                "priority": e.priority,
-                "is_default": embedding is not None and e.name == embedding.name,
-            }
-            for e in database.embedding_strategies
-        ],
-        "retrieval_strategies": [
-            {"name": r.name, "type": r.type, "is_default": r.name == retrieval_default}
-            for r in database.retrieval_strategies
-        ],
-    }
-
-
-def details(config: ProjectConfig, database: Database) -> dict[str, Any]:
+def summary(database: Database, *, is_default: bool) -> DatabaseSummary:
     embedding = database.embedding()
     retrieval_default = Strategies(database).default_name
-    return {
-        "name": database.name,
-        "type": database.type,
-        "config": database.config,
-        "embedding_strategies": [
-            {"name": e.name, "type": e.type, "config": e.config, "priority": e.priority}
+    return DatabaseSummary(
+        name=database.name,
+        type=database.type,
+        is_default=is_default,
+        embedding_strategies=[
+            EmbeddingStrategySummary(
+                name=e.name,
+                type=e.type,
+                priority=e.priority,
+                is_default=embedding is not None and e.name == embedding.name,
+            )
             for e in database.embedding_strategies
         ],
-        "retrieval_strategies": [
-            {
-                "name": r.name,
-                "type": r.type,
-                "config": r.config,
-                "default": r.name == retrieval_default,
-            }
+        retrieval_strategies=[
+            RetrievalStrategySummary(
+                name=r.name, type=r.type, is_default=r.name == retrieval_default
+            )
             for r in database.retrieval_strategies
         ],
-        "default_embedding_strategy": embedding.name if embedding else None,
-        "default_retrieval_strategy": retrieval_default,
-        "dependent_datasets": [d.name for d in config.datasets if d.database == database.name],
-    }
+    )
+
+
+def details(config: ProjectConfig, database: Database) -> DatabaseDetails:
+    embedding = database.embedding()
+    retrieval_default = Strategies(database).default_name
+    return DatabaseDetails(
+        name=database.name,
+        type=database.type,
+        config=database.config,
+        embedding_strategies=database.embedding_strategies,
+        retrieval_strategies=[
+            RetrievalStrategyDetails(
+                name=r.name, type=r.type, config=r.config, default=r.name == retrieval_default
+            )
+            for r in database.retrieval_strategies
+        ],
+        default_embedding_strategy=embedding.name if embedding else None,
+        default_retrieval_strategy=retrieval_default,
+        dependent_datasets=[d.name for d in config.datasets if d.database == database.name],
+    )
 
 
 def _validated(body: dict[str, Any], policy: ConfigPolicy) -> Database:

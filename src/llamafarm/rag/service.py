@@ -18,7 +18,7 @@ from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
 from llamafarm.rag.stores import create_store
 from llamafarm.rag.stores.base import DistanceMetric, Hit
-from llamafarm.system.health import Check, Status, check_components, overall
+from llamafarm.system.health import Check, ComponentHealth, Status, check_components, overall
 
 CHARS_PER_TOKEN = 4
 """`max_tokens` counts tokens as about four characters, whatever the chat model's tokenizer."""
@@ -186,9 +186,24 @@ def _within(hits: list[Hit], max_tokens: int) -> list[Hit]:
     return kept
 
 
+@dataclass(frozen=True)
+class DatabaseHealth:
+    """A database's health: its vector store and its embedder, each timed."""
+
+    status: Status
+    database: str
+    components: list[ComponentHealth]
+    last_check: str
+
+    @property
+    def issues(self) -> list[str] | None:
+        """One line per component that is not healthy; None when all are."""
+        return [f"{c.name}: {c.message}" for c in self.components if c.status != "healthy"] or None
+
+
 async def health(
     *, projects: ProjectStore, models: ModelCache, ref: ProjectRef, database: str | None
-) -> dict[str, Any]:
+) -> DatabaseHealth:
     config = projects.load(ref.namespace, ref.project)
     chosen = find_database(config, database)
     checks: dict[str, Check] = {
@@ -196,22 +211,12 @@ async def health(
         "embeddings": _embedder_check(models, chosen),
     }
     components = await check_components(checks, timeout=HEALTH_TIMEOUT)
-    status = overall(components)
-    return {
-        "status": status,
-        "database": chosen.name,
-        "components": {
-            c.name: {
-                "name": c.name,
-                "status": c.status,
-                "latency": c.latency_ms,
-                "message": c.message,
-            }
-            for c in components
-        },
-        "last_check": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "issues": [f"{c.name}: {c.message}" for c in components if c.status != "healthy"] or None,
-    }
+    return DatabaseHealth(
+        status=overall(components),
+        database=chosen.name,
+        components=components,
+        last_check=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
 
 
 def _store_check(projects: ProjectStore, ref: ProjectRef, database: Database) -> Check:

@@ -7,9 +7,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from llamafarm.state import StateDB
 from llamafarm.state.heartbeats import live_workers
@@ -50,14 +50,26 @@ def overall(components: list[ComponentHealth]) -> Status:
     return max((c.status for c in components), key=_RANK.__getitem__, default="healthy")
 
 
-def report(components: list[ComponentHealth]) -> dict[str, Any]:
-    """The /health body: overall status, a `services` map as in the reference, and details."""
-    return {
-        "status": overall(components),
-        "services": {c.name: c.status for c in components},
-        "components": [asdict(c) for c in components],
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+@dataclass(frozen=True)
+class HealthReport:
+    """The /health answer: the overall status, each component's, and when it was taken."""
+
+    status: Status
+    components: list[ComponentHealth]
+    timestamp: str
+
+    @property
+    def services(self) -> dict[str, Status]:
+        """Each component's status by name, as in the reference's `services` map."""
+        return {c.name: c.status for c in self.components}
+
+
+def report(components: list[ComponentHealth]) -> HealthReport:
+    return HealthReport(
+        status=overall(components),
+        components=components,
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
 
 
 def api_check() -> tuple[Status, str]:

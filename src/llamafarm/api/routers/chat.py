@@ -13,6 +13,12 @@ from starlette.background import BackgroundTask
 from llamafarm.api.chat_request import ChatCompletionRequest
 from llamafarm.api.deps import ChatServicesDep, ProjectRefDep, ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.chat import (
+    ChatHistory,
+    ChatModelList,
+    SessionDeleted,
+    SessionsDeleted,
+)
 from llamafarm.api.sse import EventStream
 from llamafarm.chat import prepare, sessions, turn
 
@@ -62,25 +68,27 @@ def _session(session_id: str | None) -> dict[str, str]:
     operation_id="chat_history",
     summary="A chat session's messages",
 )
-def history(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
+def history(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> ChatHistory:
     messages = sessions.history(
         db, namespace=ref.namespace, project=ref.project, session_id=session_id
     )
-    return sessions.history_response(messages)
+    return ChatHistory.model_validate(sessions.history_response(messages))
 
 
 @router.delete(
     "/chat/sessions/{session_id}", operation_id="chat_session_delete", summary="Delete a session"
 )
-def delete_session(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
-    return sessions.delete_session(
+def delete_session(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> SessionDeleted:
+    deleted = sessions.delete_session(
         db, namespace=ref.namespace, project=ref.project, session_id=session_id
     )
+    return SessionDeleted.model_validate(deleted)
 
 
 @router.delete("/chat/sessions", operation_id="chat_sessions_delete", summary="Delete all sessions")
-def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
-    return sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
+def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> SessionsDeleted:
+    deleted = sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
+    return SessionsDeleted.model_validate(deleted)
 
 
 @router.get(
@@ -91,5 +99,7 @@ def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> dict[str, Any]:
     description="The chat models of the project's runtime: name, provider, model, base_url "
     "and which one is the default.",
 )
-def list_models(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
-    return prepare.list_models(projects.load(ref.namespace, ref.project))
+def list_models(ref: ProjectRefDep, projects: ProjectStoreDep) -> ChatModelList:
+    return ChatModelList.model_validate(
+        prepare.list_models(projects.load(ref.namespace, ref.project))
+    )

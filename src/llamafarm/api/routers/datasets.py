@@ -9,6 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.datasets import (
+    DatasetList,
+    DatasetResponse,
+    FileRemoved,
+    FileUploaded,
+    StrategiesList,
+    TaskAccepted,
+)
 from llamafarm.datasets import service
 from llamafarm.tasks.service import queue_processing
 
@@ -31,12 +39,6 @@ class DatasetAction(BaseModel):
     action_type: Literal["process", "ingest"] = Field(description='"process" (alias "ingest")')
 
 
-class TaskAccepted(BaseModel):
-    message: str
-    task_uri: str
-    task_id: str
-
-
 @router.get(
     "",
     operation_id="dataset_list",
@@ -50,11 +52,11 @@ def list_datasets(
     projects: ProjectStoreDep,
     db: StateDBDep,
     include_extra_details: bool = True,
-) -> dict[str, Any]:
+) -> DatasetList:
     datasets = service.list_datasets(
         projects=projects, db=db, ref=ref, details=include_extra_details
     )
-    return {"total": len(datasets), "datasets": datasets}
+    return DatasetList.model_validate({"total": len(datasets), "datasets": datasets})
 
 
 @router.get(
@@ -65,8 +67,8 @@ def list_datasets(
     description="The names of the project's data processing strategies and RAG databases, "
     "as dataset_create takes them.",
 )
-def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, list[str]]:
-    return service.strategies(projects=projects, ref=ref)
+def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> StrategiesList:
+    return StrategiesList.model_validate(service.strategies(projects=projects, ref=ref))
 
 
 @router.post(
@@ -81,7 +83,7 @@ def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, 
 )
 def create_dataset(
     ref: ProjectRefDep, body: DatasetCreate, projects: ProjectStoreDep
-) -> dict[str, Any]:
+) -> DatasetResponse:
     dataset = service.create_dataset(
         projects=projects,
         ref=ref,
@@ -89,7 +91,7 @@ def create_dataset(
         database=body.database,
         strategy=body.data_processing_strategy,
     )
-    return {"dataset": dataset}
+    return DatasetResponse.model_validate({"dataset": dataset})
 
 
 @router.delete(
@@ -102,8 +104,9 @@ def create_dataset(
 )
 def delete_dataset(
     ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
-) -> dict[str, Any]:
-    return {"dataset": service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)}
+) -> DatasetResponse:
+    deleted = service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)
+    return DatasetResponse.model_validate({"dataset": deleted})
 
 
 @router.post(
@@ -126,7 +129,7 @@ def upload(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
     auto_process: bool = False,
-) -> dict[str, Any]:
+) -> FileUploaded:
     result = service.upload_file(
         projects=projects,
         db=db,
@@ -146,7 +149,7 @@ def upload(
             file_hashes=[result["hash"]],
         )
         result |= {"task_id": task_id, "task_uri": _task_uri(request, ref, task_id)}
-    return result
+    return FileUploaded.model_validate(result)
 
 
 @router.delete(
@@ -161,8 +164,8 @@ def remove_file(
     projects: ProjectStoreDep,
     db: StateDBDep,
     remove_from_disk: bool = False,
-) -> dict[str, Any]:
-    return service.remove_file(
+) -> FileRemoved:
+    removed = service.remove_file(
         projects=projects,
         db=db,
         ref=ref,
@@ -170,6 +173,7 @@ def remove_file(
         file_hash=file_hash,
         remove_from_disk=remove_from_disk,
     )
+    return FileRemoved.model_validate(removed)
 
 
 @router.post(

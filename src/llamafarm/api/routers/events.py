@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from llamafarm import events
 from llamafarm.api.deps import ProjectRefDep, ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.events import EventList, EventPublic
 
 router = APIRouter(
     prefix="/projects/{namespace}/{project}/event_logs",
@@ -35,9 +36,9 @@ def list_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-) -> dict[str, Any]:
+) -> EventList:
     projects.require(ref.namespace, ref.project)
-    return events.list_events(
+    page = events.list_events(
         db,
         namespace=ref.namespace,
         project=ref.project,
@@ -47,11 +48,13 @@ def list_events(
         limit=limit,
         offset=offset,
     )
+    return EventList.model_validate(page)
 
 
 @router.get("/{event_id}", operation_id="event_log_get", summary="One event with its sub-events")
 def get_event(
     event_id: str, ref: ProjectRefDep, projects: ProjectStoreDep, db: StateDBDep
-) -> dict[str, Any]:
+) -> EventPublic:
     projects.require(ref.namespace, ref.project)
-    return events.get_event(db, namespace=ref.namespace, project=ref.project, event_id=event_id)
+    event = events.get_event(db, namespace=ref.namespace, project=ref.project, event_id=event_id)
+    return EventPublic.model_validate(event)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.auth import check_namespace
 from llamafarm.api.deps import CeleryDep, GrantDep, ProjectStoreDep, SettingsDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.examples import (
+    ExampleDatasetList,
+    ExampleDatasetPublic,
+    ExampleList,
+    ExamplePublic,
+    ImportResult,
+)
 from llamafarm.examples import catalog, importer
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.projects import ProjectRef
@@ -43,17 +48,13 @@ class DatasetImport(DataImport):
     dataset: str = Field(description="The example's dataset to add.")
 
 
-class ImportResult(BaseModel):
-    project: str
-    namespace: str
-    datasets: list[str]
-    task_ids: list[str]
-
-
 @router.get("", operation_id="examples_list", summary="List example projects")
-def list_examples(settings: SettingsDep) -> dict[str, Any]:
+def list_examples(settings: SettingsDep) -> ExampleList:
     examples = catalog.list_examples(catalog.examples_root(settings.examples_dir))
-    return {"examples": [catalog.summary(example) for example in examples]}
+    summaries = [catalog.summary(example) for example in examples]
+    return ExampleList(
+        examples=[ExamplePublic.model_validate(e, from_attributes=True) for e in summaries]
+    )
 
 
 @router.get(
@@ -61,8 +62,13 @@ def list_examples(settings: SettingsDep) -> dict[str, Any]:
     operation_id="example_datasets_list",
     summary="List an example's datasets and files",
 )
-def list_datasets(example_id: str, settings: SettingsDep) -> dict[str, Any]:
-    return catalog.datasets(_example(settings, example_id))
+def list_datasets(example_id: str, settings: SettingsDep) -> ExampleDatasetList:
+    example = _example(settings, example_id)
+    datasets = [
+        ExampleDatasetPublic.model_validate(d, from_attributes=True)
+        for d in catalog.datasets(example)
+    ]
+    return ExampleDatasetList(example_id=example.id, datasets=datasets)
 
 
 @router.post(
@@ -90,7 +96,7 @@ def import_project(
         process=body.process,
         limit=settings.max_upload_bytes,
     )
-    return ImportResult(**result)
+    return ImportResult.model_validate(result)
 
 
 @router.post(
@@ -118,7 +124,7 @@ def import_data(
         process=body.process,
         limit=settings.max_upload_bytes,
     )
-    return ImportResult(**result)
+    return ImportResult.model_validate(result)
 
 
 @router.post(
@@ -147,7 +153,7 @@ def import_dataset(
         process=body.process,
         limit=settings.max_upload_bytes,
     )
-    return ImportResult(**result)
+    return ImportResult.model_validate(result)
 
 
 def _example(settings: Settings, example_id: str) -> catalog.Example:

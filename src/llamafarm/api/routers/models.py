@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -11,6 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from llamafarm import models
 from llamafarm.api.deps import DownloadsDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.models import (
+    CachedModelList,
+    CachedModelPublic,
+    DownloadEvent,
+    ModelDeleted,
+)
 from llamafarm.api.sse import EventStream, one_by_one
 
 router = APIRouter(
@@ -26,9 +32,31 @@ class ModelDownload(BaseModel):
     model_name: str = Field(min_length=1, description="A Hugging Face model id, ORG/NAME.")
 
 
-@router.get("", operation_id="cached_models_list", summary="List cached and bundled models")
-def list_models(provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
-    return {"data": models.list_models(provider=provider)}
+_SSE_EVENT = {
+    # One event of the stream, as OpenAPI describes server-sent events: its `data` is JSON.
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": DownloadEvent.model_json_schema(),
+        }
+    },
+}
+
+
+@router.get(
+    "",
+    operation_id="cached_models_list",
+    summary="List cached and bundled models",
+)
+def list_models(provider: ProviderQuery = models.PROVIDER) -> CachedModelList:
+    listed = [
+        CachedModelPublic.model_validate(m, from_attributes=True)
+        for m in models.list_models(provider=provider)
+    ]
+    return CachedModelList(data=listed)
 
 
 @router.post(
@@ -36,7 +64,12 @@ def list_models(provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
     operation_id="model_download",
     summary="Download a model into the cache (SSE progress)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "Server-sent events, each `data:` line one DownloadEvent as JSON.",
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+        }
+    },
 )
 async def download(body: ModelDownload, downloads: DownloadsDep) -> StreamingResponse:
     # Checked here, before the stream begins, so that a bad request is a plain HTTP error.
@@ -47,5 +80,6 @@ async def download(body: ModelDownload, downloads: DownloadsDep) -> StreamingRes
 @router.delete(
     "/{model_name:path}", operation_id="model_delete", summary="Delete a model from the cache"
 )
-def delete(model_name: str, provider: ProviderQuery = models.PROVIDER) -> dict[str, Any]:
-    return models.delete_model(model_name, provider=provider)
+def delete(model_name: str, provider: ProviderQuery = models.PROVIDER) -> ModelDeleted:
+    deleted = models.delete_model(model_name, provider=provider)
+    return ModelDeleted.model_validate(deleted, from_attributes=True)

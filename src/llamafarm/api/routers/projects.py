@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
-from llamafarm.projects import Project, ProjectRef, lifecycle
+from llamafarm.api.schemas.projects import ProjectList, ProjectPublic, ProjectResponse
+from llamafarm.projects import ProjectRef, lifecycle
 from llamafarm.rag.stores import release
 
 router = APIRouter(
@@ -26,25 +27,6 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config: dict[str, Any] = Field(description="The whole new llamafarm.yaml as JSON.")
-
-
-class ProjectPublic(BaseModel):
-    namespace: str
-    name: str
-    config: dict[str, Any]
-
-    @classmethod
-    def of(cls, project: Project) -> ProjectPublic:
-        return cls(namespace=project.namespace, name=project.name, config=project.config)
-
-
-class ProjectResponse(BaseModel):
-    project: ProjectPublic
-
-
-class ProjectList(BaseModel):
-    total: int
-    projects: list[ProjectPublic]
 
 
 @router.get(

@@ -10,6 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ModelCacheDep, ProjectRefDep, ProjectStoreDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.rag import (
+    DatabaseDeleted,
+    DatabaseList,
+    DatabasePublic,
+    DatabaseResponse,
+    DatabaseSummary,
+    QueryAnswer,
+    RagComponentHealth,
+    RagHealth,
+)
 from llamafarm.rag import databases, service
 from llamafarm.rag.retrieval import MAX_TOP_K
 from llamafarm.rag.stores.base import DistanceMetric
@@ -67,6 +77,7 @@ class DatabaseUpdate(BaseModel):
     "text, score, metadata (source file, page…) and ids. `database` defaults to the project's "
     "default database, `top_k` to 5; `metadata_filters` such as "
     '{"source": "notes.md"} keep only matching chunks.',
+    response_model=QueryAnswer,
 )
 def query(
     body: QueryRequest, ref: ProjectRefDep, projects: ProjectStoreDep, models: ModelCacheDep
@@ -75,8 +86,9 @@ def query(
     answer = service.query(
         projects=projects, models=models, ref=ref, text=body.query, options=options
     )
-    # The answer is plain JSON already: rendering it directly skips FastAPI's re-validation
-    # and encoding of every result, about a third of the HTTP cost of a query.
+    # The answer is plain JSON already: rendering it directly skips FastAPI's validation and
+    # encoding of every result against QueryAnswer (which only documents it here), about a
+    # third of the HTTP cost of a query. tests/api/test_response_models.py checks the shape.
     return JSONResponse(answer)
 
 
@@ -86,13 +98,27 @@ async def health(
     projects: ProjectStoreDep,
     models: ModelCacheDep,
     database: str | None = None,
-) -> dict[str, Any]:
-    return await service.health(projects=projects, models=models, ref=ref, database=database)
+) -> RagHealth:
+    report = await service.health(projects=projects, models=models, ref=ref, database=database)
+    components = {
+        c.name: RagComponentHealth(
+            name=c.name, status=c.status, latency=c.latency_ms, message=c.message
+        )
+        for c in report.components
+    }
+    return RagHealth(
+        status=report.status,
+        database=report.database,
+        components=components,
+        last_check=report.last_check,
+        issues=report.issues,
+    )
 
 
 @router.get("/databases", operation_id="database_list", summary="List RAG databases")
-def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
-    return databases.list_databases(projects=projects, ref=ref)
+def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> DatabaseList:
+    listing = databases.list_databases(projects=projects, ref=ref)
+    return DatabaseList.model_validate(listing, from_attributes=True)
 
 
 @router.get(
@@ -103,8 +129,9 @@ def list_databases(ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, A
     description="A RAG database's definition: type, config, embedding and retrieval "
     "strategies, defaults, and the datasets that use it.",
 )
-def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -> dict[str, Any]:
-    return databases.get_database(projects=projects, ref=ref, name=database)
+def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -> DatabasePublic:
+    found = databases.get_database(projects=projects, ref=ref, name=database)
+    return DatabasePublic.model_validate(found, from_attributes=True)
 
 
 @router.post(
@@ -119,10 +146,11 @@ def get_database(database: str, ref: ProjectRefDep, projects: ProjectStoreDep) -
 )
 def create_database(
     body: DatabaseCreate, ref: ProjectRefDep, projects: ProjectStoreDep
-) -> dict[str, Any]:
-    return databases.create_database(
+) -> DatabaseResponse:
+    created = databases.create_database(
         projects=projects, ref=ref, body=body.model_dump(exclude_unset=True)
     )
+    return DatabaseResponse(database=DatabaseSummary.model_validate(created, from_attributes=True))
 
 
 @router.patch(
@@ -135,10 +163,11 @@ def create_database(
 )
 def update_database(
     database: str, body: DatabaseUpdate, ref: ProjectRefDep, projects: ProjectStoreDep
-) -> dict[str, Any]:
-    return databases.update_database(
+) -> DatabasePublic:
+    updated = databases.update_database(
         projects=projects, ref=ref, name=database, changes=body.model_dump(exclude_unset=True)
     )
+    return DatabasePublic.model_validate(updated, from_attributes=True)
 
 
 @router.delete(
@@ -151,7 +180,8 @@ def update_database(
 )
 def delete_database(
     database: str, ref: ProjectRefDep, projects: ProjectStoreDep, delete_collection: bool = True
-) -> dict[str, Any]:
-    return databases.delete_database(
+) -> DatabaseDeleted:
+    deleted = databases.delete_database(
         projects=projects, ref=ref, name=database, delete_collection=delete_collection
     )
+    return DatabaseDeleted.model_validate(deleted, from_attributes=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.tasks import TaskCancelled, TaskPublic
 from llamafarm.tasks import service
 
 router = APIRouter(
@@ -27,8 +26,8 @@ router = APIRouter(
     "chunk count and error. Poll it until the state is one of the last three.",
     tags=["mcp"],
 )
-def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> dict[str, Any]:
-    return service.get_task(db=db, ref=ref, task_id=task_id)
+def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> TaskPublic:
+    return TaskPublic.model_validate(service.get_task(db=db, ref=ref, task_id=task_id))
 
 
 @router.delete(
@@ -36,5 +35,6 @@ def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> dict[str, Any]
 )
 def cancel_task(
     ref: ProjectRefDep, task_id: str, projects: ProjectStoreDep, db: StateDBDep, celery: CeleryDep
-) -> dict[str, Any]:
-    return service.cancel_task(projects=projects, db=db, celery=celery, ref=ref, task_id=task_id)
+) -> TaskCancelled:
+    report = service.cancel_task(projects=projects, db=db, celery=celery, ref=ref, task_id=task_id)
+    return TaskCancelled.model_validate(report)

@@ -1,0 +1,27 @@
+"""Bodies of the projects routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llamafarm.api.schemas.base import Public
+from llamafarm.projects import Project
+
+
+class ProjectPublic(Public):
+    namespace: str
+    name: str
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, project: Project) -> ProjectPublic:
+        return cls(namespace=project.namespace, name=project.name, config=project.config)
+
+
+class ProjectResponse(Public):
+    project: ProjectPublic
+
+
+class ProjectList(Public):
+    total: int
+    projects: list[ProjectPublic]
