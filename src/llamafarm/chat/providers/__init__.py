@@ -8,6 +8,7 @@ from llamafarm.chat.providers.base import Provider
 from llamafarm.chat.providers.openai_compat import OpenAICompatibleProvider
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import ConfigInvalid
+from llamafarm.registry import Registry
 
 __all__ = ["PROVIDERS", "OpenAICompatibleProvider", "Provider", "create_provider"]
 
@@ -23,24 +24,18 @@ def _universal(model: ModelConfig) -> Provider:
     return provider
 
 
-PROVIDERS: dict[str, Callable[[ModelConfig], Provider]] = {
-    # --- universal: the built-in local runtime (llamafarm.chat.providers.universal) ---
-    "universal": _universal,
-    # --- servers speaking OpenAI's chat completions API ---
-    "openai": OpenAICompatibleProvider,
-    "ollama": OpenAICompatibleProvider,
-}
+PROVIDERS: Registry[Callable[[ModelConfig], Provider]] = Registry("model", key="provider")
 """Provider factories by the `provider` a model config names; each takes the ModelConfig."""
+# --- universal: the built-in local runtime (llamafarm.chat.providers.universal) ---
+PROVIDERS.register("universal", _universal)
+# --- servers speaking OpenAI's chat completions API ---
+PROVIDERS.register("openai", OpenAICompatibleProvider)
+PROVIDERS.register("ollama", OpenAICompatibleProvider)
 
 
 def create_provider(model: ModelConfig) -> Provider:
     """The provider a model config describes; ConfigInvalid names the model."""
-    factory = PROVIDERS.get(model.provider)
-    if factory is None:
-        known = ", ".join(sorted(PROVIDERS))
-        raise ConfigInvalid(
-            f"model {model.name!r}: unknown provider {model.provider!r} (known: {known})"
-        )
+    factory = PROVIDERS.find(model.provider, owner=model.name)
     try:
         return factory(model)
     except ConfigInvalid as exc:

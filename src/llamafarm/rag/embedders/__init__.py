@@ -11,6 +11,7 @@ from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.ollama import OllamaEmbedder
 from llamafarm.rag.embedders.openai import OpenAIEmbedder
 from llamafarm.rag.embedders.universal import UniversalEmbedder
+from llamafarm.registry import Registry
 
 __all__ = [
     "EMBEDDERS",
@@ -21,22 +22,16 @@ __all__ = [
     "create_embedder",
 ]
 
-EMBEDDERS: dict[str, Callable[[dict[str, Any]], Embedder]] = {
-    "UniversalEmbedder": UniversalEmbedder,
-    "OllamaEmbedder": OllamaEmbedder,
-    "OpenAIEmbedder": OpenAIEmbedder,
-}
+EMBEDDERS: Registry[Callable[[dict[str, Any]], Embedder]] = Registry("embedding strategy")
 """Embedder classes by the `type` a strategy names; each takes the strategy's `config`."""
+EMBEDDERS.register("UniversalEmbedder", UniversalEmbedder)
+EMBEDDERS.register("OllamaEmbedder", OllamaEmbedder)
+EMBEDDERS.register("OpenAIEmbedder", OpenAIEmbedder)
 
 
 def create_embedder(strategy: EmbeddingStrategy) -> Embedder:
     """The embedder a strategy describes; ConfigInvalid names the strategy and the bad key."""
-    factory = EMBEDDERS.get(strategy.type)
-    if factory is None:
-        known = ", ".join(sorted(EMBEDDERS))
-        raise ConfigInvalid(
-            f"embedding strategy {strategy.name!r}: unknown type {strategy.type!r} (known: {known})"
-        )
+    factory = EMBEDDERS.find(strategy.type, owner=strategy.name)
     try:
         return factory(dict(strategy.config))
     except ConfigInvalid as exc:
