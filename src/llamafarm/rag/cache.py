@@ -16,6 +16,7 @@ from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
 from llamafarm.rag.rerankers import Reranker, create_reranker
+from llamafarm.shared import Shared
 
 KEPT = 8
 """Models of each kind kept; the least recently used goes (a client may name any reranker)."""
@@ -28,6 +29,9 @@ class ModelCache:
 
     def __init__(self, *, hf_cache: Path | None = None) -> None:
         self.hf_cache = hf_cache
+        self.shared = Shared()
+        """What the models load (ONNX sessions, llama.cpp servers), once per process: the
+        instances below come and go with configs, the loaded files stay."""
         self._embedders: OrderedDict[str, Embedder] = OrderedDict()
         self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
         self._providers: OrderedDict[str, Provider] = OrderedDict()
@@ -38,16 +42,24 @@ class ModelCache:
         # are embedded together.
         config = strategy.model_dump(mode="json", include={"type", "config"})
         return self._get(
-            self._embedders, config, lambda: BatchingEmbedder(create_embedder(strategy))
+            self._embedders,
+            config,
+            lambda: BatchingEmbedder(create_embedder(strategy, shared=self.shared)),
         )
 
     def reranker(self, config: Mapping[str, Any]) -> Reranker:
         return self._get(
-            self._rerankers, dict(config), lambda: create_reranker(config, cache_dir=self.hf_cache)
+            self._rerankers,
+            dict(config),
+            lambda: create_reranker(config, cache_dir=self.hf_cache, shared=self.shared),
         )
 
     def provider(self, model: ModelConfig) -> Provider:
-        return self._get(self._providers, _provider_key(model), lambda: create_provider(model))
+        return self._get(
+            self._providers,
+            _provider_key(model),
+            lambda: create_provider(model, shared=self.shared),
+        )
 
     def cached_provider(self, model: ModelConfig) -> Provider | None:
         """The provider if one is kept already (as recently used as `provider` makes it);
@@ -61,7 +73,8 @@ class ModelCache:
             return provider
 
     def close(self) -> None:
-        """Let go of the connections the models hold (HTTP clients of remote services)."""
+        """Let go of the connections the models hold (HTTP clients of remote services), and of
+        what they loaded."""
         with self._lock:
             models = [
                 m
@@ -72,6 +85,7 @@ class ModelCache:
                 kept.clear()
         for model in models:
             _close(model)
+        self.shared.close()
 
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
         key = _key(config)

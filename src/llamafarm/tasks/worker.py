@@ -44,19 +44,22 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     beat(db, name)
     requeue_interrupted(db, app, settings)
     threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
-    app.worker_main(
-        [
-            "worker",
-            # Threads, not processes: one model in memory, and files processed at once share
-            # its batches (BatchingEmbedder) while parsing and storing overlap with inference.
-            "--pool=threads",
-            f"--concurrency={settings.worker_concurrency}",
-            f"--loglevel={settings.log_level.upper()}",
-            f"--hostname=llamafarm@{name}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    try:
+        app.worker_main(
+            [
+                "worker",
+                # Threads, not processes: one model in memory, and files processed at once share
+                # its batches (BatchingEmbedder) while parsing and storing overlap with inference.
+                "--pool=threads",
+                f"--concurrency={settings.worker_concurrency}",
+                f"--loglevel={settings.log_level.upper()}",
+                f"--hostname=llamafarm@{name}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        context.models.close()  # the worker's loaded models and pools go with it
 
 
 def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:

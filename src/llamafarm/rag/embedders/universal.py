@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ from tokenizers import Encoding, Tokenizer
 from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
 from llamafarm.rag.embedders.base import parse_config
+from llamafarm.shared import Shared
 
 BUNDLED = "all-MiniLM-L6-v2"
 BUNDLED_ALIASES = frozenset({BUNDLED, f"sentence-transformers/{BUNDLED}"})
@@ -60,15 +60,6 @@ class Loaded(NamedTuple):
     run_options: Any
 
 
-# One onnxruntime session (~160 MB RSS, 0.2 s to load) and one tokenizer per model and process,
-# shared by every project's embedder: a per-instance copy would multiply memory by the number of
-# projects. They hold nothing but the read-only model files, so sharing cannot leak state.
-# Sessions run concurrently by design; tokenizers are configured once here and only read after.
-_SESSIONS: dict[tuple[Path, int], Any] = {}
-_TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
-_LOAD_LOCK = threading.Lock()
-
-
 def _onnxruntime() -> Any:
     """onnxruntime, imported with its telemetry off: on import it otherwise writes a device id
     and `onnxruntime.db` under `~/.cache/Microsoft/DeveloperTools/`, outside the data dir."""
@@ -85,34 +76,39 @@ def run_options() -> Any:
     return options
 
 
-def onnx_session(path: Path, threads: int) -> Any:
-    with _LOAD_LOCK:
-        if (path, threads) not in _SESSIONS:
-            onnxruntime = _onnxruntime()
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            # The memory arena makes inference ~1.5x faster than without it (measured on the
-            # bench corpus: 31 s against 47 s), but keeps the peak of the largest batch for
-            # the life of the process; shrinking it after each run (run_options) gives most
-            # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
-            options.enable_cpu_mem_arena = True
-            _SESSIONS[path, threads] = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        return _SESSIONS[path, threads]
+def onnx_session(shared: Shared, path: Path, threads: int) -> Any:
+    """The process's session of a model file (~160 MB RSS, 0.2 s to load), shared by every
+    project's embedder or cross-encoder; sessions run concurrently by design."""
+    return shared.load(("onnx-session", path, threads), lambda: _load_session(path, threads))
 
 
-def _tokenizer(path: Path, max_length: int) -> Tokenizer:
-    with _LOAD_LOCK:
-        if (path, max_length) not in _TOKENIZERS:
-            tokenizer = Tokenizer.from_file(str(path))
-            # The shipped file pads and truncates to a fixed 128; we truncate at max_length and
-            # pad each batch only to its longest text.
-            tokenizer.enable_truncation(max_length)
-            tokenizer.no_padding()
-            _TOKENIZERS[path, max_length] = tokenizer
-        return _TOKENIZERS[path, max_length]
+def _load_session(path: Path, threads: int) -> Any:
+    onnxruntime = _onnxruntime()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # The memory arena makes inference ~1.5x faster than without it (measured on the
+    # bench corpus: 31 s against 47 s), but keeps the peak of the largest batch for
+    # the life of the process; shrinking it after each run (run_options) gives most
+    # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
+    options.enable_cpu_mem_arena = True
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _tokenizer(shared: Shared, path: Path, max_length: int) -> Tokenizer:
+    """One per file and length; configured once here and only read after."""
+    return shared.load(
+        ("embedder-tokenizer", path, max_length), lambda: _load_tokenizer(path, max_length)
+    )
+
+
+def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(path))
+    # The shipped file pads and truncates to a fixed 128; we truncate at max_length and
+    # pad each batch only to its longest text.
+    tokenizer.enable_truncation(max_length)
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def bundled_files() -> tuple[Path, Path]:
@@ -140,7 +136,8 @@ def _model_files(model: str) -> tuple[Path, Path]:
 class UniversalEmbedder:
     """Mean-pooled, L2-normalised sentence vectors; needs no network and no GPU."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], shared: Shared | None = None) -> None:
+        """`shared`: the process's loaded models (ModelCache's); None loads this one's own."""
         settings = parse_config(UniversalConfig, config, what=WHAT)
         self._bundled = settings.model in BUNDLED_ALIASES
         self._model_path, self._tokenizer_path = _model_files(settings.model)
@@ -159,6 +156,7 @@ class UniversalEmbedder:
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
         self.threads = settings.threads or default_threads()
+        self._shared = shared or Shared()
         self._loaded: Loaded | None = None
 
     def fingerprint(self) -> str:
@@ -188,8 +186,8 @@ class UniversalEmbedder:
     def _load(self) -> Loaded:
         if self._loaded is None:
             try:
-                session = onnx_session(self._model_path, self.threads)
-                tokenizer = _tokenizer(self._tokenizer_path, self.max_length)
+                session = onnx_session(self._shared, self._model_path, self.threads)
+                tokenizer = _tokenizer(self._shared, self._tokenizer_path, self.max_length)
             except Exception as exc:  # onnxruntime and tokenizers raise their own bare types
                 raise EmbedderUnavailable(
                     f"{WHAT}: cannot load model {self.name!r} from {self._model_path}: {exc}"
