@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 from llamafarm.config.models import Database
 from llamafarm.errors import NotFound
@@ -10,8 +12,17 @@ from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import ChromaStore, release, release_missing
 from llamafarm.registry import Registry
 
-STORES: Registry[type[ChromaStore]] = Registry("database")
-"""Store classes by the `type` a database names; each builds itself with `from_config`."""
+
+class StoreClass(Protocol):
+    """What a database `type` names: a class that builds its store from the config."""
+
+    def from_config(
+        self, *, path: Path, database: str, config: Mapping[str, Any]
+    ) -> VectorStore: ...
+
+
+STORES: Registry[StoreClass] = Registry("database")
+"""Store classes by the `type` a database names."""
 STORES.register("ChromaStore", ChromaStore)
 
 
