@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"projects", "events", "system", "onnx", "documents"},
     {"config", "state", "bundled", "http"},
-    {"settings", "names", "formats"},
+    {"settings", "names", "formats", "registry", "shared"},
     {"errors", "llamafarm"},
 ]
 """Top to bottom. A unit (a top-level package or module of `llamafarm`; `llamafarm` is the

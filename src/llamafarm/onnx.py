@@ -6,7 +6,6 @@ Used by the universal embedder and the cross-encoder reranker.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,6 +13,7 @@ from typing import Any, NamedTuple
 from tokenizers import Tokenizer
 
 from llamafarm.errors import LfError
+from llamafarm.shared import Shared
 
 
 class Loaded(NamedTuple):
@@ -25,14 +25,6 @@ class Loaded(NamedTuple):
     inputs: frozenset[str]
     """Input names the model takes; some exports lack token_type_ids."""
     run_options: Any
-
-
-# One onnxruntime session (~160 MB RSS, 0.2 s to load) per model and process, shared by every
-# project's embedder: a per-instance copy would multiply memory by the number of projects.
-# Sessions hold nothing but the read-only model files, so sharing cannot leak state, and they
-# run concurrently by design.
-_SESSIONS: dict[tuple[Path, int], Any] = {}
-_LOAD_LOCK = threading.Lock()
 
 
 def _onnxruntime() -> Any:
@@ -51,22 +43,25 @@ def run_options() -> Any:
     return options
 
 
-def onnx_session(path: Path, threads: int) -> Any:
-    with _LOAD_LOCK:
-        if (path, threads) not in _SESSIONS:
-            onnxruntime = _onnxruntime()
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            # The memory arena makes inference ~1.5x faster than without it (measured on the
-            # bench corpus: 31 s against 47 s), but keeps the peak of the largest batch for
-            # the life of the process; shrinking it after each run (run_options) gives most
-            # of the speed (35 s) and hands the memory back (459 MB RSS after, not 903 MB).
-            options.enable_cpu_mem_arena = True
-            _SESSIONS[path, threads] = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        return _SESSIONS[path, threads]
+def onnx_session(shared: Shared, path: Path, threads: int) -> Any:
+    """The process's session of a model file (~160 MB RSS, 0.2 s to load), shared by every
+    project's embedder or cross-encoder: a copy per project would multiply memory by the number
+    of projects. Sessions hold nothing but the read-only model files, so sharing cannot leak
+    state, and they run concurrently by design."""
+    return shared.load(("onnx-session", path, threads), lambda: _load_session(path, threads))
+
+
+def _load_session(path: Path, threads: int) -> Any:
+    onnxruntime = _onnxruntime()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # The memory arena makes inference ~1.5x faster than without it (measured on the bench
+    # corpus: 31 s against 47 s), but keeps the peak of the largest batch for the life of the
+    # process; shrinking it after each run (run_options) gives most of the speed (35 s) and
+    # hands the memory back (459 MB RSS after, not 903 MB).
+    options.enable_cpu_mem_arena = True
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run(loaded: Loaded, feeds: Mapping[str, Any], *, fail: Callable[[str], LfError]) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 import io
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +21,12 @@ from llamafarm.chat.providers.universal import (
     UniversalProvider,
     bundled_path,
     chat_template,
+    shared_server,
     train_context,
 )
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, ProviderUnavailable
+from llamafarm.shared import Shared
 
 
 def config(model: str = BUNDLED) -> ModelConfig:
@@ -56,8 +58,15 @@ def drain(provider: UniversalProvider, generation: Generation) -> list[Delta]:
 
 
 @pytest.fixture(scope="module")
-def provider() -> UniversalProvider:
-    provider = UniversalProvider(config())
+def shared() -> Iterator[Shared]:
+    shared = Shared()
+    yield shared
+    shared.close()
+
+
+@pytest.fixture(scope="module")
+def provider(shared: Shared) -> UniversalProvider:
+    provider = UniversalProvider(config(), shared)
     provider.check()
     return provider
 
@@ -179,10 +188,11 @@ def test_a_prompt_longer_than_the_context_is_a_bad_request(provider: UniversalPr
 
 
 @pytest.mark.slow
-def test_the_model_is_loaded_once_per_file(provider: UniversalProvider) -> None:
-    loaded = universal._SERVERS[bundled_path()]
-    UniversalProvider(ModelConfig(name="other", provider="universal", model=BUNDLED)).check()
-    assert universal._SERVERS[bundled_path()] is loaded
+def test_the_model_is_loaded_once_per_file(provider: UniversalProvider, shared: Shared) -> None:
+    loaded = shared_server(shared, bundled_path())
+    other = ModelConfig(name="other", provider="universal", model=BUNDLED)
+    UniversalProvider(other, shared).check()
+    assert shared_server(shared, bundled_path()) is loaded
 
 
 # --- tools --------------------------------------------------------------------------------

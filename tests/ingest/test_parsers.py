@@ -404,7 +404,10 @@ def test_no_matching_parser_names_strategy_file_and_patterns() -> None:
 
 def test_unknown_parser_type_fails_naming_it() -> None:
     chosen = strategy({"type": "OCRParser", "file_include_patterns": ["*.png"]})
-    with pytest.raises(ParseFailed, match="parser type 'OCRParser' is unknown"):
+    with pytest.raises(
+        ParseFailed,
+        match=r"handles 'photo.png': Unknown parser type 'OCRParser' \(known: CSVParser",
+    ):
         select_parser(chosen, "photo.png")
 
 

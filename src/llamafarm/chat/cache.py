@@ -20,7 +20,11 @@ class ChatModelCache(ModelCache):
         self._providers: OrderedDict[str, Provider] = OrderedDict()
 
     def provider(self, model: ModelConfig) -> Provider:
-        return self._get(self._providers, _provider_key(model), lambda: create_provider(model))
+        return self._get(
+            self._providers,
+            _provider_key(model),
+            lambda: create_provider(model, shared=self.shared),
+        )
 
     def cached_provider(self, model: ModelConfig) -> Provider | None:
         """The provider if one is kept already (as recently used as `provider` makes it);
@@ -34,7 +38,8 @@ class ChatModelCache(ModelCache):
             return provider
 
     def close(self) -> None:
-        """Let go of the connections the models hold (HTTP clients of remote services)."""
+        """Let go of the connections the models hold (HTTP clients of remote services), and of
+        what they loaded."""
         self._close_all(self._embedders, self._rerankers, self._providers)
 
 

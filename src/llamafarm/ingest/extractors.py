@@ -10,6 +10,7 @@ from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.documents import Chunk, MetadataValue
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.parsers import matches
+from llamafarm.registry import Registry
 
 _STOPWORDS = """
     a about above after again against all also am an and any are aren't as at be because been
@@ -90,11 +91,10 @@ def _looks_like_title(line: str) -> bool:
     return line.isupper() or all(w[0].isupper() for w in significant)
 
 
-EXTRACTORS: dict[str, type[Extractor]] = {
-    "KeywordExtractor": KeywordExtractor,
-    "HeadingExtractor": HeadingExtractor,
-}
+EXTRACTORS: Registry[type[Extractor]] = Registry("extractor")
 """Config `type` name → extractor class."""
+EXTRACTORS.register("KeywordExtractor", KeywordExtractor)
+EXTRACTORS.register("HeadingExtractor", HeadingExtractor)
 
 
 def apply_extractors(strategy: DataProcessingStrategy, filename: str, chunks: list[Chunk]) -> None:
@@ -104,10 +104,7 @@ def apply_extractors(strategy: DataProcessingStrategy, filename: str, chunks: li
     """
     unknown = sorted({e.type for e in strategy.extractors if e.type not in EXTRACTORS})
     if unknown:
-        raise ConfigInvalid(
-            f"Unknown extractor type {', '.join(map(repr, unknown))} in strategy "
-            f"'{strategy.name}' (known: {', '.join(EXTRACTORS)})"
-        )
+        raise ConfigInvalid(f"Strategy '{strategy.name}': {EXTRACTORS.unknown(unknown[0])}")
     chosen = sorted(
         (
             (config.priority, order, config)

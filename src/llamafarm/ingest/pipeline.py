@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from llamafarm.config.models import (
     Database,
@@ -22,6 +21,7 @@ from llamafarm.ingest.parsers import parse_file, select_parser
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.stores import create_store
+from llamafarm.state.progress import FileState
 
 EMBED_STEP = 256
 """Texts embedded between two cancellation checks."""
@@ -33,7 +33,8 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    state: Literal["SUCCESS", "SKIPPED"]
+    state: FileState
+    """SUCCESS, or SKIPPED when its chunks were stored already."""
     chunks: int
     fingerprint: str
 
@@ -74,7 +75,7 @@ def process_file(
     parser = select_parser(plan.strategy, filename)
     fingerprint = _fingerprint(plan, parser.model_dump(mode="json"))
     if stored_fingerprint == fingerprint:
-        return Outcome("SKIPPED", 0, fingerprint)
+        return Outcome(FileState.SKIPPED, 0, fingerprint)
 
     steps = timeline or Timeline()
     with steps.step("parse", parser=parser.type) as parsed:
@@ -112,7 +113,7 @@ def process_file(
         # Chunks of an earlier strategy, or of a run that died half-way, go once the new
         # ones are in.
         store.replace({"dataset": dataset, "file_hash": file_hash}, ids, texts, vectors, metadatas)
-    return Outcome("SUCCESS", len(chunks), fingerprint)
+    return Outcome(FileState.SUCCESS, len(chunks), fingerprint)
 
 
 def chunk_id(dataset: str, file_hash: str, fingerprint: str, index: int) -> str:

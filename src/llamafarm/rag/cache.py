@@ -17,6 +17,7 @@ from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
 from llamafarm.rag.rerankers import Reranker, create_reranker
+from llamafarm.shared import Shared
 
 KEPT = 8
 """Models of each kind kept; the least recently used goes (a client may name any reranker)."""
@@ -29,6 +30,9 @@ class ModelCache:
 
     def __init__(self, *, hf_cache: Path | None = None) -> None:
         self.hf_cache = hf_cache
+        self.shared = Shared()
+        """What the models load (ONNX sessions, llama.cpp servers), once per process: the
+        instances below come and go with configs, the loaded files stay."""
         self._embedders: OrderedDict[str, Embedder] = OrderedDict()
         self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
         self._lock = threading.Lock()
@@ -38,16 +42,21 @@ class ModelCache:
         # are embedded together.
         config = strategy.model_dump(mode="json", include={"type", "config"})
         return self._get(
-            self._embedders, config, lambda: BatchingEmbedder(create_embedder(strategy))
+            self._embedders,
+            config,
+            lambda: BatchingEmbedder(create_embedder(strategy, shared=self.shared)),
         )
 
     def reranker(self, config: Mapping[str, Any]) -> Reranker:
         return self._get(
-            self._rerankers, dict(config), lambda: create_reranker(config, cache_dir=self.hf_cache)
+            self._rerankers,
+            dict(config),
+            lambda: create_reranker(config, cache_dir=self.hf_cache, shared=self.shared),
         )
 
     def close(self) -> None:
-        """Let go of the connections the models hold (HTTP clients of remote services)."""
+        """Let go of the connections the models hold (HTTP clients of remote services), and of
+        what they loaded."""
         self._close_all(self._embedders, self._rerankers)
 
     def _close_all(self, *families: OrderedDict[str, Any]) -> None:
@@ -57,6 +66,7 @@ class ModelCache:
                 kept.clear()
         for model in models:
             _close(model)
+        self.shared.close()  # after the models: what they loaded goes with its last user
 
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
         key = key_of(config)

@@ -244,25 +244,15 @@ def _validated(body: dict[str, Any], policy: ConfigPolicy) -> Database:
     except ValidationError as exc:
         raise ConfigInvalid(describe_errors(exc.errors())) from exc
     policy.check_database(database)
-    if database.type not in STORES:
-        raise BadRequest(
-            f"Unknown database type {database.type!r} (available: {', '.join(STORES)})"
-        )
-    STORES[database.type].from_config(path=_NOWHERE, database=database.name, config=database.config)
+    STORES.find(database.type, error=BadRequest).from_config(
+        path=_NOWHERE, database=database.name, config=database.config
+    )
     if not database.embedding_strategies:
         raise BadRequest(f"Database {database.name!r} needs at least one embedding strategy")
     for strategy in database.embedding_strategies:
-        if strategy.type not in EMBEDDERS:
-            raise BadRequest(
-                f"Unknown embedding strategy type {strategy.type!r} "
-                f"(available: {', '.join(EMBEDDERS)})"
-            )
+        EMBEDDERS.find(strategy.type, error=BadRequest)
         create_embedder(strategy)  # validates its config; models load lazily
     for retrieval in database.retrieval_strategies:
-        if retrieval.type not in RETRIEVERS:
-            raise BadRequest(
-                f"Unknown retrieval strategy type {retrieval.type!r} "
-                f"(available: {', '.join(RETRIEVERS)})"
-            )
+        RETRIEVERS.find(retrieval.type, error=BadRequest)
     Strategies(database).check()
     return database

@@ -112,6 +112,7 @@ def search(
         hybrid_alpha=options.hybrid_alpha,
         strategy=lambda inner: strategies.get(inner, inner=True),
         reranker=models.reranker,
+        pool=models.shared.pool,
     )
     top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
     if len(texts) == 1:

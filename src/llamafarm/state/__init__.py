@@ -2,6 +2,7 @@
 by default, or any URL)."""
 
 from llamafarm.state.db import StateDB
+from llamafarm.state.progress import FileState, TaskState
 from llamafarm.state.tables import (
     ChatMessage,
     ChatSession,
@@ -17,8 +18,10 @@ __all__ = [
     "ChatSession",
     "EventLog",
     "FileRecord",
+    "FileState",
     "StateDB",
     "TaskFile",
     "TaskRecord",
+    "TaskState",
     "WorkerHeartbeat",
 ]

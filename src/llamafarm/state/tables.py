@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from llamafarm.state.progress import FileState
+
 
 class Base(DeclarativeBase):
     pass
@@ -57,7 +59,8 @@ class TaskFile(Base):
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"))
     file_hash: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(512))
-    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    state: Mapped[str] = mapped_column(String(16), default=FileState.PENDING.value)
+    """A FileState; stored as its plain value."""
     chunks: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     error_type: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -19,7 +19,8 @@ from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.stores import create_store, release_missing
-from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
+from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
+from llamafarm.state.progress import OPEN_FILE_STATES
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
         if item is None:
             return "MISSING"
         task = item.task
-        if item.state not in ("PENDING", "STARTED"):
+        if item.state not in OPEN_FILE_STATES:
             return item.state  # delivered twice: already done
         if task.cancelled_at is not None:
-            _finish(item, "CANCELLED")
+            _finish(item, FileState.CANCELLED)
             return item.state
         if item.attempts >= MAX_ATTEMPTS:
             # Redelivered after its worker died each time: a file that kills the process
@@ -57,7 +58,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
                 f"The worker stopped {item.attempts} times while processing this file "
                 "(out of memory, or a crash in a parser?); not trying again"
             )
-            _finish(item, "FAILURE")
+            _finish(item, FileState.FAILURE)
             return item.state
         # Claim the file with a compare-and-set: a job queued again after a worker died may
         # be delivered twice, and only one delivery may process it.
@@ -69,7 +70,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
                 TaskFile.attempts == item.attempts,
             )
             .values(
-                state="STARTED",
+                state=FileState.STARTED.value,
                 started_at=time.time(),
                 worker=ctx.worker,
                 attempts=item.attempts + 1,
@@ -129,8 +130,8 @@ def _process(
         )
     except Cancelled:
         with ctx.db.session() as session:
-            _finish(session.get_one(TaskFile, task_file_id), "CANCELLED")
-        return "CANCELLED"
+            _finish(session.get_one(TaskFile, task_file_id), FileState.CANCELLED)
+        return FileState.CANCELLED
     except LfError as exc:
         return _fail(ctx, task_file_id, exc.detail, type(exc).__name__)
     except Exception as exc:
@@ -140,7 +141,7 @@ def _process(
     still_listed = _record(ctx, task_file_id, record.id, outcome)
     # A cancel, or the file's removal, may have come while the chunks were being stored: they
     # revert what they can see as stored, and this check catches what they could not see yet.
-    if outcome.state == "SUCCESS" and (cancelled() or not still_listed):
+    if outcome.state == FileState.SUCCESS and (cancelled() or not still_listed):
         # Through the database the chunks went to: a deleted dataset no longer names it.
         revert_file(
             ctx.projects,
@@ -151,7 +152,7 @@ def _process(
             task_file_id,
             database=steps.database,
         )
-        return "REVERTED"
+        return FileState.REVERTED
     return outcome.state
 
 
@@ -213,7 +214,7 @@ def revert_file(
     with db.session() as session:
         item = session.get(TaskFile, task_file_id)
         if item is not None:
-            _finish(item, "REVERTED")
+            _finish(item, FileState.REVERTED)
         record = session.scalars(
             file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
         ).one_or_none()
@@ -226,7 +227,7 @@ def _record(ctx: WorkerContext, task_file_id: int, record_id: int, outcome: Outc
     with ctx.db.session() as session:
         record = session.get(FileRecord, record_id)
         if record is not None:
-            if outcome.state == "SUCCESS":
+            if outcome.state == FileState.SUCCESS:
                 record.chunk_count = outcome.chunks
             record.fingerprint, record.processed_at = outcome.fingerprint, time.time()
         item = session.get(TaskFile, task_file_id)
@@ -244,9 +245,9 @@ def _fail(
         if item is not None:
             item.error, item.error_type = error, kind
             item.traceback = traceback.format_exc() if with_trace else None
-            _finish(item, "FAILURE")
-    return "FAILURE"
+            _finish(item, FileState.FAILURE)
+    return FileState.FAILURE
 
 
-def _finish(item: TaskFile, state: str) -> None:
-    item.state, item.finished_at = state, time.time()
+def _finish(item: TaskFile, state: FileState) -> None:
+    item.state, item.finished_at = state.value, time.time()

@@ -13,13 +13,14 @@ from sqlalchemy import CursorResult, update
 from llamafarm.datasets.service import file_query, find_dataset
 from llamafarm.errors import NotFound, Unavailable
 from llamafarm.projects import ProjectRef, ProjectStore
-from llamafarm.state import FileRecord, StateDB, TaskFile, TaskRecord
+from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord, TaskState
+from llamafarm.state.progress import FINISHED_TASK_STATES
 from llamafarm.tasks.app import PROCESS_FILE, job_id
 from llamafarm.tasks.processing import revert_file
 
 log = logging.getLogger(__name__)
 
-TERMINAL = {"SUCCESS", "SKIPPED", "FAILURE", "CANCELLED", "REVERTED"}
+TERMINAL = frozenset(FileState) - {FileState.PENDING, FileState.STARTED}
 
 
 def queue_processing(
@@ -57,8 +58,8 @@ def queue_processing(
     except Exception as exc:
         with db.session() as session:
             for entry in session.get_one(TaskRecord, task_id).files:
-                if entry.state == "PENDING":
-                    entry.state, entry.error = "FAILURE", f"could not be queued: {exc}"
+                if entry.state == FileState.PENDING:
+                    entry.state, entry.error = FileState.FAILURE, f"could not be queued: {exc}"
         raise Unavailable(f"The task broker is unavailable: {type(exc).__name__}: {exc}") from exc
     return task_id
 
@@ -75,7 +76,7 @@ def cancel_task(
     with db.session() as session:
         task = _load(session, ref, task_id)
         state = _state(task)
-        if state in ("SUCCESS", "FAILURE"):
+        if state in (TaskState.SUCCESS, TaskState.FAILURE):
             return _cancel_body(
                 task_id, f"Task already {state.lower()}", cancelled=False, already_completed=True
             )
@@ -92,11 +93,11 @@ def cancel_task(
     # Committed: from here on workers see the flag before starting or storing a file.
     with db.session() as session:
         task = _load(session, ref, task_id)
-        pending = [f for f in task.files if f.state == "PENDING"]
+        pending = [f for f in task.files if f.state == FileState.PENDING]
         for item in pending:
-            item.state, item.finished_at = "CANCELLED", time.time()
-        running = sum(f.state == "STARTED" for f in task.files)
-        stored = [(f.id, f.file_hash) for f in task.files if f.state == "SUCCESS"]
+            item.state, item.finished_at = FileState.CANCELLED, time.time()
+        running = sum(f.state == FileState.STARTED for f in task.files)
+        stored = [(f.id, f.file_hash) for f in task.files if f.state == FileState.SUCCESS]
         dataset = task.dataset
     _revoke(celery, [job_id(task_id, item.id) for item in pending])
 
@@ -145,15 +146,15 @@ def _load(session: Any, ref: ProjectRef, task_id: str) -> TaskRecord:
     return task  # type: ignore[no-any-return]
 
 
-def _state(task: TaskRecord) -> str:
+def _state(task: TaskRecord) -> TaskState:
     states = [f.state for f in task.files]
     if task.cancelled_at is not None:
-        return "REVOKED"
+        return TaskState.REVOKED
     if all(s in TERMINAL for s in states):
-        return "FAILURE" if "FAILURE" in states else "SUCCESS"
-    if all(s == "PENDING" for s in states):
-        return "PENDING"
-    return "STARTED"
+        return TaskState.FAILURE if FileState.FAILURE in states else TaskState.SUCCESS
+    if all(s == FileState.PENDING for s in states):
+        return TaskState.PENDING
+    return TaskState.STARTED
 
 
 def _report(task: TaskRecord) -> dict[str, Any]:
@@ -170,18 +171,18 @@ def _report(task: TaskRecord) -> dict[str, Any]:
         for f in task.files
     ]
     done = sum(f.state in TERMINAL for f in task.files)
-    failed = [f for f in task.files if f.state == "FAILURE"]
-    finished = state in ("SUCCESS", "FAILURE", "REVOKED")
+    failed = [f for f in task.files if f.state == FileState.FAILURE]
+    finished = state in FINISHED_TASK_STATES
     result = None
     if finished:
         result = {
-            "processed_files": sum(f.state == "SUCCESS" for f in task.files),
-            "skipped_files": sum(f.state == "SKIPPED" for f in task.files),
+            "processed_files": sum(f.state == FileState.SUCCESS for f in task.files),
+            "skipped_files": sum(f.state == FileState.SKIPPED for f in task.files),
             "failed_files": len(failed),
             "details": files,
         }
     error = None
-    if state == "REVOKED":
+    if state == TaskState.REVOKED:
         error = "Task was cancelled"
     elif failed:
         error = f"{len(failed)} of {len(files)} file(s) failed"

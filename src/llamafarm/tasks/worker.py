@@ -16,8 +16,9 @@ from llamafarm.config.redaction import install_log_redaction
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
-from llamafarm.state import StateDB, TaskFile, TaskRecord
+from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
+from llamafarm.state.progress import OPEN_FILE_STATES
 from llamafarm.tasks.app import PROCESS_FILE, create_celery, job_id
 from llamafarm.tasks.processing import WorkerContext
 
@@ -43,19 +44,22 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     beat(db, name)
     requeue_interrupted(db, app, settings)
     threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
-    app.worker_main(
-        [
-            "worker",
-            # Threads, not processes: one model in memory, and files processed at once share
-            # its batches (BatchingEmbedder) while parsing and storing overlap with inference.
-            "--pool=threads",
-            f"--concurrency={settings.worker_concurrency}",
-            f"--loglevel={settings.log_level.upper()}",
-            f"--hostname=llamafarm@{name}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    try:
+        app.worker_main(
+            [
+                "worker",
+                # Threads, not processes: one model in memory, and files processed at once share
+                # its batches (BatchingEmbedder) while parsing and storing overlap with inference.
+                "--pool=threads",
+                f"--concurrency={settings.worker_concurrency}",
+                f"--loglevel={settings.log_level.upper()}",
+                f"--hostname=llamafarm@{name}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        context.models.close()  # the worker's loaded models and pools go with it
 
 
 def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
@@ -73,14 +77,14 @@ def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
         open_files = session.scalars(
             select(TaskFile)
             .join(TaskRecord)
-            .where(TaskFile.state.in_(("PENDING", "STARTED")), TaskRecord.cancelled_at.is_(None))
+            .where(TaskFile.state.in_(OPEN_FILE_STATES), TaskRecord.cancelled_at.is_(None))
         ).all()
         again = [
             item
             for item in open_files
-            if (item.state == "STARTED" and item.worker not in alive)
+            if (item.state == FileState.STARTED and item.worker not in alive)
             or (
-                item.state == "PENDING"
+                item.state == FileState.PENDING
                 and queued is not None
                 and job_id(item.task_id, item.id) not in queued
             )

@@ -8,38 +8,38 @@ from llamafarm.chat.providers.base import Provider
 from llamafarm.chat.providers.openai_compat import OpenAICompatibleProvider
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import ConfigInvalid
+from llamafarm.registry import Registry
+from llamafarm.shared import Shared
 
 __all__ = ["PROVIDERS", "OpenAICompatibleProvider", "Provider", "create_provider"]
 
 
-def _universal(model: ModelConfig) -> Provider:
+def _universal(model: ModelConfig, shared: Shared | None) -> Provider:
     # Imported only when a model asks for it: the local runtime (xllamacpp) is heavy to load.
     from llamafarm.chat.providers.universal import UniversalProvider
 
-    provider: Provider = UniversalProvider(model)
+    provider: Provider = UniversalProvider(model, shared)
     return provider
 
 
-PROVIDERS: dict[str, Callable[[ModelConfig], Provider]] = {
-    # --- universal: the built-in local runtime (llamafarm.chat.providers.universal) ---
-    "universal": _universal,
-    # --- servers speaking OpenAI's chat completions API ---
-    "openai": OpenAICompatibleProvider,
-    "ollama": OpenAICompatibleProvider,
-}
-"""Provider factories by the `provider` a model config names; each takes the ModelConfig."""
+ProviderFactory = Callable[[ModelConfig, Shared | None], Provider]
+"""Takes the ModelConfig and the process's loaded models (a local model loads there)."""
+
+PROVIDERS: Registry[ProviderFactory] = Registry("model", key="provider")
+"""Provider factories by the `provider` a model config names."""
+# --- universal: the built-in local runtime (llamafarm.chat.providers.universal) ---
+PROVIDERS.register("universal", _universal)
+# --- servers speaking OpenAI's chat completions API ---
+PROVIDERS.register("openai", lambda model, _: OpenAICompatibleProvider(model))
+PROVIDERS.register("ollama", lambda model, _: OpenAICompatibleProvider(model))
 
 
-def create_provider(model: ModelConfig) -> Provider:
-    """The provider a model config describes; ConfigInvalid names the model."""
-    factory = PROVIDERS.get(model.provider)
-    if factory is None:
-        known = ", ".join(sorted(PROVIDERS))
-        raise ConfigInvalid(
-            f"model {model.name!r}: unknown provider {model.provider!r} (known: {known})"
-        )
+def create_provider(model: ModelConfig, *, shared: Shared | None = None) -> Provider:
+    """The provider a model config describes; ConfigInvalid names the model.
+    `shared`: the process's loaded models (ModelCache's); None: a local model loads its own."""
+    factory = PROVIDERS.find(model.provider, owner=model.name)
     try:
-        return factory(model)
+        return factory(model, shared)
     except ConfigInvalid as exc:
         if repr(model.name) in exc.detail:
             raise

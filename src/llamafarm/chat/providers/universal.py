@@ -23,6 +23,7 @@ from llamafarm.chat.providers import wire
 from llamafarm.chat.providers.base import Completion, Delta, FinishReason, Generation, Usage
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
+from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
 BUNDLED = bundled.CHAT
@@ -30,14 +31,6 @@ DEFAULT_MAX_TOKENS = 512
 MAX_CONTEXT = 4096
 """Tokens of context (prompt + answer); less when the model was trained on less."""
 WHAT = "UniversalProvider"
-
-# One llama.cpp server (model weights + KV cache, ~240 MB RSS for the bundled model, 0.5 s to
-# load) per GGUF file and process, shared by every project that names the file.
-# It has one slot (n_parallel=1), so the whole context serves one generation at a time;
-# concurrent requests wait in llama.cpp's own task queue, the path its HTTP server takes for
-# concurrent clients, so generations never share state.
-_SERVERS: dict[Path, Any] = {}
-_LOAD_LOCK = threading.Lock()
 
 
 bundled_path = bundled.chat_path
@@ -129,36 +122,42 @@ def chat_template(path: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _load(path: Path) -> Any:
-    with _LOAD_LOCK:
-        if path not in _SERVERS:
-            import xllamacpp  # 0.1 s import, paid on first use
+def shared_server(shared: Shared, path: Path) -> Any:
+    """The process's llama.cpp server of a GGUF file (model weights + KV cache, ~240 MB RSS for
+    the bundled model, 0.5 s to load), shared by every project that names the file.
 
-            try:
-                n_ctx = min(MAX_CONTEXT, train_context(path))
-            except (OSError, ValueError) as exc:
-                raise ProviderUnavailable(
-                    f"{WHAT}: {str(path)!r} is not a readable GGUF model: {exc}"
-                ) from exc
-            params = xllamacpp.CommonParams()
-            params.model.path = str(path)
-            params.n_ctx = n_ctx
-            params.n_parallel = 1
-            params.cpuparams.n_threads = default_threads()
-            params.cpuparams_batch.n_threads = default_threads()
-            params.verbosity = 1  # errors only; llama.cpp logs every request at the default
-            # The library always opens its HTTP server on a free loopback port; nobody is
-            # meant to use it, so a random key that is never shared shuts it.
-            params.api_keys = [secrets.token_urlsafe(32)]
-            params.ui = False
-            params.n_threads_http = 1
-            try:
-                _SERVERS[path] = xllamacpp.Server(params)
-            except Exception as exc:  # a RuntimeError that only says "check the input params"
-                raise ProviderUnavailable(
-                    f"{WHAT}: cannot load model {str(path)!r}: {exc}"
-                ) from exc
-        return _SERVERS[path]
+    It has one slot (n_parallel=1), so the whole context serves one generation at a time;
+    concurrent requests wait in llama.cpp's own task queue, the path its HTTP server takes for
+    concurrent clients, so generations never share state.
+    """
+    return shared.load(("llama-server", path), lambda: _load(path))
+
+
+def _load(path: Path) -> Any:
+    import xllamacpp  # 0.1 s import, paid on first use
+
+    try:
+        n_ctx = min(MAX_CONTEXT, train_context(path))
+    except (OSError, ValueError) as exc:
+        raise ProviderUnavailable(
+            f"{WHAT}: {str(path)!r} is not a readable GGUF model: {exc}"
+        ) from exc
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.cpuparams.n_threads = default_threads()
+    params.cpuparams_batch.n_threads = default_threads()
+    params.verbosity = 1  # errors only; llama.cpp logs every request at the default
+    # The library always opens its HTTP server on a free loopback port; nobody is
+    # meant to use it, so a random key that is never shared shuts it.
+    params.api_keys = [secrets.token_urlsafe(32)]
+    params.ui = False
+    params.n_threads_http = 1
+    try:
+        return xllamacpp.Server(params)
+    except Exception as exc:  # a RuntimeError that only says "check the input params"
+        raise ProviderUnavailable(f"{WHAT}: cannot load model {str(path)!r}: {exc}") from exc
 
 
 def _usage(data: dict[str, Any]) -> Usage | None:
@@ -174,8 +173,10 @@ def _usage(data: dict[str, Any]) -> Usage | None:
 class UniversalProvider:
     """A GGUF chat model on this machine's CPUs; needs no network and no other process."""
 
-    def __init__(self, model: ModelConfig) -> None:
+    def __init__(self, model: ModelConfig, shared: Shared | None = None) -> None:
+        """`shared`: the process's loaded models (ModelCache's); None loads this one's own."""
         self._config = model
+        self._shared = shared or Shared()
         self._path = model_path(model.model)
         self._tools: bool | None = None
 
@@ -195,10 +196,10 @@ class UniversalProvider:
         return self._tools
 
     def check(self) -> None:
-        _load(self._path)
+        shared_server(self._shared, self._path)
 
     def complete(self, generation: Generation) -> Completion:
-        server = _load(self._path)
+        server = shared_server(self._shared, self._path)
         data = self._generate(server, self._request(generation, stream=False))
         self._raise_for_error(data)
         try:
@@ -232,7 +233,7 @@ class UniversalProvider:
 
         def run() -> None:
             try:
-                self._generate(_load(self._path), request, on_chunk)
+                self._generate(shared_server(self._shared, self._path), request, on_chunk)
             except LfError as exc:  # raised again on the consumer's side
                 put(exc)
             except Exception as exc:  # never a silent, empty "answer"

@@ -20,22 +20,25 @@ from llamafarm.ingest.parsers.markdown import MarkdownParser
 from llamafarm.ingest.parsers.pdf import PDFParser
 from llamafarm.ingest.parsers.pptx import PPTXParser
 from llamafarm.ingest.parsers.text import TextParser
+from llamafarm.registry import Registry
 
 __all__ = ["PARSERS", "Parser", "matches", "parse_file", "select_parser"]
 
-PARSERS: dict[str, type[Parser]] = {
-    "TextParser": TextParser,
-    "MarkdownParser": MarkdownParser,
-    "PDFParser": PDFParser,
-    "DocxParser": DocxParser,
-    "ExcelParser": ExcelParser,
-    "CSVParser": CSVParser,
-    "HTMLParser": HTMLParser,
-    "PPTXParser": PPTXParser,
-    "JSONParser": JSONParser,
-    "EPUBParser": EPUBParser,
-}
+PARSERS: Registry[type[Parser]] = Registry("parser")
 """Config `type` name → parser class."""
+for _parser in (
+    TextParser,
+    MarkdownParser,
+    PDFParser,
+    DocxParser,
+    ExcelParser,
+    CSVParser,
+    HTMLParser,
+    PPTXParser,
+    JSONParser,
+    EPUBParser,
+):
+    PARSERS.register(_parser.__name__, _parser)
 
 
 def matches(patterns: list[str], filename: str) -> bool:
@@ -62,8 +65,8 @@ def select_parser(strategy: DataProcessingStrategy, filename: str) -> ParserConf
     chosen = min(candidates, key=lambda c: (c[0], c[1]))[2]
     if chosen.type not in PARSERS:
         raise ParseFailed(
-            f"No parser in strategy '{strategy.name}' handles '{filename}' "
-            f"(parser type '{chosen.type}' is unknown; known: {', '.join(PARSERS)})"
+            f"No parser in strategy '{strategy.name}' handles '{filename}': "
+            f"{PARSERS.unknown(chosen.type)}"
         )
     return chosen
 
@@ -75,9 +78,5 @@ def _patterns(config: ParserConfig) -> list[str]:
 
 def parse_file(parser_cfg: ParserConfig, path: Path, *, filename: str) -> ParsedDocument:
     """Parse one file with the configured parser; `ParseFailed` if it cannot."""
-    cls = PARSERS.get(parser_cfg.type)
-    if cls is None:
-        raise ParseFailed(
-            f"Parser type '{parser_cfg.type}' is unknown (known: {', '.join(PARSERS)})"
-        )
+    cls = PARSERS.find(parser_cfg.type, error=ParseFailed)
     return cls(parser_cfg.config).parse(path, filename=filename)

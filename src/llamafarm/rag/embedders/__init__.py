@@ -11,6 +11,8 @@ from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.ollama import OllamaEmbedder
 from llamafarm.rag.embedders.openai import OpenAIEmbedder
 from llamafarm.rag.embedders.universal import UniversalEmbedder
+from llamafarm.registry import Registry
+from llamafarm.shared import Shared
 
 __all__ = [
     "EMBEDDERS",
@@ -21,23 +23,21 @@ __all__ = [
     "create_embedder",
 ]
 
-EMBEDDERS: dict[str, Callable[[dict[str, Any]], Embedder]] = {
-    "UniversalEmbedder": UniversalEmbedder,
-    "OllamaEmbedder": OllamaEmbedder,
-    "OpenAIEmbedder": OpenAIEmbedder,
-}
-"""Embedder classes by the `type` a strategy names; each takes the strategy's `config`."""
+EmbedderFactory = Callable[[dict[str, Any], Shared | None], Embedder]
+"""Takes a strategy's `config` and the process's loaded models (a local model loads there)."""
+
+EMBEDDERS: Registry[EmbedderFactory] = Registry("embedding strategy")
+"""Embedder factories by the `type` a strategy names."""
+EMBEDDERS.register("UniversalEmbedder", UniversalEmbedder)
+EMBEDDERS.register("OllamaEmbedder", lambda config, _: OllamaEmbedder(config))
+EMBEDDERS.register("OpenAIEmbedder", lambda config, _: OpenAIEmbedder(config))
 
 
-def create_embedder(strategy: EmbeddingStrategy) -> Embedder:
-    """The embedder a strategy describes; ConfigInvalid names the strategy and the bad key."""
-    factory = EMBEDDERS.get(strategy.type)
-    if factory is None:
-        known = ", ".join(sorted(EMBEDDERS))
-        raise ConfigInvalid(
-            f"embedding strategy {strategy.name!r}: unknown type {strategy.type!r} (known: {known})"
-        )
+def create_embedder(strategy: EmbeddingStrategy, *, shared: Shared | None = None) -> Embedder:
+    """The embedder a strategy describes; ConfigInvalid names the strategy and the bad key.
+    `shared`: the process's loaded models (ModelCache's); None: a local model loads its own."""
+    factory = EMBEDDERS.find(strategy.type, owner=strategy.name)
     try:
-        return factory(dict(strategy.config))
+        return factory(dict(strategy.config), shared)
     except ConfigInvalid as exc:
         raise ConfigInvalid(f"embedding strategy {strategy.name!r}: {exc.detail}") from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
 from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.embedders.base import parse_config
+from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
 BUNDLED = bundled.EMBEDDER
@@ -43,22 +43,20 @@ class UniversalConfig(StrictModel):
     )
 
 
-# One tokenizer per model and process, shared like the onnxruntime sessions
-# (`llamafarm.onnx`); configured once here and only read after.
-_TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
-_LOAD_LOCK = threading.Lock()
+def _tokenizer(shared: Shared, path: Path, max_length: int) -> Tokenizer:
+    """One per file and length; configured once here and only read after."""
+    return shared.load(
+        ("embedder-tokenizer", path, max_length), lambda: _load_tokenizer(path, max_length)
+    )
 
 
-def _tokenizer(path: Path, max_length: int) -> Tokenizer:
-    with _LOAD_LOCK:
-        if (path, max_length) not in _TOKENIZERS:
-            tokenizer = Tokenizer.from_file(str(path))
-            # The shipped file pads and truncates to a fixed 128; we truncate at max_length and
-            # pad each batch only to its longest text.
-            tokenizer.enable_truncation(max_length)
-            tokenizer.no_padding()
-            _TOKENIZERS[path, max_length] = tokenizer
-        return _TOKENIZERS[path, max_length]
+def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(path))
+    # The shipped file pads and truncates to a fixed 128; we truncate at max_length and
+    # pad each batch only to its longest text.
+    tokenizer.enable_truncation(max_length)
+    tokenizer.no_padding()
+    return tokenizer
 
 
 bundled_files = bundled.embedder_files
@@ -80,7 +78,8 @@ def _model_files(model: str) -> tuple[Path, Path]:
 class UniversalEmbedder:
     """Mean-pooled, L2-normalised sentence vectors; needs no network and no GPU."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], shared: Shared | None = None) -> None:
+        """`shared`: the process's loaded models (ModelCache's); None loads this one's own."""
         settings = parse_config(UniversalConfig, config, what=WHAT)
         self._bundled = settings.model in BUNDLED_ALIASES
         self._model_path, self._tokenizer_path = _model_files(settings.model)
@@ -99,6 +98,7 @@ class UniversalEmbedder:
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
         self.threads = settings.threads or default_threads()
+        self._shared = shared or Shared()
         self._loaded: Loaded | None = None
 
     def fingerprint(self) -> str:
@@ -128,8 +128,8 @@ class UniversalEmbedder:
     def _load(self) -> Loaded:
         if self._loaded is None:
             try:
-                session = onnx_session(self._model_path, self.threads)
-                tokenizer = _tokenizer(self._tokenizer_path, self.max_length)
+                session = onnx_session(self._shared, self._model_path, self.threads)
+                tokenizer = _tokenizer(self._shared, self._tokenizer_path, self.max_length)
             except Exception as exc:  # onnxruntime and tokenizers raise their own bare types
                 raise EmbedderUnavailable(
                     f"{WHAT}: cannot load model {self.name!r} from {self._model_path}: {exc}"

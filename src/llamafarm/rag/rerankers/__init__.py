@@ -17,6 +17,7 @@ from llamafarm.rag.embedders.base import parse_config
 from llamafarm.rag.rerankers.base import Reranker
 from llamafarm.rag.rerankers.cross_encoder import CrossEncoderReranker
 from llamafarm.rag.rerankers.remote import RemoteReranker, Wire
+from llamafarm.shared import Shared
 
 __all__ = [
     "CrossEncoderReranker",
@@ -61,8 +62,11 @@ class RerankerConfig(StrictModel):
         return self
 
 
-def create_reranker(config: Mapping[str, Any], *, cache_dir: Path | None = None) -> Reranker:
-    """The reranker a config describes; loads nothing, so a missing model fails on first use."""
+def create_reranker(
+    config: Mapping[str, Any], *, cache_dir: Path | None = None, shared: Shared | None = None
+) -> Reranker:
+    """The reranker a config describes; loads nothing, so a missing model fails on first use.
+    `shared`: the process's loaded models, where a local one loads (None: its own)."""
     settings = parse_config(RerankerConfig, dict(config), what="reranker")
     if settings.base_url is not None:
         return RemoteReranker(
@@ -73,5 +77,5 @@ def create_reranker(config: Mapping[str, Any], *, cache_dir: Path | None = None)
             protocol=settings.protocol,
         )
     return CrossEncoderReranker(
-        settings.model_name, cache_dir=cache_dir, max_length=settings.max_length
+        settings.model_name, cache_dir=cache_dir, max_length=settings.max_length, shared=shared
     )

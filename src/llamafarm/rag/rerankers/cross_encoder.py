@@ -13,6 +13,7 @@ from tokenizers import Encoding, Tokenizer
 from llamafarm.errors import RerankerUnavailable
 from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.rerankers.base import sigmoid
+from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
 WHAT = "CrossEncoderReranker"
@@ -55,12 +56,15 @@ class CrossEncoderReranker:
         max_length: int = 512,
         batch_size: int = 32,
         threads: int | None = None,
+        shared: Shared | None = None,
     ) -> None:
+        """`shared`: the process's loaded models (ModelCache's); None loads this one's own."""
         self.model_name = model_name
         self.cache_dir = cache_dir
         self.max_length = max_length
         self.batch_size = batch_size
         self.threads = threads or default_threads()
+        self._shared = shared or Shared()
         self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
@@ -111,7 +115,7 @@ class CrossEncoderReranker:
             if self._loaded is None:
                 model, tokenizer_path = self._snapshot()
                 try:
-                    session = onnx_session(model, self.threads)
+                    session = onnx_session(self._shared, model, self.threads)
                     tokenizer = _tokenizer(tokenizer_path, self.max_length)
                 except Exception as exc:  # onnxruntime and tokenizers raise their own bare types
                     raise self._fail(f"cannot load {model}: {exc}") from exc

@@ -12,6 +12,7 @@ from llamafarm.rag.retrieval.basic import BasicSimilarityStrategy, MetadataFilte
 from llamafarm.rag.retrieval.hybrid import HybridUniversalStrategy
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy, retrieve_all
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
+from llamafarm.registry import Registry
 
 __all__ = [
     "BUILTIN",
@@ -24,14 +25,13 @@ __all__ = [
     "retrieve_all",
 ]
 
-RETRIEVERS: dict[str, Callable[[dict[str, Any]], Retriever]] = {
-    "BasicSimilarityStrategy": BasicSimilarityStrategy,
-    "MetadataFilteredStrategy": MetadataFilteredStrategy,
-    "HybridUniversalStrategy": HybridUniversalStrategy,
-    "MultiQueryStrategy": MultiQueryStrategy,
-    "CrossEncoderRerankedStrategy": CrossEncoderRerankedStrategy,
-}
+RETRIEVERS: Registry[Callable[[dict[str, Any]], Retriever]] = Registry("retrieval strategy")
 """Strategy classes by the `type` a retrieval strategy names; each takes its `config`."""
+RETRIEVERS.register("BasicSimilarityStrategy", BasicSimilarityStrategy)
+RETRIEVERS.register("MetadataFilteredStrategy", MetadataFilteredStrategy)
+RETRIEVERS.register("HybridUniversalStrategy", HybridUniversalStrategy)
+RETRIEVERS.register("MultiQueryStrategy", MultiQueryStrategy)
+RETRIEVERS.register("CrossEncoderRerankedStrategy", CrossEncoderRerankedStrategy)
 
 BUILTIN = {
     "basic": RetrievalStrategy(name="basic", type="BasicSimilarityStrategy"),
@@ -87,12 +87,7 @@ class Strategies:
             spec = _PLAIN
         key = (spec.name, spec is _PLAIN)
         if key not in self._built:
-            factory = RETRIEVERS.get(spec.type)
-            if factory is None:
-                known = ", ".join(RETRIEVERS)
-                raise ConfigInvalid(
-                    f"retrieval strategy {spec.name!r}: unknown type {spec.type!r} (known: {known})"
-                )
+            factory = RETRIEVERS.find(spec.type, owner=spec.name)
             self._built[key] = factory(dict(spec.config))
         return self._built[key]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +40,8 @@ class Search:
     reranker: Callable[[Mapping[str, Any]], Reranker] = field(
         repr=False, default=lambda _: _missing()
     )
+    pool: Executor | None = field(repr=False, default=None)
+    """Threads for a strategy's work beside the query's own (the process's); None: inline."""
     _vectors: dict[str, list[float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,11 +62,15 @@ class HybridUniversalStrategy:
         if alpha == 1:
             return search.nearest(query, top_k=top_k, metric=self.config.distance_metric)
         # Both sides at once: BM25 runs while the query is embedded.
-        words = _SIDES.submit(search.keywords, query, top_k=wanted)
+        words = (
+            None
+            if search.pool is None
+            else search.pool.submit(search.keywords, query, top_k=wanted)
+        )
         vector: list[Hit] = []
         if alpha > 0:
             vector = search.nearest(query, top_k=wanted, metric=self.config.distance_metric)
-        lexical = words.result()
+        lexical = search.keywords(query, top_k=wanted) if words is None else words.result()
         sides = [
             # A chunk the lexical side lacks shares no term with the query (BM25 0) unless
             # the list was cut at `wanted`; one the vector side lacks is below its last.
@@ -136,9 +139,6 @@ def rrf(sides: Sequence[Side], config: HybridConfig) -> Fused:
             fused[chunk] = fused.get(chunk, 0.0) + side.weight / (config.rrf_k + rank)
     return _same({chunk: score / best for chunk, score in fused.items()} if best else fused)
 
-
-_SIDES = ThreadPoolExecutor(thread_name_prefix="lf-bm25")
-"""Runs the lexical side of hybrid queries beside their vector side."""
 
 FUSIONS: dict[str, Callable[[Sequence[Side], HybridConfig], Fused]] = {
     "weighted": weighted,

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 from llamafarm.config.models import Database
-from llamafarm.errors import ConfigInvalid, NotFound
+from llamafarm.errors import NotFound
 from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import ChromaStore, release, release_missing
+from llamafarm.registry import Registry
 
-STORES = {"ChromaStore": ChromaStore}
+
+class StoreClass(Protocol):
+    """What a database `type` names: a class that builds its store from the config."""
+
+    def from_config(
+        self, *, path: Path, database: str, config: Mapping[str, Any]
+    ) -> VectorStore: ...
+
+
+STORES: Registry[StoreClass] = Registry("database")
+"""Store classes by the `type` a database names."""
+STORES.register("ChromaStore", ChromaStore)
 
 
 def create_store(database: Database, *, project_dir: Path) -> VectorStore:
     """The store of a project database; embedded stores live in `stores/{database}/`."""
-    store_class = STORES.get(database.type)
-    if store_class is None:
-        known = ", ".join(STORES)
-        raise ConfigInvalid(f"Database {database.name!r}: unknown type {database.type!r} ({known})")
+    store_class = STORES.find(database.type, owner=database.name)
     if not project_dir.is_dir():
         # The project was deleted: never recreate its folder by writing to its store.
         raise NotFound(f"Project folder {project_dir.name!r} no longer exists")
