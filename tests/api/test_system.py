@@ -47,6 +47,8 @@ def test_health_lists_components(client: TestClient) -> None:
         "data_dir": "healthy",
         "state_db": "healthy",
         "worker": "degraded",
+        "broker": "healthy",
+        "model_server": "healthy",
     }
     for component in body["components"]:
         assert component["latency_ms"] >= 0
