@@ -21,6 +21,8 @@ runtime:
   base_url: "http://127.0.0.1:11434/v1"
   timeout: 30
   prompts: [main]
+
+# The prompt sets.
 prompts:
   - name: main
     messages:
@@ -86,6 +88,7 @@ def test_upgrade_rewrites_old_shapes_keeping_comments(tmp_path: Path) -> None:
     text = file.read_text()
     for comment in ("# Support bot.", "# shown in the UI", "# an OpenAI-compatible", "# the tools"):
         assert comment in text
+    assert "  default_model: default\n\n# The prompt sets.\nprompts:\n" in text
     new, old = yaml.safe_load(text), yaml.safe_load(OLD)
     assert new["version"] == "v1"
     assert new["runtime"]["default_model"] == "default"
@@ -103,3 +106,16 @@ def test_upgrade_rewrites_old_shapes_keeping_comments(tmp_path: Path) -> None:
     code, output = lf("config", "upgrade", str(file))
     assert code == 0 and "already in the current shape" in output
     assert file.read_text() == text
+
+
+def test_upgrade_keeps_the_layout_lf_init_writes(tmp_path: Path) -> None:
+    """PyYAML's layout (list items not indented under their key) stays PyYAML's."""
+    from llamafarm.config import dump_document
+
+    file = tmp_path / "llamafarm.yaml"
+    file.write_text(dump_document(yaml.safe_load(OLD)))
+    code, output = lf("config", "upgrade", str(file))
+    assert code == 0, output
+    text = file.read_text()
+    assert "prompts:\n- name: main\n  messages:\n  - role: system\n" in text
+    assert "runtime:\n  models:\n  - name: default\n    provider: openai\n" in text

@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.tokens import CommentToken
 
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import ConfigInvalid
@@ -49,6 +50,8 @@ def runtime_models(doc: CommentedMap) -> list[str]:
         return []
     if "provider" not in runtime and "model" not in runtime:
         return []
+    last = list(runtime)[-1]
+    trailing = _split_trailing(runtime, last)
     model = CommentedMap()
     model["name"] = FLAT_MODEL_NAME
     for key in [k for k in runtime if k in _MODEL_KEYS]:
@@ -62,6 +65,8 @@ def runtime_models(doc: CommentedMap) -> list[str]:
     runtime["default_model"] = FLAT_MODEL_NAME
     for key, value in others:
         runtime[key] = value
+    if trailing is not None:
+        runtime.ca.items[list(runtime)[-1]] = trailing
     return [f"runtime: the flat model became runtime.models[0] named {FLAT_MODEL_NAME!r}"]
 
 
@@ -102,7 +107,9 @@ def unified_diff(before: str, after: str, name: str) -> str:
 def _yaml(layout: tuple[int, int, int]) -> YAML:
     yaml = YAML()  # round trip
     yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap the user's long strings
+    # Never wrap long lines: a string PyYAML folded over lines comes out on one (the same
+    # value), where wrapping at 80 would fold it elsewhere and leave trailing spaces.
+    yaml.width = 4096
     mapping, sequence, offset = layout
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     return yaml
@@ -146,6 +153,22 @@ def _rename(mapping: CommentedMap, old: str, new: str) -> None:
     mapping.insert(position, new, mapping.pop(old))
     if comment is not None:
         mapping.ca.items[new] = comment
+
+
+def _split_trailing(mapping: CommentedMap, key: str) -> list[Any] | None:
+    """Take the comment lines after the last key of a block (the blank line and the comment
+    that introduce the next section) off that key, leaving its end-of-line comment: they stay
+    at the block's end when its keys move elsewhere."""
+    comment = mapping.ca.items.get(key)
+    token = comment[2] if comment and len(comment) > 2 else None
+    if not isinstance(token, CommentToken) or "\n" not in token.value.rstrip("\n"):
+        return None
+    head, _, tail = token.value.partition("\n")
+    if head:
+        token.value = head + "\n"
+    else:
+        comment[2] = None
+    return [None, None, CommentToken("\n" + tail, token.start_mark), None]
 
 
 def _move_comment(source: CommentedMap, target: CommentedMap, key: str) -> None:
