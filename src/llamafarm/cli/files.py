@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import err
+from llamafarm.config.models import DataProcessingStrategy, ProjectConfig
+from llamafarm.errors import NotFound
 
 Accepts = Callable[[Path], bool]
 
@@ -57,17 +59,11 @@ def collect_files(patterns: list[str], *, accepts: Callable[[], Accepts]) -> lis
 def parser_filter(api: ApiClient, project: str, dataset: str) -> Accepts:
     """Whether the server would find a parser for a file, judged by name as the worker does,
     from the dataset's strategy in the project's config; everything, where that cannot be
-    known here (no such dataset or strategy yet: the server then says so)."""
-    from llamafarm.config.models import DataProcessingStrategy
+    known here (no such dataset yet: the server then says so)."""
     from llamafarm.errors import ParseFailed
     from llamafarm.ingest.parsers import select_parser
 
-    config = api.get(project)["project"]["config"]
-    raw = _strategy_of(config, dataset)
-    try:
-        strategy = DataProcessingStrategy.model_validate(raw) if raw else None
-    except ValidationError:
-        strategy = None
+    strategy = _strategy_of(api.get(project)["project"]["config"], dataset)
     if strategy is None:
         return lambda path: True
 
@@ -81,11 +77,11 @@ def parser_filter(api: ApiClient, project: str, dataset: str) -> Accepts:
     return accepts
 
 
-def _strategy_of(config: dict[str, Any], dataset: str) -> dict[str, Any] | None:
-    entry = next((d for d in config.get("datasets") or [] if d.get("name") == dataset), None)
-    if entry is None:
+def _strategy_of(document: dict[str, Any], dataset: str) -> DataProcessingStrategy | None:
+    """The dataset's strategy as the server resolves it (component references, built-in
+    strategies); `${VAR}` placeholders stay text, which no strategy's parser choice reads."""
+    try:
+        config = ProjectConfig.model_validate(document)
+        return config.strategy_of(config.dataset(dataset))
+    except (ValidationError, NotFound, StopIteration):
         return None
-    strategies = (config.get("rag") or {}).get("data_processing_strategies") or []
-    wanted = entry.get("data_processing_strategy")
-    found: dict[str, Any] | None = next((s for s in strategies if s.get("name") == wanted), None)
-    return found
