@@ -20,6 +20,7 @@ runtime:
   model: gpt-4o-mini
   base_url: "http://127.0.0.1:11434/v1"
   timeout: 30
+  description: null
   prompts: [main]
 
 # The prompt sets.
@@ -89,6 +90,7 @@ def test_upgrade_rewrites_old_shapes_keeping_comments(tmp_path: Path) -> None:
     for comment in ("# Support bot.", "# shown in the UI", "# an OpenAI-compatible", "# the tools"):
         assert comment in text
     assert "  default_model: default\n\n# The prompt sets.\nprompts:\n" in text
+    assert "      description: null\n" in text
     new, old = yaml.safe_load(text), yaml.safe_load(OLD)
     assert new["version"] == "v1"
     assert new["runtime"]["default_model"] == "default"

@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.tokens import CommentToken
 
 from llamafarm.config.models import ModelConfig
@@ -27,9 +28,25 @@ FLAT_MODEL_NAME = "default"
 _MODEL_KEYS = tuple(k for k in ModelConfig.model_fields if k not in {"name", "default"})
 """Keys of the flat `runtime` form that belong to its one model."""
 
-# (mapping, sequence, offset) indents tried to match a file's own layout: LlamaFarm's
-# templates indent list items under their key, PyYAML (`lf init`) does not.
-_LAYOUTS = ((2, 4, 2), (2, 2, 0), (4, 6, 4), (4, 4, 0))
+# (mapping, sequence, offset) indents and whether a null is written `null`, tried to match a
+# file's own layout: LlamaFarm's templates indent list items under their key and write `null`;
+# PyYAML (`lf init`) does not indent them; ruamel.yaml's default writes a null as nothing.
+_LAYOUTS = tuple(
+    (*indents, null)
+    for indents in ((2, 4, 2), (2, 2, 0), (4, 6, 4), (4, 4, 0))
+    for null in (True, False)
+)
+Layout = tuple[int, int, int, bool]
+
+
+class _NullRepresenter(RoundTripRepresenter):
+    """Writes a null as `null` (ruamel.yaml's own writes nothing after the key)."""
+
+
+_NullRepresenter.add_representer(
+    type(None),
+    lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"),
+)
 
 Rewrite = Callable[[CommentedMap], list[str]]
 
@@ -104,21 +121,23 @@ def unified_diff(before: str, after: str, name: str) -> str:
     return "".join(lines)
 
 
-def _yaml(layout: tuple[int, int, int]) -> YAML:
+def _yaml(layout: Layout) -> YAML:
     yaml = YAML()  # round trip
     yaml.preserve_quotes = True
     # Never wrap long lines: a string PyYAML folded over lines comes out on one (the same
     # value), where wrapping at 80 would fold it elsewhere and leave trailing spaces.
     yaml.width = 4096
-    mapping, sequence, offset = layout
+    mapping, sequence, offset, null = layout
+    if null:
+        yaml.Representer = _NullRepresenter
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     return yaml
 
 
-def _layout_of(text: str) -> tuple[int, int, int]:
+def _layout_of(text: str) -> Layout:
     """The indentation that reproduces the unchanged file most closely."""
 
-    def distance(layout: tuple[int, int, int]) -> int:
+    def distance(layout: Layout) -> int:
         try:
             yaml = _yaml(layout)
             again = _dump(yaml, _load(yaml, text))
