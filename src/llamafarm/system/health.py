@@ -129,7 +129,7 @@ def broker_check(broker_url: str, broker_dir: Path) -> Check:
         from kombu.connection import Connection
 
         with Connection(broker_url, connect_timeout=3) as connection:  # type: ignore[no-untyped-call]
-            connection.ensure_connection(max_retries=1, timeout=3)
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
             return "healthy", f"{connection.transport_cls} broker answering"
 
     return check
