@@ -8,7 +8,8 @@ to do, and as many at once as can be known.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,15 @@ def check_file(path: Path, policy: ConfigPolicy) -> CheckResult:
     except ConfigInvalid as exc:
         hint = "ask the server's operator to allow it (see docs/security.md), or change it"
         return CheckResult([Problem("config", str(exc), hint)], [])
-    return CheckResult([], warnings_of(config))
+    warnings = warnings_of(config)
+    check_components = _component_check()
+    if check_components is not None:
+        try:
+            warnings += check_components(config)
+        except ConfigInvalid as exc:
+            where, _, message = str(exc).partition(": ")
+            return CheckResult([Problem(where, message, "use one of the names listed")], [])
+    return CheckResult([], warnings)
 
 
 def warnings_of(config: ProjectConfig) -> list[str]:
@@ -72,6 +81,17 @@ def warnings_of(config: ProjectConfig) -> list[str]:
     # works before and after it lands.
     warn = getattr(llamafarm.config, "config_warnings", None)
     return [str(warning) for warning in warn(config)] if warn else []
+
+
+def _component_check() -> Callable[[ProjectConfig], list[str]] | None:
+    """The server's check of the component types a config names (their registries live in
+    ingest and rag, below the server, in `llamafarm.components`), where this version has it."""
+    try:
+        module = importlib.import_module("llamafarm.components")
+    except ModuleNotFoundError:
+        return None
+    check: Callable[[ProjectConfig], list[str]] = module.check_components
+    return check
 
 
 def _placeholder(value: Any) -> bool:
