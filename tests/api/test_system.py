@@ -21,7 +21,7 @@ from llamafarm.api import create_app
 from llamafarm.settings import Settings
 from llamafarm.state import WorkerHeartbeat
 from llamafarm.state.heartbeats import beat
-from llamafarm.system.health import check_components, data_dir_check, overall
+from llamafarm.system.health import broker_check, check_components, data_dir_check, overall
 
 
 def test_root_and_info(client: TestClient, settings: Settings) -> None:
@@ -47,6 +47,8 @@ def test_health_lists_components(client: TestClient) -> None:
         "data_dir": "healthy",
         "state_db": "healthy",
         "worker": "degraded",
+        "broker": "healthy",
+        "model_server": "healthy",
     }
     for component in body["components"]:
         assert component["latency_ms"] >= 0
@@ -59,6 +61,17 @@ def test_health_is_healthy_with_a_live_worker(client: TestClient) -> None:
     assert body["status"] == "healthy"
     worker = next(c for c in body["components"] if c["name"] == "worker")
     assert worker["message"] == "1 worker(s) alive"
+
+
+def test_an_unreachable_redis_broker_is_unhealthy(tmp_path: Path) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # a port nothing listens on
+    port = sock.getsockname()[1]
+    check = broker_check(f"redis://127.0.0.1:{port}/0", tmp_path)
+    [component] = asyncio.run(check_components({"broker": check}, timeout=30))
+    sock.close()
+    assert component.status == "unhealthy"
+    assert "Connection refused" in component.message
 
 
 def test_a_dead_workers_heartbeat_does_not_count(client: TestClient) -> None:

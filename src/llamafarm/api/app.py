@@ -44,7 +44,14 @@ from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
-from llamafarm.system.health import api_check, data_dir_check, state_db_check, worker_check
+from llamafarm.system.health import (
+    api_check,
+    broker_check,
+    data_dir_check,
+    model_server_check,
+    state_db_check,
+    worker_check,
+)
 from llamafarm.system.version import VersionChecker
 from llamafarm.tasks.app import create_celery
 
@@ -89,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "data_dir": data_dir_check(settings.data_dir),
             "state_db": state_db_check(db),
             "worker": worker_check(db),
+            "broker": broker_check(settings.broker, settings.broker_dir),
+            "model_server": model_server_check,
         }
         # Closed in the reverse order, each even when one before it fails.
         async with contextlib.AsyncExitStack() as closing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,23 +22,39 @@ def chat(
     model: Annotated[str | None, typer.Option(help="A model name of the project.")] = None,
     no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer without retrieval.")] = False,
     database: Annotated[str | None, typer.Option(help="RAG database to search.")] = None,
+    retrieval_strategy: Annotated[
+        str | None, typer.Option(help="Retrieval strategy of the database to search with.")
+    ] = None,
+    rag_top_k: Annotated[
+        int | None, typer.Option(min=1, help="Number of chunks to retrieve.")
+    ] = None,
+    rag_score_threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Least score a chunk needs.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", "-f", exists=True, dir_okay=False, help="Send this file's text as MESSAGE."
+        ),
+    ] = None,
     session: Annotated[str | None, typer.Option(help="Continue this session.")] = None,
     project: Annotated[str | None, ProjectOption] = None,
 ) -> None:
     """Chat with the project's model; prints the sources it was given."""
-    words = list(words or [])
-    if len(words) > 2:
-        raise CliError("Expected at most NAMESPACE/PROJECT and one MESSAGE (quote the message)")
-    if len(words) == 2:
-        project, words = words[0], words[1:]
+    project, words = _split_words(list(words or []), project, file)
     path = f"{project_path(project)}/chat/completions"
     options: dict[str, Any] = {"stream": True}
-    if model:
-        options["model"] = model
+    for key, value in (
+        ("model", model),
+        ("database", database),
+        ("rag_retrieval_strategy", retrieval_strategy),
+        ("rag_top_k", rag_top_k),
+        ("rag_score_threshold", rag_score_threshold),
+    ):
+        if value is not None:
+            options[key] = value
     if no_rag:
         options["rag_enabled"] = False
-    if database:
-        options["database"] = database
     api = client(ctx)
     if words:
         say(api, path, words[0], options, session)
@@ -51,6 +68,27 @@ def chat(
             return
         if message:
             session = say(api, path, message, options, session)
+
+
+def _split_words(
+    words: list[str], project: str | None, file: Path | None
+) -> tuple[str | None, list[str]]:
+    """The project and the message from `[NAMESPACE/PROJECT] [MESSAGE]` and `--file`."""
+    if file is not None:
+        if len(words) > 1 or (words and "/" not in words[0]):
+            raise CliError("Give either --file or a MESSAGE, not both")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"Cannot read {file}: {exc}") from exc
+        if not text.strip():
+            raise CliError(f"{file} is empty")
+        return (words[0] if words else project), [text]
+    if len(words) > 2:
+        raise CliError("Expected at most NAMESPACE/PROJECT and one MESSAGE (quote the message)")
+    if len(words) == 2:
+        return words[0], words[1:]
+    return project, words
 
 
 def say(

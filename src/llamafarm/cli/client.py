@@ -20,7 +20,10 @@ class ApiClient:
         self.timeout = timeout
         self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, path: str, *, accept: tuple[int, ...] = (), **kwargs: Any
+    ) -> Any:
+        """The JSON answer; an error status raises, except those in `accept`."""
         url = self.base_url + path
         try:
             headers = {**self.auth, **kwargs.pop("headers", {})}
@@ -30,7 +33,7 @@ class ApiClient:
                 f"Cannot reach the llamafarm server at {self.base_url} ({exc}). "
                 "Start it with `lf start`, or pass --server-url."
             ) from exc
-        if response.is_error:
+        if response.is_error and response.status_code not in accept:
             raise CliError(f"Error {response.status_code}: {_detail(response)}")
         return response.json()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import typer
 import yaml
 from rich.console import Console
+from typer.core import TyperGroup
 
 from llamafarm.cli.client import ApiClient, CliError
 
@@ -20,6 +22,41 @@ ProjectOption = typer.Option(
     help="NAMESPACE/NAME; default: the project of ./llamafarm.yaml.",
     envvar="LF_PROJECT",
 )
+
+
+GLOBAL_OPTIONS = ("--server-url",)
+"""Options of `lf` itself that a user may also write after the subcommand, as in LlamaFarm's
+`lf` (`lf projects list --server-url URL`)."""
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options (with their values) to the front, where click expects them;
+    nothing after `--` moves."""
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in GLOBAL_OPTIONS and index + 1 < len(args):
+            moved.extend(args[index : index + 2])
+            index += 2
+            continue
+        if arg.partition("=")[0] in GLOBAL_OPTIONS:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
+class GlobalOptionsGroup(TyperGroup):
+    """The root command group: global options are accepted anywhere on the line."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: typer's click Context
+        return super().parse_args(ctx, hoist_global_options(args))
 
 
 def client(ctx: typer.Context) -> ApiClient:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import ProjectOption, client, out, project_path, segment
+from llamafarm.cli.files import collect_files, parser_filter
 from llamafarm.formats import human_size
 
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: create, upload, process.")
@@ -48,11 +48,16 @@ def list_datasets(ctx: typer.Context, project: Project = None) -> None:
 def create_dataset(
     ctx: typer.Context,
     name: str,
+    files: Annotated[
+        list[str] | None, typer.Argument(help="Files, glob patterns or folders to upload.")
+    ] = None,
     strategy: Annotated[str | None, typer.Option(help="Data processing strategy.")] = None,
     database: Annotated[str | None, typer.Option(help="RAG database.")] = None,
+    process: Annotated[bool, typer.Option("--process", help="Process when uploaded.")] = False,
     project: Project = None,
 ) -> None:
-    """Create a dataset; strategy and database default to the project's only one."""
+    """Create a dataset, then upload FILES to it; strategy and database default to the
+    project's only one."""
     api, path = client(ctx), project_path(project)
     if strategy is None or database is None:
         known = api.get(f"{path}/datasets/strategies")
@@ -61,6 +66,8 @@ def create_dataset(
     body = {"name": name, "data_processing_strategy": strategy, "database": database}
     api.post(f"{path}/datasets", json=body)
     out.print(f"Created dataset {name} (strategy {strategy}, database {database})")
+    if files:
+        _upload_and_process(api, path, name, files, process=process)
 
 
 @datasets_app.command("delete")
@@ -74,13 +81,30 @@ def delete_dataset(ctx: typer.Context, name: str, project: Project = None) -> No
 def upload(
     ctx: typer.Context,
     name: str,
-    files: Annotated[list[str], typer.Argument(help="Files or glob patterns.")],
+    files: Annotated[list[str], typer.Argument(help="Files, glob patterns or folders.")],
     process: Annotated[bool, typer.Option("--process", help="Process when uploaded.")] = False,
     project: Project = None,
 ) -> None:
-    """Upload files to a dataset (the same content twice is stored once)."""
+    """Upload files to a dataset (the same content twice is stored once); a folder uploads
+    every file below it that a parser of the dataset's strategy handles."""
     api, path = client(ctx), project_path(project)
-    paths = _expand(files)
+    _upload_and_process(api, path, name, files, process=process)
+
+
+def _upload_and_process(
+    api: ApiClient, path: str, name: str, patterns: list[str], *, process: bool
+) -> None:
+    paths = collect_files(patterns, accepts=lambda: parser_filter(api, path, name))
+    failures = _upload_all(api, path, name, paths)
+    out.print(f"Uploaded {len(paths) - failures} of {len(paths)} file(s) to {name}")
+    if process:
+        _process_and_follow(api, path, name)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _upload_all(api: ApiClient, path: str, name: str, paths: list[Path]) -> int:
+    """Upload each file with a progress bar; the number that failed."""
     failures = 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out
@@ -98,13 +122,9 @@ def upload(
                 bar.console.print(f"[red]{file}: {exc}[/red]", highlight=False)
             else:
                 note = " (duplicate, skipped)" if result.get("skipped") else ""
-                bar.console.print(f"{file.name}  {result['hash'][:12]}{note}", highlight=False)
+                bar.console.print(f"{file}  {result['hash'][:12]}{note}", highlight=False)
             bar.advance(job)
-    out.print(f"Uploaded {len(paths) - failures} of {len(paths)} file(s) to {name}")
-    if process:
-        _process_and_follow(api, path, name)
-    if failures:
-        raise typer.Exit(1)
+    return failures
 
 
 @datasets_app.command("process")
@@ -204,19 +224,6 @@ def print_task(body: dict[str, Any]) -> None:
     out.print(table)
     if body.get("error"):
         out.print(f"[red]{body['error']}[/red]", highlight=False)
-
-
-def _expand(patterns: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) or [pattern]
-        paths.extend(Path(m) for m in matches if not Path(m).is_dir())
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise CliError(f"No such file: {', '.join(missing)}")
-    if not paths:
-        raise CliError("No files matched")
-    return paths
 
 
 def _only(choices: list[str], option: str) -> str:

@@ -15,7 +15,8 @@ import typer
 from llamafarm import __version__
 from llamafarm.cli.chat import chat
 from llamafarm.cli.client import ApiClient, CliError
-from llamafarm.cli.common import client, err, out, segment
+from llamafarm.cli.common import GlobalOptionsGroup, client, err, out, segment
+from llamafarm.cli.config_cmd import config_app
 from llamafarm.cli.datasets import datasets_app, tasks_app
 from llamafarm.cli.events import events_app
 from llamafarm.cli.examples import examples_app
@@ -24,13 +25,17 @@ from llamafarm.cli.mcp import mcp
 from llamafarm.cli.models import models_app
 from llamafarm.cli.projects import projects_app
 from llamafarm.cli.rag import rag_app
-from llamafarm.config import dump_document, json_schema
+from llamafarm.cli.services import services_app
+from llamafarm.config import dump_document
 from llamafarm.errors import MigrationRefused
 from llamafarm.names import DEFAULT_NAMESPACE
 from llamafarm.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, help="llamafarm: a local-first AI project server.")
-config_app = typer.Typer(no_args_is_help=True, help="The llamafarm.yaml schema.")
+app = typer.Typer(
+    cls=GlobalOptionsGroup,
+    no_args_is_help=True,
+    help="llamafarm: a local-first AI project server.",
+)
 app.add_typer(projects_app, name="projects")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(tasks_app, name="tasks")
@@ -41,6 +46,7 @@ app.add_typer(examples_app, name="examples")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
+app.add_typer(services_app, name="services")
 app.command("mcp")(mcp)
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (LF_HOST).")]
@@ -176,12 +182,6 @@ def version(ctx: typer.Context) -> None:
         out.print(f"server: not reachable at {api.base_url}")
         return
     out.print(f"server {info['version']} at {api.base_url} (data: {info['data_directory']})")
-
-
-@config_app.command("schema")
-def config_schema() -> None:
-    """Print the JSON Schema of llamafarm.yaml."""
-    print(json_schema())
 
 
 def check_exposure(settings: Settings) -> Settings:

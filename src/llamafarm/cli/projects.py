@@ -11,7 +11,7 @@ from llamafarm.cli.common import client, out, segment, split_ref
 from llamafarm.config import dump_document
 from llamafarm.names import DEFAULT_NAMESPACE
 
-projects_app = typer.Typer(no_args_is_help=True, help="List and inspect projects.")
+projects_app = typer.Typer(no_args_is_help=True, help="List, inspect and delete projects.")
 
 
 @projects_app.command("list")
@@ -44,6 +44,22 @@ def show_project(
     body = client(ctx).get(f"/v1/projects/{segment(namespace)}/{segment(name)}")
     out.print(f"# {namespace}/{name}")
     out.print(dump_document(body["project"]["config"]), markup=False, highlight=False)
+
+
+@projects_app.command("delete")
+def delete_project(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="NAMESPACE/NAME")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a project with its config, uploaded files and stored vectors (no undo)."""
+    namespace, name = split_ref(ref)
+    if not yes:
+        typer.confirm(
+            f"Delete project {namespace}/{name} with all its files and vectors?", abort=True
+        )
+    client(ctx).request("DELETE", f"/v1/projects/{segment(namespace)}/{segment(name)}")
+    out.print(f"Deleted project {namespace}/{name}", highlight=False)
 
 
 def _default_model(config: dict[str, Any]) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import importlib.util
+import os
 import shutil
 import time
 import uuid
@@ -109,3 +112,32 @@ def worker_check(db: StateDB) -> Check:
         return "healthy", f"{len(workers)} worker(s) alive"
 
     return check
+
+
+def broker_check(broker_url: str, broker_dir: Path) -> Check:
+    """The queue processing jobs go through: the filesystem broker's folder must be writable;
+    a network broker (Redis) must answer. Unhealthy either way: nothing gets processed."""
+
+    def check() -> tuple[Status, str]:
+        if broker_url.startswith("filesystem"):
+            queue = broker_dir / "queue"
+            if not queue.is_dir():
+                return "healthy", "filesystem broker (its folder comes with the first job)"
+            if not os.access(queue, os.W_OK):
+                return "unhealthy", f"filesystem broker: {queue} is not writable"
+            return "healthy", f"filesystem broker, {sum(1 for _ in queue.iterdir())} job(s) queued"
+        from kombu.connection import Connection
+
+        with Connection(broker_url, connect_timeout=3) as connection:  # type: ignore[no-untyped-call]
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+            return "healthy", f"{connection.transport_cls} broker answering"
+
+    return check
+
+
+def model_server_check() -> tuple[Status, str]:
+    """`universal` models run in this process on llama.cpp (xllamacpp); without it they cannot
+    load (ollama and openai models are other servers, checked when a chat uses them)."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        return "degraded", "xllamacpp is not installed: universal models cannot load"
+    return "healthy", f"llama.cpp in process (xllamacpp {importlib.metadata.version('xllamacpp')})"
