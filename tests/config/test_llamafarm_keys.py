@@ -119,3 +119,9 @@ def test_warnings_name_set_fields_only_and_skip_nulls() -> None:
     assert [line.split(":")[0] for line in config_warnings(parsed)] == [
         "rag.data_processing_strategies[0].extractors[1].required_for"
     ]
+
+
+def test_an_empty_key_is_named_in_the_error() -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        parse_config(config(runtime={**RUNTIME, "": 1}, **{"": 2}))
+    assert caught.value.detail == "Invalid config: runtime.'': unknown key; '': unknown key"
