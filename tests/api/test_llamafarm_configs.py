@@ -145,7 +145,7 @@ def test_components_are_resolved_by_name(client: TestClient) -> None:
         ),
         (
             lambda c: c["rag"]["components"]["parsers"][0].update(name="plain_text"),
-            "rag.components.parsers: 'plain_text' is defined in components.parsers too",
+            "rag.components.parsers: ['plain_text'] are defined in components.parsers too",
         ),
     ],
 )

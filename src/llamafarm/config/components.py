@@ -61,15 +61,15 @@ def _library(sources: list[tuple[str, Any]]) -> Library:
             continue
         for kind in KINDS:
             entries = block.get(kind)
+            found: dict[str, dict[str, Any]] = {}
             for entry in entries if isinstance(entries, list) else []:
                 name = entry.get("name") if isinstance(entry, dict) else None
-                if not isinstance(name, str):
-                    continue
-                if name in library[kind] and where == "rag.components":
-                    raise ValueError(
-                        f"rag.components.{kind}: {name!r} is defined in components.{kind} too"
-                    )
-                library[kind].setdefault(name, entry)
+                if isinstance(name, str):
+                    found.setdefault(name, entry)  # a repeated name: the model reports it
+            both = sorted(set(found) & set(library[kind]))
+            if both:
+                raise ValueError(f"{where}.{kind}: {both} are defined in components.{kind} too")
+            library[kind] |= found
     return library
 
 
