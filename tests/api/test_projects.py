@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -100,23 +102,52 @@ def test_delete_removes_the_folder(
     assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
 
 
-def test_broken_config_is_reported_skipped_in_lists_and_deletable(
+def test_broken_config_is_listed_with_its_error_fixable_and_deletable(
     client: TestClient, project: dict[str, Any], settings: Settings
 ) -> None:
     client.post("/v1/projects/acme", json={"name": "good"})
     folder = settings.data_dir / "projects" / "acme" / "bot"
     (folder / "llamafarm.yaml").write_text("name: [broken\n")
 
-    response = client.get("/v1/projects/acme/bot")
-    assert response.status_code == 422
-    assert response.json()["detail"].startswith(
-        "Project acme/bot: llamafarm.yaml is not valid YAML"
-    )
-    assert [p["name"] for p in client.get("/v1/projects/acme").json()["projects"]] == ["good"]
-    assert client.delete("/v1/projects/acme/bot").json() == {
-        "project": {"namespace": "acme", "name": "bot", "config": {}}
-    }
+    broken = client.get("/v1/projects/acme/bot").json()["project"]
+    assert broken["config"] == {}
+    assert broken["validation_error"].startswith("llamafarm.yaml is not valid YAML")
+    listing = client.get("/v1/projects/acme").json()["projects"]
+    assert [(p["name"], p["validation_error"] is None) for p in listing] == [
+        ("bot", False),
+        ("good", True),
+    ]
+    # Whatever uses the config still refuses it, with the reason.
+    chat = client.get("/v1/projects/acme/bot/datasets")
+    assert chat.status_code == 422
+    assert "not valid YAML" in chat.json()["detail"]
+
+    # A config that parses but is invalid is shown as written, and a PUT fixes it.
+    invalid = dict(project["config"], colour="blue")
+    (folder / "llamafarm.yaml").write_text(yaml.safe_dump(invalid))
+    shown = client.get("/v1/projects/acme/bot").json()["project"]
+    assert shown["config"] == invalid
+    assert shown["validation_error"] == "Invalid config: colour: unknown key"
+    fixed = client.put("/v1/projects/acme/bot", json={"config": project["config"]})
+    assert fixed.status_code == 200
+    assert fixed.json()["project"]["validation_error"] is None
+
+    (folder / "llamafarm.yaml").write_text("name: [broken\n")
+    deleted = client.delete("/v1/projects/acme/bot").json()["project"]
+    assert (deleted["config"], deleted["warnings"]) == ({}, [])
     assert not folder.exists()
+
+
+def test_projects_carry_their_last_modified_time(
+    client: TestClient, project: dict[str, Any], settings: Settings
+) -> None:
+    on_disk = settings.data_dir / "projects" / "acme" / "bot" / "llamafarm.yaml"
+    stamp = datetime.fromisoformat(project["last_modified"])
+    assert stamp.utcoffset() == timedelta(0)
+    assert abs(stamp.timestamp() - on_disk.stat().st_mtime) < 1e-5
+    os.utime(on_disk, (1_700_000_000, 1_700_000_000))
+    listed = client.get("/v1/projects/acme").json()["projects"][0]
+    assert listed["last_modified"] == "2023-11-14T22:13:20Z"
 
 
 def test_custom_template_from_the_data_dir(client: TestClient, settings: Settings) -> None:

@@ -444,7 +444,9 @@ def test_rag_template_strategy_parses_fixtures(name: str, parser: str) -> None:
 @pytest.mark.parametrize(
     "fixture",
     sorted(
-        p.name for p in (Path(__file__).parent.parent / "fixtures").iterdir() if p.suffix != ".md"
+        p.name
+        for p in (Path(__file__).parent.parent / "fixtures").iterdir()
+        if p.is_file() and p.suffix != ".md"
     ),
 )
 def test_every_fixture_parses_the_same_from_a_stored_blob(fixture: str, tmp_path: Path) -> None:

@@ -61,7 +61,9 @@ def create_dataset(
     api, path = client(ctx), project_path(project)
     if strategy is None or database is None:
         known = api.get(f"{path}/datasets/strategies")
-        strategy = strategy or _only(known["data_processing_strategies"], "--strategy")
+        # The built-in universal_rag is always listed: the project's own strategy comes first.
+        own = [s for s in known["data_processing_strategies"] if s != "universal_rag"]
+        strategy = strategy or _only(own or ["universal_rag"], "--strategy")
         database = database or _only(known["databases"], "--database")
     body = {"name": name, "data_processing_strategy": strategy, "database": database}
     api.post(f"{path}/datasets", json=body)

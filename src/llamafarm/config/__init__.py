@@ -9,11 +9,13 @@ from llamafarm.config.loader import (
 from llamafarm.config.models import ProjectConfig
 from llamafarm.config.policy import ConfigPolicy
 from llamafarm.config.templates import available_templates, render_template
+from llamafarm.config.unsupported import config_warnings
 
 __all__ = [
     "ConfigPolicy",
     "ProjectConfig",
     "available_templates",
+    "config_warnings",
     "dump_document",
     "json_schema",
     "parse_config",

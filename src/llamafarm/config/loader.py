@@ -27,13 +27,14 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
-    """`('rag', 'databases', 0, 'name')` -> `rag.databases[0].name`."""
+    """`('rag', 'databases', 0, 'name')` -> `rag.databases[0].name`; an empty key is `''`."""
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            key = str(part) or "''"
+            path += f".{key}" if path else key
     return path
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from llamafarm.config.components import inline_components
+from llamafarm.config.voice import Voice
 from llamafarm.errors import ConfigInvalid, NotFound
 from llamafarm.names import is_valid_name
 
@@ -38,7 +40,15 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class StrictModel(BaseModel):
+    """A config block: unknown keys are errors.
+
+    `UNSUPPORTED` names the fields a file may set (LlamaFarm's schema has them) that this
+    server does not act on, each with why or what it does instead; `config_warnings` reports
+    every one a file sets.
+    """
+
     model_config = ConfigDict(extra="forbid")
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
 
 
 def _require_unique(where: str, names: Iterable[str]) -> None:
@@ -148,10 +158,20 @@ class Runtime(StrictModel):
 
 
 class EmbeddingStrategy(StrictModel):
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "condition": "not evaluated: every chunk is embedded with the database's default "
+        "embedding strategy (LlamaFarm 0.0.27 does not evaluate it either)",
+    }
+
     name: Name
     type: NonEmpty
     config: dict[str, Any] = Field(default_factory=dict)
-    priority: int = 0
+    condition: str | None = Field(
+        default=None, description="LlamaFarm's condition for using this embedding; not evaluated."
+    )
+    priority: int = Field(
+        default=0, description="Without default_embedding_strategy the lowest priority embeds."
+    )
 
 
 class RetrievalStrategy(StrictModel):
@@ -166,12 +186,23 @@ class Database(StrictModel):
     type: NonEmpty
     config: dict[str, Any] = Field(default_factory=dict)
     embedding_strategies: list[EmbeddingStrategy] = Field(default_factory=list)
+    embedding_strategy: Name | None = Field(
+        default=None,
+        description="Name of a strategy under components.embedding_strategies, used when "
+        "embedding_strategies is empty.",
+    )
     retrieval_strategies: list[RetrievalStrategy] = Field(default_factory=list)
+    retrieval_strategy: Name | None = Field(
+        default=None,
+        description="Name of a strategy under components.retrieval_strategies, used when "
+        "retrieval_strategies is empty.",
+    )
     default_embedding_strategy: str | None = None
     default_retrieval_strategy: str | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Database:
+        # Component references were inlined into the lists by ProjectConfig before this runs.
         embedders = [s.name for s in self.embedding_strategies]
         retrievers = [s.name for s in self.retrieval_strategies]
         _require_unique("embedding_strategies", embedders)
@@ -211,25 +242,110 @@ class Database(StrictModel):
 class Parser(StrictModel):
     type: NonEmpty
     config: dict[str, Any] = Field(default_factory=dict)
+    file_extensions: list[str] | None = Field(
+        default=None, description="Extensions this parser handles, e.g. ['.pdf']."
+    )
     file_include_patterns: list[str] = Field(default_factory=list)
+    mime_types: list[str] | None = Field(
+        default=None, description="MIME types this parser handles, e.g. ['application/pdf']."
+    )
     priority: int = Field(default=50, description="Lower runs first when several parsers match.")
+    fallback_parser: str | None = Field(
+        default=None, description="Parser type to try when this one fails."
+    )
+
+
+class NamedParser(Parser):
+    """A reusable parser under `components.parsers`, referenced by its name."""
+
+    name: Name
 
 
 class Extractor(StrictModel):
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "condition": "not evaluated: the extractor runs on every file its "
+        "file_include_patterns match (LlamaFarm 0.0.27 does not evaluate it either)",
+        "required_for": "not evaluated: the extractor runs for every database "
+        "(LlamaFarm 0.0.27 does not evaluate it either)",
+    }
+
     type: NonEmpty
     config: dict[str, Any] = Field(default_factory=dict)
     file_include_patterns: list[str] = Field(default_factory=list)
     priority: int = 50
+    condition: str | None = None
+    required_for: list[str] | None = None
 
 
 class DataProcessingStrategy(StrictModel):
     name: Name
     description: str | None = None
-    parsers: list[Parser] = Field(min_length=1)
+    parsers: list[Parser] = Field(
+        min_length=1,
+        description="Parsers; a name instead of one refers to a parser under components.parsers.",
+    )
     extractors: list[Extractor] = Field(default_factory=list)
 
 
+UNIVERSAL_RAG = "universal_rag"
+"""LlamaFarm's built-in strategy: what a dataset without `data_processing_strategy` uses."""
+
+
+def universal_rag() -> DataProcessingStrategy:
+    """The built-in `universal_rag` strategy, for projects that define none of that name.
+
+    LlamaFarm's is one parser for every format and one extractor for everything
+    (`rag/core/strategies/handler.py`); ours is each of our parsers on its own extensions.
+    """
+    chunking = {"chunk_size": 1000, "chunk_overlap": 100, "chunk_strategy": "paragraphs"}
+    types = ["PDFParser", "DocxParser", "MarkdownParser", "TextParser", "CSVParser"]
+    types += ["HTMLParser", "ExcelParser", "PPTXParser", "JSONParser", "EPUBParser"]
+    return DataProcessingStrategy(
+        name=UNIVERSAL_RAG,
+        description="Built in: every supported format, each with its own parser",
+        parsers=[Parser(type=t, config=dict(chunking)) for t in types],
+        extractors=[
+            Extractor(type="KeywordExtractor", config={"max_keywords": 10}),
+            Extractor(type="HeadingExtractor"),
+        ],
+    )
+
+
+class ComponentDefaults(StrictModel):
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "parser": "not used: every data processing strategy names its parsers "
+        "(LlamaFarm 0.0.27 does not use it either)",
+    }
+
+    embedding_strategy: Name | None = Field(
+        default=None, description="For databases that give no embedding strategy."
+    )
+    retrieval_strategy: Name | None = Field(
+        default=None, description="For databases that give no retrieval strategy."
+    )
+    parser: Name | None = None
+
+
+class Components(StrictModel):
+    """Reusable strategies and parsers, defined once and referenced by name."""
+
+    embedding_strategies: list[EmbeddingStrategy] = Field(default_factory=list)
+    retrieval_strategies: list[RetrievalStrategy] = Field(default_factory=list)
+    parsers: list[NamedParser] = Field(default_factory=list)
+    defaults: ComponentDefaults | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> Components:
+        _require_unique("embedding_strategies", [s.name for s in self.embedding_strategies])
+        _require_unique("retrieval_strategies", [s.name for s in self.retrieval_strategies])
+        _require_unique("parsers", [p.name for p in self.parsers])
+        return self
+
+
 class Rag(StrictModel):
+    components: Components | None = Field(
+        default=None, description="Reusable components, like the top-level components."
+    )
     default_database: str | None = None
     databases: list[Database] = Field(default_factory=list)
     data_processing_strategies: list[DataProcessingStrategy] = Field(default_factory=list)
@@ -246,9 +362,23 @@ class Rag(StrictModel):
 
 
 class Dataset(StrictModel):
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "files": "ignored: the server keeps the list of a dataset's files itself "
+        "(GET /v1/projects/{namespace}/{project}/datasets shows it)",
+    }
+
     name: Name
     database: NonEmpty
-    data_processing_strategy: NonEmpty
+    data_processing_strategy: NonEmpty = Field(
+        default=UNIVERSAL_RAG,
+        description="A strategy of rag.data_processing_strategies; `universal_rag` is built in.",
+    )
+    auto_process: bool | None = Field(
+        default=None,
+        description="Process each upload at once (an upload's auto_process parameter wins); "
+        "absent: only when the upload asks.",
+    )
+    files: list[str] | None = Field(default=None, description="LlamaFarm's file hashes; ignored.")
 
 
 class McpServer(StrictModel):
@@ -308,14 +438,20 @@ class Mcp(StrictModel):
 class ProjectConfig(StrictModel):
     """The whole `llamafarm.yaml` of one project."""
 
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "voice": "voice chat is not supported: the block is kept but nothing uses it",
+    }
+
     version: Literal["v1"] = "v1"
     name: Name
     namespace: Name
+    components: Components | None = None
     runtime: Runtime
     prompts: list[PromptSet] = Field(default_factory=list)
     rag: Rag | None = None
     datasets: list[Dataset] = Field(default_factory=list)
     mcp: Mcp | None = None
+    voice: Voice | None = None
 
     def dataset(self, name: str) -> Dataset:
         for dataset in self.datasets:
@@ -328,13 +464,29 @@ class ProjectConfig(StrictModel):
         assert self.rag is not None
         return next(d for d in self.rag.databases if d.name == dataset.database)
 
+    def processing_strategies(self) -> list[DataProcessingStrategy]:
+        """The strategies datasets may use: the file's, and `universal_rag` unless it has one."""
+        strategies = list(self.rag.data_processing_strategies) if self.rag else []
+        if all(s.name != UNIVERSAL_RAG for s in strategies):
+            strategies.append(universal_rag())
+        return strategies
+
     def strategy_of(self, dataset: Dataset) -> DataProcessingStrategy:
         """The data processing strategy of a dataset; validation guarantees it exists."""
-        assert self.rag is not None
         return next(
-            s
-            for s in self.rag.data_processing_strategies
-            if s.name == dataset.data_processing_strategy
+            s for s in self.processing_strategies() if s.name == dataset.data_processing_strategy
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_components(cls, data: Any) -> Any:
+        return inline_components(
+            data,
+            dropped={
+                "embedding_strategies": EmbeddingStrategy.UNSUPPORTED.keys(),
+                "retrieval_strategies": RetrievalStrategy.UNSUPPORTED.keys(),
+                "parsers": Parser.UNSUPPORTED.keys(),
+            },
         )
 
     @model_validator(mode="after")
@@ -353,7 +505,7 @@ class ProjectConfig(StrictModel):
                 _require_known(where, server, servers, "MCP server")
         _require_unique("datasets", [d.name for d in self.datasets])
         databases = [d.name for d in self.rag.databases] if self.rag else []
-        strategies = [s.name for s in self.rag.data_processing_strategies] if self.rag else []
+        strategies = [s.name for s in self.processing_strategies()]
         for i, dataset in enumerate(self.datasets):
             _require_known(f"datasets[{i}].database", dataset.database, databases, "database")
             _require_known(

@@ -46,12 +46,9 @@ def list_datasets(
 
 def strategies(*, projects: ProjectStore, ref: ProjectRef) -> dict[str, list[str]]:
     config = projects.load(ref.namespace, ref.project)
-    rag = config.rag
     return {
-        "data_processing_strategies": [s.name for s in rag.data_processing_strategies]
-        if rag
-        else [],
-        "databases": [d.name for d in rag.databases] if rag else [],
+        "data_processing_strategies": [s.name for s in config.processing_strategies()],
+        "databases": [d.name for d in config.rag.databases] if config.rag else [],
     }
 
 
@@ -99,6 +96,16 @@ def delete_dataset(
         for file_hash in {record.file_hash for record in records}:
             _drop_if_unreferenced(projects, db, ref, file_hash)
     return _public(name, dataset.database, dataset.data_processing_strategy, records, False)
+
+
+def wants_processing(
+    *, projects: ProjectStore, ref: ProjectRef, dataset: str, asked: bool | None
+) -> bool:
+    """Whether an upload is queued for processing: as the upload asks, else as the dataset's
+    `auto_process` says (absent: no)."""
+    if asked is not None:
+        return asked
+    return bool(find_dataset(projects.load(ref.namespace, ref.project), dataset).auto_process)
 
 
 def upload_file(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from llamafarm.errors import ConfigInvalid, Conflict
 from llamafarm.projects.store import Project, ProjectRef, ProjectStore
 from llamafarm.state import EventLog, FileRecord, StateDB
 from llamafarm.state.project_rows import delete_project_rows
+
+log = logging.getLogger(__name__)
 
 
 def create_project(
@@ -57,7 +60,10 @@ def update_project(
                 f"Dataset(s) {used} still have files: the new config drops them or moves them "
                 "to another database. Delete them first (DELETE .../datasets/{name})."
             )
-    return projects.update(ref.namespace, ref.project, document)
+    updated = projects.update(ref.namespace, ref.project, document)
+    for warning in updated.warnings:
+        log.warning("project %s/%s: %s", ref.namespace, ref.project, warning)
+    return updated
 
 
 def delete_project(

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import logging
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from llamafarm.config import (
     ConfigPolicy,
+    config_warnings,
     dump_document,
     parse_config,
     read_document,
@@ -24,8 +25,6 @@ from llamafarm.config import (
 from llamafarm.config.models import ProjectConfig
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name, is_valid_name
-
-log = logging.getLogger(__name__)
 
 CONFIG_FILE = "llamafarm.yaml"
 BACKUP_FILE = "llamafarm.yaml.bak"
@@ -42,9 +41,17 @@ class ProjectRef:
 
 @dataclass(frozen=True)
 class Project:
+    """A project's document as written, and what the server has to say about it."""
+
     namespace: str
     name: str
     config: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    """Keys the config sets that the server will not act on (`config_warnings`), and more."""
+    validation_error: str | None = None
+    """Why the config on disk is invalid; the project is listed and fixable by an update."""
+    last_modified: datetime | None = None
+    """The config file's modification time, in UTC."""
 
 
 class ProjectStore:
@@ -80,19 +87,39 @@ class ProjectStore:
         for child in sorted(folder.iterdir()):
             if not (is_valid_name(child.name) and (child / CONFIG_FILE).is_file()):
                 continue
-            try:
+            with contextlib.suppress(NotFound):  # deleted while we list
                 projects.append(self.get(namespace, child.name))
-            except ConfigInvalid as exc:
-                log.warning("skipping project %s/%s: %s", namespace, child.name, exc.detail)
         return projects
 
     def get(self, namespace: str, name: str) -> Project:
-        document = self._read(namespace, name)
+        """The project as on disk; an invalid config is reported in `validation_error` (with
+        the document as written, or `{}` when it cannot be read), never raised, so a client
+        can show it and replace it."""
+        config_file = self.require(namespace, name)
+        modified = _modified(config_file)
         try:
-            parse_config(document, self.policy)
+            document = read_document(config_file)
         except ConfigInvalid as exc:
-            raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
-        return Project(namespace, name, document)
+            return Project(namespace, name, {}, validation_error=exc.detail, last_modified=modified)
+        try:
+            config = parse_config(document, self.policy)
+        except ConfigInvalid as exc:
+            return Project(
+                namespace, name, document, validation_error=exc.detail, last_modified=modified
+            )
+        return self._project(namespace, name, document, config)
+
+    def _project(
+        self, namespace: str, name: str, document: dict[str, Any], config: ProjectConfig
+    ) -> Project:
+        config_file = self.path(namespace, name) / CONFIG_FILE
+        return Project(
+            namespace,
+            name,
+            document,
+            warnings=config_warnings(config),
+            last_modified=_modified(config_file),
+        )
 
     def load(self, namespace: str, name: str) -> ProjectConfig:
         """The validated config with `${VAR}` substituted, for services that act on it.
@@ -127,7 +154,7 @@ class ProjectStore:
             _write_atomic(folder / CONFIG_FILE, dump_document(document), exclusive=True)
         except FileExistsError:
             raise Conflict(f"Project {namespace}/{name} already exists") from None
-        return Project(namespace, name, document)
+        return self._project(namespace, name, document, parse_config(document, self.policy))
 
     def update(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
         with self.lock(namespace, name):
@@ -141,12 +168,12 @@ class ProjectStore:
                     f"config.{key} is {document.get(key)!r} but the path says {expected!r}; "
                     "projects cannot be renamed by an update"
                 )
-        parse_config(document, self.policy)
+        config = parse_config(document, self.policy)
         config_file = folder / CONFIG_FILE
         shutil.copy2(config_file, folder / BACKUP_FILE)
         _write_atomic(config_file, dump_document(document))
         self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
-        return Project(namespace, name, document)
+        return self._project(namespace, name, document, config)
 
     def edit(
         self,
@@ -179,6 +206,7 @@ class ProjectStore:
             document = self._read(namespace, name)
         except ConfigInvalid:
             document = {}
+        modified = _modified(folder / CONFIG_FILE)
         # Rename first so the project disappears at once, then remove the files.
         doomed = folder.with_name(f".deleting-{name}-{uuid.uuid4().hex}")
         try:
@@ -189,7 +217,7 @@ class ProjectStore:
         self._parsed.pop(folder / CONFIG_FILE, None)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the namespace folder, once empty
-        return Project(namespace, name, document)
+        return Project(namespace, name, document, last_modified=modified)
 
     def exists(self, namespace: str, name: str) -> bool:
         return (self.path(namespace, name) / CONFIG_FILE).is_file()
@@ -206,6 +234,13 @@ class ProjectStore:
             return read_document(config_file)
         except ConfigInvalid as exc:
             raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
+
+
+def _modified(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    except FileNotFoundError:
+        return None
 
 
 def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:

@@ -115,9 +115,9 @@ def delete_dataset(
     tags=["mcp"],
     summary="Upload a file to a dataset",
     description="Store one file in a dataset, addressed by its SHA-256: the same content again "
-    "is reported `skipped` and stored once. Uploading does not process the file: call "
-    "dataset_actions afterwards, or pass auto_process=true to queue it (the answer then has a "
-    "task_id).",
+    "is reported `skipped` and stored once. Uploading processes the file only with "
+    "auto_process=true, or without the parameter when the dataset's config says "
+    "`auto_process: true` (the answer then has a task_id); else call dataset_actions.",
 )
 def upload(
     ref: ProjectRefDep,
@@ -128,7 +128,7 @@ def upload(
     celery: CeleryDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
-    auto_process: bool = False,
+    auto_process: bool | None = None,
 ) -> FileUploaded:
     result = service.upload_file(
         projects=projects,
@@ -139,7 +139,10 @@ def upload(
         filename=file.filename or "",
         limit=settings.max_upload_bytes,
     )
-    if auto_process and not result["processed"]:
+    queue = service.wants_processing(
+        projects=projects, ref=ref, dataset=dataset, asked=auto_process
+    )
+    if queue and not result["processed"]:
         task_id = queue_processing(
             projects=projects,
             db=db,

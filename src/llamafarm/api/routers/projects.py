@@ -33,8 +33,10 @@ class ProjectUpdate(BaseModel):
     "/{namespace}",
     operation_id="projects_list",
     summary="List projects",
-    description="The projects of a namespace, each with its whole llamafarm.yaml config as JSON. "
-    "A namespace without projects gives an empty list.",
+    description="The projects of a namespace, each with its whole llamafarm.yaml config as JSON, "
+    "its `warnings`, `last_modified` and, for a config that is invalid on disk, "
+    "`validation_error` (such projects are listed, so they can be fixed). A namespace without "
+    "projects gives an empty list.",
 )
 def list_projects(namespace: str, store: ProjectStoreDep) -> ProjectList:
     projects = [ProjectPublic.of(p) for p in store.list(namespace)]
@@ -64,7 +66,9 @@ def create_project(
     operation_id="project_get",
     summary="Get a project",
     description="A project's whole llamafarm.yaml config as JSON: models, prompts, RAG "
-    "databases and strategies, data processing strategies and datasets.",
+    "databases and strategies, data processing strategies and datasets; `warnings` lists the "
+    "keys the server does not act on; an invalid config on disk comes with "
+    "`validation_error` (fix it with project_update).",
 )
 def get_project(namespace: str, project: str, store: ProjectStoreDep) -> ProjectResponse:
     return ProjectResponse(project=ProjectPublic.of(store.get(namespace, project)))
@@ -76,7 +80,8 @@ def get_project(namespace: str, project: str, store: ProjectStoreDep) -> Project
     summary="Replace a project's config",
     description="Replace a project's whole llamafarm.yaml config (take it from project_get, "
     "change it, send it all back). Validated whole; `name` and `namespace` must match the "
-    "path; 409 if it drops a dataset that still has files.",
+    "path; 409 if it drops a dataset that still has files. Stored as written (`${VAR}` kept); "
+    "`warnings` lists the keys the server accepts but does not act on.",
 )
 def update_project(
     namespace: str, project: str, body: ProjectUpdate, store: ProjectStoreDep, db: StateDBDep

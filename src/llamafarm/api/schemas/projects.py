@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from pydantic import Field
 
 from llamafarm.api.schemas.base import Public
 from llamafarm.projects import Project
@@ -11,11 +14,28 @@ from llamafarm.projects import Project
 class ProjectPublic(Public):
     namespace: str
     name: str
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(description="The llamafarm.yaml as written, `${VAR}` kept.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="`path: message` for each key the config sets that the server does not act on.",
+    )
+    validation_error: str | None = Field(
+        default=None, description="Why the config on disk is invalid; null when it is valid."
+    )
+    last_modified: datetime | None = Field(
+        default=None, description="When the config file last changed (ISO 8601, UTC)."
+    )
 
     @classmethod
     def of(cls, project: Project) -> ProjectPublic:
-        return cls(namespace=project.namespace, name=project.name, config=project.config)
+        return cls(
+            namespace=project.namespace,
+            name=project.name,
+            config=project.config,
+            warnings=list(project.warnings),
+            validation_error=project.validation_error,
+            last_modified=project.last_modified,
+        )
 
 
 class ProjectResponse(Public):
