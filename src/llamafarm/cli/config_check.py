@@ -16,8 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-import llamafarm.config
-from llamafarm.config import ConfigPolicy, ProjectConfig, read_document
+from llamafarm.config import ConfigPolicy, ProjectConfig, config_warnings, read_document
 from llamafarm.config.loader import format_location, substitute_env
 from llamafarm.errors import ConfigInvalid
 
@@ -77,10 +76,7 @@ def check_file(path: Path, policy: ConfigPolicy) -> CheckResult:
 
 def warnings_of(config: ProjectConfig) -> list[str]:
     """What the server would warn about (keys accepted but not honoured), as it says it."""
-    # `config_warnings` comes with the LlamaFarm keys (issue 15); looked up so this module
-    # works before and after it lands.
-    warn = getattr(llamafarm.config, "config_warnings", None)
-    return [str(warning) for warning in warn(config)] if warn else []
+    return config_warnings(config)
 
 
 def _component_check() -> Callable[[ProjectConfig], list[str]] | None:
