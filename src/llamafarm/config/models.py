@@ -69,7 +69,10 @@ class PromptMessage(StrictModel):
 
 class PromptSet(StrictModel):
     name: Name
-    messages: list[PromptMessage] = Field(min_length=1)
+    messages: list[PromptMessage] = Field(
+        default_factory=list,
+        description="May be empty (LlamaFarm's default): a set that adds nothing.",
+    )
 
 
 class ModelConfig(StrictModel):
