@@ -212,7 +212,16 @@ class Parser(StrictModel):
     type: NonEmpty
     config: dict[str, Any] = Field(default_factory=dict)
     file_include_patterns: list[str] = Field(default_factory=list)
+    file_extensions: list[str] | None = Field(
+        default=None, description="Suffixes this parser handles, e.g. ['.pdf', '.PDF']."
+    )
+    mime_types: list[str] | None = Field(
+        default=None, description="MIME types this parser handles, e.g. ['application/pdf']."
+    )
     priority: int = Field(default=50, description="Lower runs first when several parsers match.")
+    fallback_parser: str | None = Field(
+        default=None, description="A parser type tried on the file when this one fails."
+    )
 
 
 class Extractor(StrictModel):

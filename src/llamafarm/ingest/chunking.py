@@ -9,6 +9,21 @@ from llamafarm.documents import Chunk, MetadataValue, ParsedDocument
 from llamafarm.errors import ConfigInvalid
 
 STRATEGIES = ("characters", "sentences", "paragraphs", "sections")
+LLAMAFARM_STRATEGIES = {
+    "headings": "sections",
+    "pages": "sections",
+    "email_sections": "sections",
+    "full": "sections",
+    "rows": "paragraphs",
+    "columns": "paragraphs",
+    "semantic": "paragraphs",
+    "code": "paragraphs",
+    "tokens": "sentences",
+}
+"""LlamaFarm's other `chunk_strategy` names → the nearest of ours. A section is a heading's
+text, a PDF page, an e-mail part or a sheet; rows and tabular text split by line blocks;
+`semantic`, `code` and `tokens` have no model here and are warned about (`APPROXIMATE`)."""
+APPROXIMATE = frozenset({"semantic", "code", "tokens", "columns"})
 MIN_CHUNK_SIZE = 100
 """Below a sentence or two a chunk carries too little to retrieve by, and every chunk costs an
 embedding and a stored row: `chunk_size: 1` made one chunk per character of an upload."""
@@ -53,6 +68,7 @@ def chunk_document(
     starts with about `chunk_overlap` characters from the end of the one before, cut at a word
     boundary.
     """
+    chunk_strategy = LLAMAFARM_STRATEGIES.get(chunk_strategy, chunk_strategy)
     _validate(chunk_size, chunk_overlap, chunk_strategy)
     chunks: list[Chunk] = []
     for section in document.sections:
