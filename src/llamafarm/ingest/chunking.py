@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from llamafarm.documents import Chunk, MetadataValue, ParsedDocument
 from llamafarm.errors import ConfigInvalid
@@ -81,6 +82,17 @@ def chunk_document(
         for text in _pack(section.text, units, chunk_size, chunk_overlap):
             chunks.append(Chunk(text, {"chunk_index": len(chunks), **where}))
     return chunks
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """ConfigInvalid when a parser's `chunk_size`, `chunk_overlap` or `chunk_strategy` (ours
+    or LlamaFarm's name) cannot chunk; checked when a config is saved, not file by file."""
+    strategy = options.get("chunk_strategy", "paragraphs")
+    _validate(
+        options.get("chunk_size", 1000),
+        options.get("chunk_overlap", 100),
+        LLAMAFARM_STRATEGIES.get(strategy, strategy) if isinstance(strategy, str) else strategy,
+    )
 
 
 def _validate(chunk_size: object, chunk_overlap: object, chunk_strategy: object) -> None:
