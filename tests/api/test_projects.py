@@ -114,7 +114,7 @@ def test_broken_config_is_reported_skipped_in_lists_and_deletable(
     )
     assert [p["name"] for p in client.get("/v1/projects/acme").json()["projects"]] == ["good"]
     assert client.delete("/v1/projects/acme/bot").json() == {
-        "project": {"namespace": "acme", "name": "bot", "config": {}}
+        "project": {"namespace": "acme", "name": "bot", "config": {}, "warnings": []}
     }
     assert not folder.exists()
 

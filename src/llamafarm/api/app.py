@@ -33,6 +33,7 @@ from llamafarm.api.routers import (
 )
 from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
 from llamafarm.chat.cache import ChatModelCache
+from llamafarm.components import check_components
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
@@ -66,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.celery = create_celery(settings)
         app.state.policy = policy
         app.state.projects = ProjectStore(
-            settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
+            settings.projects_dir,
+            templates_dir=settings.templates_dir,
+            policy=policy,
+            check=check_components,
         )
         app.state.models = ChatModelCache()
         app.state.mcp_pool = McpPool(policy=policy)

@@ -10,7 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,21 @@ class Project:
     namespace: str
     name: str
     config: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    """What the config asks that is accepted but not honoured (a LlamaFarm key we ignore)."""
+
+
+Check = Callable[[ProjectConfig], list[str]]
+"""Checks a parsed config's components: their warnings, or ConfigInvalid for one we lack."""
 
 
 class ProjectStore:
     """Create, read, update and delete projects under one directory.
 
     Every config written or loaded is checked against the operator's `policy`, on writes and
-    again on loads (a file edited by hand, or a policy narrowed since, fails there).
+    again on loads (a file edited by hand, or a policy narrowed since, fails there), and by
+    `check` (the app's and the worker's `llamafarm.components.check_components`, which this
+    layer cannot import): a component type we cannot provide fails there too.
     """
 
     def __init__(
@@ -60,10 +68,12 @@ class ProjectStore:
         *,
         templates_dir: Path | None = None,
         policy: ConfigPolicy | None = None,
+        check: Check | None = None,
     ) -> None:
         self.root = root
         self.templates_dir = templates_dir
         self.policy = policy or ConfigPolicy()
+        self.check: Check = check or (lambda _: [])
         self._parsed: dict[Path, tuple[tuple[int, int, int], ProjectConfig]] = {}
 
     def path(self, namespace: str, name: str) -> Path:
@@ -89,10 +99,15 @@ class ProjectStore:
     def get(self, namespace: str, name: str) -> Project:
         document = self._read(namespace, name)
         try:
-            parse_config(document, self.policy)
+            warnings = self._validate(document)[1]
         except ConfigInvalid as exc:
             raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
-        return Project(namespace, name, document)
+        return Project(namespace, name, document, warnings)
+
+    def _validate(self, document: dict[str, Any]) -> tuple[ProjectConfig, list[str]]:
+        """The parsed config and its components' warnings; ConfigInvalid if either fails."""
+        config = parse_config(document, self.policy)
+        return config, self.check(config)
 
     def load(self, namespace: str, name: str) -> ProjectConfig:
         """The validated config with `${VAR}` substituted, for services that act on it.
@@ -109,7 +124,7 @@ class ProjectStore:
         cached = self._parsed.get(config_file)
         if cached is not None and cached[0] == version:
             return cached[1]
-        config = parse_config(self._read(namespace, name), self.policy)
+        config = self._validate(self._read(namespace, name))[0]
         self._parsed[config_file] = (version, config)
         return config
 
@@ -122,12 +137,13 @@ class ProjectStore:
             custom_dir=self.templates_dir,
             policy=self.policy,
         )
+        warnings = self._validate(document)[1]
         folder.mkdir(parents=True, exist_ok=True)
         try:
             _write_atomic(folder / CONFIG_FILE, dump_document(document), exclusive=True)
         except FileExistsError:
             raise Conflict(f"Project {namespace}/{name} already exists") from None
-        return Project(namespace, name, document)
+        return Project(namespace, name, document, warnings)
 
     def update(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
         with self.lock(namespace, name):
@@ -141,12 +157,14 @@ class ProjectStore:
                     f"config.{key} is {document.get(key)!r} but the path says {expected!r}; "
                     "projects cannot be renamed by an update"
                 )
-        parse_config(document, self.policy)
+        warnings = self._validate(document)[1]
         config_file = folder / CONFIG_FILE
         shutil.copy2(config_file, folder / BACKUP_FILE)
         _write_atomic(config_file, dump_document(document))
         self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
-        return Project(namespace, name, document)
+        for warning in warnings:
+            log.warning("project %s/%s: %s", namespace, name, warning)
+        return Project(namespace, name, document, warnings)
 
     def edit(
         self,
