@@ -31,7 +31,11 @@ DATE = (
     rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{1,2}}\s+{_MONTH}\s+\d{{4}}"
     rf"|{_MONTH}\s+\d{{4}})\b"
 )
-TIME = r"\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?[AaPp]\.?[Mm]\.?)?|\b(?:1[0-2]|0?[1-9])\s?[AaPp]\.?[Mm]\.?"
+_MERIDIEM = r"\s?[AaPp](?:\.[Mm]\.|[Mm]\b)"
+TIME = (
+    rf"\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:{_MERIDIEM})?"
+    rf"|\b(?:1[0-2]|0?[1-9]){_MERIDIEM}"
+)
 PATTERNS: dict[str, str] = {
     "email": EMAIL,
     "url": URL,
@@ -41,7 +45,8 @@ PATTERNS: dict[str, str] = {
     "credit_card": r"\b(?:\d{4}[ -]?){3}\d{4}\b",
     "zip_code": r"\b\d{5}(?:-\d{4})?\b",
     "file_path": r"(?:[A-Za-z]:\\[^\s:*?\"<>|]+|(?<![\w/:])(?:\.{1,2}/|~/|/)(?:[\w.-]+/)*[\w.-]+\.\w+)",
-    "version": r"\bv?\d+\.\d+(?:\.\d+)?(?:-[\w.]+)?\b",
+    # v1.2, or three parts (1.2.3): a bare 4.5 is a number, not a version.
+    "version": r"\b(?:v\d+(?:\.\d+)+|\d+\.\d+\.\d+)(?:-[\w.]+)?\b",
     "date": DATE,
     "time": TIME,
     "money": r"(?:[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[MBK]))?"
