@@ -74,8 +74,11 @@ class QdrantStore:
         unknown = set(config) - known
         if unknown:
             raise ConfigInvalid(f"QdrantStore config: unknown keys {sorted(unknown)}")
-        server = {k: config[k] for k in ("url", "host", "port", "api_key", "https", "timeout")}
+        server = {k: config.get(k) for k in ("url", "host", "port", "api_key", "https", "timeout")}
         server = {k: v for k, v in server.items() if v is not None}
+        for key, kind in (("url", str), ("host", str), ("port", int), ("api_key", str)):
+            if key in server and (not isinstance(server[key], kind) or server[key] is True):
+                raise ConfigInvalid(f"QdrantStore config: {key} must be a {kind.__name__}")
         if "port" in server and not ({"url", "host"} & set(server)):
             server.pop("port")
         if config.get("path"):
