@@ -10,6 +10,7 @@ function from the app's lifespan and the worker's start (it sits below ingest an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ from llamafarm.config.models import Database, DataProcessingStrategy, ProjectCon
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.chunking import APPROXIMATE, check_options
 from llamafarm.ingest.extractors import EXTRACTORS, build
-from llamafarm.ingest.extractors.patterns import PATTERN_ENTITIES, DEFAULT_ENTITY_TYPES
+from llamafarm.ingest.extractors.patterns import DEFAULT_ENTITY_TYPES, PATTERN_ENTITIES
 from llamafarm.ingest.parsers import CHUNK_KEYS, OPTIONS, PARSERS, parser_class
-from llamafarm.rag.embedders import EMBEDDERS, UNHONOURED as EMBEDDER_KEYS, create_embedder
-from llamafarm.rag.retrieval import RETRIEVERS, UNHONOURED as RETRIEVAL_KEYS, Strategies
-from llamafarm.rag.stores import STORES, UNHONOURED as STORE_KEYS
+from llamafarm.rag.embedders import EMBEDDERS, create_embedder
+from llamafarm.rag.embedders import UNHONOURED as EMBEDDER_KEYS
+from llamafarm.rag.retrieval import RETRIEVERS, Strategies
+from llamafarm.rag.retrieval import UNHONOURED as RETRIEVAL_KEYS
+from llamafarm.rag.stores import STORES
+from llamafarm.rag.stores import UNHONOURED as STORE_KEYS
 from llamafarm.registry import Registry
 
 __all__ = ["check_components"]
@@ -49,9 +53,13 @@ def _processing(where: str, strategy: DataProcessingStrategy) -> list[str]:
         path = f"{where}.parsers[{j}]"
         cls = _known(PARSERS, parser.type, f"{path}.type", parser_class(parser.type))
         if parser.fallback_parser:
-            _known(PARSERS, parser.fallback_parser, f"{path}.fallback_parser",
-                   parser_class(parser.fallback_parser))
-        _checked(f"{path}.config", lambda: check_options(parser.config))
+            _known(
+                PARSERS,
+                parser.fallback_parser,
+                f"{path}.fallback_parser",
+                parser_class(parser.fallback_parser),
+            )
+        _checked(f"{path}.config", partial(check_options, parser.config))
         honoured = CHUNK_KEYS | OPTIONS.get(cls, frozenset())
         warnings += _ignored(f"{path}.config", parser.config, honoured, parser.type)
         if parser.config.get("chunk_strategy") in APPROXIMATE:
@@ -62,7 +70,7 @@ def _processing(where: str, strategy: DataProcessingStrategy) -> list[str]:
     for j, extractor in enumerate(strategy.extractors):
         path = f"{where}.extractors[{j}]"
         cls = _known(EXTRACTORS, extractor.type, f"{path}.type", EXTRACTORS.get(extractor.type))
-        _checked(f"{path}.config", lambda: build(extractor.type, extractor.config))
+        _checked(f"{path}.config", partial(build, extractor.type, extractor.config))
         warnings += _ignored(f"{path}.config", extractor.config, cls.options, extractor.type)
         warnings += _extractor_notes(path, extractor.type, extractor.config)
     return warnings
@@ -97,16 +105,22 @@ def _database(where: str, database: Database) -> list[str]:
     for j, embedding in enumerate(database.embedding_strategies):
         path = f"{where}.embedding_strategies[{j}]"
         _known(EMBEDDERS, embedding.type, f"{path}.type", EMBEDDERS.get(embedding.type))
-        _checked(f"{path}.config", lambda: create_embedder(embedding))  # loads nothing
+        _checked(f"{path}.config", partial(create_embedder, embedding))  # loads nothing
         warnings += _ignored(
-            f"{path}.config", embedding.config, None, embedding.type,
+            f"{path}.config",
+            embedding.config,
+            None,
+            embedding.type,
             EMBEDDER_KEYS.get(embedding.type),
         )
     for j, retrieval in enumerate(database.retrieval_strategies):
         path = f"{where}.retrieval_strategies[{j}]"
         _known(RETRIEVERS, retrieval.type, f"{path}.type", RETRIEVERS.get(retrieval.type))
         warnings += _ignored(
-            f"{path}.config", retrieval.config, None, retrieval.type,
+            f"{path}.config",
+            retrieval.config,
+            None,
+            retrieval.type,
             RETRIEVAL_KEYS.get(retrieval.type),
         )
     _checked(f"{where}.retrieval_strategies", lambda: Strategies(database).check())

@@ -51,7 +51,7 @@ def _set(path: str, value: Any) -> Change:
     [
         (
             _set("rag.data_processing_strategies.0.parsers.0.type", "ImageParser_OCR"),
-            "rag.data_processing_strategies[0].parsers[0].type: Unknown parser type 'ImageParser_OCR'",
+            "data_processing_strategies[0].parsers[0].type: Unknown parser type 'ImageParser_OCR'",
             "PDFParser_PyPDF2",
         ),
         (
@@ -186,9 +186,10 @@ def test_a_llamafarm_rag_section_is_accepted_with_its_warnings(
             "parsers[0].config: chunk_size must be a whole number of at least 100",
         ),
         (
-            _set("rag.data_processing_strategies.0.extractors", [
-                {"type": "PatternExtractor", "config": {"predefined_patterns": ["iban"]}}
-            ]),
+            _set(
+                "rag.data_processing_strategies.0.extractors",
+                [{"type": "PatternExtractor", "config": {"predefined_patterns": ["iban"]}}],
+            ),
             "extractors[0].config: PatternExtractor: unknown predefined pattern 'iban'",
         ),
         (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def test_the_msg_parser_keeps_headers_and_metadata(documents: dict[str, Path]) -
 def test_a_file_that_is_not_a_msg_fails_alone(tmp_path: Path) -> None:
     fake = tmp_path / "fake.msg"
     fake.write_bytes(b"not an outlook message")
-    with pytest.raises(ParseFailed, match="not a readable Outlook .msg"):
+    with pytest.raises(ParseFailed, match=r"not a readable Outlook \.msg"):
         MsgParser().parse(fake, filename="fake.msg")
 
 
@@ -153,7 +152,9 @@ def test_the_fallback_parser_reads_what_the_first_cannot(documents: dict[str, Pa
 def test_llamafarm_chunk_strategies_map_to_ours(documents: dict[str, Path]) -> None:
     path = documents["md"]
     document = parse_file(ParserConfig(type="auto"), path, filename=path.name)
-    by_heading = chunk_document(document, chunk_size=100, chunk_overlap=0, chunk_strategy="headings")
+    by_heading = chunk_document(
+        document, chunk_size=100, chunk_overlap=0, chunk_strategy="headings"
+    )
     assert [c.metadata.get("heading") for c in by_heading] == ["Setup", "Care"]
     assert chunk_document(document, chunk_size=100, chunk_overlap=0, chunk_strategy="semantic")
 
@@ -176,17 +177,37 @@ TEXT = (
     [
         ("ContentStatisticsExtractor", {}, {"word_count", "flesch_reading_ease", "unique_words"}),
         ("DateTimeExtractor", {}, {"dates": "2024-03-15", "times": "3:30 pm"}),
-        ("EntityExtractor", {}, {"entities_email": "finance@example.com", "entities_percent": "12%"}),
+        (
+            "EntityExtractor",
+            {},
+            {"entities_email": "finance@example.com", "entities_percent": "12%"},
+        ),
         ("HeadingExtractor", {}, {"heading": "Quarterly Report"}),
         ("KeywordExtractor", {"algorithm": "rake", "max_keywords": 3}, {"keywords"}),
         ("KeywordExtractor", {"algorithm": "yake", "max_keywords": 3}, {"keywords"}),
         ("KeywordExtractor", {"algorithm": "tfidf", "max_keywords": 3}, {"keywords"}),
         ("YAKEExtractor", {"max_keywords": 3}, {"keywords"}),
-        ("LinkExtractor", {}, {"links": "https://example.com/reports/q3", "domains": "example.com"}),
-        ("PathExtractor", {}, {"file_paths": "/srv/reports/q3.pdf", "s3_paths": "s3://acme-reports/q3/summary.csv"}),
-        ("PatternExtractor", {"predefined_patterns": ["version", "phone"]}, {"pattern_version": "v2.4.1", "pattern_phone": "(555) 123-4567"}),
+        (
+            "LinkExtractor",
+            {},
+            {"links": "https://example.com/reports/q3", "domains": "example.com"},
+        ),
+        (
+            "PathExtractor",
+            {},
+            {"file_paths": "/srv/reports/q3.pdf", "s3_paths": "s3://acme-reports/q3/summary.csv"},
+        ),
+        (
+            "PatternExtractor",
+            {"predefined_patterns": ["version", "phone"]},
+            {"pattern_version": "v2.4.1", "pattern_phone": "(555) 123-4567"},
+        ),
         ("SummaryExtractor", {"summary_sentences": 1}, {"summary"}),
-        ("TableExtractor", {"output_format": "csv"}, {"table_count": 1, "tables": "Region,Sales\nNorth,10\nSouth,20"}),
+        (
+            "TableExtractor",
+            {"output_format": "csv"},
+            {"table_count": 1, "tables": "Region,Sales\nNorth,10\nSouth,20"},
+        ),
     ],
 )
 def test_each_extractor_runs_on_a_document(

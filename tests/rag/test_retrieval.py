@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
-
-import uuid
 
 import pytest
 

@@ -33,11 +33,11 @@ from llamafarm.api.routers import (
 )
 from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
 from llamafarm.chat.cache import ChatModelCache
-from llamafarm.components import check_components
 from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
 from llamafarm.chat.turn import ChatServices
+from llamafarm.components import check_components
 from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
 from llamafarm.models.downloads import Downloads

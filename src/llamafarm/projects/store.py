@@ -49,7 +49,8 @@ class Project:
     """What the config asks that is accepted but not honoured (a LlamaFarm key we ignore)."""
 
 
-Check = Callable[[ProjectConfig], list[str]]
+Warnings = list[str]
+Check = Callable[[ProjectConfig], Warnings]
 """Checks a parsed config's components: their warnings, or ConfigInvalid for one we lack."""
 
 
@@ -104,7 +105,7 @@ class ProjectStore:
             raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
         return Project(namespace, name, document, warnings)
 
-    def _validate(self, document: dict[str, Any]) -> tuple[ProjectConfig, list[str]]:
+    def _validate(self, document: dict[str, Any]) -> tuple[ProjectConfig, Warnings]:
         """The parsed config and its components' warnings; ConfigInvalid if either fails."""
         config = parse_config(document, self.policy)
         return config, self.check(config)

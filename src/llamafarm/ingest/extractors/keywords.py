@@ -44,9 +44,8 @@ class KeywordExtractor:
         config = config or {}
         algorithm = str(config.get("algorithm") or config.get("extractor_type") or "frequency")
         if algorithm.lower() not in ALGORITHMS:
-            raise ConfigInvalid(
-                f"KeywordExtractor algorithm {algorithm!r} is unknown (known: {', '.join(ALGORITHMS)})"
-            )
+            known = ", ".join(ALGORITHMS)
+            raise ConfigInvalid(f"KeywordExtractor algorithm {algorithm!r} (known: {known})")
         self.algorithm = "rake" if algorithm.lower() == "textrank" else algorithm.lower()
         self.max_keywords = integer(config, "max_keywords", 5)
         self.min_length = integer(config, "min_length", 1)
@@ -98,7 +97,7 @@ class KeywordExtractor:
         phrases: list[list[str]] = []
         for fragment in _PHRASE_BREAK.split(text.lower()):
             current: list[str] = []
-            for word in words(fragment) + [""]:
+            for word in [*words(fragment), ""]:
                 if word and word not in self.stopwords and len(word) > 1:
                     current.append(word)
                     continue

@@ -44,7 +44,8 @@ PATTERNS: dict[str, str] = {
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
     "credit_card": r"\b(?:\d{4}[ -]?){3}\d{4}\b",
     "zip_code": r"\b\d{5}(?:-\d{4})?\b",
-    "file_path": r"(?:[A-Za-z]:\\[^\s:*?\"<>|]+|(?<![\w/:])(?:\.{1,2}/|~/|/)(?:[\w.-]+/)*[\w.-]+\.\w+)",
+    "file_path": r"(?:[A-Za-z]:\\[^\s:*?\"<>|]+"
+    r"|(?<![\w/:])(?:\.{1,2}/|~/|/)(?:[\w.-]+/)*[\w.-]+\.\w+)",
     # v1.2, or three parts (1.2.3): a bare 4.5 is a number, not a version.
     "version": r"\b(?:v\d+(?:\.\d+)+|\d+\.\d+\.\d+)(?:-[\w.]+)?\b",
     "date": DATE,
@@ -169,9 +170,10 @@ class DateTimeExtractor:
             return text
         try:
             default = datetime(2000, 1, 1)
-            return dateparser.parse(text, default=default, fuzzy=self.fuzzy).date().isoformat()
+            parsed = dateparser.parse(text, default=default, fuzzy=self.fuzzy)
         except (ValueError, OverflowError):
             return None
+        return parsed.date().isoformat()
 
 
 PATTERN_ENTITIES = {
@@ -215,7 +217,13 @@ class PatternExtractor:
     """Matches of predefined and custom regexes, one key each: `pattern_<name>`."""
 
     options: ClassVar[frozenset[str]] = frozenset(
-        {"predefined_patterns", "custom_patterns", "case_sensitive", "max_matches_per_pattern", "deduplicate_matches"}
+        {
+            "predefined_patterns",
+            "custom_patterns",
+            "case_sensitive",
+            "max_matches_per_pattern",
+            "deduplicate_matches",
+        }
     )
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -227,11 +235,15 @@ class PatternExtractor:
         for name in config.get("predefined_patterns") or []:
             if name not in PATTERNS:
                 known = ", ".join(sorted(PATTERNS))
-                raise ConfigInvalid(f"PatternExtractor: unknown predefined pattern {name!r} (known: {known})")
+                raise ConfigInvalid(
+                    f"PatternExtractor: unknown predefined pattern {name!r} (known: {known})"
+                )
             self.patterns[name] = re.compile(PATTERNS[name], flags)
         for entry in config.get("custom_patterns") or []:
             if not isinstance(entry, dict) or not {"name", "pattern"} <= set(entry):
-                raise ConfigInvalid("PatternExtractor custom_patterns need a name and a pattern each")
+                raise ConfigInvalid(
+                    "PatternExtractor custom_patterns need a name and a pattern each"
+                )
             try:
                 self.patterns[str(entry["name"])] = re.compile(str(entry["pattern"]), flags)
             except re.error as exc:

@@ -26,7 +26,9 @@ class TableExtractor:
         config = config or {}
         self.format = str(config.get("output_format", "dict"))
         if self.format not in FORMATS:
-            raise ConfigInvalid(f"TableExtractor output_format {self.format!r} (known: {', '.join(FORMATS)})")
+            raise ConfigInvalid(
+                f"TableExtractor output_format {self.format!r} (known: {', '.join(FORMATS)})"
+            )
         self.headers = flag(config, "extract_headers", True)
         self.min_rows = integer(config, "min_rows", 2)
         self.enabled = flag(config, "enabled", True)
@@ -52,7 +54,9 @@ class TableExtractor:
             return out.getvalue().strip()
         if self.format == "dict" and self.headers:
             header, body = rows[0], rows[1:]
-            return json.dumps([dict(zip(header, row, strict=False)) for row in body], ensure_ascii=False)
+            return json.dumps(
+                [dict(zip(header, row, strict=False)) for row in body], ensure_ascii=False
+            )
         return json.dumps(rows, ensure_ascii=False)
 
 

@@ -86,7 +86,9 @@ class ContentStatisticsExtractor:
             ease = 206.835 - 1.015 * len(tokens) / len(said) - 84.6 * syllables / len(tokens)
             found["flesch_reading_ease"] = round(ease, 1)
         if self.structure:
-            found["paragraph_count"] = len([p for p in re.split(r"\n\s*\n", chunk.text) if p.strip()])
+            found["paragraph_count"] = len(
+                [p for p in re.split(r"\n\s*\n", chunk.text) if p.strip()]
+            )
             found["line_count"] = len([line for line in chunk.text.split("\n") if line.strip()])
         return found
 
@@ -145,7 +147,9 @@ def _textrank(said: list[str]) -> list[float]:
     for i in range(size):
         for j in range(size):
             if i != j and bags[i] and bags[j]:
-                weights[i, j] = len(bags[i] & bags[j]) / (np.log(len(bags[i]) + 1) + np.log(len(bags[j]) + 1))
+                weights[i, j] = len(bags[i] & bags[j]) / (
+                    np.log(len(bags[i]) + 1) + np.log(len(bags[j]) + 1)
+                )
     totals = weights.sum(axis=1, keepdims=True)
     transition = np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
     rank = np.full(size, 1.0 / size)

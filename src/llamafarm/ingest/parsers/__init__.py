@@ -162,7 +162,9 @@ def _accepted(strategy: DataProcessingStrategy) -> list[str]:
     for config in strategy.parsers:
         cls = parser_class(config.type)
         explicit = [*config.file_include_patterns, *(config.file_extensions or [])]
-        found.update(explicit or config.mime_types or ([f"*{e}" for e in cls.extensions] if cls else []))
+        found.update(
+            explicit or config.mime_types or ([f"*{e}" for e in cls.extensions] if cls else [])
+        )
     return sorted(found)
 
 

@@ -54,10 +54,16 @@ class MsgParser:
             lines = [f"{k}: {clean_inline(str(v))}" for k, v in fields.items() if v]
             if lines:
                 sections.append(Section("\n".join(lines), heading="Headers"))
-        sections.append(Section(clean_text(str(getattr(message, "body", None) or "")), None, subject or None))
+        sections.append(
+            Section(clean_text(str(getattr(message, "body", None) or "")), None, subject or None)
+        )
         names: list[str] = []
         for attachment in getattr(message, "attachments", []) if self.attachments else []:
-            name = str(getattr(attachment, "longFilename", None) or getattr(attachment, "shortFilename", None) or "")
+            name = str(
+                getattr(attachment, "longFilename", None)
+                or getattr(attachment, "shortFilename", None)
+                or ""
+            )
             names.append(name)
             if text := self._attachment_text(attachment, name):
                 sections.append(Section(text, heading=f"Attachment: {name}"))

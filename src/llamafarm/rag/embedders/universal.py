@@ -7,11 +7,10 @@ a 503 naming it when the model is first needed, not a config error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import re
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +20,9 @@ from tokenizers import Encoding, Tokenizer
 from llamafarm import bundled
 from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
-from llamafarm.rag.embedders.hf_cache import cached_onnx
 from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.embedders.base import parse_config
+from llamafarm.rag.embedders.hf_cache import cached_onnx
 from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
@@ -214,7 +213,8 @@ class UniversalEmbedder:
         summed = np.einsum("bsd,bs->bd", hidden, weights)
         means = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
         if not self.normalize:
-            return means.astype(np.float32)
+            raw: Floats = means.astype(np.float32)
+            return raw
         norms = np.linalg.norm(means, axis=1, keepdims=True)
         normalised: Floats = (means / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalised

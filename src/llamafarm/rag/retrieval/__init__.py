@@ -21,10 +21,10 @@ __all__ = [
     "DEFAULT_TOP_K",
     "MAX_TOP_K",
     "RETRIEVERS",
+    "UNHONOURED",
     "Retriever",
     "Search",
     "Strategies",
-    "UNHONOURED",
     "retrieve_all",
 ]
 
@@ -61,6 +61,7 @@ def llamafarm_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     if kind in ("RerankedStrategy", "MultiTurnRAGStrategy"):
         return kept  # they declare LlamaFarm's keys themselves
     return {k: v for k, v in kept.items() if k not in UNHONOURED.get(kind, frozenset())}
+
 
 BUILTIN = {
     "basic": RetrievalStrategy(name="basic", type="BasicSimilarityStrategy"),

@@ -39,7 +39,11 @@ DISTANCES = {
     "dot": models.Distance.DOT,
     "inner_product": models.Distance.DOT,
 }
-_SPACES = {models.Distance.COSINE: "cosine", models.Distance.EUCLID: "l2", models.Distance.DOT: "ip"}
+_SPACES = {
+    models.Distance.COSINE: "cosine",
+    models.Distance.EUCLID: "l2",
+    models.Distance.DOT: "ip",
+}
 _ID, _TEXT = "_lf_id", "_lf_text"
 _KEYS = {"path", "url", "host", "port", "api_key", "collection_name", "distance", "on_disk"}
 _KEYS |= {"vector_size", "https", "timeout"}
@@ -178,8 +182,12 @@ class QdrantStore:
             stored = stored.reshape(len(kept), len(query))
             scores = [_similarity(space, d) for d in _distances(space, query, stored)]
         hits = [
-            Hit(id=str(p.payload[_ID]), text=str(p.payload.get(_TEXT, "")),
-                metadata=_metadata(p.payload), score=s)
+            Hit(
+                id=str(p.payload[_ID]),
+                text=str(p.payload.get(_TEXT, "")),
+                metadata=_metadata(p.payload),
+                score=s,
+            )
             for p, s in zip(kept, scores, strict=True)
             if p.payload
         ]
@@ -235,8 +243,11 @@ class QdrantStore:
         offset: Any = None
         while True:
             points, offset = client.scroll(
-                self.collection_name, scroll_filter=_equals(where), limit=_PAGE,
-                offset=offset, with_payload=[_ID],
+                self.collection_name,
+                scroll_filter=_equals(where),
+                limit=_PAGE,
+                offset=offset,
+                with_payload=[_ID],
             )
             found.extend(p.id for p in points)
             if offset is None:
@@ -273,7 +284,9 @@ class QdrantStore:
     def _where(self) -> str:
         if self.server is None:
             return str(self.path)
-        return str(self.server.get("url") or f"{self.server['host']}:{self.server.get('port', 6333)}")
+        return str(
+            self.server.get("url") or f"{self.server['host']}:{self.server.get('port', 6333)}"
+        )
 
 
 def _point(chunk_id: str) -> str:
