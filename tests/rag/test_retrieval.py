@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,8 +15,11 @@ from llamafarm.rag.cache import KEPT, ModelCache
 from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.filters import parse_filters
 from llamafarm.rag.retrieval import Search, Strategies
+from llamafarm.rag.retrieval.factors import RerankedStrategy
+from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
 from llamafarm.rag.retrieval.multi_query import expand
 from llamafarm.rag.stores import ChromaStore, QdrantStore, VectorStore
+from llamafarm.rag.stores.base import Hit
 from llamafarm.rag.stores.lexical import LexicalIndex
 from tests.rag.rerank_fixtures import build_tiny_reranker
 
@@ -316,3 +320,68 @@ def test_model_cache_keeps_the_recent_ones(tmp_path: Path) -> None:
     for i in range(1, KEPT + 1):
         models.reranker({"model_name": f"acme/r{i}"})
     assert models.reranker({"model_name": "acme/r0"}) is not first
+
+
+def test_reranked_strategy_weighs_its_factors(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {
+            "name": "by_length",
+            "type": "RerankedStrategy",
+            "config": {"initial_k": 9, "rerank_factors": {"similarity_weight": 0, "length": 1}},
+        },
+        {"name": "default_factors", "type": "RerankedStrategy", "config": {"final_k": 3}},
+    )
+    longest = max(CORPUS, key=lambda i: len(CORPUS[i][0]))
+    assert run(store, embedder, PARAPHRASE, "by_length", db=db, top_k=1) == [longest]
+    # By default the similarity dominates: the same best chunk as plain vector search.
+    assert run(store, embedder, PARAPHRASE, "default_factors", db=db)[0] == "cat"
+
+
+class Listed:
+    """A first stage that returns fixed hits."""
+
+    default_top_k = None
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self.hits = hits
+
+    def retrieve(self, search: Search, query: str, *, top_k: int) -> list[Hit]:
+        return self.hits[:top_k]
+
+
+def test_recency_and_metadata_boosts_reorder_equal_hits(embedder: UniversalEmbedder) -> None:
+    today = datetime.now(UTC).isoformat()
+    hits = [
+        Hit(id="old", text="x", metadata={"timestamp": "2001-01-01T00:00:00"}, score=0.5),
+        Hit(id="new", text="x", metadata={"timestamp": today}, score=0.5),
+        Hit(id="vip", text="x", metadata={"priority": "critical", "verified": True}, score=0.5),
+    ]
+    config = {"rerank_factors": {"recency": 0.5, "metadata_boost": 0.0}}
+    by_date = RerankedStrategy(config, inner=Listed(hits))
+    context = Search(store=cast(VectorStore, None), embedder=embedder)
+    assert [h.id for h in by_date.retrieve(context, "q", top_k=3)][0] == "new"
+    by_meta = RerankedStrategy({"rerank_factors": {"metadata_boost": 0.5}}, inner=Listed(hits))
+    ranked = by_meta.retrieve(context, "q", top_k=3)
+    assert ranked[0].id == "vip" and all(0 <= h.score <= 1 for h in ranked)
+
+
+def test_multi_turn_splits_a_compound_question(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {
+            "name": "turns",
+            "type": "MultiTurnRAGStrategy",
+            "config": {"model_name": "qwen3:8b", "complexity_threshold": 30, "sub_query_top_k": 3},
+        }
+    )
+    query = "When does the night train to Vienna leave? What do fishing boats unload?"
+    strategy = MultiTurnRAGStrategy({"complexity_threshold": 30})
+    assert strategy.sub_queries(query)[1:] == [
+        "When does the night train to Vienna leave?",
+        "What do fishing boats unload?",
+    ]
+    assert strategy.sub_queries("a short one") == ["a short one"]
+    assert set(run(store, embedder, query, "turns", db=db, top_k=2)) == {"train", "harbour"}
