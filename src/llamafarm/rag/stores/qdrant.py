@@ -271,7 +271,8 @@ class QdrantStore:
                 if self.server is None:
                     client = QdrantClient(path=str(self.path / "qdrant"))
                 else:
-                    client = QdrantClient(**self.server)
+                    # No version probe: it runs on a thread and fails there when the server is down.
+                    client = QdrantClient(**self.server, check_compatibility=False)
             except (OSError, RuntimeError, ValueError) as exc:
                 raise Unavailable(f"QdrantStore cannot open {self._where()}: {exc}") from exc
             try:
