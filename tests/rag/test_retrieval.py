@@ -16,8 +16,8 @@ from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.filters import parse_filters
 from llamafarm.rag.retrieval import Search, Strategies
 from llamafarm.rag.retrieval.factors import RerankedStrategy
-from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
 from llamafarm.rag.retrieval.multi_query import expand
+from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
 from llamafarm.rag.stores import ChromaStore, QdrantStore, VectorStore
 from llamafarm.rag.stores.base import Hit
 from llamafarm.rag.stores.lexical import LexicalIndex
@@ -361,7 +361,7 @@ def test_recency_and_metadata_boosts_reorder_equal_hits(embedder: UniversalEmbed
     config = {"rerank_factors": {"recency": 0.5, "metadata_boost": 0.0}}
     by_date = RerankedStrategy(config, inner=Listed(hits))
     context = Search(store=cast(VectorStore, None), embedder=embedder)
-    assert [h.id for h in by_date.retrieve(context, "q", top_k=3)][0] == "new"
+    assert [h.id for h in by_date.retrieve(context, "q", top_k=3)] == ["new", "old", "vip"]
     by_meta = RerankedStrategy({"rerank_factors": {"metadata_boost": 0.5}}, inner=Listed(hits))
     ranked = by_meta.retrieve(context, "q", top_k=3)
     assert ranked[0].id == "vip" and all(0 <= h.score <= 1 for h in ranked)
