@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"api"},
     {"examples"},
     {"tasks"},
+    {"components"},
     {"datasets", "chat"},
     {"models", "ingest"},
     {"rag"},

@@ -215,14 +215,14 @@ def test_json_schema_describes_the_config() -> None:
 
 def test_rag_template_has_a_parser_for_every_format_and_known_types() -> None:
     from llamafarm.ingest.extractors import EXTRACTORS
-    from llamafarm.ingest.parsers import PARSERS
+    from llamafarm.ingest.parsers import FORMATS
     from llamafarm.rag.embedders import EMBEDDERS
     from llamafarm.rag.stores import STORES
 
     config = parse_config(render_template("rag", namespace="a", name="b"))
     assert config.rag is not None
     [strategy] = config.rag.data_processing_strategies
-    assert sorted(p.type for p in strategy.parsers) == sorted(PARSERS)
+    assert sorted(p.type for p in strategy.parsers) == sorted(c.__name__ for c in FORMATS)
     assert {e.type for e in strategy.extractors} <= set(EXTRACTORS)
     [database] = config.rag.databases
     assert database.type in STORES

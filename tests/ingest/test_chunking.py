@@ -159,7 +159,7 @@ def test_real_book_chunks_stay_within_size() -> None:
         ),
         ({"chunk_size": 100, "chunk_overlap": 51}, r"half of chunk_size \(50\), got 51"),
         ({"chunk_size": 1000, "chunk_overlap": 999}, r"half of chunk_size \(500\), got 999"),
-        ({"chunk_strategy": "tokens"}, "chunk_strategy 'tokens' is unknown"),
+        ({"chunk_strategy": "words"}, "chunk_strategy 'words' is unknown"),
     ],
 )
 def test_invalid_options_are_config_errors(options: dict[str, object], message: str) -> None:

@@ -123,4 +123,5 @@ def test_unknown_extractor_type_is_a_config_error_naming_it() -> None:
 def test_registry() -> None:
     assert EXTRACTORS["KeywordExtractor"] is KeywordExtractor
     assert EXTRACTORS["HeadingExtractor"] is HeadingExtractor
-    assert len(EXTRACTORS) == 2
+    assert EXTRACTORS["YAKEExtractor"] is KeywordExtractor
+    assert "SentimentExtractor" not in EXTRACTORS

@@ -17,7 +17,7 @@ from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
 from llamafarm.documents import ParsedDocument
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.parsers import PARSERS, parse_file, select_parser
+from llamafarm.ingest.parsers import FORMATS, PARSERS, parse_file, select_parser
 from llamafarm.ingest.parsers.text import TextParser
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -347,7 +347,7 @@ def test_invalid_json_fails_with_position(tmp_path: Path) -> None:
 
 
 def test_registry_names_and_default_extensions() -> None:
-    assert sorted(PARSERS) == sorted(
+    assert sorted(cls.__name__ for cls in FORMATS) == sorted(
         [
             "TextParser",
             "MarkdownParser",
@@ -359,9 +359,10 @@ def test_registry_names_and_default_extensions() -> None:
             "PPTXParser",
             "JSONParser",
             "EPUBParser",
+            "MsgParser",
         ]
     )
-    for cls in PARSERS.values():
+    for cls in FORMATS:
         assert cls.extensions and all(ext.startswith(".") for ext in cls.extensions)
 
 

@@ -168,13 +168,19 @@ def test_the_rag_template_strategy_builds_the_bundled_embedder() -> None:
     embedder = create_embedder(config.rag.databases[0].embedding_strategies[0])
     assert isinstance(embedder, UniversalEmbedder)
     assert embedder.batch_size == 32
-    assert set(EMBEDDERS) == {"UniversalEmbedder", "OllamaEmbedder", "OpenAIEmbedder"}
+    assert set(EMBEDDERS) == {
+        "UniversalEmbedder",
+        "OllamaEmbedder",
+        "OpenAIEmbedder",
+        "HuggingFaceEmbedder",
+        "SentenceTransformerEmbedder",
+    }
 
 
 @pytest.mark.parametrize(
     ("type_", "config", "message"),
     [
-        ("SentenceTransformer", {}, r"unknown type 'SentenceTransformer' \(known: Ollama"),
+        ("SentenceTransformer", {}, r"unknown type 'SentenceTransformer' \(known: HuggingFace"),
         ("UniversalEmbedder", {"batchsize": 8}, "batchsize: Extra inputs are not permitted"),
         ("UniversalEmbedder", {"dimension": 768}, "384-dimensional vectors, not 768"),
         ("UniversalEmbedder", {"model": "bge-small-en"}, "bundled 'all-MiniLM-L6-v2'"),

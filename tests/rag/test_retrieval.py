@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -13,8 +15,11 @@ from llamafarm.rag.cache import KEPT, ModelCache
 from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.filters import parse_filters
 from llamafarm.rag.retrieval import Search, Strategies
+from llamafarm.rag.retrieval.factors import RerankedStrategy
 from llamafarm.rag.retrieval.multi_query import expand
-from llamafarm.rag.stores import ChromaStore
+from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
+from llamafarm.rag.stores import ChromaStore, QdrantStore, VectorStore
+from llamafarm.rag.stores.base import Hit
 from llamafarm.rag.stores.lexical import LexicalIndex
 from tests.rag.rerank_fixtures import build_tiny_reranker
 
@@ -39,9 +44,24 @@ def embedder() -> UniversalEmbedder:
     return UniversalEmbedder({"model": "all-MiniLM-L6-v2"})
 
 
-@pytest.fixture
-def store(tmp_path: Path, embedder: UniversalEmbedder) -> ChromaStore:
-    store = ChromaStore(path=tmp_path / "store", collection_name="docs")
+STORE_KINDS = ["chroma", "chroma-server", "qdrant"]
+"""Every test of a store runs on each: the embedded Chroma, a Chroma server, local Qdrant."""
+
+
+def make_store(kind: str, path: Path, request: pytest.FixtureRequest) -> ChromaStore | QdrantStore:
+    # A server's collections outlive a test: each test gets its own name.
+    name = f"docs-{uuid.uuid4().hex[:8]}" if kind == "chroma-server" else "docs"
+    if kind == "qdrant":
+        return QdrantStore(path=path, collection_name=name)
+    server = request.getfixturevalue("chroma_server") if kind == "chroma-server" else None
+    return ChromaStore(path=path, collection_name=name, server=server)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, embedder: UniversalEmbedder
+) -> ChromaStore | QdrantStore:
+    store = make_store(request.param, tmp_path / "store", request)
     ids = list(CORPUS)
     texts = [CORPUS[i][0] for i in ids]
     metadatas: list[dict[str, Any]] = [
@@ -64,7 +84,7 @@ def database(*strategies: dict[str, Any]) -> Database:
 
 
 def run(
-    store: ChromaStore,
+    store: VectorStore,
     embedder: UniversalEmbedder,
     query: str,
     strategy: str,
@@ -89,7 +109,7 @@ def run(
 
 
 def test_vectors_find_the_paraphrase_and_bm25_the_rare_code(
-    store: ChromaStore, embedder: UniversalEmbedder
+    store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     assert run(store, embedder, PARAPHRASE, "basic")[0] == "cat"
     assert store.keyword_search(PARAPHRASE, top_k=3) == []
@@ -99,7 +119,7 @@ def test_vectors_find_the_paraphrase_and_bm25_the_rare_code(
     assert run(store, embedder, LEXICAL, "hybrid", hybrid_alpha=0.0)[0] == "dishwasher"
 
 
-def test_hybrid_finds_both(store: ChromaStore, embedder: UniversalEmbedder) -> None:
+def test_hybrid_finds_both(store: VectorStore, embedder: UniversalEmbedder) -> None:
     for fusion in ("zscore", "minmax", "rrf"):
         db = database(
             {"name": "h", "type": "HybridUniversalStrategy", "config": {"fusion": fusion}}
@@ -108,14 +128,14 @@ def test_hybrid_finds_both(store: ChromaStore, embedder: UniversalEmbedder) -> N
 
 
 def test_hybrid_alpha_one_is_the_vector_ranking(
-    store: ChromaStore, embedder: UniversalEmbedder
+    store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     vector = run(store, embedder, BOTH, "basic", top_k=5)
     assert run(store, embedder, BOTH, "hybrid", top_k=5, hybrid_alpha=1.0) == vector
 
 
 def test_filters_exclude_the_right_document(
-    store: ChromaStore, embedder: UniversalEmbedder
+    store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     no_pets = parse_filters({"topic": {"$ne": "pets"}})
     assert "cat" not in run(store, embedder, PARAPHRASE, "basic", filters=no_pets)
@@ -138,23 +158,24 @@ def test_filters_exclude_the_right_document(
     assert run(store, embedder, LEXICAL, "f", db=db, filters=narrowed) == ["codes-3"]
 
 
-def test_another_distance_metric_rescores(store: ChromaStore, embedder: UniversalEmbedder) -> None:
+def test_another_distance_metric_rescores(store: VectorStore, embedder: UniversalEmbedder) -> None:
     cosine = run(store, embedder, PARAPHRASE, "basic", top_k=3)
     for metric in ("l2", "ip"):
         assert run(store, embedder, PARAPHRASE, "basic", distance_metric=metric) == cosine
 
 
+@pytest.mark.parametrize("kind", STORE_KINDS)
 def test_another_distance_metric_on_an_empty_collection_finds_nothing(
-    tmp_path: Path, embedder: UniversalEmbedder
+    tmp_path: Path, embedder: UniversalEmbedder, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    empty = ChromaStore(path=tmp_path / "empty", collection_name="docs")
+    empty = make_store(kind, tmp_path / "empty", request)
     vector = embedder.embed([PARAPHRASE])[0]
     for metric in ("l2", "ip", "cosine"):
         assert empty.search(vector, top_k=3, metric=metric) == []
 
 
 def test_multi_query_merges_and_deduplicates(
-    store: ChromaStore, embedder: UniversalEmbedder
+    store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     db = database(
         {
@@ -168,7 +189,7 @@ def test_multi_query_merges_and_deduplicates(
     assert len(found) == len(set(found)) == 4
 
 
-def test_expansion_keeps_the_rare_words(store: ChromaStore, embedder: UniversalEmbedder) -> None:
+def test_expansion_keeps_the_rare_words(store: VectorStore, embedder: UniversalEmbedder) -> None:
     context = Search(store=store, embedder=embedder)
     variants = expand(context, "what does the error code E4417 mean")
     assert variants[0] == "error code E4417 mean"
@@ -176,7 +197,7 @@ def test_expansion_keeps_the_rare_words(store: ChromaStore, embedder: UniversalE
 
 
 def test_reranking_reorders_candidates(
-    tmp_path: Path, store: ChromaStore, embedder: UniversalEmbedder
+    tmp_path: Path, store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     cache, model = build_tiny_reranker(tmp_path / "hf")
     models = ModelCache(hf_cache=cache)
@@ -194,7 +215,7 @@ def test_reranking_reorders_candidates(
 
 
 def test_a_missing_reranker_is_an_error_naming_it(
-    tmp_path: Path, store: ChromaStore, embedder: UniversalEmbedder
+    tmp_path: Path, store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     db = database(
         {"name": "r", "type": "CrossEncoderRerankedStrategy", "config": {"model_name": "acme/nope"}}
@@ -248,7 +269,7 @@ def test_bad_strategy_configs_are_reported(strategies: list[dict[str, Any]], mes
 
 @pytest.mark.parametrize("wrapper", ["MultiQueryStrategy", "CrossEncoderRerankedStrategy"])
 def test_a_default_that_runs_the_default_does_not_loop(
-    tmp_path: Path, store: ChromaStore, embedder: UniversalEmbedder, wrapper: str
+    tmp_path: Path, store: VectorStore, embedder: UniversalEmbedder, wrapper: str
 ) -> None:
     # Named "basic" like the built-in, default, and running "the default": its inner strategy
     # must be the plain vector search, not itself again.
@@ -261,10 +282,11 @@ def test_a_default_that_runs_the_default_does_not_loop(
 
 
 def test_deletes_reach_lexical_rows_the_vectors_no_longer_have(
-    store: ChromaStore, embedder: UniversalEmbedder
+    store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
     # As if an earlier delete removed the vectors and died before the lexical rows went.
-    lexical = LexicalIndex(store.path / "docs.lexical.sqlite3")
+    assert isinstance(store, ChromaStore | QdrantStore)
+    lexical = LexicalIndex(store.path / f"{store.collection_name}.lexical.sqlite3")
     lexical.upsert(["ghost"], ["E4417 ghost row"], [{"source": "ghost.txt"}])
     assert [h.id for h in store.keyword_search("E4417", top_k=5)][:2] == ["ghost", "dishwasher"]
     assert store.delete({"source": "ghost.txt"}) == 0  # no vectors had it
@@ -275,16 +297,20 @@ def test_deletes_reach_lexical_rows_the_vectors_no_longer_have(
     assert store.count({"source": "dishwasher.txt"}) == 0
 
 
+@pytest.mark.parametrize("store", ["chroma", "chroma-server"], indirect=True)
 def test_an_old_store_gets_its_lexical_index_once(
-    store: ChromaStore, embedder: UniversalEmbedder
+    store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
-    index = store.path / "docs.lexical.sqlite3"
+    # Only Chroma stores predate the lexical index; a Qdrant store always had one.
+    assert isinstance(store, ChromaStore)
+    index = store.path / f"{store.collection_name}.lexical.sqlite3"
+    partial = index.with_name(index.name + ".partial")
     LexicalIndex(index).drop()
     # What an interrupted fill would have left: ignored and replaced.
-    LexicalIndex(store.path / "docs.lexical.sqlite3.partial").upsert(["x"], ["E4417"], [{}])
+    LexicalIndex(partial).upsert(["x"], ["E4417"], [{}])
     assert [h.id for h in store.keyword_search("E4417", top_k=5)] == ["dishwasher"]
     assert LexicalIndex(index).count() == len(CORPUS)
-    assert not (store.path / "docs.lexical.sqlite3.partial").exists()
+    assert not partial.exists()
 
 
 def test_model_cache_keeps_the_recent_ones(tmp_path: Path) -> None:
@@ -294,3 +320,68 @@ def test_model_cache_keeps_the_recent_ones(tmp_path: Path) -> None:
     for i in range(1, KEPT + 1):
         models.reranker({"model_name": f"acme/r{i}"})
     assert models.reranker({"model_name": "acme/r0"}) is not first
+
+
+def test_reranked_strategy_weighs_its_factors(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {
+            "name": "by_length",
+            "type": "RerankedStrategy",
+            "config": {"initial_k": 9, "rerank_factors": {"similarity_weight": 0, "length": 1}},
+        },
+        {"name": "default_factors", "type": "RerankedStrategy", "config": {"final_k": 3}},
+    )
+    longest = max(CORPUS, key=lambda i: len(CORPUS[i][0]))
+    assert run(store, embedder, PARAPHRASE, "by_length", db=db, top_k=1) == [longest]
+    # By default the similarity dominates: the same best chunk as plain vector search.
+    assert run(store, embedder, PARAPHRASE, "default_factors", db=db)[0] == "cat"
+
+
+class Listed:
+    """A first stage that returns fixed hits."""
+
+    default_top_k = None
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self.hits = hits
+
+    def retrieve(self, search: Search, query: str, *, top_k: int) -> list[Hit]:
+        return self.hits[:top_k]
+
+
+def test_recency_and_metadata_boosts_reorder_equal_hits(embedder: UniversalEmbedder) -> None:
+    today = datetime.now(UTC).isoformat()
+    hits = [
+        Hit(id="old", text="x", metadata={"timestamp": "2001-01-01T00:00:00"}, score=0.5),
+        Hit(id="new", text="x", metadata={"timestamp": today}, score=0.5),
+        Hit(id="vip", text="x", metadata={"priority": "critical", "verified": True}, score=0.5),
+    ]
+    config = {"rerank_factors": {"recency": 0.5, "metadata_boost": 0.0}}
+    by_date = RerankedStrategy(config, inner=Listed(hits))
+    context = Search(store=cast(VectorStore, None), embedder=embedder)
+    assert [h.id for h in by_date.retrieve(context, "q", top_k=3)] == ["new", "old", "vip"]
+    by_meta = RerankedStrategy({"rerank_factors": {"metadata_boost": 0.5}}, inner=Listed(hits))
+    ranked = by_meta.retrieve(context, "q", top_k=3)
+    assert ranked[0].id == "vip" and all(0 <= h.score <= 1 for h in ranked)
+
+
+def test_multi_turn_splits_a_compound_question(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {
+            "name": "turns",
+            "type": "MultiTurnRAGStrategy",
+            "config": {"model_name": "qwen3:8b", "complexity_threshold": 30, "sub_query_top_k": 3},
+        }
+    )
+    query = "When does the night train to Vienna leave? What do fishing boats unload?"
+    strategy = MultiTurnRAGStrategy({"complexity_threshold": 30})
+    assert strategy.sub_queries(query)[1:] == [
+        "When does the night train to Vienna leave?",
+        "What do fishing boats unload?",
+    ]
+    assert strategy.sub_queries("a short one") == ["a short one"]
+    assert set(run(store, embedder, query, "turns", db=db, top_k=2)) == {"train", "harbour"}

@@ -37,6 +37,7 @@ from llamafarm.chat.providers.openai_compat import close_streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
 from llamafarm.chat.turn import ChatServices
+from llamafarm.components import check_components
 from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
 from llamafarm.models.downloads import Downloads
@@ -73,7 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.celery = create_celery(settings)
         app.state.policy = policy
         app.state.projects = ProjectStore(
-            settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
+            settings.projects_dir,
+            templates_dir=settings.templates_dir,
+            policy=policy,
+            check=check_components,
         )
         app.state.models = ChatModelCache()
         app.state.mcp_pool = McpPool(policy=policy)

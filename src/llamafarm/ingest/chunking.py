@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from llamafarm.documents import Chunk, MetadataValue, ParsedDocument
 from llamafarm.errors import ConfigInvalid
 
 STRATEGIES = ("characters", "sentences", "paragraphs", "sections")
+LLAMAFARM_STRATEGIES = {
+    "headings": "sections",
+    "pages": "sections",
+    "email_sections": "sections",
+    "full": "sections",
+    "rows": "paragraphs",
+    "columns": "paragraphs",
+    "semantic": "paragraphs",
+    "code": "paragraphs",
+    "tokens": "sentences",
+}
+"""LlamaFarm's other `chunk_strategy` names → the nearest of ours. A section is a heading's
+text, a PDF page, an e-mail part or a sheet; rows and tabular text split by line blocks;
+`semantic`, `code` and `tokens` have no model here and are warned about (`APPROXIMATE`)."""
+APPROXIMATE = frozenset({"semantic", "code", "tokens", "columns"})
 MIN_CHUNK_SIZE = 100
 """Below a sentence or two a chunk carries too little to retrieve by, and every chunk costs an
 embedding and a stored row: `chunk_size: 1` made one chunk per character of an upload."""
@@ -53,6 +69,7 @@ def chunk_document(
     starts with about `chunk_overlap` characters from the end of the one before, cut at a word
     boundary.
     """
+    chunk_strategy = LLAMAFARM_STRATEGIES.get(chunk_strategy, chunk_strategy)
     _validate(chunk_size, chunk_overlap, chunk_strategy)
     chunks: list[Chunk] = []
     for section in document.sections:
@@ -65,6 +82,17 @@ def chunk_document(
         for text in _pack(section.text, units, chunk_size, chunk_overlap):
             chunks.append(Chunk(text, {"chunk_index": len(chunks), **where}))
     return chunks
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """ConfigInvalid when a parser's `chunk_size`, `chunk_overlap` or `chunk_strategy` (ours
+    or LlamaFarm's name) cannot chunk; checked when a config is saved, not file by file."""
+    strategy = options.get("chunk_strategy", "paragraphs")
+    _validate(
+        options.get("chunk_size", 1000),
+        options.get("chunk_overlap", 100),
+        LLAMAFARM_STRATEGIES.get(strategy, strategy) if isinstance(strategy, str) else strategy,
+    )
 
 
 def _validate(chunk_size: object, chunk_overlap: object, chunk_strategy: object) -> None:

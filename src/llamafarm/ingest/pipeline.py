@@ -73,7 +73,8 @@ def process_file(
 ) -> Outcome:
     """Parse, chunk, embed and store one file; each step timed on `timeline` if given."""
     parser = select_parser(plan.strategy, filename)
-    fingerprint = _fingerprint(plan, parser.model_dump(mode="json"))
+    # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
+    fingerprint = _fingerprint(plan, parser.model_dump(mode="json", exclude_none=True))
     if stored_fingerprint == fingerprint:
         return Outcome(FileState.SKIPPED, 0, fingerprint)
 

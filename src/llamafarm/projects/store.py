@@ -54,11 +54,18 @@ class Project:
     """The config file's modification time, in UTC."""
 
 
+Warnings = list[str]
+Check = Callable[[ProjectConfig], Warnings]
+"""Checks a parsed config's components: their warnings, or ConfigInvalid for one we lack."""
+
+
 class ProjectStore:
     """Create, read, update and delete projects under one directory.
 
     Every config written or loaded is checked against the operator's `policy`, on writes and
-    again on loads (a file edited by hand, or a policy narrowed since, fails there).
+    again on loads (a file edited by hand, or a policy narrowed since, fails there), and by
+    `check` (the app's and the worker's `llamafarm.components.check_components`, which this
+    layer cannot import): a component type we cannot provide fails there too.
     """
 
     def __init__(
@@ -67,10 +74,12 @@ class ProjectStore:
         *,
         templates_dir: Path | None = None,
         policy: ConfigPolicy | None = None,
+        check: Check | None = None,
     ) -> None:
         self.root = root
         self.templates_dir = templates_dir
         self.policy = policy or ConfigPolicy()
+        self.check: Check = check or (lambda _: [])
         self._parsed: dict[Path, tuple[tuple[int, int, int], ProjectConfig]] = {}
 
     def path(self, namespace: str, name: str) -> Path:
@@ -102,23 +111,25 @@ class ProjectStore:
         except ConfigInvalid as exc:
             return Project(namespace, name, {}, validation_error=exc.detail, last_modified=modified)
         try:
-            config = parse_config(document, self.policy)
+            warnings = self._validate(document)[1]
         except ConfigInvalid as exc:
             return Project(
                 namespace, name, document, validation_error=exc.detail, last_modified=modified
             )
-        return self._project(namespace, name, document, config)
+        return self._project(namespace, name, document, warnings)
+
+    def _validate(self, document: dict[str, Any]) -> tuple[ProjectConfig, Warnings]:
+        """The parsed config and its warnings (keys not acted on, then its components');
+        ConfigInvalid if the config or one of its components is not valid."""
+        config = parse_config(document, self.policy)
+        return config, config_warnings(config) + self.check(config)
 
     def _project(
-        self, namespace: str, name: str, document: dict[str, Any], config: ProjectConfig
+        self, namespace: str, name: str, document: dict[str, Any], warnings: Warnings
     ) -> Project:
         config_file = self.path(namespace, name) / CONFIG_FILE
         return Project(
-            namespace,
-            name,
-            document,
-            warnings=config_warnings(config),
-            last_modified=_modified(config_file),
+            namespace, name, document, warnings=warnings, last_modified=_modified(config_file)
         )
 
     def load(self, namespace: str, name: str) -> ProjectConfig:
@@ -136,7 +147,7 @@ class ProjectStore:
         cached = self._parsed.get(config_file)
         if cached is not None and cached[0] == version:
             return cached[1]
-        config = parse_config(self._read(namespace, name), self.policy)
+        config = self._validate(self._read(namespace, name))[0]
         self._parsed[config_file] = (version, config)
         return config
 
@@ -149,12 +160,13 @@ class ProjectStore:
             custom_dir=self.templates_dir,
             policy=self.policy,
         )
+        warnings = self._validate(document)[1]
         folder.mkdir(parents=True, exist_ok=True)
         try:
             _write_atomic(folder / CONFIG_FILE, dump_document(document), exclusive=True)
         except FileExistsError:
             raise Conflict(f"Project {namespace}/{name} already exists") from None
-        return self._project(namespace, name, document, parse_config(document, self.policy))
+        return self._project(namespace, name, document, warnings)
 
     def update(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
         with self.lock(namespace, name):
@@ -168,12 +180,12 @@ class ProjectStore:
                     f"config.{key} is {document.get(key)!r} but the path says {expected!r}; "
                     "projects cannot be renamed by an update"
                 )
-        config = parse_config(document, self.policy)
+        warnings = self._validate(document)[1]
         config_file = folder / CONFIG_FILE
         shutil.copy2(config_file, folder / BACKUP_FILE)
         _write_atomic(config_file, dump_document(document))
         self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
-        return self._project(namespace, name, document, config)
+        return self._project(namespace, name, document, warnings)
 
     def edit(
         self,

@@ -12,6 +12,7 @@ import time
 from celery import Celery
 from sqlalchemy import select
 
+from llamafarm.components import check_components
 from llamafarm.config.redaction import install_log_redaction
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
@@ -36,7 +37,10 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     context = WorkerContext(
         db=db,
         projects=ProjectStore(
-            settings.projects_dir, templates_dir=settings.templates_dir, policy=policy
+            settings.projects_dir,
+            templates_dir=settings.templates_dir,
+            policy=policy,
+            check=check_components,
         ),
         worker=name,
     )

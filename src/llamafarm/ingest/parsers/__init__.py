@@ -1,14 +1,21 @@
-"""Parsers, one module per format, chosen per file by a data processing strategy's config."""
+"""Parsers, one module per format, chosen per file by a data processing strategy's config.
+
+LlamaFarm's parser type names (`PDFParser_PyPDF2`, `TextParser_LlamaIndex`, `auto`, ...) are
+registered beside ours and map to the parser of their format; any `<Format>Parser_<tool>` whose
+`<Format>Parser` we have maps the same way (`parser_class`).
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import mimetypes
 from pathlib import Path, PurePosixPath
 
 from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
 from llamafarm.documents import ParsedDocument
 from llamafarm.errors import ParseFailed
+from llamafarm.ingest.parsers.auto import AutoParser
 from llamafarm.ingest.parsers.base import Parser
 from llamafarm.ingest.parsers.csv import CSVParser
 from llamafarm.ingest.parsers.docx import DocxParser
@@ -17,16 +24,27 @@ from llamafarm.ingest.parsers.excel import ExcelParser
 from llamafarm.ingest.parsers.html import HTMLParser
 from llamafarm.ingest.parsers.json import JSONParser
 from llamafarm.ingest.parsers.markdown import MarkdownParser
+from llamafarm.ingest.parsers.msg import MsgParser
 from llamafarm.ingest.parsers.pdf import PDFParser
 from llamafarm.ingest.parsers.pptx import PPTXParser
 from llamafarm.ingest.parsers.text import TextParser
 from llamafarm.registry import Registry
 
-__all__ = ["PARSERS", "Parser", "matches", "parse_file", "select_parser"]
+__all__ = [
+    "CHUNK_KEYS",
+    "FORMATS",
+    "OPTIONS",
+    "PARSERS",
+    "Parser",
+    "matches",
+    "parse_file",
+    "parser_class",
+    "select_parser",
+]
 
 PARSERS: Registry[type[Parser]] = Registry("parser")
 """Config `type` name → parser class."""
-for _parser in (
+FORMATS: tuple[type[Parser], ...] = (
     TextParser,
     MarkdownParser,
     PDFParser,
@@ -37,8 +55,60 @@ for _parser in (
     PPTXParser,
     JSONParser,
     EPUBParser,
-):
+    MsgParser,
+)
+for _parser in FORMATS:
     PARSERS.register(_parser.__name__, _parser)
+
+LLAMAFARM_NAMES: dict[str, type[Parser]] = {
+    "auto": AutoParser,
+    "UniversalParser": AutoParser,
+    "PDFParser_PyPDF2": PDFParser,
+    "PDFParser_LlamaIndex": PDFParser,
+    "TextParser_Python": TextParser,
+    "TextParser_LlamaIndex": TextParser,
+    "MarkdownParser_Python": MarkdownParser,
+    "MarkdownParser_LlamaIndex": MarkdownParser,
+    "CSVParser_Pandas": CSVParser,
+    "CSVParser_Python": CSVParser,
+    "CSVParser_LlamaIndex": CSVParser,
+    "ExcelParser_OpenPyXL": ExcelParser,
+    "ExcelParser_Pandas": ExcelParser,
+    "ExcelParser_LlamaIndex": ExcelParser,
+    "DocxParser_PythonDocx": DocxParser,
+    "DocxParser_LlamaIndex": DocxParser,
+    "MsgParser_ExtractMsg": MsgParser,
+}
+"""LlamaFarm 0.0.27's parser names → the parser of the same format here."""
+for _name, _parser in LLAMAFARM_NAMES.items():
+    PARSERS.register(_name, _parser)
+
+AutoParser.formats = {ext: cls for cls in FORMATS for ext in cls.extensions}
+AutoParser.extensions = tuple(AutoParser.formats)
+
+CHUNK_KEYS = frozenset({"chunk_size", "chunk_overlap", "chunk_strategy"})
+"""Keys of every parser's `config` that the pipeline's chunker honours."""
+OPTIONS: dict[type[Parser], frozenset[str]] = {
+    TextParser: frozenset({"encoding"}),
+    MarkdownParser: frozenset({"encoding"}),
+    PDFParser: frozenset({"password"}),
+    CSVParser: frozenset({"delimiter", "has_header", "encoding"}),
+    HTMLParser: frozenset({"encoding"}),
+    JSONParser: frozenset({"encoding"}),
+    MsgParser: frozenset(
+        {"extract_headers", "extract_attachments", "include_attachment_content", "encoding"}
+    ),
+    AutoParser: frozenset({"encoding", "password", "delimiter", "has_header"}),
+}
+"""The `config` keys each parser reads, beyond `CHUNK_KEYS`; any other key is warned about."""
+
+
+def parser_class(name: str) -> type[Parser] | None:
+    """The class a `type` names: registered, or `<Format>Parser_<tool>` of a known format."""
+    found = PARSERS.get(name)
+    if found is None and "_" in name:
+        found = PARSERS.get(name.split("_", 1)[0])
+    return found
 
 
 def matches(patterns: list[str], filename: str) -> bool:
@@ -47,23 +117,39 @@ def matches(patterns: list[str], filename: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in patterns for name in names)
 
 
-def select_parser(strategy: DataProcessingStrategy, filename: str) -> ParserConfig:
-    """The strategy's parser for this file: matching patterns, lowest `priority`, then list order.
+def handles(config: ParserConfig, filename: str) -> bool:
+    """Whether a parser entry takes this file: its patterns, its extensions or its MIME types;
+    an entry that gives none of the three takes its format's own extensions."""
+    if config.file_include_patterns and matches(config.file_include_patterns, filename):
+        return True
+    suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
+    if config.file_extensions and suffix in {e.lower() for e in config.file_extensions}:
+        return True
+    if config.mime_types:
+        mime = mimetypes.guess_type(PurePosixPath(filename).name, strict=False)[0]
+        if mime is not None and mime.lower() in {m.lower() for m in config.mime_types}:
+            return True
+    if config.file_include_patterns or config.file_extensions or config.mime_types:
+        return False
+    cls = parser_class(config.type)
+    return cls is not None and suffix in cls.extensions
 
-    A parser without `file_include_patterns` handles its type's default extensions.
-    """
-    candidates = []
-    for order, config in enumerate(strategy.parsers):
-        if matches(_patterns(config), filename):
-            candidates.append((config.priority, order, config))
+
+def select_parser(strategy: DataProcessingStrategy, filename: str) -> ParserConfig:
+    """The strategy's parser for this file: the matching entry of lowest `priority`, then
+    list order."""
+    candidates = [
+        (config.priority, order, config)
+        for order, config in enumerate(strategy.parsers)
+        if handles(config, filename)
+    ]
     if not candidates:
-        tried = sorted({p for c in strategy.parsers for p in _patterns(c)})
         raise ParseFailed(
             f"No parser in strategy '{strategy.name}' handles '{filename}' "
-            f"(patterns: {', '.join(tried) or 'none'})"
+            f"(patterns: {', '.join(_accepted(strategy)) or 'none'})"
         )
     chosen = min(candidates, key=lambda c: (c[0], c[1]))[2]
-    if chosen.type not in PARSERS:
+    if parser_class(chosen.type) is None:
         raise ParseFailed(
             f"No parser in strategy '{strategy.name}' handles '{filename}': "
             f"{PARSERS.unknown(chosen.type)}"
@@ -71,12 +157,29 @@ def select_parser(strategy: DataProcessingStrategy, filename: str) -> ParserConf
     return chosen
 
 
-def _patterns(config: ParserConfig) -> list[str]:
-    cls = PARSERS.get(config.type)
-    return config.file_include_patterns or ([f"*{ext}" for ext in cls.extensions] if cls else [])
+def _accepted(strategy: DataProcessingStrategy) -> list[str]:
+    found: set[str] = set()
+    for config in strategy.parsers:
+        cls = parser_class(config.type)
+        explicit = [*config.file_include_patterns, *(config.file_extensions or [])]
+        found.update(
+            explicit or config.mime_types or ([f"*{e}" for e in cls.extensions] if cls else [])
+        )
+    return sorted(found)
 
 
 def parse_file(parser_cfg: ParserConfig, path: Path, *, filename: str) -> ParsedDocument:
-    """Parse one file with the configured parser; `ParseFailed` if it cannot."""
-    cls = PARSERS.find(parser_cfg.type, error=ParseFailed)
-    return cls(parser_cfg.config).parse(path, filename=filename)
+    """Parse one file with the configured parser, then its `fallback_parser` if that fails;
+    `ParseFailed` if neither can."""
+    cls = parser_class(parser_cfg.type) or PARSERS.find(parser_cfg.type, error=ParseFailed)
+    try:
+        return cls(parser_cfg.config).parse(path, filename=filename)
+    except ParseFailed as first:
+        fallback = parser_cfg.fallback_parser
+        if not fallback or fallback == parser_cfg.type:
+            raise
+        other = parser_class(fallback) or PARSERS.find(fallback, error=ParseFailed)
+        try:
+            return other(parser_cfg.config).parse(path, filename=filename)
+        except ParseFailed as second:
+            raise ParseFailed(f"{first.detail}; fallback {fallback}: {second.detail}") from second

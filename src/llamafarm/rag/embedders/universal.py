@@ -1,7 +1,13 @@
-"""The offline embedder: a sentence-transformers model run in-process with onnxruntime."""
+"""The offline embedder: a sentence-transformers model run in-process with onnxruntime.
+
+The model is the bundled MiniLM, a folder with `model.onnx` and `tokenizer.json`, or a Hugging
+Face repo id found in the local Hugging Face cache (never downloaded): one that is not there is
+a 503 naming it when the model is first needed, not a config error.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
 from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.embedders.base import parse_config
+from llamafarm.rag.embedders.hf_cache import cached_onnx
 from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
@@ -33,13 +40,19 @@ class UniversalConfig(StrictModel):
         default=BUNDLED,
         description=f"{BUNDLED} (bundled) or a folder with model.onnx and tokenizer.json.",
     )
-    dimension: PositiveInt = BUNDLED_DIMENSION
+    dimension: PositiveInt | None = Field(
+        default=None, description="Default: what the model makes (384 for the bundled one)."
+    )
     batch_size: PositiveInt = Field(default=32, le=1024)
     max_length: int = Field(
         default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
     )
     threads: PositiveInt | None = Field(
         default=None, le=256, description="Default: the CPUs available."
+    )
+    normalize: bool = Field(default=True, description="L2-normalise each vector.")
+    cache_dir: str | None = Field(
+        default=None, description="The Hugging Face cache to look in (default: HF_HUB_CACHE)."
     )
 
 
@@ -62,13 +75,19 @@ def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
 bundled_files = bundled.embedder_files
 
 
-def _model_files(model: str) -> tuple[Path, Path]:
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _model_files(model: str, cache_dir: str | None) -> tuple[Path, Path] | None:
+    """The model's files; None for a repo id missing from the Hugging Face cache."""
     if model in BUNDLED_ALIASES:
         return bundled_files()
     folder = Path(model).expanduser().resolve()
     files = folder / "model.onnx", folder / "tokenizer.json"
     if all(file.is_file() for file in files):
         return files
+    if _REPO_ID.match(model) and not folder.exists():
+        return cached_onnx(model, cache_dir)
     raise ConfigInvalid(
         f"{WHAT} config: model: {model!r} is neither the bundled {BUNDLED!r} "
         "nor a folder containing model.onnx and tokenizer.json"
@@ -82,8 +101,10 @@ class UniversalEmbedder:
         """`shared`: the process's loaded models (ModelCache's); None loads this one's own."""
         settings = parse_config(UniversalConfig, config, what=WHAT)
         self._bundled = settings.model in BUNDLED_ALIASES
-        self._model_path, self._tokenizer_path = _model_files(settings.model)
-        if self._bundled and settings.dimension != BUNDLED_DIMENSION:
+        files = _model_files(settings.model, settings.cache_dir)
+        self._missing = settings.model if files is None else None
+        self._model_path, self._tokenizer_path = files or (Path(), Path())
+        if self._bundled and settings.dimension not in (None, BUNDLED_DIMENSION):
             raise ConfigInvalid(
                 f"{WHAT} config: dimension: {BUNDLED} makes {BUNDLED_DIMENSION}-dimensional "
                 f"vectors, not {settings.dimension}"
@@ -93,18 +114,36 @@ class UniversalEmbedder:
                 f"{WHAT} config: max_length: {BUNDLED} reads at most {BUNDLED_MAX_POSITIONS} "
                 f"tokens, not {settings.max_length}"
             )
-        self.name = BUNDLED if self._bundled else str(self._model_path.parent)
-        self.dimension = settings.dimension
+        if self._bundled:
+            self.name = BUNDLED
+        elif files is None or not Path(settings.model).expanduser().exists():
+            self.name = settings.model
+        else:
+            self.name = str(self._model_path.parent)
+        self._dimension = BUNDLED_DIMENSION if self._bundled else settings.dimension
+        self.normalize = settings.normalize
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
         self.threads = settings.threads or default_threads()
         self._shared = shared or Shared()
         self._loaded: Loaded | None = None
 
+    @property
+    def dimension(self) -> int:
+        """As configured, else what the model makes (learned by loading it)."""
+        if self._dimension is None:
+            self._load()
+        if self._dimension is None:  # a symbolic output shape: one text tells
+            self.embed(["dimension"])
+        assert self._dimension is not None
+        return self._dimension
+
     def fingerprint(self) -> str:
         # The bundled weights are an int8 export; a different export would change the vectors.
         model = f"{BUNDLED}-int8" if self._bundled else self.name
-        return f"{WHAT}:{model}:{self.dimension}:{self.max_length}"
+        size = self._dimension or "auto"
+        normal = "" if self.normalize else ":raw"
+        return f"{WHAT}:{model}:{size}:{self.max_length}{normal}"
 
     def check(self) -> None:
         vectors = self.embed(["ping"])
@@ -118,14 +157,25 @@ class UniversalEmbedder:
         encodings = loaded.tokenizer.encode_batch(list(texts))
         # Batches of similar length waste less work on padding; results go back by index.
         order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        vectors: Floats | None = None
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            vectors[rows] = self._run(loaded, [encodings[i] for i in rows])
+            batch = self._run(loaded, [encodings[i] for i in rows])
+            self._dimension = self._dimension or int(batch.shape[1])
+            if vectors is None:
+                vectors = np.empty((len(texts), batch.shape[1]), dtype=np.float32)
+            vectors[rows] = batch
+        assert vectors is not None
         result: list[list[float]] = vectors.tolist()
         return result
 
     def _load(self) -> Loaded:
+        if self._missing is not None:
+            raise EmbedderUnavailable(
+                f"{WHAT}: model {self._missing!r} is not available offline: it is neither "
+                f"the bundled {BUNDLED!r}, nor a folder, nor an ONNX export (model.onnx and "
+                "tokenizer.json) in the local Hugging Face cache; nothing is downloaded"
+            )
         if self._loaded is None:
             try:
                 session = onnx_session(self._shared, self._model_path, self.threads)
@@ -136,10 +186,12 @@ class UniversalEmbedder:
                 ) from exc
             output = session.get_outputs()[0]
             size = output.shape[-1] if output.shape else None
-            if isinstance(size, int) and size != self.dimension:
+            if self._dimension is None:
+                self._dimension = size if isinstance(size, int) else None
+            if isinstance(size, int) and size != self._dimension:
                 raise ConfigInvalid(
                     f"{WHAT} config: dimension: {self.name} makes {size}-dimensional vectors, "
-                    f"not {self.dimension}"
+                    f"not {self._dimension}"
                 )
             inputs = frozenset(node.name for node in session.get_inputs())
             self._loaded = Loaded(session, tokenizer, output.name, inputs, run_options())
@@ -160,6 +212,9 @@ class UniversalEmbedder:
         weights = mask.astype(np.float32)
         summed = np.einsum("bsd,bs->bd", hidden, weights)
         means = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        if not self.normalize:
+            raw: Floats = means.astype(np.float32)
+            return raw
         norms = np.linalg.norm(means, axis=1, keepdims=True)
         normalised: Floats = (means / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalised

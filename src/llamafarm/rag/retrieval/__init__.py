@@ -9,8 +9,10 @@ from llamafarm.config.models import Database, RetrievalStrategy
 from llamafarm.errors import BadRequest, ConfigInvalid
 from llamafarm.rag.retrieval.base import DEFAULT_TOP_K, MAX_TOP_K, Retriever, Search
 from llamafarm.rag.retrieval.basic import BasicSimilarityStrategy, MetadataFilteredStrategy
+from llamafarm.rag.retrieval.factors import RerankedStrategy
 from llamafarm.rag.retrieval.hybrid import HybridUniversalStrategy
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy, retrieve_all
+from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
 from llamafarm.registry import Registry
 
@@ -19,6 +21,7 @@ __all__ = [
     "DEFAULT_TOP_K",
     "MAX_TOP_K",
     "RETRIEVERS",
+    "UNHONOURED",
     "Retriever",
     "Search",
     "Strategies",
@@ -32,6 +35,33 @@ RETRIEVERS.register("MetadataFilteredStrategy", MetadataFilteredStrategy)
 RETRIEVERS.register("HybridUniversalStrategy", HybridUniversalStrategy)
 RETRIEVERS.register("MultiQueryStrategy", MultiQueryStrategy)
 RETRIEVERS.register("CrossEncoderRerankedStrategy", CrossEncoderRerankedStrategy)
+RETRIEVERS.register("RerankedStrategy", RerankedStrategy)
+RETRIEVERS.register("MultiTurnRAGStrategy", MultiTurnRAGStrategy)
+
+UNHONOURED: dict[str, frozenset[str]] = {
+    "MetadataFilteredStrategy": frozenset({"filter_mode", "fallback_multiplier"}),
+    "MultiQueryStrategy": frozenset({"aggregation_method", "query_weights"}),
+    "HybridUniversalStrategy": frozenset({"strategies", "combination_method"}),
+    "CrossEncoderRerankedStrategy": frozenset(
+        {"base_strategy", "base_strategy_config", "relevance_threshold"}
+    ),
+    "RerankedStrategy": frozenset({"normalize_scores", "distance_metric"}),
+    "MultiTurnRAGStrategy": frozenset({"model_name", "api_key", "dedup_similarity_threshold"}),
+}
+"""LlamaFarm config keys each type accepts but does not act on; warned about at validation
+(filters always run in the store, several queries keep each chunk's best score, the multi-turn
+split needs no model). Those a strategy's own config does not declare are dropped here."""
+_RENAMED: dict[str, dict[str, str]] = {"HybridUniversalStrategy": {"final_k": "top_k"}}
+
+
+def llamafarm_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A strategy's `config` with LlamaFarm's keys translated or dropped for its factory."""
+    renamed = _RENAMED.get(kind, {})
+    kept = {renamed.get(k, k): v for k, v in config.items()}
+    if kind in ("RerankedStrategy", "MultiTurnRAGStrategy"):
+        return kept  # they declare LlamaFarm's keys themselves
+    return {k: v for k, v in kept.items() if k not in UNHONOURED.get(kind, frozenset())}
+
 
 BUILTIN = {
     "basic": RetrievalStrategy(name="basic", type="BasicSimilarityStrategy"),
@@ -41,7 +71,7 @@ BUILTIN = {
 """Names every database answers to when none of its own strategies has the name."""
 
 _PLAIN = RetrievalStrategy(name="basic", type="BasicSimilarityStrategy")
-_WRAPPERS = {"MultiQueryStrategy", "CrossEncoderRerankedStrategy"}
+_WRAPPERS = {"MultiQueryStrategy", "CrossEncoderRerankedStrategy", "RerankedStrategy"}
 """Types that run another strategy of the database (`config.strategy`)."""
 
 
@@ -88,7 +118,7 @@ class Strategies:
         key = (spec.name, spec is _PLAIN)
         if key not in self._built:
             factory = RETRIEVERS.find(spec.type, owner=spec.name)
-            self._built[key] = factory(dict(spec.config))
+            self._built[key] = factory(llamafarm_config(spec.type, dict(spec.config)))
         return self._built[key]
 
     def check(self, name: str | None = None) -> None:

@@ -17,6 +17,9 @@ from llamafarm.rag.stores.base import DistanceMetric, Hit
 class BasicConfig(StrictModel):
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
     distance_metric: DistanceMetric | None = None
+    score_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Hits scoring below it are dropped."
+    )
 
 
 class FilteredConfig(BasicConfig):
@@ -30,10 +33,14 @@ class BasicSimilarityStrategy:
         settings = parse_config(BasicConfig, config, what="BasicSimilarityStrategy")
         self.default_top_k = settings.top_k
         self.metric = settings.distance_metric
+        self.threshold = settings.score_threshold
         self.where: Filter | None = None
 
     def retrieve(self, search: Search, query: str, *, top_k: int) -> list[Hit]:
-        return search.nearest(query, top_k=top_k, where=self.where, metric=self.metric)
+        hits = search.nearest(query, top_k=top_k, where=self.where, metric=self.metric)
+        if self.threshold is None:
+            return hits
+        return [hit for hit in hits if hit.score >= self.threshold]
 
 
 class MetadataFilteredStrategy(BasicSimilarityStrategy):

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from llamafarm.config.models import Database
 from llamafarm.errors import NotFound
 from llamafarm.rag.stores.base import VectorStore, Where
-from llamafarm.rag.stores.chroma import ChromaStore, release, release_missing
+from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore, release, release_missing
+from llamafarm.rag.stores.qdrant import QdrantStore
 from llamafarm.registry import Registry
 
 
@@ -24,6 +25,14 @@ class StoreClass(Protocol):
 STORES: Registry[StoreClass] = Registry("database")
 """Store classes by the `type` a database names."""
 STORES.register("ChromaStore", ChromaStore)
+STORES.register("QdrantStore", QdrantStore)
+
+UNHONOURED: dict[str, frozenset[str]] = {
+    "ChromaStore": LLAMAFARM_KEYS,
+    "QdrantStore": frozenset({"grpc_port", "prefer_grpc", "vector_size"}),
+}
+"""LlamaFarm config keys each store accepts but does not act on (the store lives in the
+project's folder; the size is the embedder's; chunks are deduplicated by id anyway)."""
 
 
 def create_store(database: Database, *, project_dir: Path) -> VectorStore:
@@ -38,7 +47,9 @@ def create_store(database: Database, *, project_dir: Path) -> VectorStore:
 
 __all__ = [
     "STORES",
+    "UNHONOURED",
     "ChromaStore",
+    "QdrantStore",
     "VectorStore",
     "Where",
     "create_store",

@@ -7,6 +7,10 @@ worker both use the store, so every operation here runs under a cross-process fi
 every write bumps a generation file; a process that sees a generation other than the one it
 loaded reopens its client first. This is the one piece of hand-written coordination around
 Chroma, and it is why the lock and generation live here rather than in callers.
+
+With `host` (and `port`) in its config the store is a collection of a Chroma server instead,
+through `chromadb.HttpClient`: the server is the one copy every process sees, so no generation
+is needed; the BM25 index stays a file in the project's folder, under the same lock.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InvalidArgumentError
 
 from llamafarm.documents import MetadataValue
-from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
+from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, Unavailable
 from llamafarm.rag.filters import Filter, to_chroma
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
 from llamafarm.rag.stores.lexical import LexicalIndex
@@ -54,8 +58,22 @@ _collections: dict[tuple[Path, str, str], Collection] = {}
 _process_lock = threading.RLock()
 
 
+CONFIG_KEYS = frozenset({"collection_name", "distance_function", "distance_metric", "host", "port"})
+LLAMAFARM_KEYS = frozenset(
+    {"embedding_dimension", "enable_deduplication", "embedding_function", "persist_directory"}
+)
+"""LlamaFarm's keys accepted and not acted on (warned about at validation)."""
+
+
 class ChromaStore:
-    def __init__(self, *, path: Path, collection_name: str, distance_function: str = "cosine"):
+    def __init__(
+        self,
+        *,
+        path: Path,
+        collection_name: str,
+        distance_function: str = "cosine",
+        server: tuple[str, int] | None = None,
+    ):
         if distance_function not in DISTANCES:
             known = ", ".join(DISTANCES)
             raise ConfigInvalid(f"distance_function {distance_function!r} is not one of {known}")
@@ -67,17 +85,21 @@ class ChromaStore:
         self.path = path
         self.collection_name = collection_name
         self.space = DISTANCES[distance_function]
+        self.server = server
+        """A Chroma server's host and port; None: the embedded client in `path`."""
 
     @classmethod
     def from_config(cls, *, path: Path, database: str, config: Mapping[str, Any]) -> ChromaStore:
-        unknown = set(config) - {"collection_name", "distance_function"}
+        unknown = set(config) - CONFIG_KEYS - LLAMAFARM_KEYS
         if unknown:
             raise ConfigInvalid(f"ChromaStore config: unknown keys {sorted(unknown)}")
         default_name = database if len(database) >= 3 else f"{database}_chunks"
+        distance = config.get("distance_function") or config.get("distance_metric") or "cosine"
         return cls(
             path=path,
             collection_name=str(config.get("collection_name") or default_name),
-            distance_function=str(config.get("distance_function", "cosine")),
+            distance_function=str(distance),
+            server=_server(config),
         )
 
     def replace(
@@ -174,6 +196,9 @@ class ChromaStore:
             return lexical.term_stats(terms), lexical.count()
 
     def drop(self) -> None:
+        if self.server is not None:
+            with self._collection(write=True) as collection:
+                collection._client.delete_collection(self.collection_name)
         if not self.path.exists():
             return
         with _locked(self.path):
@@ -236,6 +261,10 @@ class ChromaStore:
     @contextlib.contextmanager
     def _collection(self, *, write: bool) -> Iterator[Collection]:
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.server is not None:
+            with _locked(self.path):
+                yield self._open(_http_client(*self.server))
+            return
         with _locked(self.path):
             client = _client(self.path)
             key = (self.path, self.collection_name, self.space)
@@ -245,6 +274,26 @@ class ChromaStore:
             yield collection
             if write:
                 _bump(self.path)
+
+
+def _server(config: Mapping[str, Any]) -> tuple[str, int] | None:
+    host = config.get("host")
+    if host in (None, ""):
+        return None
+    port = config.get("port", 8000)
+    if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigInvalid("ChromaStore config: host must be a name and port a TCP port")
+    return host, port
+
+
+def _http_client(host: str, port: int) -> ClientAPI:
+    """A client of the Chroma server (chromadb keeps one system per server for the process)."""
+    try:
+        return chromadb.HttpClient(
+            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+    except Exception as exc:  # chromadb raises bare ValueError/ConnectionError and httpx's
+        raise Unavailable(f"Chroma server at {host}:{port} cannot be reached: {exc}") from exc
 
 
 def _upsert(
