@@ -19,6 +19,7 @@ from llamafarm.api.schemas.chat import (
     SessionDeleted,
     SessionsDeleted,
 )
+from llamafarm.api.schemas.completions import STREAM_EVENT, ChatCompletion
 from llamafarm.api.sse import EventStream
 from llamafarm.chat import prepare, sessions, turn
 
@@ -36,7 +37,15 @@ NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
     "/chat/completions",
     operation_id="chat_completions",
     summary="Chat (OpenAI-compatible)",
-    responses={200: {"content": {"text/event-stream": {}}}},
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "description": "A `chat.completion`, or with `stream` true server-sent events: "
+            "each `data:` line one `chat.completion.chunk` as JSON (an `error` object if the "
+            "provider fails mid-answer), then `data: [DONE]`.",
+            "content": {"text/event-stream": {"schema": STREAM_EVENT}},
+        }
+    },
 )
 async def completions(
     body: ChatCompletionRequest,
@@ -54,8 +63,10 @@ async def completions(
     reply = await turn.complete(
         chat, ref=ref, request=request, session_id=session_id, stateless=stateless
     )
+    # Checked against the model on the way out; the JSON is the dump, in the model's order.
+    answer = ChatCompletion.model_validate(reply.body).model_dump(mode="json")
     return JSONResponse(
-        reply.body, headers=_session(reply.session_id), background=BackgroundTask(reply.log)
+        answer, headers=_session(reply.session_id), background=BackgroundTask(reply.log)
     )
 
 
