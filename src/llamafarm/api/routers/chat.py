@@ -16,6 +16,7 @@ from llamafarm.api.errors import errors
 from llamafarm.api.schemas.chat import (
     ChatHistory,
     ChatModelList,
+    HistoryMessage,
     SessionDeleted,
     SessionsDeleted,
 )
@@ -83,23 +84,21 @@ def history(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> ChatHistory:
     messages = sessions.history(
         db, namespace=ref.namespace, project=ref.project, session_id=session_id
     )
-    return ChatHistory.model_validate(sessions.history_response(messages))
+    return ChatHistory(messages=[HistoryMessage(role=m.role, content=m.content) for m in messages])
 
 
 @router.delete(
     "/chat/sessions/{session_id}", operation_id="chat_session_delete", summary="Delete a session"
 )
 def delete_session(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> SessionDeleted:
-    deleted = sessions.delete_session(
-        db, namespace=ref.namespace, project=ref.project, session_id=session_id
-    )
-    return SessionDeleted.model_validate(deleted)
+    sessions.delete_session(db, namespace=ref.namespace, project=ref.project, session_id=session_id)
+    return SessionDeleted(message=f"Session {session_id} deleted")
 
 
 @router.delete("/chat/sessions", operation_id="chat_sessions_delete", summary="Delete all sessions")
 def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> SessionsDeleted:
-    deleted = sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
-    return SessionsDeleted.model_validate(deleted)
+    count = sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
+    return SessionsDeleted(message=f"Deleted {count} session(s)", count=count)
 
 
 @router.get(
