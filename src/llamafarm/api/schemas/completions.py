@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from llamafarm.api.schemas.base import Public
+from llamafarm.api.schemas.base import Public, sse_event
 from llamafarm.documents import MetadataValue
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -132,22 +132,6 @@ class StreamError(Public):
     """The last event of a stream whose provider failed after the answer began."""
 
     error: StreamErrorBody
-
-
-def sse_event(content: dict[str, Any]) -> dict[str, Any]:
-    """One event of a server-sent event stream as OpenAPI describes it: `data` is a JSON text
-    of `content`'s schema (or OpenAI's closing `[DONE]`)."""
-    return {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "data": {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": content,
-            }
-        },
-    }
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
