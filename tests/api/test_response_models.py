@@ -226,11 +226,14 @@ def _bodies(response: httpx.Response, media: str, schema: dict[str, Any]) -> lis
         return [(response.json(), schema)]
     frames = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
     assert frames, response.text
-    if frames[-1] == "[DONE]":  # OpenAI's end of a stream, the one frame that is not JSON
-        frames.pop()
-    content = schema["properties"]["data"]["contentSchema"]
+    data = schema["properties"]["data"]
+    [content] = [
+        part["contentSchema"] for part in data.get("anyOf", [data]) if "contentSchema" in part
+    ]
+    # OpenAI's end of a stream is the one frame that is not JSON.
+    payloads = frames[:-1] if frames[-1] == "[DONE]" else frames
     return [({"data": frame}, schema) for frame in frames] + [
-        (json.loads(frame), content) for frame in frames
+        (json.loads(frame), content) for frame in payloads
     ]
 
 

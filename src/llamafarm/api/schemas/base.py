@@ -13,17 +13,18 @@ class Public(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def sse_event(content: dict[str, Any]) -> dict[str, Any]:
+DONE = "[DONE]"
+"""The `data` of OpenAI's last event of a stream: the one that is not JSON."""
+
+
+def sse_event(content: dict[str, Any], *, done: bool = False) -> dict[str, Any]:
     """One event of a server-sent event stream as OpenAPI describes it: `data` is a JSON text
-    of `content`'s schema (a chat stream's last, OpenAI's `[DONE]`, is the one that is not)."""
-    return {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "data": {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": content,
-            }
-        },
+    of `content`'s schema; with `done`, or the closing `[DONE]` (a chat stream's last)."""
+    data: dict[str, Any] = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": content,
     }
+    if done:
+        data = {"anyOf": [{"const": DONE}, data]}
+    return {"type": "object", "required": ["data"], "properties": {"data": data}}

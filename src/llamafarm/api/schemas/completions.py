@@ -159,6 +159,7 @@ STREAM_EVENT = sse_event(
             _inlined(ChatCompletionChunk.model_json_schema()),
             _inlined(StreamError.model_json_schema()),
         ]
-    }
+    },
+    done=True,
 )
 """A streamed answer's events: chunks, then `[DONE]` (or an error event, then `[DONE]`)."""

@@ -43,12 +43,9 @@ class Streams:
         return session
 
     async def close(self) -> None:
-        """Close the running event loop's session and its connections; the sessions of loops
-        that have ended are dropped (their connections went with their loop)."""
-        loop = asyncio.get_running_loop()
-        session = self._sessions.pop(loop, None)
-        for ended in [other for other in self._sessions if other.is_closed()]:
-            del self._sessions[ended]
+        """Close the running event loop's session and its connections (a session belongs to
+        its loop: it is closed there)."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
             await session.close()
 
