@@ -25,8 +25,8 @@ LAYERS: list[set[str]] = [
     {"models", "ingest"},
     {"rag"},
     {"projects", "events", "system", "onnx", "documents"},
-    {"config", "state", "bundled", "http"},
-    {"settings", "names", "formats", "registry", "shared"},
+    {"config", "state", "http"},
+    {"settings", "names", "formats", "registry", "shared", "bundled"},
     {"errors", "llamafarm"},
 ]
 """Top to bottom. A unit (a top-level package or module of `llamafarm`; `llamafarm` is the

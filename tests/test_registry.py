@@ -9,6 +9,7 @@ from llamafarm.errors import BadRequest, ConfigInvalid
 from llamafarm.ingest.extractors import EXTRACTORS
 from llamafarm.ingest.parsers import PARSERS
 from llamafarm.rag.embedders import EMBEDDERS
+from llamafarm.rag.rerankers import RERANKERS
 from llamafarm.rag.retrieval import RETRIEVERS
 from llamafarm.rag.stores import STORES
 from llamafarm.registry import Registry
@@ -48,6 +49,7 @@ def test_the_unknown_message_names_the_owner_and_every_known_name() -> None:
         (EMBEDDERS, "embedding strategy"),
         (STORES, "database"),
         (RETRIEVERS, "retrieval strategy"),
+        (RERANKERS, "reranker"),
         (PARSERS, "parser"),
         (EXTRACTORS, "extractor"),
     ],

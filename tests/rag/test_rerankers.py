@@ -16,6 +16,7 @@ from huggingface_hub import constants, snapshot_download
 
 from llamafarm.errors import ConfigInvalid, RerankerUnavailable
 from llamafarm.rag.rerankers import (
+    RERANKERS,
     CrossEncoderReranker,
     RemoteReranker,
     create_reranker,
@@ -205,6 +206,41 @@ def test_bad_configs_are_config_invalid(config: dict[str, Any], message: str) ->
     with pytest.raises(ConfigInvalid, match=message) as caught:
         create_reranker(config)
     assert "config: " in caught.value.detail
+
+
+def test_rerankers_are_registered_by_type_and_the_type_may_be_named(
+    tiny: tuple[Path, str],
+) -> None:
+    assert list(RERANKERS) == ["CrossEncoderReranker", "RemoteReranker"]
+    cache, name = tiny
+    local = create_reranker({"type": "CrossEncoderReranker", "model_name": name}, cache_dir=cache)
+    assert isinstance(local, CrossEncoderReranker)
+    remote = create_reranker(
+        {"type": "RemoteReranker", "model_name": "rerank v3.5", "base_url": "http://h/v1"}
+    )
+    assert isinstance(remote, RemoteReranker)
+    remote.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"type": "ColBERT", "model_name": "m/x"},
+            "type: Value error, Unknown reranker type 'ColBERT' "
+            "(known: CrossEncoderReranker, RemoteReranker)",
+        ),
+        ({"type": "RemoteReranker", "model_name": "m/x"}, "a RemoteReranker needs base_url"),
+        (
+            {"type": "CrossEncoderReranker", "model_name": "m/x", "base_url": "http://h/v1"},
+            "base_url is for a RemoteReranker",
+        ),
+    ],
+)
+def test_a_type_that_does_not_fit_is_config_invalid(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        create_reranker(config)
+    assert message in caught.value.detail
 
 
 def test_a_service_model_name_need_not_be_a_repo_id() -> None:

@@ -33,7 +33,7 @@ from llamafarm.api.routers import (
 )
 from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
 from llamafarm.chat.cache import ChatModelCache
-from llamafarm.chat.providers.openai_compat import close_streams
+from llamafarm.chat.providers import Streams
 from llamafarm.chat.sessions import purge_expired
 from llamafarm.chat.tools import McpPool
 from llamafarm.chat.turn import ChatServices
@@ -79,7 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             policy=policy,
             check=check_components,
         )
-        app.state.models = ChatModelCache()
+        streams = Streams()  # the remote chat models' streaming sessions, closed on this loop
+        app.state.models = ChatModelCache(streams=streams)
         app.state.mcp_pool = McpPool(policy=policy)
         app.state.chat = ChatServices(
             db=db,
@@ -110,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keyring.open(db)
             closing.callback(keyring.close)
             closing.push_async_callback(app.state.mcp_pool.close)
-            closing.push_async_callback(close_streams)
+            closing.push_async_callback(streams.close)
             closing.callback(app.state.models.close)
             closing.callback(app.state.chat.close)
             closing.callback(app.state.downloads.close)

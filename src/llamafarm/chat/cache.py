@@ -8,22 +8,25 @@ from typing import Any
 
 from llamafarm.chat.providers import create_provider
 from llamafarm.chat.providers.base import Provider
+from llamafarm.chat.providers.streams import Streams
 from llamafarm.config.models import ModelConfig
 from llamafarm.rag.cache import ModelCache, key_of
 
 
 class ChatModelCache(ModelCache):
-    """`ModelCache` plus chat providers, kept the same way (least recently used goes)."""
+    """`ModelCache` plus chat providers, kept the same way (least recently used goes). The
+    remote ones stream through `streams`, which its owner closes on its event loop."""
 
-    def __init__(self, *, hf_cache: Path | None = None) -> None:
+    def __init__(self, *, hf_cache: Path | None = None, streams: Streams | None = None) -> None:
         super().__init__(hf_cache=hf_cache)
+        self.streams = Streams() if streams is None else streams
         self._providers: OrderedDict[str, Provider] = OrderedDict()
 
     def provider(self, model: ModelConfig) -> Provider:
         return self._get(
             self._providers,
             _provider_key(model),
-            lambda: create_provider(model, shared=self.shared),
+            lambda: create_provider(model, shared=self.shared, streams=self.streams),
         )
 
     def cached_provider(self, model: ModelConfig) -> Provider | None:

@@ -80,11 +80,6 @@ def history(db: StateDB, *, namespace: str, project: str, session_id: str) -> li
         return _messages(session, found.id)
 
 
-def history_response(messages: Sequence[Message]) -> dict[str, list[dict[str, str]]]:
-    """The body of GET .../chat/sessions/{session_id}/history."""
-    return {"messages": [{"role": m.role, "content": m.content} for m in messages]}
-
-
 def append(
     db: StateDB, *, namespace: str, project: str, session_id: str, messages: Sequence[Message]
 ) -> None:
@@ -126,25 +121,23 @@ def turn(
             )
 
 
-def delete_session(db: StateDB, *, namespace: str, project: str, session_id: str) -> dict[str, str]:
+def delete_session(db: StateDB, *, namespace: str, project: str, session_id: str) -> None:
     """Delete a session and its history; a turn in progress on it gets 404 from `append`."""
     now = time.time()
     with db.session() as session:
         gone = _delete(session, _key(namespace, project, session_id))
     if not any(_was_live(row, now) for row in gone):
         raise _not_found(namespace, project, session_id)
-    return {"message": f"Session {session_id} deleted"}
 
 
-def delete_all_sessions(db: StateDB, *, namespace: str, project: str) -> dict[str, Any]:
-    """Delete every session of a project; the count leaves out sessions that had expired."""
+def delete_all_sessions(db: StateDB, *, namespace: str, project: str) -> int:
+    """Delete every session of a project; how many, leaving out sessions that had expired."""
     now = time.time()
     with db.session() as session:
         gone = _delete(
             session, and_(ChatSession.namespace == namespace, ChatSession.project == project)
         )
-    count = sum(_was_live(row, now) for row in gone)
-    return {"message": f"Deleted {count} session(s)", "count": count}
+    return sum(_was_live(row, now) for row in gone)
 
 
 def purge_expired(db: StateDB, *, ttl: float) -> int:

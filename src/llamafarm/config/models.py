@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -17,7 +17,7 @@ from pydantic import (
 
 from llamafarm.config.components import inline_components
 from llamafarm.config.voice import Voice
-from llamafarm.errors import ConfigInvalid, NotFound
+from llamafarm.errors import ConfigInvalid, LfError, NotFound
 from llamafarm.names import is_valid_name
 
 Provider = Literal["universal", "ollama", "openai"]
@@ -234,11 +234,14 @@ class Database(StrictModel):
             min(self.embedding_strategies, key=lambda e: e.priority, default=None),
         )
 
-    def required_embedding(self) -> EmbeddingStrategy:
-        """`embedding()`, or ConfigInvalid for a database that has none to embed with."""
+    def required_embedding(
+        self, *, error: Callable[[str], LfError] = ConfigInvalid
+    ) -> EmbeddingStrategy:
+        """`embedding()`, or `error` for a database that has none to embed with (the one
+        check of it: a stored config's is ConfigInvalid, a client's new database BadRequest)."""
         embedding = self.embedding()
         if embedding is None:
-            raise ConfigInvalid(f"Database {self.name!r} has no embedding_strategies")
+            raise error(f"Database {self.name!r} has no embedding_strategies")
         return embedding
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from llamafarm import bundled
 from llamafarm.config.models import Database, ProjectConfig
 from llamafarm.errors import ConfigInvalid
 
@@ -36,11 +37,8 @@ ENV_SETTING = "LF_CONFIG_ENV_ALLOW"
 COMMANDS_SETTING = "LF_MCP_ALLOWED_COMMANDS"
 MODELS_SETTING = "LF_MODELS_DIR"
 
-BUNDLED_MODELS = frozenset(
-    {"SmolLM2-135M-Instruct", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
-)
-"""Names of the models shipped as packages (the chat and embedder modules' `BUNDLED` names,
-which a test keeps equal): names, not paths, so no root applies to them."""
+BUNDLED_MODELS = bundled.NAMES
+"""Names of the models shipped as packages: names, not paths, so no root applies to them."""
 
 MIN_SECRET = 6
 """Shorter values are not redacted: replacing `1` or `true` everywhere would garble all text."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
@@ -18,6 +19,60 @@ from llamafarm.rag.stores import VectorStore, create_store
 from llamafarm.state import FileRecord, StateDB
 
 
+@dataclass(frozen=True)
+class FileDetail:
+    hash: str
+    original_filename: str
+    size: int
+    timestamp: float
+    processed: bool
+    chunks: int
+
+
+@dataclass(frozen=True)
+class DatasetDetails:
+    total_files: int
+    total_size_bytes: int
+    file_details: list[FileDetail]
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """A dataset of the config with its files' hashes; `details` only when asked for."""
+
+    name: str
+    database: str
+    data_processing_strategy: str
+    files: list[str]
+    details: DatasetDetails | None = None
+
+
+@dataclass(frozen=True)
+class StrategyNames:
+    """What a dataset may name: the project's data processing strategies and databases."""
+
+    data_processing_strategies: list[str]
+    databases: list[str]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A stored file; `skipped` when the dataset had the same content already."""
+
+    filename: str
+    hash: str
+    processed: bool
+    skipped: bool
+    size: int
+
+
+@dataclass(frozen=True)
+class FileRemoval:
+    file_hash: str
+    chunks_removed: int
+    removed_from_disk: bool
+
+
 def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
     return BlobStore(projects.path(ref.namespace, ref.project) / "raw")
 
@@ -29,7 +84,7 @@ def find_dataset(config: ProjectConfig, name: str) -> Dataset:
 
 def list_datasets(
     *, projects: ProjectStore, db: StateDB, ref: ProjectRef, details: bool
-) -> list[dict[str, Any]]:
+) -> list[DatasetSummary]:
     config = projects.load(ref.namespace, ref.project)
     with db.session() as session:
         records = session.scalars(
@@ -44,24 +99,24 @@ def list_datasets(
     ]
 
 
-def strategies(*, projects: ProjectStore, ref: ProjectRef) -> dict[str, list[str]]:
+def strategies(*, projects: ProjectStore, ref: ProjectRef) -> StrategyNames:
     config = projects.load(ref.namespace, ref.project)
-    return {
-        "data_processing_strategies": [s.name for s in config.processing_strategies()],
-        "databases": [d.name for d in config.rag.databases] if config.rag else [],
-    }
+    return StrategyNames(
+        data_processing_strategies=[s.name for s in config.processing_strategies()],
+        databases=[d.name for d in config.rag.databases] if config.rag else [],
+    )
 
 
 def create_dataset(
     *, projects: ProjectStore, ref: ProjectRef, name: str, database: str, strategy: str
-) -> dict[str, Any]:
+) -> DatasetSummary:
     check_name(name, kind="dataset name")
     known = strategies(projects=projects, ref=ref)
-    if strategy not in known["data_processing_strategies"]:
-        listed = ", ".join(known["data_processing_strategies"]) or "none configured"
+    if strategy not in known.data_processing_strategies:
+        listed = ", ".join(known.data_processing_strategies) or "none configured"
         raise BadRequest(f"Unknown data_processing_strategy {strategy!r} (available: {listed})")
-    if database not in known["databases"]:
-        listed = ", ".join(known["databases"]) or "none configured"
+    if database not in known.databases:
+        listed = ", ".join(known.databases) or "none configured"
         raise BadRequest(f"Unknown database {database!r} (available: {listed})")
 
     def add(document: dict[str, Any]) -> None:  # checked under the project lock
@@ -76,7 +131,7 @@ def create_dataset(
 
 def delete_dataset(
     *, projects: ProjectStore, db: StateDB, ref: ProjectRef, name: str
-) -> dict[str, Any]:
+) -> DatasetSummary:
     """Remove the dataset's chunks, then its config entry, then its file records and bytes."""
     config = projects.load(ref.namespace, ref.project)
     dataset = find_dataset(config, name)
@@ -117,7 +172,7 @@ def upload_file(
     source: BinaryIO,
     filename: str,
     limit: int,
-) -> dict[str, Any]:
+) -> Upload:
     """Store the bytes once per content; the same content again is reported as skipped."""
     filename = clean_filename(filename)
     # Under the project lock: the dataset cannot be deleted between this check and the
@@ -148,13 +203,13 @@ def upload_file(
         except BaseException:
             _drop_if_unreferenced(projects, db, ref, file_hash)  # no bytes without a record
             raise
-    return {
-        "filename": filename,
-        "hash": file_hash,
-        "processed": existing is not None and existing.fingerprint is not None,
-        "skipped": existing is not None,
-        "size": size,
-    }
+    return Upload(
+        filename=filename,
+        hash=file_hash,
+        processed=existing is not None and existing.fingerprint is not None,
+        skipped=existing is not None,
+        size=size,
+    )
 
 
 def remove_file(
@@ -165,7 +220,7 @@ def remove_file(
     dataset: str,
     file_hash: str,
     remove_from_disk: bool,
-) -> dict[str, Any]:
+) -> FileRemoval:
     check_hash(file_hash)
     store = dataset_store(projects, ref, dataset)
     with db.session() as session:
@@ -178,7 +233,7 @@ def remove_file(
     with db.session() as session:
         session.execute(delete(FileRecord).where(FileRecord.id == record.id))
     deleted = remove_from_disk and _drop_unreferenced(projects, db, ref, file_hash)
-    return {"file_hash": file_hash, "chunks_removed": removed, "removed_from_disk": deleted}
+    return FileRemoval(file_hash=file_hash, chunks_removed=removed, removed_from_disk=deleted)
 
 
 def clean_filename(filename: str) -> str:
@@ -225,27 +280,29 @@ def _drop_if_unreferenced(
 
 def _public(
     name: str, database: str, strategy: str, records: list[FileRecord], details: bool
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name,
-        "database": database,
-        "data_processing_strategy": strategy,
-        "files": [r.file_hash for r in records],
-    }
-    if details:
-        body["details"] = {
-            "total_files": len(records),
-            "total_size_bytes": sum(r.size for r in records),
-            "file_details": [
-                {
-                    "hash": r.file_hash,
-                    "original_filename": r.filename,
-                    "size": r.size,
-                    "timestamp": r.uploaded_at,
-                    "processed": r.fingerprint is not None,
-                    "chunks": r.chunk_count,
-                }
-                for r in records
-            ],
-        }
-    return body
+) -> DatasetSummary:
+    return DatasetSummary(
+        name=name,
+        database=database,
+        data_processing_strategy=strategy,
+        files=[r.file_hash for r in records],
+        details=_details(records) if details else None,
+    )
+
+
+def _details(records: list[FileRecord]) -> DatasetDetails:
+    return DatasetDetails(
+        total_files=len(records),
+        total_size_bytes=sum(r.size for r in records),
+        file_details=[
+            FileDetail(
+                hash=r.file_hash,
+                original_filename=r.filename,
+                size=r.size,
+                timestamp=r.uploaded_at,
+                processed=r.fingerprint is not None,
+                chunks=r.chunk_count,
+            )
+            for r in records
+        ],
+    )

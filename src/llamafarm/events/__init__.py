@@ -10,6 +10,9 @@ server and worker of an installation (SQLite or PostgreSQL), and are purged afte
 from llamafarm.events.log import (
     INFERENCE,
     RAG_PROCESSING,
+    Event,
+    EventBrief,
+    EventPage,
     Timeline,
     get_event,
     list_events,
@@ -21,6 +24,9 @@ from llamafarm.events.log import (
 __all__ = [
     "INFERENCE",
     "RAG_PROCESSING",
+    "Event",
+    "EventBrief",
+    "EventPage",
     "Timeline",
     "get_event",
     "list_events",

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,35 @@ log = logging.getLogger(__name__)
 
 INFERENCE = "inference"
 RAG_PROCESSING = "rag_processing"
+
+
+@dataclass(frozen=True)
+class EventBrief:
+    """An event as a list shows it."""
+
+    event_id: str
+    type: str
+    timestamp: str
+    """ISO 8601 UTC, in milliseconds."""
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Event(EventBrief):
+    """A whole event: its data and its timed sub-events too."""
+
+    data: dict[str, Any]
+    sub_events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """A page of a project's events, newest first, and how many there are in all."""
+
+    total: int
+    events: list[EventBrief]
+    limit: int
+    offset: int
 
 
 class Timeline:
@@ -133,8 +163,8 @@ def list_events(
     end: datetime | None = None,
     limit: int = 10,
     offset: int = 0,
-) -> dict[str, Any]:
-    """A page of a project's events, newest first: `{total, events, limit, offset}`."""
+) -> EventPage:
+    """A page of a project's events, newest first."""
     where = [EventLog.namespace == namespace, EventLog.project == project]
     if kind is not None:
         where.append(EventLog.type == kind)
@@ -152,10 +182,10 @@ def list_events(
             .offset(offset)
         ).all()
         events = [_brief(row) for row in rows]
-    return {"total": total, "events": events, "limit": limit, "offset": offset}
+    return EventPage(total=total, events=events, limit=limit, offset=offset)
 
 
-def get_event(db: StateDB, *, namespace: str, project: str, event_id: str) -> dict[str, Any]:
+def get_event(db: StateDB, *, namespace: str, project: str, event_id: str) -> Event:
     """The whole event; 404 when the project has no such event (another project's included)."""
     with db.session() as session:
         row = session.scalars(
@@ -167,7 +197,14 @@ def get_event(db: StateDB, *, namespace: str, project: str, event_id: str) -> di
         ).one_or_none()
         if row is None:
             raise NotFound(f"Event {event_id!r} not found in {namespace}/{project}")
-        return {**_brief(row), "data": row.data, "sub_events": row.sub_events}
+        return Event(
+            event_id=row.event_id,
+            type=row.type,
+            timestamp=_timestamp(row),
+            summary=row.summary,
+            data=row.data,
+            sub_events=row.sub_events,
+        )
 
 
 def purge_events(db: StateDB, *, retention_days: float, now: float | None = None) -> int:
@@ -178,13 +215,14 @@ def purge_events(db: StateDB, *, retention_days: float, now: float | None = None
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _brief(row: EventLog) -> dict[str, Any]:
-    return {
-        "event_id": row.event_id,
-        "type": row.type,
-        "timestamp": iso_time(row.timestamp, milliseconds=True),
-        "summary": row.summary,
-    }
+def _brief(row: EventLog) -> EventBrief:
+    return EventBrief(
+        event_id=row.event_id, type=row.type, timestamp=_timestamp(row), summary=row.summary
+    )
+
+
+def _timestamp(row: EventLog) -> str:
+    return iso_time(row.timestamp, milliseconds=True)
 
 
 def _seconds(moment: datetime) -> float:

@@ -247,8 +247,7 @@ def _validated(body: dict[str, Any], policy: ConfigPolicy) -> Database:
     STORES.find(database.type, error=BadRequest).from_config(
         path=_NOWHERE, database=database.name, config=database.config
     )
-    if not database.embedding_strategies:
-        raise BadRequest(f"Database {database.name!r} needs at least one embedding strategy")
+    database.required_embedding(error=BadRequest)
     for strategy in database.embedding_strategies:
         EMBEDDERS.find(strategy.type, error=BadRequest)
         create_embedder(strategy)  # validates its config; models load lazily

@@ -41,6 +41,17 @@ class QueryOptions:
     max_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class QueryAnswer:
+    """A query's results, best first, and how they were found."""
+
+    query: str
+    hits: list[Hit]
+    processing_time_ms: float
+    retrieval_strategy_used: str
+    database_used: str
+
+
 def find_database(config: ProjectConfig, name: str | None) -> Database:
     """A database by name, or the project's default (its `default_database`, else the first)."""
     databases = config.rag.databases if config.rag else []
@@ -67,19 +78,18 @@ def query(
     ref: ProjectRef,
     text: str,
     options: QueryOptions,
-) -> dict[str, Any]:
+) -> QueryAnswer:
     started = time.perf_counter()
     hits, database, strategy = search(
         projects=projects, models=models, ref=ref, queries=[text], options=options
     )
-    return {
-        "query": text,
-        "results": [result(hit) for hit in hits],
-        "total_results": len(hits),
-        "processing_time_ms": round((time.perf_counter() - started) * 1000, 2),
-        "retrieval_strategy_used": strategy,
-        "database_used": database.name,
-    }
+    return QueryAnswer(
+        query=text,
+        hits=hits,
+        processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
+        retrieval_strategy_used=strategy,
+        database_used=database.name,
+    )
 
 
 def search(
@@ -162,16 +172,6 @@ def _installed(models: ModelCache, reranker: dict[str, Any]) -> None:
         raise NotFound(
             f"Rerank model {reranker['model_name']!r} is not installed on this server"
         ) from exc
-
-
-def result(hit: Hit) -> dict[str, Any]:
-    return {
-        "content": hit.text,
-        "score": round(hit.score, 6),
-        "metadata": dict(hit.metadata),
-        "chunk_id": hit.id,
-        "document_id": hit.metadata.get("document_id"),
-    }
 
 
 def _within(hits: list[Hit], max_tokens: int) -> list[Hit]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 from celery import Celery
@@ -21,6 +22,75 @@ from llamafarm.tasks.processing import revert_file
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset(FileState) - {FileState.PENDING, FileState.STARTED}
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    filename: str
+    hash: str
+    state: str
+    """A FileState."""
+    chunks: int
+    error: str | None
+    error_type: str | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    current: int
+    total: int
+    dataset: str
+    cancelled: bool
+    files: list[FileProgress]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The counts of a finished task."""
+
+    processed_files: int
+    skipped_files: int
+    failed_files: int
+    details: list[FileProgress]
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    task_id: str
+    state: TaskState
+    meta: Progress
+    result: Outcome | None
+    """None until the task is finished."""
+    error: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class RevertError:
+    file_hash: str
+    error: str
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    """What a cancel did; kept on the task (as JSON) for the cancels that come after it."""
+
+    message: str
+    task_id: str
+    cancelled: bool
+    pending_tasks_cancelled: int = 0
+    running_tasks_at_cancel: int = 0
+    files_reverted: int = 0
+    files_failed_to_revert: int = 0
+    errors: list[RevertError] | None = None
+    already_completed: bool = False
+    already_cancelled: bool = False
+
+    @classmethod
+    def stored(cls, report: dict[str, Any]) -> CancelReport:
+        """The report as `TaskRecord.cancel_report` keeps it."""
+        errors = [RevertError(**error) for error in report.get("errors") or []]
+        return cls(**{**report, "errors": errors or None})
 
 
 def queue_processing(
@@ -64,21 +134,21 @@ def queue_processing(
     return task_id
 
 
-def get_task(*, db: StateDB, ref: ProjectRef, task_id: str) -> dict[str, Any]:
+def get_task(*, db: StateDB, ref: ProjectRef, task_id: str) -> TaskReport:
     with db.session() as session:
         return _report(_load(session, ref, task_id))
 
 
 def cancel_task(
     *, projects: ProjectStore, db: StateDB, celery: Celery, ref: ProjectRef, task_id: str
-) -> dict[str, Any]:
+) -> CancelReport:
     """Stop queued files, let running ones stop at their next step, revert stored ones."""
     with db.session() as session:
         task = _load(session, ref, task_id)
         state = _state(task)
         if state in (TaskState.SUCCESS, TaskState.FAILURE):
-            return _cancel_body(
-                task_id, f"Task already {state.lower()}", cancelled=False, already_completed=True
+            return CancelReport(
+                f"Task already {state.lower()}", task_id, cancelled=False, already_completed=True
             )
         # Only the request that sets the flag cancels; a concurrent or later one reports.
         result = session.execute(
@@ -88,8 +158,12 @@ def cancel_task(
         )
         first = cast(CursorResult[Any], result).rowcount
         if not first:
-            report = task.cancel_report or _cancel_body(task_id, "", cancelled=True)
-            return {**report, "message": "Task already cancelled", "already_cancelled": True}
+            report = (
+                CancelReport.stored(task.cancel_report)
+                if task.cancel_report
+                else CancelReport("", task_id, cancelled=True)
+            )
+            return replace(report, message="Task already cancelled", already_cancelled=True)
     # Committed: from here on workers see the flag before starting or storing a file.
     with db.session() as session:
         task = _load(session, ref, task_id)
@@ -101,13 +175,13 @@ def cancel_task(
         dataset = task.dataset
     _revoke(celery, [job_id(task_id, item.id) for item in pending])
 
-    errors: list[dict[str, str]] = []
+    errors: list[RevertError] = []
     reverted = 0
     for item_id, file_hash in stored:
         try:
             revert_file(projects, db, ref, dataset, file_hash, item_id)
         except Exception as exc:
-            errors.append({"file_hash": file_hash, "error": f"{type(exc).__name__}: {exc}"})
+            errors.append(RevertError(file_hash, f"{type(exc).__name__}: {exc}"))
         else:
             reverted += 1
 
@@ -115,17 +189,18 @@ def cancel_task(
         message = f"Task cancelled with cleanup issues: {reverted} reverted, {len(errors)} failed"
     else:
         message = f"Task cancelled and {reverted} file(s) reverted"
-    report = _cancel_body(
-        task_id,
+    report = CancelReport(
         message,
+        task_id,
         cancelled=True,
-        pending=len(pending),
-        running=running,
-        reverted=reverted,
-        errors=errors,
+        pending_tasks_cancelled=len(pending),
+        running_tasks_at_cancel=running,
+        files_reverted=reverted,
+        files_failed_to_revert=len(errors),
+        errors=errors or None,
     )
     with db.session() as session:
-        session.get_one(TaskRecord, task_id).cancel_report = report
+        session.get_one(TaskRecord, task_id).cancel_report = asdict(report)
     return report
 
 
@@ -157,72 +232,46 @@ def _state(task: TaskRecord) -> TaskState:
     return TaskState.STARTED
 
 
-def _report(task: TaskRecord) -> dict[str, Any]:
+def _report(task: TaskRecord) -> TaskReport:
     state = _state(task)
     files = [
-        {
-            "filename": f.filename,
-            "hash": f.file_hash,
-            "state": f.state,
-            "chunks": f.chunks,
-            "error": f.error,
-            "error_type": f.error_type,
-        }
+        FileProgress(
+            filename=f.filename,
+            hash=f.file_hash,
+            state=f.state,
+            chunks=f.chunks,
+            error=f.error,
+            error_type=f.error_type,
+        )
         for f in task.files
     ]
     done = sum(f.state in TERMINAL for f in task.files)
     failed = [f for f in task.files if f.state == FileState.FAILURE]
-    finished = state in FINISHED_TASK_STATES
     result = None
-    if finished:
-        result = {
-            "processed_files": sum(f.state == FileState.SUCCESS for f in task.files),
-            "skipped_files": sum(f.state == FileState.SKIPPED for f in task.files),
-            "failed_files": len(failed),
-            "details": files,
-        }
+    if state in FINISHED_TASK_STATES:
+        result = Outcome(
+            processed_files=sum(f.state == FileState.SUCCESS for f in task.files),
+            skipped_files=sum(f.state == FileState.SKIPPED for f in task.files),
+            failed_files=len(failed),
+            details=files,
+        )
     error = None
     if state == TaskState.REVOKED:
         error = "Task was cancelled"
     elif failed:
         error = f"{len(failed)} of {len(files)} file(s) failed"
-    traceback = next((f.traceback for f in failed if f.traceback), None)
-    return {
-        "task_id": task.task_id,
-        "state": state,
-        "meta": {
-            "current": done,
-            "total": len(files),
-            "dataset": task.dataset,
-            "cancelled": task.cancelled_at is not None,
-            "files": files,
-        },
-        "result": result,
-        "error": error,
-        "traceback": traceback,
-    }
-
-
-def _cancel_body(
-    task_id: str,
-    message: str,
-    *,
-    cancelled: bool,
-    already_completed: bool = False,
-    pending: int = 0,
-    running: int = 0,
-    reverted: int = 0,
-    errors: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
-    return {
-        "message": message,
-        "task_id": task_id,
-        "cancelled": cancelled,
-        "pending_tasks_cancelled": pending,
-        "running_tasks_at_cancel": running,
-        "files_reverted": reverted,
-        "files_failed_to_revert": len(errors or []),
-        "errors": errors or None,
-        "already_completed": already_completed,
-        "already_cancelled": False,
-    }
+    progress = Progress(
+        current=done,
+        total=len(files),
+        dataset=task.dataset,
+        cancelled=task.cancelled_at is not None,
+        files=files,
+    )
+    return TaskReport(
+        task_id=task.task_id,
+        state=state,
+        meta=progress,
+        result=result,
+        error=error,
+        traceback=next((f.traceback for f in failed if f.traceback), None),
+    )

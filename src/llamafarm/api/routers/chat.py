@@ -16,9 +16,11 @@ from llamafarm.api.errors import errors
 from llamafarm.api.schemas.chat import (
     ChatHistory,
     ChatModelList,
+    HistoryMessage,
     SessionDeleted,
     SessionsDeleted,
 )
+from llamafarm.api.schemas.completions import STREAM_EVENT, ChatCompletion
 from llamafarm.api.sse import EventStream
 from llamafarm.chat import prepare, sessions, turn
 
@@ -36,7 +38,15 @@ NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
     "/chat/completions",
     operation_id="chat_completions",
     summary="Chat (OpenAI-compatible)",
-    responses={200: {"content": {"text/event-stream": {}}}},
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "description": "A `chat.completion`, or with `stream` true server-sent events: "
+            "each `data:` line one `chat.completion.chunk` as JSON (an `error` object if the "
+            "provider fails mid-answer), then `data: [DONE]`.",
+            "content": {"text/event-stream": {"schema": STREAM_EVENT}},
+        }
+    },
 )
 async def completions(
     body: ChatCompletionRequest,
@@ -54,8 +64,10 @@ async def completions(
     reply = await turn.complete(
         chat, ref=ref, request=request, session_id=session_id, stateless=stateless
     )
+    # Checked against the model on the way out; the JSON is the dump, in the model's order.
+    answer = ChatCompletion.model_validate(reply.body).model_dump(mode="json")
     return JSONResponse(
-        reply.body, headers=_session(reply.session_id), background=BackgroundTask(reply.log)
+        answer, headers=_session(reply.session_id), background=BackgroundTask(reply.log)
     )
 
 
@@ -72,23 +84,21 @@ def history(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> ChatHistory:
     messages = sessions.history(
         db, namespace=ref.namespace, project=ref.project, session_id=session_id
     )
-    return ChatHistory.model_validate(sessions.history_response(messages))
+    return ChatHistory(messages=[HistoryMessage(role=m.role, content=m.content) for m in messages])
 
 
 @router.delete(
     "/chat/sessions/{session_id}", operation_id="chat_session_delete", summary="Delete a session"
 )
 def delete_session(session_id: str, ref: ProjectRefDep, db: StateDBDep) -> SessionDeleted:
-    deleted = sessions.delete_session(
-        db, namespace=ref.namespace, project=ref.project, session_id=session_id
-    )
-    return SessionDeleted.model_validate(deleted)
+    sessions.delete_session(db, namespace=ref.namespace, project=ref.project, session_id=session_id)
+    return SessionDeleted(message=f"Session {session_id} deleted")
 
 
 @router.delete("/chat/sessions", operation_id="chat_sessions_delete", summary="Delete all sessions")
 def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> SessionsDeleted:
-    deleted = sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
-    return SessionsDeleted.model_validate(deleted)
+    count = sessions.delete_all_sessions(db, namespace=ref.namespace, project=ref.project)
+    return SessionsDeleted(message=f"Deleted {count} session(s)", count=count)
 
 
 @router.get(

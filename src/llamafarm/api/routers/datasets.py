@@ -56,7 +56,9 @@ def list_datasets(
     datasets = service.list_datasets(
         projects=projects, db=db, ref=ref, details=include_extra_details
     )
-    return DatasetList.model_validate({"total": len(datasets), "datasets": datasets})
+    return DatasetList.model_validate(
+        {"total": len(datasets), "datasets": datasets}, from_attributes=True
+    )
 
 
 @router.get(
@@ -68,7 +70,9 @@ def list_datasets(
     "as dataset_create takes them.",
 )
 def list_strategies(ref: ProjectRefDep, projects: ProjectStoreDep) -> StrategiesList:
-    return StrategiesList.model_validate(service.strategies(projects=projects, ref=ref))
+    return StrategiesList.model_validate(
+        service.strategies(projects=projects, ref=ref), from_attributes=True
+    )
 
 
 @router.post(
@@ -91,7 +95,7 @@ def create_dataset(
         database=body.database,
         strategy=body.data_processing_strategy,
     )
-    return DatasetResponse.model_validate({"dataset": dataset})
+    return DatasetResponse.model_validate({"dataset": dataset}, from_attributes=True)
 
 
 @router.delete(
@@ -106,7 +110,7 @@ def delete_dataset(
     ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
 ) -> DatasetResponse:
     deleted = service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)
-    return DatasetResponse.model_validate({"dataset": deleted})
+    return DatasetResponse.model_validate({"dataset": deleted}, from_attributes=True)
 
 
 @router.post(
@@ -130,7 +134,7 @@ def upload(
     file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
     auto_process: bool | None = None,
 ) -> FileUploaded:
-    result = service.upload_file(
+    stored = service.upload_file(
         projects=projects,
         db=db,
         ref=ref,
@@ -139,20 +143,21 @@ def upload(
         filename=file.filename or "",
         limit=settings.max_upload_bytes,
     )
+    uploaded = FileUploaded.model_validate(stored, from_attributes=True)
     queue = service.wants_processing(
         projects=projects, ref=ref, dataset=dataset, asked=auto_process
     )
-    if queue and not result["processed"]:
+    if queue and not stored.processed:
         task_id = queue_processing(
             projects=projects,
             db=db,
             celery=celery,
             ref=ref,
             dataset=dataset,
-            file_hashes=[result["hash"]],
+            file_hashes=[stored.hash],
         )
-        result |= {"task_id": task_id, "task_uri": _task_uri(request, ref, task_id)}
-    return FileUploaded.model_validate(result)
+        uploaded.task_id, uploaded.task_uri = task_id, _task_uri(request, ref, task_id)
+    return uploaded
 
 
 @router.delete(
@@ -176,7 +181,7 @@ def remove_file(
         file_hash=file_hash,
         remove_from_disk=remove_from_disk,
     )
-    return FileRemoved.model_validate(removed)
+    return FileRemoved.model_validate(removed, from_attributes=True)
 
 
 @router.post(

@@ -48,7 +48,7 @@ def list_events(
         limit=limit,
         offset=offset,
     )
-    return EventList.model_validate(page)
+    return EventList.model_validate(page, from_attributes=True)
 
 
 @router.get("/{event_id}", operation_id="event_log_get", summary="One event with its sub-events")
@@ -57,4 +57,4 @@ def get_event(
 ) -> EventPublic:
     projects.require(ref.namespace, ref.project)
     event = events.get_event(db, namespace=ref.namespace, project=ref.project, event_id=event_id)
-    return EventPublic.model_validate(event)
+    return EventPublic.model_validate(event, from_attributes=True)

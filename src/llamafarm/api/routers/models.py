@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llamafarm import models
 from llamafarm.api.deps import DownloadsDep
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.base import sse_event
 from llamafarm.api.schemas.models import (
     CachedModelList,
     CachedModelPublic,
@@ -32,18 +33,7 @@ class ModelDownload(BaseModel):
     model_name: str = Field(min_length=1, description="A Hugging Face model id, ORG/NAME.")
 
 
-_SSE_EVENT = {
-    # One event of the stream, as OpenAPI describes server-sent events: its `data` is JSON.
-    "type": "object",
-    "required": ["data"],
-    "properties": {
-        "data": {
-            "type": "string",
-            "contentMediaType": "application/json",
-            "contentSchema": DownloadEvent.model_json_schema(),
-        }
-    },
-}
+_SSE_EVENT = sse_event(DownloadEvent.model_json_schema())
 
 
 @router.get(

@@ -27,7 +27,8 @@ router = APIRouter(
     tags=["mcp"],
 )
 def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> TaskPublic:
-    return TaskPublic.model_validate(service.get_task(db=db, ref=ref, task_id=task_id))
+    report = service.get_task(db=db, ref=ref, task_id=task_id)
+    return TaskPublic.model_validate(report, from_attributes=True)
 
 
 @router.delete(
@@ -37,4 +38,4 @@ def cancel_task(
     ref: ProjectRefDep, task_id: str, projects: ProjectStoreDep, db: StateDBDep, celery: CeleryDep
 ) -> TaskCancelled:
     report = service.cancel_task(projects=projects, db=db, celery=celery, ref=ref, task_id=task_id)
-    return TaskCancelled.model_validate(report)
+    return TaskCancelled.model_validate(report, from_attributes=True)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import os
-import ssl
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, Iterator, Mapping
@@ -30,7 +28,6 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-import certifi
 import httpx
 import orjson
 
@@ -42,6 +39,7 @@ from llamafarm.chat.providers.base import (
     Generation,
     Usage,
 )
+from llamafarm.chat.providers.streams import POOL, Streams
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, ConfigInvalid, GatewayTimeout, LfError, ProviderUnavailable
 from llamafarm.http import (
@@ -60,8 +58,6 @@ DRAIN = 0.25
 """Seconds a stream's body may go on after `data: [DONE]` (read once the last delta is out)
 before the connection is dropped instead of going back to the pool."""
 OPENAI_URL = "https://api.openai.com/v1"
-POOL = 100
-"""Connections kept per model server, as httpx keeps them."""
 STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
 OLLAMA_HOST = "http://localhost:11434"
 OLLAMA_PORT = 11434
@@ -94,6 +90,7 @@ class OpenAICompatibleProvider:
         *,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
+        streams: Streams | None = None,
     ) -> None:
         if model.provider not in ("openai", "ollama"):
             raise ConfigInvalid(f"model {model.name!r}: provider {model.provider!r} is not OpenAI")
@@ -116,6 +113,8 @@ class OpenAICompatibleProvider:
             sock_read=self.timeout,
         )
         self._proxy = _env_proxy(self.base_url)
+        # The owner's sessions (the model cache's), or this provider's own: its caller closes them.
+        self.streams = Streams() if streams is None else streams
 
     @property
     def name(self) -> str:
@@ -275,7 +274,7 @@ class OpenAICompatibleProvider:
 
     async def _asend(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         """The response with its headers read (release or close it)."""
-        session = _session()
+        session = self.streams.session()
         body = orjson.dumps(payload)
         return await asend_once_more(
             lambda: session.post(
@@ -498,42 +497,6 @@ async def _drain(response: aiohttp.ClientResponse) -> bool:
     except (TimeoutError, aiohttp.ClientError):
         return False
     return True
-
-
-_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-
-
-def _session() -> aiohttp.ClientSession:
-    """The event loop's session for streams, shared by every provider (its connections belong
-    to the loop; each request brings its provider's headers, timeouts and proxy), so a
-    provider the model cache lets go holds nothing that needs closing. `close_streams()`
-    closes it; the server calls it when it stops."""
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0,  # per server, not in all: one model's streams never wait for another's
-                limit_per_host=POOL,
-                ssl=_certificates(),
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        _sessions[loop] = session
-    return session
-
-
-@functools.cache
-def _certificates() -> ssl.SSLContext:
-    """certifi's authorities, as httpx trusts them (read once: loading them takes ~30 ms)."""
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-async def close_streams() -> None:
-    """Close the running event loop's streaming connections."""
-    session = _sessions.pop(asyncio.get_running_loop(), None)
-    if session is not None:
-        await session.close()
 
 
 def _env_proxy(url: str) -> str | None:

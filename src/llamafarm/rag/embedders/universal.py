@@ -27,7 +27,7 @@ from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
 BUNDLED = bundled.EMBEDDER
-BUNDLED_ALIASES = frozenset({BUNDLED, f"sentence-transformers/{BUNDLED}"})
+BUNDLED_ALIASES = bundled.EMBEDDER_ALIASES
 BUNDLED_DIMENSION = 384
 BUNDLED_MAX_POSITIONS = 512
 WHAT = "UniversalEmbedder"
