@@ -1,4 +1,5 @@
-"""Prompt sets as system messages, with `{{var}}` and `{{var | default}}` filled in."""
+"""Prompt sets as the messages before the conversation, `{{var}}` and `{{var | default}}`
+filled in."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def prompt_messages(
     wanted = model.prompts or [p.name for p in config.prompts]
     sets = {p.name: p for p in config.prompts}
     return [
-        Message(role=m.role, content=render(m.content, variables))
+        Message(role=m.role, content=render(m.content, variables), tool_call_id=m.tool_call_id)
         for name in wanted
         for m in sets[name].messages
     ]

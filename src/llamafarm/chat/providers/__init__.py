@@ -32,6 +32,7 @@ PROVIDERS.register("universal", _universal)
 # --- servers speaking OpenAI's chat completions API ---
 PROVIDERS.register("openai", lambda model, _: OpenAICompatibleProvider(model))
 PROVIDERS.register("ollama", lambda model, _: OpenAICompatibleProvider(model))
+PROVIDERS.register("lemonade", lambda model, _: OpenAICompatibleProvider(model))
 
 
 def create_provider(model: ModelConfig, *, shared: Shared | None = None) -> Provider:
