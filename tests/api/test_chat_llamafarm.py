@@ -300,3 +300,56 @@ def test_the_flat_runtime_form_takes_the_same_keys(client: TestClient, fake: Ope
     sent = fake.chat_bodies()[-1]
     assert sent["n_ctx"] == 1024 and sent["tools"][0]["function"]["name"] == "lookup_order"
     assert json.loads(json.dumps(sent["messages"]))[-1] == ASK[0]
+
+
+CALL_TEXT = (
+    'Let me check. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+)
+
+
+@pytest.mark.usefixtures("project")
+def test_prompt_based_tools_are_described_in_the_prompt_and_read_from_the_text(
+    client: TestClient, fake: OpenAIServer
+) -> None:
+    prompted = {"name": "m", "model": "x", "tool_call_strategy": "prompt_based"}
+    assert models(client, fake, prompted).status_code == 200
+    fake.replies = [Reply(text=CALL_TEXT)]
+    body = chat(client, tools=[WEATHER], rag_enabled=False).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] == "Let me check."
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    sent = fake.chat_bodies()[-1]
+    assert "tools" not in sent
+    assert (
+        "get_weather" in sent["messages"][0]["content"]
+        and "<tool_call>" in (sent["messages"][0]["content"])
+    )
+
+    # the result goes back as text; the model's answer ends the turn
+    assistant = choice["message"]
+    result = {"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 24 C"}
+    done = chat(
+        client,
+        messages=[*ASK, assistant, result],
+        tools=[WEATHER],
+        rag_enabled=False,
+    ).json()
+    assert done["choices"][0]["message"]["content"] == fake.text
+    sent = fake.chat_bodies()[-1]["messages"]
+    assert sent[-2]["role"] == "assistant" and "<tool_call>" in sent[-2]["content"]
+    assert sent[-1] == {
+        "role": "user",
+        "content": f"Result of tool call {call['id']}:\nSunny, 24 C",
+    }
+
+    # streamed: the text until the call goes out, the call's text never does
+    fake.replies = [Reply(text=CALL_TEXT)]
+    frames = events(chat(client, tools=[WEATHER], rag_enabled=False, stream=True))
+    said = "".join(f["choices"][0]["delta"].get("content") or "" for f in frames)
+    assert said.strip() == "Let me check."
+    calls = [c for f in frames for c in f["choices"][0]["delta"].get("tool_calls") or []]
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+    assert frames[-1]["choices"][0]["finish_reason"] == "tool_calls"

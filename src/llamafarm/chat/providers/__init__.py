@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from llamafarm.chat.providers.base import Provider
 from llamafarm.chat.providers.openai_compat import OpenAICompatibleProvider
+from llamafarm.chat.providers.prompted import PromptedTools
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import ConfigInvalid
 from llamafarm.registry import Registry
@@ -40,8 +41,11 @@ def create_provider(model: ModelConfig, *, shared: Shared | None = None) -> Prov
     `shared`: the process's loaded models (ModelCache's); None: a local model loads its own."""
     factory = PROVIDERS.find(model.provider, owner=model.name)
     try:
-        return factory(model, shared)
+        provider = factory(model, shared)
     except ConfigInvalid as exc:
         if repr(model.name) in exc.detail:
             raise
         raise ConfigInvalid(f"model {model.name!r}: {exc.detail}") from exc
+    if model.tool_call_strategy == "prompt_based":
+        provider = PromptedTools(provider)
+    return provider
