@@ -150,15 +150,36 @@ async def prepare(
     # do); otherwise the session's history comes first.
     own_history = any(m.role == "assistant" for m in request.messages)
     conversation = [*system, *([] if own_history else history), *request.messages]
-    answer_tokens = request.max_tokens or ANSWER_TOKENS
-    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
     provider = models.cached_provider(model)
     if provider is None:
         provider = await offload(partial(_made, models, model))
     # A model that cannot take tools (its chat template has no place for them) is offered
     # none: neither the MCP servers' nor the client's.
     tools = provider.supports_tools
-    generation = Generation(
+    return Prepared(
+        model=model,
+        provider=provider,
+        generation=generation(model, request, conversation, tools=tools),
+        sources=[source(hit) for hit in hits[: request.sources_limit]],
+        think=request.think,
+        servers=model_servers(config, model) if tools else (),
+        client_tools=client_tools(model, request) if tools else (),
+        sources_event=(
+            [source_event(hit) for hit in hits[: request.sources_limit or SOURCES_LIMIT]]
+            if request.include_sources and rag_on
+            else None
+        ),
+    )
+
+
+def generation(
+    model: ModelConfig, request: ChatRequest, conversation: list[Message], *, tools: bool
+) -> Generation:
+    """What the model is asked: the conversation and the request's knobs (the answer's tokens
+    plus the thinking budget when thinking is on)."""
+    answer_tokens = request.max_tokens or ANSWER_TOKENS
+    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    return Generation(
         messages=conversation,
         max_tokens=answer_tokens + budget,
         temperature=request.temperature,
@@ -169,20 +190,6 @@ async def prepare(
         response_format=request.response_format,
         extra=extra(model, request),
         tool_choice=request.tool_choice if tools else None,
-    )
-    return Prepared(
-        model=model,
-        provider=provider,
-        generation=generation,
-        sources=[source(hit) for hit in hits[: request.sources_limit]],
-        think=request.think,
-        servers=model_servers(config, model) if tools else (),
-        client_tools=client_tools(model, request) if tools else (),
-        sources_event=(
-            [source_event(hit) for hit in hits[: request.sources_limit or SOURCES_LIMIT]]
-            if request.include_sources and rag_on
-            else None
-        ),
     )
 
 
