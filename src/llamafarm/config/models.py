@@ -118,7 +118,6 @@ class ExtraBody(BaseModel):
 class EncoderConfig(StrictModel):
     """LlamaFarm's settings of BERT-style encoder models served by its universal runtime."""
 
-    UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
     max_length: int | None = Field(default=None, ge=1)
     use_flash_attention: bool = True
     task: Literal["embedding", "classification", "reranking", "ner"] = "embedding"

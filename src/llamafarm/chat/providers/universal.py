@@ -211,6 +211,7 @@ class UniversalProvider:
         self._shared = shared or Shared()
         self._path = model_path(model.model)
         self._tools: bool | None = None
+        self._context: int | None = None
 
     @property
     def name(self) -> str:
@@ -231,8 +232,25 @@ class UniversalProvider:
         self._server(self._config.extra_body.body())
 
     def _server(self, extra: Mapping[str, object]) -> Any:
-        """The llama.cpp server the load options of `extra` ask for (the config's by default)."""
-        return shared_server(self._shared, self._path, split_options(extra)[0])
+        """The llama.cpp server the load options of `extra` ask for (the config's by default).
+
+        A context is rounded up to a power of two and capped at the model's training context:
+        each distinct set of options is a server kept for the process's life, so a client
+        sending every `n_ctx` from 128 up gets a dozen of them at most, not thousands."""
+        options = dict(split_options(extra)[0])
+        if "n_ctx" in options:
+            options["n_ctx"] = min(1 << (int(options["n_ctx"]) - 1).bit_length(), self._trained())
+        return shared_server(self._shared, self._path, tuple(sorted(options.items())))
+
+    def _trained(self) -> int:
+        if self._context is None:
+            try:
+                self._context = train_context(self._path)
+            except (OSError, ValueError) as exc:
+                raise ProviderUnavailable(
+                    f"{WHAT}: {str(self._path)!r} is not a readable GGUF model: {exc}"
+                ) from exc
+        return self._context
 
     def complete(self, generation: Generation) -> Completion:
         server = self._server(generation.extra)
