@@ -26,7 +26,12 @@ LOOKUP = {
     "type": "function",
     "name": "lookup_order",
     "description": "Find an order of {{shop | the shop}} by its number.",
-    "parameters": {"type": "object", "properties": {"number": {"type": "string"}}},
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "number": {"type": "string", "description": "As {{shop | the shop}} prints it."}
+        },
+    },
 }
 SCHEMA = {
     "type": "object",
@@ -177,7 +182,8 @@ def test_configured_tools_are_offered_and_their_calls_go_back_to_the_client(
     offered = {t["function"]["name"]: t["function"] for t in fake.chat_bodies()[-1]["tools"]}
     assert set(offered) == {"get_weather", "lookup_order"}
     assert offered["lookup_order"]["description"] == "Find an order of Acme by its number."
-    assert offered["lookup_order"]["parameters"] == LOOKUP["parameters"]
+    number = offered["lookup_order"]["parameters"]["properties"]["number"]
+    assert number == {"type": "string", "description": "As Acme prints it."}
 
 
 @pytest.mark.usefixtures("project")

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from llamafarm.chat.cache import ChatModelCache
-from llamafarm.chat.prompts import prompt_messages, render
+from llamafarm.chat.prompts import prompt_messages, render_all
 from llamafarm.chat.providers.base import Generation, Message, Provider, ToolChoice
 from llamafarm.chat.tools import McpPool, Toolbox, open_toolbox
 from llamafarm.config.models import McpServer, ModelConfig, ProjectConfig
@@ -203,16 +203,15 @@ def extra(model: ModelConfig, request: ChatRequest) -> dict[str, object]:
 
 
 def client_tools(model: ModelConfig, request: ChatRequest) -> tuple[Mapping[str, Any], ...]:
-    """The client's tools and the model's configured `tools` (their descriptions filled with
-    the request's variables); a client tool of the same name wins. Calls of either go back to
+    """The client's tools and the model's configured `tools` (`{{var}}` in their texts filled
+    from the request's variables); a client tool of the same name wins. Calls of either go back to
     the client."""
     mine = {tool["function"]["name"] for tool in request.tools}
-    configured = []
-    for tool in model.tools:
-        if tool.name not in mine:
-            spec = tool.openai()
-            spec["function"]["description"] = render(tool.description, request.variables)
-            configured.append(spec)
+    configured = [
+        render_all(tool.openai(), request.variables)
+        for tool in model.tools
+        if tool.name not in mine
+    ]
     return (*request.tools, *configured)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from llamafarm.chat.providers.base import Message
 from llamafarm.config.models import ModelConfig, ProjectConfig
@@ -27,6 +28,17 @@ def render(text: str, variables: Mapping[str, object]) -> str:
         )
 
     return _PLACEHOLDER.sub(fill, text)
+
+
+def render_all(value: object, variables: Mapping[str, object]) -> Any:
+    """`render` on every string inside lists and mappings (a configured tool's schema)."""
+    if isinstance(value, str):
+        return render(value, variables)
+    if isinstance(value, Mapping):
+        return {key: render_all(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render_all(item, variables) for item in value]
+    return value
 
 
 def prompt_messages(
