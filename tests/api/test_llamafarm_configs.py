@@ -45,6 +45,16 @@ WARNINGS: dict[str, list[str]] = {
         "(GET /v1/projects/{namespace}/{project}/datasets shows it)",
     ],
     "voice": ["voice: voice chat is not supported: the block is kept but nothing uses it"],
+    "runtime": [
+        "runtime.models[0].instructor_mode: structured output through instructor is not used; "
+        "send `response_format` in the chat request instead",
+        "runtime.models[0].encoder_config: encoder models are not served by the chat runtime; "
+        "embedders are configured under rag.databases",
+        "runtime.models[1].lemonade.backend: llamafarm does not start Lemonade; choose its "
+        "backend when you start it",
+        "runtime.models[1].lemonade.context_size: llamafarm does not start Lemonade; set its "
+        "context when you start it",
+    ],
 }
 TEXT = {
     "glaciers.txt": b"Alpine glaciers retreat every summer as the ice melts.",
@@ -205,3 +215,35 @@ def test_unknown_keys_stay_a_422_naming_the_path(client: TestClient) -> None:
         "Invalid config: rag.data_processing_strategies[0].directory_config: unknown key; "
         "voice.tts.pitch: unknown key"
     )
+
+
+@pytest.mark.usefixtures("project")
+def test_runtime_answers_with_its_extra_body_tools_and_prompts(
+    client: TestClient, model: OpenAIServer
+) -> None:
+    config = document("runtime")
+    for entry in config["runtime"]["models"][:2]:
+        entry["base_url"] = model.base_url
+    put(client, config)
+    ingest(client, TEXT)
+    answer = client.post(
+        f"{BASE}/chat/completions",
+        json={"messages": [{"role": "user", "content": "Why do glaciers shrink?"}]},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sources"][0]["source"] == "glaciers.txt"  # target_database
+    sent = model.requests[-1].body
+    assert sent["temperature"] == 0.2 and sent["n_ctx"] == 2048 and sent["think"] is False
+    assert sent["tools"][0]["function"]["name"] == "lookup_order"
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles[:4] == ["system", "user", "assistant", "tool"]  # the prompt sets, in order
+    assert "the shop" in sent["messages"][0]["content"]
+
+    lemon = client.post(
+        f"{BASE}/chat/completions",
+        json={"model": "lemon", "messages": [{"role": "user", "content": "Hi"}], "tools": []},
+    )
+    assert lemon.status_code == 200, lemon.text
+    assert lemon.json()["sources"] == []  # its rag_enabled: false
+    assert model.requests[-1].headers["authorization"] == "Bearer lemonade"
+    assert "lookup_order" not in str(model.requests[-1].body)  # no tools for it

@@ -81,6 +81,8 @@ CONFIGS = {
     "open": from_schema(SCHEMA) if SCHEMA else st.nothing(),
     "closed": from_schema(closed(SCHEMA)) if SCHEMA else st.nothing(),
 }
+CONFIGS["runtime"] = CONFIGS["closed"]
+"""Closed, with the drawn runtime kept: its models' keys (extra_body, tools, lemonade ...)."""
 
 
 RUNTIME = {"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
@@ -88,7 +90,7 @@ RUNTIME = {"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v
 
 
 @pytest.mark.usefixtures("project")
-@pytest.mark.parametrize("variant", ["open", "closed"])
+@pytest.mark.parametrize("variant", ["open", "closed", "runtime"])
 @settings(
     max_examples=50,
     deadline=None,

@@ -618,13 +618,13 @@ def test_a_bad_ollama_host_names_the_model_and_the_variable(make: Make) -> None:
 
 
 def test_create_provider_picks_by_provider(server: OpenAIServer) -> None:
-    for kind in ("openai", "ollama"):
+    for kind in ("openai", "ollama", "lemonade"):
         model = ModelConfig(name="m", provider=kind, model="fake-model", base_url=server.base_url)
         provider = create_provider(model)
         assert isinstance(provider, OpenAICompatibleProvider)
         assert provider.provider == kind and provider.complete(HELLO).content == server.text
         provider.close()
-    assert set(PROVIDERS) == {"universal", "openai", "ollama"}
+    assert set(PROVIDERS) == {"universal", "openai", "ollama", "lemonade"}
     bad = ModelConfig(name="m", provider="openai", model="x", base_url="nope")
     with pytest.raises(ConfigInvalid, match="model 'm'"):
         create_provider(bad)

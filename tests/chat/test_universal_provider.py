@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import struct
 from collections.abc import Iterator, Sequence
@@ -285,9 +286,68 @@ def test_a_model_whose_template_renders_tools_is_sent_them(tmp_path: Path) -> No
 def test_a_crash_in_the_runtime_is_a_bad_gateway_not_an_empty_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def crash(path: Path) -> object:
+    def crash(path: Path, options: object) -> object:
         raise RuntimeError("binding exploded")
 
     monkeypatch.setattr(universal, "_load", crash)
     with pytest.raises(BadGateway, match="RuntimeError: binding exploded"):
         drain(UniversalProvider(config()), ask("Say hello.", max_tokens=5))
+
+
+# --- LlamaFarm's extra_body load options and request fields ---------------------------------
+
+
+@pytest.mark.slow
+def test_response_format_holds_the_model_to_a_json_schema(provider: UniversalProvider) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"sunny": {"type": "boolean"}},
+        "required": ["sunny"],
+        "additionalProperties": False,
+    }
+    wanted = {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema}}
+    question = replace(
+        ask("Is it sunny in Paris today?", max_tokens=48, temperature=0.0), response_format=wanted
+    )
+    whole = json.loads(provider.complete(question).content)
+    assert set(whole) == {"sunny"} and isinstance(whole["sunny"], bool)
+    streamed = "".join(d.content for d in drain(provider, question))
+    assert isinstance(json.loads(streamed)["sunny"], bool)
+    anything = replace(question, response_format={"type": "json_object"})
+    # any object: the grammar makes it begin as one (it may run past max_tokens)
+    assert provider.complete(anything).content.lstrip().startswith("{")
+
+
+@pytest.mark.slow
+def test_the_same_seed_samples_the_same_answer(provider: UniversalProvider) -> None:
+    question = replace(ask("Name a colour.", max_tokens=12, temperature=1.5), seed=7)
+    assert provider.complete(question).content == provider.complete(question).content
+
+
+@pytest.mark.slow
+def test_extra_body_load_options_start_llama_cpp_with_them(shared: Shared) -> None:
+    options = {"n_ctx": 256, "n_batch": 64, "n_threads": 1, "flash_attn": False}
+    options |= {"use_mmap": True, "use_mlock": False, "cache_type_k": "q8_0"}
+    model = ModelConfig(
+        name="small", provider="universal", model=BUNDLED, extra_body={**options, "min_p": 0.1}
+    )
+    provider = UniversalProvider(model, shared)
+    provider.check()
+    key = ("llama-server", bundled_path(), tuple(sorted(options.items())))
+    assert key in shared
+    long = ask("Tell me about glaciers. " * 60, max_tokens=4)
+    with pytest.raises(BadRequest, match="model's context of 256 tokens"):
+        provider.complete(replace(long, extra=model.extra_body.body()))
+    # a request's n_ctx (the chat request's field) loads the model with that context, rounded
+    # up to a power of two and never more than the model was trained on (8192)
+    bigger = {**model.extra_body.body(), "n_ctx": 1000}
+    assert provider.complete(replace(long, extra=bigger)).usage is not None
+    assert ("llama-server", bundled_path(), tuple(sorted({**options, "n_ctx": 1024}.items()))) in (
+        shared
+    )
+    provider.check()  # the config's server is still there
+    huge = {**model.extra_body.body(), "n_ctx": 100_000}
+    provider.complete(replace(ask("Hi.", max_tokens=1), extra=huge))
+    assert ("llama-server", bundled_path(), tuple(sorted({**options, "n_ctx": 8192}.items()))) in (
+        shared
+    )

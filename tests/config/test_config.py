@@ -131,7 +131,7 @@ def test_invalid_keys_are_reported_with_their_path(mutate: Any, message: str) ->
         (lambda d: d.update(runtime={}), "needs provider and model, or a non-empty models list"),
         (
             lambda d: d.update(runtime={"provider": "bedrock", "model": "m"}),
-            "runtime.provider: Input should be 'universal', 'ollama' or 'openai'",
+            "runtime.provider: Input should be 'universal', 'ollama', 'openai' or 'lemonade'",
         ),
         (
             lambda d: d.update(mcp={"servers": [{"name": "fs", "transport": "stdio"}]}),

@@ -129,6 +129,44 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's `response_format.json_schema`: the schema the answer must follow."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(default="response", min_length=1, max_length=64)
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _encodable(self) -> JsonSchemaFormat:
+        _fits_json([self.schema_, self.model_extra])
+        return self
+
+
+class ResponseFormat(BaseModel):
+    """`text` (the default), any JSON object, or JSON following a schema: a local model is
+    held to it by a llama.cpp grammar, a server gets the field as it is."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is given with type json_schema, and only then")
+        return self
+
+    def body(self) -> dict[str, Any] | None:
+        """As the provider sends it; None for `text`, which asks for nothing."""
+        if self.type == "text":
+            return None
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+Stop = Annotated[str, Field(min_length=1, max_length=1_000)]
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI's request plus llamafarm's RAG and thinking fields; unknown fields are ignored."""
 
@@ -147,6 +185,13 @@ class ChatCompletionRequest(BaseModel):
     rag_queries: list[Annotated[str, Field(max_length=10_000)]] | None = Field(
         default=None, max_length=8
     )
+    rag_retrieval_strategy: str | None = Field(default=None, min_length=1)
+    include_sources: bool | None = None
+    sources_limit: int | None = Field(default=None, ge=1, le=50)
+    stop: Stop | Annotated[list[Stop], Field(max_length=16)] | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+    response_format: ResponseFormat | None = None
+    n_ctx: int | None = Field(default=None, ge=128, le=131_072)
     think: bool = False
     thinking_budget: int | None = Field(default=None, ge=1, le=32_768)
     variables: dict[str, Any] = Field(default_factory=dict)
@@ -176,9 +221,13 @@ class ChatCompletionRequest(BaseModel):
 
     def plain(self) -> ChatRequest:
         """The request as the chat turn takes it."""
+        special = {"messages", "stream", "tools", "tool_choice", "stop", "response_format"}
         return ChatRequest(
             messages=[m.plain() for m in self.messages],
-            **self.model_dump(exclude={"messages", "stream", "tools", "tool_choice"}),
+            **self.model_dump(exclude=special | {"include_sources"}),
+            include_sources=bool(self.include_sources),
+            stop=(self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ()),
+            response_format=self.response_format.body() if self.response_format else None,
             tools=[tool.model_dump(exclude_none=True) for tool in self.tools],
             tool_choice=(
                 self.tool_choice.model_dump()

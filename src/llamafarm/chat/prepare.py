@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from llamafarm.chat.cache import ChatModelCache
-from llamafarm.chat.prompts import prompt_messages
+from llamafarm.chat.prompts import prompt_messages, render_all
 from llamafarm.chat.providers.base import Generation, Message, Provider, ToolChoice
 from llamafarm.chat.tools import McpPool, Toolbox, open_toolbox
 from llamafarm.config.models import McpServer, ModelConfig, ProjectConfig
@@ -33,6 +33,8 @@ class Offload(Protocol):
 
 ANSWER_TOKENS = 512
 THINKING_TOKENS = 1024
+SOURCES_LIMIT = 10
+"""Chunks in a stream's `sources` event when the request gives no `sources_limit`."""
 PREVIEW = 300
 """Characters of a source's text in the response (the model sees all of it)."""
 
@@ -50,6 +52,15 @@ class ChatRequest:
     rag_top_k: int | None = None
     rag_score_threshold: float | None = None
     rag_queries: Sequence[str] | None = None
+    rag_retrieval_strategy: str | None = None
+    include_sources: bool = False
+    """Send the retrieved chunks first, in a `{"type": "sources"}` event of the stream."""
+    sources_limit: int | None = None
+    stop: Sequence[str] = ()
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    n_ctx: int | None = None
+    """The context a local model is loaded with; other providers get it in the body."""
     think: bool = False
     thinking_budget: int | None = None
     variables: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +80,9 @@ class Prepared:
     think: bool
     servers: tuple[McpServer, ...] = ()
     """The MCP servers whose tools the model is offered."""
+    sources_event: list[dict[str, Any]] | None = None
+    """What a stream's `sources` event carries first; None: no event (not asked for, or RAG
+    was off; an empty list says RAG ran and found nothing)."""
     client_tools: tuple[Mapping[str, Any], ...] = ()
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
@@ -120,10 +134,11 @@ async def prepare(
         raise BadRequest("messages must not be empty")
     config = projects.load(ref.namespace, ref.project)
     model = pick_model(config, request.model)
-    queries = _queries(config, request)
+    rag_on = _rag_enabled(config, model, request)
+    queries = _queries(request) if rag_on else []
     hits = (
         await offload(
-            partial(_retrieve, projects, models, ref, request, queries, timeline or Timeline())
+            partial(_retrieve, projects, models, ref, _options(model, request), queries, timeline)
         )
         if queries
         else []
@@ -135,32 +150,69 @@ async def prepare(
     # do); otherwise the session's history comes first.
     own_history = any(m.role == "assistant" for m in request.messages)
     conversation = [*system, *([] if own_history else history), *request.messages]
-    answer_tokens = request.max_tokens or ANSWER_TOKENS
-    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
     provider = models.cached_provider(model)
     if provider is None:
         provider = await offload(partial(_made, models, model))
     # A model that cannot take tools (its chat template has no place for them) is offered
     # none: neither the MCP servers' nor the client's.
     tools = provider.supports_tools
-    generation = Generation(
+    return Prepared(
+        model=model,
+        provider=provider,
+        generation=generation(model, request, conversation, tools=tools),
+        sources=[source(hit) for hit in hits[: request.sources_limit]],
+        think=request.think,
+        servers=model_servers(config, model) if tools else (),
+        client_tools=client_tools(model, request) if tools else (),
+        sources_event=(
+            [source_event(hit) for hit in hits[: request.sources_limit or SOURCES_LIMIT]]
+            if request.include_sources and rag_on
+            else None
+        ),
+    )
+
+
+def generation(
+    model: ModelConfig, request: ChatRequest, conversation: list[Message], *, tools: bool
+) -> Generation:
+    """What the model is asked: the conversation and the request's knobs (the answer's tokens
+    plus the thinking budget when thinking is on)."""
+    answer_tokens = request.max_tokens or ANSWER_TOKENS
+    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    return Generation(
         messages=conversation,
         max_tokens=answer_tokens + budget,
         temperature=request.temperature,
         top_p=request.top_p,
         top_k=request.top_k,
-        extra=dict(model.model_api_parameters),
+        stop=request.stop,
+        seed=request.seed,
+        response_format=request.response_format,
+        extra=extra(model, request),
         tool_choice=request.tool_choice if tools else None,
     )
-    return Prepared(
-        model=model,
-        provider=provider,
-        generation=generation,
-        sources=[source(hit) for hit in hits],
-        think=request.think,
-        servers=model_servers(config, model) if tools else (),
-        client_tools=tuple(request.tools) if tools else (),
-    )
+
+
+def extra(model: ModelConfig, request: ChatRequest) -> dict[str, object]:
+    """What goes to the provider as it is: `model_api_parameters`, then `extra_body` (which
+    wins, as the OpenAI client's does), then the request's `n_ctx`."""
+    body: dict[str, object] = {**model.model_api_parameters, **model.extra_body.body()}
+    if request.n_ctx is not None:
+        body["n_ctx"] = request.n_ctx
+    return body
+
+
+def client_tools(model: ModelConfig, request: ChatRequest) -> tuple[Mapping[str, Any], ...]:
+    """The client's tools and the model's configured `tools` (`{{var}}` in their texts filled
+    from the request's variables); a client tool of the same name wins. Calls of either go back to
+    the client."""
+    mine = {tool["function"]["name"] for tool in request.tools}
+    configured = [
+        render_all(tool.openai(), request.variables)
+        for tool in model.tools
+        if tool.name not in mine
+    ]
+    return (*request.tools, *configured)
 
 
 def _made(models: ChatModelCache, model: ModelConfig) -> Provider:
@@ -213,14 +265,41 @@ def source(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _queries(config: ProjectConfig, request: ChatRequest) -> list[str]:
-    """What to retrieve context for: none when RAG is off for this request."""
+def source_event(hit: Hit) -> dict[str, Any]:
+    """A chunk as LlamaFarm's `sources` event has it: all its text and metadata."""
+    return {
+        "content": hit.text,
+        "source": hit.metadata.get("source", "unknown"),
+        "score": round(hit.score, 6),
+        "metadata": dict(hit.metadata),
+    }
+
+
+def _rag_enabled(config: ProjectConfig, model: ModelConfig, request: ChatRequest) -> bool:
+    """Whether this request retrieves context: the request says, else the model's
+    `rag_enabled`, else whether the project has databases."""
     has_databases = bool(config.rag and config.rag.databases)
-    enabled = has_databases if request.rag_enabled is None else request.rag_enabled
-    if not enabled:
-        return []
-    if not has_databases:
+    enabled = next(
+        (v for v in (request.rag_enabled, model.rag_enabled) if v is not None), has_databases
+    )
+    if enabled and not has_databases:
         raise BadRequest("rag_enabled is true but the project has no RAG databases")
+    return enabled
+
+
+def _options(model: ModelConfig, request: ChatRequest) -> rag.QueryOptions:
+    """The request's retrieval knobs; the database is the request's, else the model's
+    `target_database`, else the project's default."""
+    return rag.QueryOptions(
+        database=request.database or model.target_database,
+        top_k=request.rag_top_k,
+        score_threshold=request.rag_score_threshold,
+        retrieval_strategy=request.rag_retrieval_strategy,
+    )
+
+
+def _queries(request: ChatRequest) -> list[str]:
+    """What to retrieve context for: the request's `rag_queries`, else its last user text."""
     if request.rag_queries:
         return list(request.rag_queries)
     last = next((m for m in reversed(request.messages) if m.role == "user"), None)
@@ -233,16 +312,12 @@ def _retrieve(
     projects: ProjectStore,
     models: ChatModelCache,
     ref: ProjectRef,
-    request: ChatRequest,
+    options: rag.QueryOptions,
     queries: list[str],
-    timeline: Timeline,
+    timeline: Timeline | None,
 ) -> list[Hit]:
-    options = rag.QueryOptions(
-        database=request.database,
-        top_k=request.rag_top_k,
-        score_threshold=request.rag_score_threshold,
-    )
-    timeline.mark("rag_query_start", queries=len(queries), database=request.database)
+    timeline = timeline or Timeline()
+    timeline.mark("rag_query_start", queries=len(queries), database=options.database)
     hits, _, _ = rag.search(
         projects=projects, models=models, ref=ref, queries=queries, options=options
     )

@@ -1,9 +1,11 @@
-"""Prompt sets as system messages, with `{{var}}` and `{{var | default}}` filled in."""
+"""Prompt sets as the messages before the conversation, `{{var}}` and `{{var | default}}`
+filled in."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from llamafarm.chat.providers.base import Message
 from llamafarm.config.models import ModelConfig, ProjectConfig
@@ -28,6 +30,17 @@ def render(text: str, variables: Mapping[str, object]) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
+def render_all(value: object, variables: Mapping[str, object]) -> Any:
+    """`render` on every string inside lists and mappings (a configured tool's schema)."""
+    if isinstance(value, str):
+        return render(value, variables)
+    if isinstance(value, Mapping):
+        return {key: render_all(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render_all(item, variables) for item in value]
+    return value
+
+
 def prompt_messages(
     config: ProjectConfig, model: ModelConfig, variables: Mapping[str, object]
 ) -> list[Message]:
@@ -35,7 +48,7 @@ def prompt_messages(
     wanted = model.prompts or [p.name for p in config.prompts]
     sets = {p.name: p for p in config.prompts}
     return [
-        Message(role=m.role, content=render(m.content, variables))
+        Message(role=m.role, content=render(m.content, variables), tool_call_id=m.tool_call_id)
         for name in wanted
         for m in sets[name].messages
     ]

@@ -65,6 +65,9 @@ class Stream:
 
     def feed(self, delta: Delta) -> list[dict[str, Any]]:
         chunks = []
+        if self._first and self.prepared.sources_event is not None:
+            # LlamaFarm's event (not OpenAI's): the chunks retrieved, before the answer
+            chunks.append({"type": "sources", "sources": self.prepared.sources_event})
         text = self._splitter.feed(delta.content)
         if text or self._first:
             self._shown.append(text)

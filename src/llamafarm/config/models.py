@@ -20,7 +20,7 @@ from llamafarm.config.voice import Voice
 from llamafarm.errors import ConfigInvalid, LfError, NotFound
 from llamafarm.names import is_valid_name
 
-Provider = Literal["universal", "ollama", "openai"]
+Provider = Literal["universal", "ollama", "openai", "lemonade"]
 DEFAULT_TOOL_ROUNDS = 5
 MAX_TOOL_ROUNDS = 20
 DEFAULT_TOOL_TIMEOUT = 30.0
@@ -63,8 +63,11 @@ def _require_known(where: str, value: str | None, known: list[str], what: str) -
 
 
 class PromptMessage(StrictModel):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(description="Text; `{{var}}` and `{{var | default}}` are placeholders.")
+    tool_call_id: str | None = Field(
+        default=None, min_length=1, description="A `tool` message: the call it answers."
+    )
 
 
 class PromptSet(StrictModel):
@@ -75,17 +78,100 @@ class PromptSet(StrictModel):
     )
 
 
-class ModelConfig(StrictModel):
-    """One chat model a project can use."""
+LOAD_OPTIONS = (
+    "n_ctx",
+    "n_batch",
+    "n_gpu_layers",
+    "n_threads",
+    "flash_attn",
+    "use_mmap",
+    "use_mlock",
+    "cache_type_k",
+    "cache_type_v",
+)
+"""The `extra_body` keys that say how a local (`universal`) model is loaded, not what it says."""
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+"""The KV cache types llama.cpp takes (its `--cache-type-k/-v`)."""
 
-    name: Name
-    provider: Provider
-    model: NonEmpty
+
+class ExtraBody(BaseModel):
+    """Provider-specific parameters: for `universal` the load options below start llama.cpp and
+    any other key goes into its request; for the other providers everything goes into the
+    request body (as the OpenAI client's `extra_body` does)."""
+
+    model_config = ConfigDict(extra="allow")
+    n_ctx: int | None = Field(default=None, ge=1, description="Context window in tokens.")
+    n_batch: int | None = Field(default=None, ge=1)
+    n_gpu_layers: int | None = Field(default=None, ge=-1)
+    n_threads: int | None = Field(default=None, ge=1)
+    flash_attn: bool | None = None
+    use_mmap: bool | None = None
+    use_mlock: bool | None = None
+    cache_type_k: CacheType | None = None
+    cache_type_v: CacheType | None = None
+
+    def body(self) -> dict[str, Any]:
+        """Every key that was set, as it goes into a request body."""
+        return self.model_dump(exclude_unset=True)
+
+
+class EncoderConfig(StrictModel):
+    """LlamaFarm's settings of BERT-style encoder models served by its universal runtime."""
+
+    max_length: int | None = Field(default=None, ge=1)
+    use_flash_attention: bool = True
+    task: Literal["embedding", "classification", "reranking", "ner"] = "embedding"
+
+
+class ToolDefinition(StrictModel):
+    """A tool the config offers the model (LlamaFarm's `definitions/Tool`); the model's calls of
+    it go back to the client as `tool_calls`, like the client's own tools."""
+
+    type: Literal["function"] = "function"
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str
+    parameters: dict[str, Any]
+
+    def openai(self) -> dict[str, Any]:
+        """The tool as OpenAI's request carries it."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+class LemonadeConfig(StrictModel):
+    """How LlamaFarm starts a Lemonade server; we only connect to one (on `port`)."""
+
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "backend": "llamafarm does not start Lemonade; choose its backend when you start it",
+        "context_size": "llamafarm does not start Lemonade; set its context when you start it",
+    }
+    backend: Literal["llamacpp", "onnx", "transformers"] | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str | None = None
+    context_size: int | None = Field(default=None, ge=1)
+
+
+class ModelSettings(StrictModel):
+    """What a model is run with; shared by a named model and the flat runtime form."""
+
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "instructor_mode": "structured output through instructor is not used; "
+        "send `response_format` in the chat request instead",
+        "encoder_config": "encoder models are not served by the chat runtime; "
+        "embedders are configured under rag.databases",
+    }
     base_url: str | None = None
     api_key: str | None = None
     description: str | None = None
     prompts: list[str] = Field(default_factory=list, description="Names of prompt sets to apply.")
     model_api_parameters: dict[str, Any] = Field(default_factory=dict)
+    extra_body: ExtraBody = Field(default_factory=ExtraBody)
     timeout: float = Field(
         default=60.0, gt=0, description="Seconds to wait for a model server's next bytes."
     )
@@ -100,21 +186,50 @@ class ModelConfig(StrictModel):
         le=MAX_TOOL_ROUNDS,
         description="Rounds of tool calls in one completion before the model must answer.",
     )
+    tool_call_strategy: Literal["native_api", "prompt_based"] = Field(
+        default="native_api",
+        description="`native_api`: tools go in the request's `tools`; `prompt_based`: they are "
+        "described in a system message and the model's calls read from its text.",
+    )
+    tools: list[ToolDefinition] = Field(default_factory=list)
+    prompt_format: str | None = Field(
+        default=None, description="Accepted for LlamaFarm files, which do not use it either."
+    )
+    instructor_mode: str | None = None
+    encoder_config: EncoderConfig | None = None
+    keep_loaded: bool = Field(
+        default=False, description="Local models stay loaded for the process's life anyway."
+    )
+    rag_enabled: bool | None = Field(
+        default=None, description="RAG for this model's requests unless a request says."
+    )
+    target_database: str | None = Field(
+        default=None, description="The database this model's requests search unless one says."
+    )
+    lemonade: LemonadeConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> ModelSettings:
+        _require_unique("tools", [tool.name for tool in self.tools])
+        return self
 
 
-class Runtime(StrictModel):
+class ModelConfig(ModelSettings):
+    """One chat model a project can use."""
+
+    name: Name
+    provider: Provider
+    model: NonEmpty
+    default: bool = Field(
+        default=False, description="The default model when runtime.default_model is not set."
+    )
+
+
+class Runtime(ModelSettings):
     """Either the flat form (`provider`, `model`, ...) or `models` with a `default_model`."""
 
     provider: Provider | None = None
     model: NonEmpty | None = None
-    base_url: str | None = None
-    api_key: str | None = None
-    description: str | None = None
-    prompts: list[str] = Field(default_factory=list)
-    model_api_parameters: dict[str, Any] = Field(default_factory=dict)
-    timeout: float = Field(default=60.0, gt=0)
-    mcp_servers: list[str] | None = None
-    max_tool_rounds: int = Field(default=DEFAULT_TOOL_ROUNDS, ge=1, le=MAX_TOOL_ROUNDS)
     models: list[ModelConfig] = Field(default_factory=list)
     default_model: str | None = None
 
@@ -139,25 +254,19 @@ class Runtime(StrictModel):
         if self.models:
             return list(self.models)
         assert self.provider is not None and self.model is not None  # checked by _one_form
+        settings = {name: getattr(self, name) for name in ModelSettings.model_fields}
         return [
-            ModelConfig(
-                name="default",
-                provider=self.provider,
-                model=self.model,
-                base_url=self.base_url,
-                api_key=self.api_key,
-                description=self.description,
-                prompts=self.prompts,
-                model_api_parameters=self.model_api_parameters,
-                timeout=self.timeout,
-                mcp_servers=self.mcp_servers,
-                max_tool_rounds=self.max_tool_rounds,
+            ModelConfig.model_validate(
+                {**settings, "name": "default", "provider": self.provider, "model": self.model}
             )
         ]
 
     def default(self) -> ModelConfig:
+        """`default_model`, else the first model marked `default: true`, else the first."""
         models = self.model_list()
-        return next((m for m in models if m.name == self.default_model), models[0])
+        if self.default_model is not None:
+            return next(m for m in models if m.name == self.default_model)
+        return next((m for m in models if m.default), models[0])
 
 
 class EmbeddingStrategy(StrictModel):
@@ -509,8 +618,15 @@ class ProjectConfig(StrictModel):
             )
             for server in model.mcp_servers or []:
                 _require_known(where, server, servers, "MCP server")
-        _require_unique("datasets", [d.name for d in self.datasets])
         databases = [d.name for d in self.rag.databases] if self.rag else []
+        for i, model in enumerate(self.runtime.model_list()):
+            where = (
+                f"runtime.models[{i}].target_database"
+                if self.runtime.models
+                else "runtime.target_database"
+            )
+            _require_known(where, model.target_database, databases, "database")
+        _require_unique("datasets", [d.name for d in self.datasets])
         strategies = [s.name for s in self.processing_strategies()]
         for i, dataset in enumerate(self.datasets):
             _require_known(f"datasets[{i}].database", dataset.database, databases, "database")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from llamafarm.chat.providers.base import Provider
 from llamafarm.chat.providers.openai_compat import OpenAICompatibleProvider
+from llamafarm.chat.providers.prompted import PromptedTools
 from llamafarm.chat.providers.streams import Streams
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import ConfigInvalid
@@ -38,6 +39,9 @@ PROVIDERS.register(
 PROVIDERS.register(
     "ollama", lambda model, _, streams: OpenAICompatibleProvider(model, streams=streams)
 )
+PROVIDERS.register(
+    "lemonade", lambda model, _, streams: OpenAICompatibleProvider(model, streams=streams)
+)
 
 
 def create_provider(
@@ -48,8 +52,11 @@ def create_provider(
     `streams`: the process's streaming sessions; None: a remote model opens its own."""
     factory = PROVIDERS.find(model.provider, owner=model.name)
     try:
-        return factory(model, shared, streams)
+        provider = factory(model, shared, streams)
     except ConfigInvalid as exc:
         if repr(model.name) in exc.detail:
             raise
         raise ConfigInvalid(f"model {model.name!r}: {exc.detail}") from exc
+    if model.tool_call_strategy == "prompt_based":
+        provider = PromptedTools(provider)
+    return provider

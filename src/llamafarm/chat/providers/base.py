@@ -44,12 +44,25 @@ class Generation:
     top_p: float | None = None
     top_k: int | None = None
     stop: Sequence[str] = ()
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    """OpenAI's `{"type": "json_object"}` or `{"type": "json_schema", "json_schema": {...}}`."""
     extra: dict[str, object] = field(default_factory=dict)
-    """The model's `model_api_parameters`, passed through to the provider as they are."""
+    """The model's `model_api_parameters` and `extra_body` (and a request's `n_ctx`), passed
+    through to the provider as they are; a local model takes its load options out."""
     tools: Sequence[Mapping[str, Any]] = ()
     """OpenAI function tools (`{"type": "function", "function": {name, description,
     parameters}}`) the model may call; sent only by providers whose `supports_tools` is true."""
     tool_choice: ToolChoice | None = None
+
+    def output(self) -> dict[str, Any]:
+        """`stop`, `seed` and `response_format` as a request body has them (those set)."""
+        body: dict[str, Any] = {"stop": list(self.stop)} if self.stop else {}
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.response_format is not None:
+            body["response_format"] = dict(self.response_format)
+        return body
 
 
 @dataclass(frozen=True)

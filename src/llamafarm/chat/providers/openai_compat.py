@@ -1,4 +1,5 @@
-"""Chat through an OpenAI-compatible server: OpenAI, vLLM, llama.cpp, LM Studio, Ollama's `/v1`.
+"""Chat through an OpenAI-compatible server: OpenAI, vLLM, llama.cpp, LM Studio, Ollama's `/v1`,
+Lemonade.
 
 Whole answers and checks are read with httpx (blocking, on the caller's thread), streams with
 aiohttp on the event loop (its C parser costs a third of httpx's CPU per streamed answer,
@@ -61,6 +62,10 @@ OPENAI_URL = "https://api.openai.com/v1"
 STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
 OLLAMA_HOST = "http://localhost:11434"
 OLLAMA_PORT = 11434
+LEMONADE_HOST = "127.0.0.1"
+LEMONADE_PORT = 11534
+LEMONADE_KEY = "lemonade"
+"""Lemonade's defaults, as LlamaFarm has them: its server asks for a key but takes any."""
 
 
 def default_base_url(provider: str, env: Mapping[str, str]) -> str:
@@ -92,7 +97,7 @@ class OpenAICompatibleProvider:
         env: Mapping[str, str] | None = None,
         streams: Streams | None = None,
     ) -> None:
-        if model.provider not in ("openai", "ollama"):
+        if model.provider not in ("openai", "ollama", "lemonade"):
             raise ConfigInvalid(f"model {model.name!r}: provider {model.provider!r} is not OpenAI")
         self.config = model
         self.provider = model.provider
@@ -102,7 +107,8 @@ class OpenAICompatibleProvider:
         # api.openai.com rejects unknown fields; vLLM, llama.cpp and LM Studio honour top_k and
         # Ollama's /v1 ignores it.
         self.sends_top_k = httpx.URL(self.base_url).host != "api.openai.com"
-        headers = {"Authorization": f"Bearer {model.api_key}"} if model.api_key else None
+        key = model.api_key or (LEMONADE_KEY if model.provider == "lemonade" else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else None
         # One client per model: its connection pool serves every request and thread.
         self._client = httpx.Client(headers=headers, timeout=self._limits(self.timeout))
         self._stream_headers = {**STREAM_HEADERS, **(headers or {})}
@@ -194,8 +200,7 @@ class OpenAICompatibleProvider:
             "top_k": generation.top_k if self.sends_top_k else None,
         }
         body.update({key: value for key, value in knobs.items() if value is not None})
-        if generation.stop:
-            body["stop"] = list(generation.stop)
+        body.update(generation.output())
         return body
 
     def _send(
@@ -409,7 +414,13 @@ class OpenAICompatibleProvider:
     @staticmethod
     def _base_url(model: ModelConfig, env: Mapping[str, str]) -> str:
         value = model.base_url or default_base_url(model.provider, env)
-        source = "base_url" if model.base_url else "OLLAMA_HOST"
+        if model.provider == "lemonade" and not model.base_url:
+            lemonade = model.lemonade
+            host = (lemonade.host if lemonade else None) or LEMONADE_HOST
+            port = (lemonade.port if lemonade else None) or LEMONADE_PORT
+            value = f"http://{host}:{port}/api/v1"
+        defaults = {"ollama": "OLLAMA_HOST", "lemonade": "lemonade.host/port"}
+        source = "base_url" if model.base_url else defaults.get(model.provider, "default")
         try:
             url = normalize_url(value, what=f"model {model.name!r}")
         except ConfigInvalid as exc:

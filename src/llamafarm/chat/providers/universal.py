@@ -14,14 +14,14 @@ import asyncio
 import secrets
 import struct
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from llamafarm import bundled
 from llamafarm.chat.providers import wire
 from llamafarm.chat.providers.base import Completion, Delta, FinishReason, Generation, Usage
-from llamafarm.config.models import ModelConfig
+from llamafarm.config.models import LOAD_OPTIONS, ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
 from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
@@ -122,7 +122,17 @@ def chat_template(path: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def shared_server(shared: Shared, path: Path) -> Any:
+LoadOptions = tuple[tuple[str, Any], ...]
+"""`extra_body`'s load options (n_ctx, n_batch, ...) that were set, sorted: a hashable key."""
+
+
+def split_options(extra: Mapping[str, object]) -> tuple[LoadOptions, dict[str, Any]]:
+    """The load options of a generation's `extra`, and the rest (which goes in the request)."""
+    options = tuple(sorted((k, v) for k, v in extra.items() if k in LOAD_OPTIONS and v is not None))
+    return options, {k: v for k, v in extra.items() if k not in LOAD_OPTIONS}
+
+
+def shared_server(shared: Shared, path: Path, options: LoadOptions = ()) -> Any:
     """The process's llama.cpp server of a GGUF file (model weights + KV cache, ~240 MB RSS for
     the bundled model, 0.5 s to load), shared by every project that names the file.
 
@@ -130,24 +140,26 @@ def shared_server(shared: Shared, path: Path) -> Any:
     concurrent requests wait in llama.cpp's own task queue, the path its HTTP server takes for
     concurrent clients, so generations never share state.
     """
-    return shared.load(("llama-server", path), lambda: _load(path))
+    return shared.load(("llama-server", path, options), lambda: _load(path, dict(options)))
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, options: Mapping[str, Any]) -> Any:
     import xllamacpp  # 0.1 s import, paid on first use
 
     try:
-        n_ctx = min(MAX_CONTEXT, train_context(path))
+        trained = train_context(path)
     except (OSError, ValueError) as exc:
         raise ProviderUnavailable(
             f"{WHAT}: {str(path)!r} is not a readable GGUF model: {exc}"
         ) from exc
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
-    params.n_ctx = n_ctx
+    # Never more than the model was trained on: a bigger KV cache only costs memory.
+    params.n_ctx = min(options.get("n_ctx") or MAX_CONTEXT, trained)
     params.n_parallel = 1
-    params.cpuparams.n_threads = default_threads()
-    params.cpuparams_batch.n_threads = default_threads()
+    params.cpuparams.n_threads = options.get("n_threads") or default_threads()
+    params.cpuparams_batch.n_threads = options.get("n_threads") or default_threads()
+    _apply(xllamacpp, params, options)
     params.verbosity = 1  # errors only; llama.cpp logs every request at the default
     # The library always opens its HTTP server on a free loopback port; nobody is
     # meant to use it, so a random key that is never shared shuts it.
@@ -158,6 +170,26 @@ def _load(path: Path) -> Any:
         return xllamacpp.Server(params)
     except Exception as exc:  # a RuntimeError that only says "check the input params"
         raise ProviderUnavailable(f"{WHAT}: cannot load model {str(path)!r}: {exc}") from exc
+
+
+def _apply(xllamacpp: Any, params: Any, options: Mapping[str, Any]) -> None:
+    """The load options of `extra_body` as llama.cpp's server parameters (its CLI's
+    --batch-size, --n-gpu-layers, --flash-attn, --no-mmap/--mlock, --cache-type-k/-v)."""
+    if "n_batch" in options:
+        params.n_batch = options["n_batch"]
+    if "n_gpu_layers" in options:
+        params.n_gpu_layers = options["n_gpu_layers"]
+    if "flash_attn" in options:
+        kind = "ENABLED" if options["flash_attn"] else "DISABLED"
+        params.flash_attn_type = xllamacpp.llama_flash_attn_type[f"LLAMA_FLASH_ATTN_TYPE_{kind}"]
+    if "use_mmap" in options or "use_mlock" in options:
+        mode = {(True, False): "MMAP", (True, True): "MMAP_MLOCK", (False, True): "MLOCK"}.get(
+            (options.get("use_mmap", True), options.get("use_mlock", False)), "NONE"
+        )
+        params.load_mode = xllamacpp.llama_load_mode[f"LLAMA_LOAD_MODE_{mode}"]
+    for key in ("cache_type_k", "cache_type_v"):
+        if key in options:
+            setattr(params, key, xllamacpp.ggml_type[f"GGML_TYPE_{options[key].upper()}"])
 
 
 def _usage(data: dict[str, Any]) -> Usage | None:
@@ -179,6 +211,7 @@ class UniversalProvider:
         self._shared = shared or Shared()
         self._path = model_path(model.model)
         self._tools: bool | None = None
+        self._context: int | None = None
 
     @property
     def name(self) -> str:
@@ -196,10 +229,31 @@ class UniversalProvider:
         return self._tools
 
     def check(self) -> None:
-        shared_server(self._shared, self._path)
+        self._server(self._config.extra_body.body())
+
+    def _server(self, extra: Mapping[str, object]) -> Any:
+        """The llama.cpp server the load options of `extra` ask for (the config's by default).
+
+        A context is rounded up to a power of two and capped at the model's training context:
+        each distinct set of options is a server kept for the process's life, so a client
+        sending every `n_ctx` from 128 up gets a dozen of them at most, not thousands."""
+        options = dict(split_options(extra)[0])
+        if "n_ctx" in options:
+            options["n_ctx"] = min(1 << (int(options["n_ctx"]) - 1).bit_length(), self._trained())
+        return shared_server(self._shared, self._path, tuple(sorted(options.items())))
+
+    def _trained(self) -> int:
+        if self._context is None:
+            try:
+                self._context = train_context(self._path)
+            except (OSError, ValueError) as exc:
+                raise ProviderUnavailable(
+                    f"{WHAT}: {str(self._path)!r} is not a readable GGUF model: {exc}"
+                ) from exc
+        return self._context
 
     def complete(self, generation: Generation) -> Completion:
-        server = shared_server(self._shared, self._path)
+        server = self._server(generation.extra)
         data = self._generate(server, self._request(generation, stream=False))
         self._raise_for_error(data)
         try:
@@ -233,7 +287,7 @@ class UniversalProvider:
 
         def run() -> None:
             try:
-                self._generate(shared_server(self._shared, self._path), request, on_chunk)
+                self._generate(self._server(generation.extra), request, on_chunk)
             except LfError as exc:  # raised again on the consumer's side
                 put(exc)
             except Exception as exc:  # never a silent, empty "answer"
@@ -285,7 +339,7 @@ class UniversalProvider:
             raise BadGateway(f"{WHAT} ({self.name}): generation failed: {exc}") from exc
 
     def _request(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
-        request: dict[str, Any] = dict(generation.extra)
+        request: dict[str, Any] = split_options(generation.extra)[1]
         request.update(
             messages=[wire.message_json(m) for m in generation.messages],
             max_tokens=generation.max_tokens or DEFAULT_MAX_TOKENS,
@@ -301,8 +355,7 @@ class UniversalProvider:
             "top_k": generation.top_k,
         }
         request.update({key: value for key, value in knobs.items() if value is not None})
-        if generation.stop:
-            request["stop"] = list(generation.stop)
+        request.update(generation.output())
         if stream:
             request["stream_options"] = {"include_usage": True}
         return request
