@@ -125,3 +125,20 @@ def test_an_empty_key_is_named_in_the_error() -> None:
     with pytest.raises(ConfigInvalid) as caught:
         parse_config(config(runtime={**RUNTIME, "": 1}, **{"": 2}))
     assert caught.value.detail == "Invalid config: runtime.'': unknown key; '': unknown key"
+
+
+def tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "name": name, "description": "d", "parameters": {}}
+
+
+def test_tool_names_take_dots_as_llamafarm_seed_project_does_but_no_spaces() -> None:
+    def with_tool(name: str) -> dict[str, Any]:
+        runtime = {
+            "models": [{"name": "m", "provider": "openai", "model": "gpt", "tools": [tool(name)]}]
+        }
+        return config(runtime=runtime)
+
+    parsed = parse_config(with_tool("cli.dataset_upload"))
+    assert parsed.runtime.models[0].tools[0].name == "cli.dataset_upload"
+    with pytest.raises(ConfigInvalid, match=r"runtime.models\[0\].tools\[0\].name"):
+        parse_config(with_tool("get weather"))

@@ -128,7 +128,11 @@ class ToolDefinition(StrictModel):
     it go back to the client as `tool_calls`, like the client's own tools."""
 
     type: Literal["function"] = "function"
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Letters, digits, '_', '-', '.', ':' (LlamaFarm's own tools are named like "
+        "`cli.dataset_upload`; OpenAI's API itself takes no '.' or ':').",
+    )
     description: str
     parameters: dict[str, Any]
 
@@ -150,11 +154,13 @@ class LemonadeConfig(StrictModel):
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {
         "backend": "llamafarm does not start Lemonade; choose its backend when you start it",
         "context_size": "llamafarm does not start Lemonade; set its context when you start it",
+        "auto_download": "llamafarm does not start Lemonade; pull the model with Lemonade itself",
     }
     backend: Literal["llamacpp", "onnx", "transformers"] | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     host: str | None = None
     context_size: int | None = Field(default=None, ge=1)
+    auto_download: bool | None = None
 
 
 class ModelSettings(StrictModel):
