@@ -4,6 +4,7 @@ command that gets it. The cache is a real layout in a temp dir holding the bundl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from llamafarm import bundled
 from llamafarm.api import create_app
 from llamafarm.settings import Settings
 from tests.models.gguf_cache import cache_gguf
+from tests.models.hub import FakeHub
 
 BASE = "/v1/projects/acme/bot"
 MODEL = "acme/Tiny-GGUF"
@@ -68,3 +70,23 @@ def test_a_model_not_in_the_cache_is_a_503_naming_the_command(
     response = chat(client)
     assert response.status_code == 503, response.text
     assert f"`lf models pull {model}`" in response.json()["detail"]
+
+
+@pytest.mark.timeout(60)
+def test_the_download_route_takes_an_id_with_a_quant_and_fetches_that_file(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = {f"o-{quant}.gguf": b"GGUF" + quant.encode() * 50 for quant in ("Q4_K_M", "Q8_0")}
+    with FakeHub({"acme/Other-GGUF": repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        body = {"provider": "universal", "model_name": "acme/Other-GGUF:Q8_0"}
+        with client.stream("POST", "/v1/models/download", json=body) as response:
+            assert response.status_code == 200, response.read()
+            lines = [line for line in response.iter_lines() if line]
+        bad = client.post("/v1/models/download", json={**body, "model_name": "acme/x:../y"})
+    done = json.loads(lines[-1].removeprefix("data: "))
+    assert done["event"] == "complete", lines
+    assert done["path"].endswith("/o-Q8_0.gguf")
+    assert Path(done["path"]).read_bytes() == repo["o-Q8_0.gguf"]
+    assert not any(path.endswith("o-Q4_K_M.gguf") for _, path in hub.requests)
+    assert bad.status_code == 400
