@@ -226,7 +226,7 @@ class ConfigPolicy:
         return (
             model in BUNDLED_MODELS
             or hf_model_id(model) is not None
-            or (self.model_path_allowed(model))
+            or self.model_path_allowed(model)
         )
 
     def model_path_allowed(self, model: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,21 @@ def _events(
         if done != sent or time.monotonic() - sent_at >= HEARTBEAT:
             sent, sent_at = done, time.monotonic()
             yield _progress(done, total)
-    result = outcome[0]
+    yield from _finish(model_name, outcome[0], sent, total, hub=hub, folder=folder, gguf=gguf)
+
+
+def _finish(
+    model_name: str,
+    result: str | BaseException,
+    sent: int,
+    total: int,
+    *,
+    hub: str,
+    folder: Path,
+    gguf: bool,
+) -> Iterator[Event]:
+    """The last events: an error, or the full progress and `complete` with the model's path
+    (a GGUF model's file, as the `universal` provider will find it; else the snapshot)."""
     if isinstance(result, BaseException):
         yield _error(_translate(result, model_name, hub=hub, folder=folder))
         return
