@@ -326,7 +326,8 @@ def test_a_model_file_must_lie_inside_the_model_roots(
         refused(str(settings.models_dir / "link.gguf")),  # symlinks are followed
         refused(str(settings.models_dir / ".." / "outside.gguf")),
         refused(str(uploaded[0])),
-        refused("relative/model.gguf"),
+        refused("relative/dir/model.gguf"),
+        refused("./relative/model.gguf"),
         refused("/etc/passwd"),
     }
     assert len(messages) == 1

@@ -115,6 +115,40 @@ def test_model_paths_must_resolve_inside_a_root(tmp_path: Path) -> None:
         parse_config(document(runtime={"provider": "universal", "model": name}), policy)
 
 
+def test_hugging_face_model_ids_are_names_not_paths(tmp_path: Path) -> None:
+    policy = ConfigPolicy(model_roots=(tmp_path,))
+    ids = ["unsloth/Qwen3-1.7B-GGUF:Q4_K_M", "acme/tiny:q8_0", "nomic-ai/nomic-embed-text-v1.5"]
+    for model in ids:
+        assert policy.model_allowed(model)
+        parse_config(document(runtime={"provider": "universal", "model": model}), policy)
+    refused = ["../x", "/etc/passwd", "~/x", "a/b/c", "./a/b", ".a/b", "a/../b", "a/b:", "x",
+               "a/b:Q4/K", "a--b/c", "a/b:../c", "~root/x", "a\\b/c"]  # fmt: skip
+    for model in refused:
+        assert not policy.model_allowed(model), model
+        with pytest.raises(ConfigInvalid, match="LF_MODELS_DIR"):
+            parse_config(document(runtime={"provider": "universal", "model": model}), policy)
+    assert policy.model_allowed(str(tmp_path / "m.gguf"))  # an absolute path inside a root
+
+
+def test_an_embedders_model_id_and_cache_folder_follow_the_policy(tmp_path: Path) -> None:
+    policy = ConfigPolicy(model_roots=(tmp_path / "models",))
+
+    def database(config: dict[str, Any]) -> dict[str, Any]:
+        strategy = {"name": "e", "type": "UniversalEmbedder", "config": config}
+        return {
+            "rag": {
+                "databases": [
+                    {"name": "db", "type": "ChromaStore", "embedding_strategies": [strategy]}
+                ]
+            }
+        }
+
+    parse_config(document(**database({"model": "nomic-ai/nomic-embed-text-v1.5"})), policy)
+    for config in [{"model": "../x"}, {"model": "a/b/c"}, {"cache_dir": str(tmp_path / "up")}]:
+        with pytest.raises(ConfigInvalid, match="LF_MODELS_DIR"):
+            parse_config(document(**database(config)), policy)
+
+
 def test_the_bundled_names_are_the_modules_own() -> None:
     assert {chat.BUNDLED} | embedder.BUNDLED_ALIASES == BUNDLED_MODELS
 

@@ -45,7 +45,10 @@ def list_models(ctx: typer.Context, provider: Provider = DEFAULT_PROVIDER) -> No
 @models_app.command("pull")
 def pull(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A Hugging Face model id, ORG/NAME.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="A Hugging Face model id, ORG/NAME or ORG/NAME:QUANT (one GGUF file)."),
+    ],
     provider: Provider = DEFAULT_PROVIDER,
 ) -> None:
     """Download a model from the Hugging Face Hub into the local cache."""

@@ -10,9 +10,11 @@ operator's (settings, never the config):
   allows the config's `command: npx` (found on the server's PATH) and nothing else, not
   `./npx` or `/tmp/npx`; an absolute path allows that path only. Its `env` may set no
   variable that changes how a program is loaded or found (`LD_*`, `DYLD_*`, `PATH`, ...).
-- A local model path (a `universal` chat model, the universal embedder's folder) must
+- A local model path (a `universal` chat model, the universal embedder's folder or cache) must
   resolve, symlinks followed, inside one of `model_roots`; outside them the message is the
-  same whether the path exists or not.
+  same whether the path exists or not. A bundled model's name and a Hugging Face model id
+  (`ORG/NAME`, `ORG/NAME:QUANT`, `llamafarm.names.hf_model_id`) are names, not paths: they
+  resolve only inside the bundled packages or the Hugging Face cache, so no root applies.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from urllib.parse import quote, quote_plus
 from llamafarm import bundled
 from llamafarm.config.models import Database, ProjectConfig
 from llamafarm.errors import ConfigInvalid
+from llamafarm.names import hf_model_id
 
 ENV_SETTING = "LF_CONFIG_ENV_ALLOW"
 COMMANDS_SETTING = "LF_MCP_ALLOWED_COMMANDS"
@@ -218,6 +221,14 @@ class ConfigPolicy:
             f"in {COMMANDS_SETTING} (or `lf start --allow-mcp-command`)"
         )
 
+    def model_allowed(self, model: str) -> bool:
+        """A bundled model's name, a Hugging Face model id, or a path inside `model_roots`."""
+        return (
+            model in BUNDLED_MODELS
+            or hf_model_id(model) is not None
+            or self.model_path_allowed(model)
+        )
+
     def model_path_allowed(self, model: str) -> bool:
         path = Path(model).expanduser()
         if not path.is_absolute():
@@ -243,7 +254,7 @@ class ConfigPolicy:
                     )
         flat = not config.runtime.models
         for i, model in enumerate(config.runtime.model_list()):
-            if model.provider == "universal" and model.model not in BUNDLED_MODELS:
+            if model.provider == "universal":
                 where = "runtime.model" if flat else f"runtime.models[{i}].model"
                 yield from self._model(where, model.model)
         for i, database in enumerate(config.rag.databases if config.rag else []):
@@ -257,16 +268,18 @@ class ConfigPolicy:
 
     def database_problems(self, where: str, database: Database) -> Iterator[str]:
         for j, strategy in enumerate(database.embedding_strategies):
-            folder = strategy.config.get("model")
-            if (
-                strategy.type == "UniversalEmbedder"
-                and isinstance(folder, str)
-                and folder not in BUNDLED_MODELS
-            ):
-                yield from self._model(f"{where}.embedding_strategies[{j}].config.model", folder)
+            if strategy.type != "UniversalEmbedder":
+                continue
+            at = f"{where}.embedding_strategies[{j}].config"
+            folder, cache = strategy.config.get("model"), strategy.config.get("cache_dir")
+            if isinstance(folder, str):
+                yield from self._model(f"{at}.model", folder)
+            if isinstance(cache, str):  # a cache elsewhere would make any folder a "cache"
+                yield from self._model(f"{at}.cache_dir", cache, name=False)
 
-    def _model(self, where: str, model: str) -> Iterable[str]:
-        if not self.model_path_allowed(model):
+    def _model(self, where: str, model: str, *, name: bool = True) -> Iterable[str]:
+        allowed = self.model_allowed(model) if name else self.model_path_allowed(model)
+        if not allowed:
             yield (
                 f"{where}: a model file must be inside the Hugging Face cache, the bundled "
                 f"models or the folder the server's operator sets in {MODELS_SETTING}"

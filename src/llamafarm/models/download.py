@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils.tqdm import tqdm as hub_tqdm
 
-from llamafarm.errors import BadGateway, LfError, NotFound, Unavailable
+from llamafarm.errors import BadGateway, BadRequest, LfError, NotFound, Unavailable
 from llamafarm.models.cache import (
     PROVIDER,
     cache_dir,
@@ -34,6 +34,8 @@ from llamafarm.models.cache import (
     check_provider,
     repo_folder,
 )
+from llamafarm.models.gguf import cached_gguf, choose, models
+from llamafarm.names import HfModelId, hf_model_id
 
 Event = dict[str, Any]
 
@@ -65,45 +67,56 @@ def download(
     """Check the request now (errors raise), then the events of fetching the model: `progress`
     ones, then `complete` or `error`. A model already cached completes at once, offline too.
     A consumer that stops early leaves the download running to its end in the background.
-    `hub` and `timeout` default to huggingface_hub's (`HF_ENDPOINT`, `HF_HUB_ETAG_TIMEOUT`)."""
+    `hub` and `timeout` default to huggingface_hub's (`HF_ENDPOINT`, `HF_HUB_ETAG_TIMEOUT`).
+
+    Of a repo with GGUF files only the one model the id names is fetched (`ORG/NAME:QUANT`,
+    or `ORG/NAME`'s default, as `models.gguf` chooses), not every quantization."""
     check_provider(provider)
-    check_model_name(model_name)
+    wanted = hf_model_id(model_name)
+    if wanted is None:
+        check_model_name(model_name)  # its message says what a model id is
+        raise BadRequest(f"Invalid model name {model_name!r}: expected ORG/NAME[:QUANT]")
+    check_model_name(wanted.repo)
     wait = hub_timeout() if timeout is None else timeout
-    return _events(model_name, folder or cache_dir(), hub or endpoint(), poll, wait)
+    return _events(wanted, folder or cache_dir(), hub or endpoint(), poll, wait)
 
 
 @dataclass(frozen=True)
 class _File:
+    name: str
     size: int
     blob: str | None
     """The blob's name in the cache: the LFS sha256, or the git blob id of a small file."""
 
 
 def _events(
-    model_name: str, folder: Path, hub: str, poll: float, timeout: float
+    wanted: HfModelId, folder: Path, hub: str, poll: float, timeout: float
 ) -> Generator[Event, None, None]:
-    cached = _cached(model_name, folder)
+    model_name = str(wanted)
+    cached = _cached(wanted, folder)
     if cached is not None:
         yield {"event": "complete", "model_name": model_name, "path": cached, "cached": True}
         return
     try:
-        files = _listing(model_name, hub, timeout)
+        files = _selected(wanted, _listing(wanted.repo, hub, timeout))
     except LfError as exc:
         yield _error(exc)
         return
     total = sum(file.size for file in files)
-    blobs = repo_folder(folder, model_name) / "blobs"
+    blobs = repo_folder(folder, wanted.repo) / "blobs"
     outcome: list[str | BaseException] = []
+    gguf = any(file.name.lower().endswith(".gguf") for file in files)
 
     def fetch() -> None:
         try:
             outcome.append(
                 snapshot_download(
-                    model_name,
+                    wanted.repo,
                     cache_dir=folder,
                     endpoint=hub,
                     etag_timeout=timeout,
                     tqdm_class=_Silent,
+                    allow_patterns=[file.name for file in files] if gguf else None,
                 )
             )
         except BaseException as exc:  # handed to the consumer, translated there
@@ -119,19 +132,59 @@ def _events(
         if done != sent or time.monotonic() - sent_at >= HEARTBEAT:
             sent, sent_at = done, time.monotonic()
             yield _progress(done, total)
-    result = outcome[0]
+    yield from _finish(model_name, outcome[0], sent, total, hub=hub, folder=folder, gguf=gguf)
+
+
+def _finish(
+    model_name: str,
+    result: str | BaseException,
+    sent: int,
+    total: int,
+    *,
+    hub: str,
+    folder: Path,
+    gguf: bool,
+) -> Iterator[Event]:
+    """The last events: an error, or the full progress and `complete` with the model's path
+    (a GGUF model's file, as the `universal` provider will find it; else the snapshot)."""
     if isinstance(result, BaseException):
         yield _error(_translate(result, model_name, hub=hub, folder=folder))
         return
     if sent != total:
         yield _progress(total, total)
-    yield {"event": "complete", "model_name": model_name, "path": result, "cached": False}
-
-
-def _cached(model_name: str, folder: Path) -> str | None:
-    """The snapshot folder if the model's default revision is already complete on disk."""
     try:
-        path: str = snapshot_download(model_name, cache_dir=folder, local_files_only=True)
+        path = str(cached_gguf(model_name, folder=folder)) if gguf else result
+    except LfError as exc:
+        yield _error(exc)
+        return
+    yield {"event": "complete", "model_name": model_name, "path": path, "cached": False}
+
+
+def _selected(wanted: HfModelId, files: list[_File]) -> list[_File]:
+    """The files to fetch: the GGUF model the id names, or the whole repo when it has none."""
+    choices = models((file.name, file.size) for file in files)
+    if not choices and wanted.quant is None:
+        return files
+    choice = choose(choices, wanted.quant)
+    if choice is None:
+        found = ", ".join(c.files[0] for c in choices) or "none"
+        raise NotFound(
+            f"Model {wanted.repo!r} has no GGUF file of quantization {wanted.quant!r} on the "
+            f"Hugging Face Hub (GGUF files: {found})"
+        )
+    return [file for file in files if file.name in choice.files]
+
+
+def _cached(wanted: HfModelId, folder: Path) -> str | None:
+    """The GGUF file the id names in the cache (as the `universal` provider would load it),
+    else the snapshot folder of the model's default revision if it is complete on disk."""
+    try:
+        return str(cached_gguf(str(wanted), folder=folder))
+    except LfError:
+        if wanted.quant is not None:
+            return None
+    try:
+        path: str = snapshot_download(wanted.repo, cache_dir=folder, local_files_only=True)
     except LocalEntryNotFoundError:  # not there, or an interrupted download
         return None
     return path
@@ -144,6 +197,7 @@ def _listing(model_name: str, hub: str, timeout: float) -> list[_File]:
         raise _translate(exc, model_name, hub=hub, folder=None) from exc
     return [
         _File(
+            name=sibling.rfilename,
             size=sibling.size or 0,
             blob=sibling.lfs.sha256 if sibling.lfs is not None else sibling.blob_id,
         )

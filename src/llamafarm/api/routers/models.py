@@ -30,7 +30,11 @@ ProviderQuery = Annotated[str, Query(description='Model provider; only "universa
 class ModelDownload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     provider: str = models.PROVIDER
-    model_name: str = Field(min_length=1, description="A Hugging Face model id, ORG/NAME.")
+    model_name: str = Field(
+        min_length=1,
+        description="A Hugging Face model id, ORG/NAME, or ORG/NAME:QUANT for one GGUF "
+        "quantization (a GGUF repo's default file without it).",
+    )
 
 
 _SSE_EVENT = sse_event(DownloadEvent.model_json_schema())

@@ -23,6 +23,8 @@ from llamafarm.chat.providers import wire
 from llamafarm.chat.providers.base import Completion, Delta, FinishReason, Generation, Usage
 from llamafarm.config.models import LOAD_OPTIONS, ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
+from llamafarm.models.gguf import cached_gguf
+from llamafarm.names import hf_model_id
 from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
 
@@ -37,13 +39,18 @@ bundled_path = bundled.chat_path
 
 
 def model_path(model: str) -> Path:
+    """The GGUF file a config's `model` names: the bundled model's name, a Hugging Face model
+    id (`ORG/NAME[:QUANT]`, found in the local cache only), or a path to a file."""
     if model == BUNDLED:
-        path = bundled_path()
-    elif model.endswith(".gguf") or "/" in model or "\\" in model:
+        return bundled_path()
+    if hf_model_id(model) is not None:
+        return cached_gguf(model)
+    if model.endswith(".gguf") or "/" in model or "\\" in model:
         path = Path(model).expanduser().resolve()
     else:
         raise ProviderUnavailable(
-            f"{WHAT}: unknown model {model!r}: use the bundled {BUNDLED!r} or a path to a GGUF file"
+            f"{WHAT}: unknown model {model!r}: use the bundled {BUNDLED!r}, a Hugging Face "
+            "model id ORG/NAME[:QUANT] or a path to a GGUF file"
         )
     if not path.is_file():
         raise ProviderUnavailable(f"{WHAT}: model file {str(path)!r} does not exist")

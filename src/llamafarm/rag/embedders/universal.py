@@ -7,7 +7,6 @@ a 503 naming it when the model is first needed, not a config error.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from tokenizers import Encoding, Tokenizer
 from llamafarm import bundled
 from llamafarm.config.models import NonEmpty, StrictModel
 from llamafarm.errors import ConfigInvalid, EmbedderUnavailable
+from llamafarm.names import hf_model_id
 from llamafarm.onnx import Loaded, onnx_session, run, run_options
 from llamafarm.rag.embedders.base import parse_config
 from llamafarm.rag.embedders.hf_cache import cached_onnx
@@ -38,7 +38,8 @@ Floats = npt.NDArray[np.float32]
 class UniversalConfig(StrictModel):
     model: NonEmpty = Field(
         default=BUNDLED,
-        description=f"{BUNDLED} (bundled) or a folder with model.onnx and tokenizer.json.",
+        description=f"{BUNDLED} (bundled), a Hugging Face model id ORG/NAME (its ONNX export "
+        "in the local cache) or a folder with model.onnx and tokenizer.json.",
     )
     dimension: PositiveInt | None = Field(
         default=None, description="Default: what the model makes (384 for the bundled one)."
@@ -75,22 +76,22 @@ def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
 bundled_files = bundled.embedder_files
 
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def _model_files(model: str, cache_dir: str | None) -> tuple[Path, Path] | None:
-    """The model's files; None for a repo id missing from the Hugging Face cache."""
+    """The model's files; None for a repo id missing from the Hugging Face cache. A repo id
+    is looked up in the cache only, never as a folder relative to the working directory."""
     if model in BUNDLED_ALIASES:
         return bundled_files()
+    repo = hf_model_id(model)
+    if repo is not None and repo.quant is None:
+        return cached_onnx(model, cache_dir)
     folder = Path(model).expanduser().resolve()
     files = folder / "model.onnx", folder / "tokenizer.json"
-    if all(file.is_file() for file in files):
+    if repo is None and all(file.is_file() for file in files):
         return files
-    if _REPO_ID.match(model) and not folder.exists():
-        return cached_onnx(model, cache_dir)
     raise ConfigInvalid(
-        f"{WHAT} config: model: {model!r} is neither the bundled {BUNDLED!r} "
-        "nor a folder containing model.onnx and tokenizer.json"
+        f"{WHAT} config: model: {model!r} is neither the bundled {BUNDLED!r}, "
+        "a Hugging Face model id ORG/NAME (no :QUANT) nor a folder containing model.onnx and "
+        "tokenizer.json"
     )
 
 
@@ -116,7 +117,7 @@ class UniversalEmbedder:
             )
         if self._bundled:
             self.name = BUNDLED
-        elif files is None or not Path(settings.model).expanduser().exists():
+        elif files is None or hf_model_id(settings.model) is not None:
             self.name = settings.model
         else:
             self.name = str(self._model_path.parent)
