@@ -125,9 +125,23 @@ def test_hugging_face_model_ids_are_names_not_paths(tmp_path: Path) -> None:
                "a/b:Q4/K", "a--b/c", "a/b:../c", "~root/x", "a\\b/c"]  # fmt: skip
     for model in refused:
         assert not policy.model_allowed(model), model
+        if model == "x":
+            continue  # a bare name: see the next test
         with pytest.raises(ConfigInvalid, match="LF_MODELS_DIR"):
             parse_config(document(runtime={"provider": "universal", "model": model}), policy)
     assert policy.model_allowed(str(tmp_path / "m.gguf"))  # an absolute path inside a root
+
+
+def test_a_bare_chat_model_name_is_no_path_and_fails_only_when_used(tmp_path: Path) -> None:
+    # LlamaFarm's examples name universal models as Ollama does (`llama3.2:3b`).
+    policy = ConfigPolicy(model_roots=(tmp_path,))
+    for model in ["llama3.2:3b", "x"]:
+        parse_config(document(runtime={"provider": "universal", "model": model}), policy)
+        with pytest.raises(Unavailable, match=f"unknown model '{model}'"):
+            chat.model_path(model)
+    for model in ["x.gguf", "X.GGUF", ".hidden", "~x", "~nobody-here/m.gguf"]:  # files
+        with pytest.raises(ConfigInvalid, match="LF_MODELS_DIR"):
+            parse_config(document(runtime={"provider": "universal", "model": model}), policy)
 
 
 def test_an_embedders_model_id_and_cache_folder_follow_the_policy(tmp_path: Path) -> None:

@@ -230,10 +230,10 @@ class ConfigPolicy:
         )
 
     def model_path_allowed(self, model: str) -> bool:
-        path = Path(model).expanduser()
-        if not path.is_absolute():
-            return False  # relative to the server's working directory: never meant
         try:
+            path = Path(model).expanduser()  # `~nobody/x`: RuntimeError, no such home
+            if not path.is_absolute():
+                return False  # relative to the server's working directory: never meant
             resolved = path.resolve()
         except (OSError, RuntimeError):  # a symlink loop: no model either way
             return False
@@ -254,7 +254,7 @@ class ConfigPolicy:
                     )
         flat = not config.runtime.models
         for i, model in enumerate(config.runtime.model_list()):
-            if model.provider == "universal":
+            if model.provider == "universal" and not _chat_model_name(model.model):
                 where = "runtime.model" if flat else f"runtime.models[{i}].model"
                 yield from self._model(where, model.model)
         for i, database in enumerate(config.rag.databases if config.rag else []):
@@ -284,3 +284,14 @@ class ConfigPolicy:
                 f"{where}: a model file must be inside the Hugging Face cache, the bundled "
                 f"models or the folder the server's operator sets in {MODELS_SETTING}"
             )
+
+
+def _chat_model_name(model: str) -> bool:
+    """A bare name such as `llama3.2:3b` (LlamaFarm's examples use Ollama's names): the
+    universal runtime never reads it as a path (only the bundled name and Hugging Face ids
+    resolve; any other name is a 503 when the model is used), so it is no path to check."""
+    return (
+        not any(c in model for c in "/\\")
+        and not model.startswith(("~", "."))
+        and not model.lower().endswith(".gguf")
+    )

@@ -34,7 +34,7 @@ EMBEDDERS.register("OllamaEmbedder", lambda config, _: OllamaEmbedder(config))
 EMBEDDERS.register("OpenAIEmbedder", lambda config, _: OpenAIEmbedder(config))
 
 UNHONOURED: dict[str, frozenset[str]] = {
-    "UniversalEmbedder": frozenset({"base_url", "timeout"}),
+    "UniversalEmbedder": frozenset({"base_url", "timeout", "auto_pull"}),
     "HuggingFaceEmbedder": frozenset({"device", "show_progress_bar"}),
     "SentenceTransformerEmbedder": frozenset({"device"}),
     "OllamaEmbedder": frozenset({"auto_pull"}),
