@@ -17,7 +17,7 @@ from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.extractors import EXTRACTORS
 from llamafarm.ingest.parsers import parser_class
 from llamafarm.rag.embedders import EMBEDDERS
-from llamafarm.rag.retrieval import RETRIEVERS
+from llamafarm.rag.retrieval import ALIASES, RETRIEVERS
 from llamafarm.rag.stores import STORES
 
 REFERENCE = [
@@ -200,13 +200,23 @@ def configs(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         for block, name in STORE_BLOCKS.items()
         if name not in UNAVAILABLE
     ]
-    for choice in schema["retrievalStrategyConfig"]["oneOf"]:
-        name = choice["properties"]["type"]["const"]
-        block = choice["properties"]["config"]["$ref"].rsplit("/", 1)[1]
-        config = full(schema["retrievalStrategies"][block])
+    blocks = {
+        choice["properties"]["type"]["const"]: choice["properties"]["config"]["$ref"]
+        for choice in schema["retrievalStrategyConfig"]["oneOf"]
+    }
+    blocks |= {alias: blocks[target] for alias, target in ALIASES.items()}  # no block of their own
+    for name, ref in blocks.items():
+        config = full(schema["retrievalStrategies"][ref.rsplit("/", 1)[1]])
         found.append(
             (name, database(retrieval_strategies=[{"name": "r", "type": name, "config": config}]))
         )
+    bm25 = {"top_k": 5, "stop_words": ["the"]}  # LlamaFarm's docs' example; the schema has none
+    found.append(
+        (
+            "BM25Retriever",
+            database(retrieval_strategies=[{"name": "r", "type": "BM25Retriever", "config": bm25}]),
+        )
+    )
     return found
 
 
@@ -221,3 +231,49 @@ def test_every_schema_key_of_a_mapped_type_is_honoured_or_warned(
         except ConfigInvalid as exc:
             refused.append(f"{name}: {exc.detail}")
     assert not refused, "\n".join(refused)
+
+
+def test_a_type_we_cannot_provide_says_why_and_the_docs_list_it() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    for name, reason in UNAVAILABLE.items():
+        assert f"`{name}`" in docs, name
+        rag = (
+            database(type=name)
+            if name.endswith("Store")
+            else database(retrieval_strategies=[{"name": "r", "type": name}])
+        )
+        with pytest.raises(ConfigInvalid) as refused:
+            check_components(project(rag))
+        assert f"'{name}' (known: " in refused.value.detail and reason in refused.value.detail
+
+
+def test_warnings_name_the_keys_we_do_not_honour() -> None:
+    rag = database(
+        retrieval_strategies=[
+            {"name": "w", "type": "BM25Retriever", "config": {"stop_words": ["a"]}},
+            {"name": "v", "type": "VectorRetriever", "config": {"top_k": 3}},
+            {
+                "name": "h",
+                "type": "HybridRetriever",
+                "config": {"combination_method": "rank_fusion"},
+            },
+        ]
+    )
+    extractor = {"type": "UniversalExtractor", "config": {"use_gliner": True}}
+    rag["data_processing_strategies"] = processing(extractors=[extractor])[
+        "data_processing_strategies"
+    ]
+    warnings = check_components(project(rag))
+    where = "rag.databases[0].retrieval_strategies"
+    ignored = "here; accepted and ignored"
+    assert f"{where}[0].config.stop_words: not supported by BM25Retriever {ignored}" in warnings
+    assert f"{where}[2].config.combination_method: not supported by HybridRetriever {ignored}" in (
+        warnings
+    )
+    assert not any(f"{where}[1]" in w for w in warnings)
+    assert any(
+        w.startswith(
+            "rag.data_processing_strategies[0].extractors[0].config.use_gliner: needs a GLiNER"
+        )
+        for w in warnings
+    )
