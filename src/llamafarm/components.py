@@ -22,13 +22,26 @@ from llamafarm.ingest.extractors.patterns import DEFAULT_ENTITY_TYPES, PATTERN_E
 from llamafarm.ingest.parsers import CHUNK_KEYS, OPTIONS, PARSERS, parser_class
 from llamafarm.rag.embedders import EMBEDDERS, create_embedder
 from llamafarm.rag.embedders import UNHONOURED as EMBEDDER_KEYS
-from llamafarm.rag.retrieval import RETRIEVERS, Strategies
+from llamafarm.rag.retrieval import RETRIEVERS, Strategies, canonical
 from llamafarm.rag.retrieval import UNHONOURED as RETRIEVAL_KEYS
 from llamafarm.rag.stores import STORES
 from llamafarm.rag.stores import UNHONOURED as STORE_KEYS
 from llamafarm.registry import Registry
 
-__all__ = ["check_components"]
+__all__ = ["UNAVAILABLE", "check_components"]
+
+UNAVAILABLE: dict[str, str] = {
+    "FAISSStore": "an in-memory FAISS index; use ChromaStore or QdrantStore, which keep the "
+    "index in the project's folder",
+    "PineconeStore": "a hosted cloud service, which a local-first server does not call; use "
+    "QdrantStore with a url for a remote store",
+    "GraphRetriever": "needs a knowledge graph, which nothing here builds (LlamaFarm 0.0.27 "
+    "names it but has no implementation)",
+    "ElasticRetriever": "needs an Elasticsearch server; HybridUniversalStrategy gives BM25 and "
+    "vector search from the project's own store (LlamaFarm 0.0.27 has no implementation)",
+}
+"""LlamaFarm 0.0.27 type names we cannot provide, with why; a config naming one fails at
+validation with this reason and the names we know."""
 
 _NOWHERE = Path("/nonexistent/llamafarm-check")
 """Stores are built to check their config only; nothing is opened or written."""
@@ -90,6 +103,11 @@ def _extractor_notes(path: str, kind: str, config: Mapping[str, Any]) -> list[st
         return [f"{path}.config.algorithm: 'textrank' is not implemented; RAKE is used"]
     if kind == "SummaryExtractor" and config.get("algorithm") == "lsa":
         return [f"{path}.config.algorithm: 'lsa' is not implemented; textrank is used"]
+    if kind == "UniversalExtractor" and config.get("use_gliner") is True:
+        return [
+            f"{path}.config.use_gliner: needs a GLiNER model we do not run; entities are found "
+            f"by pattern: {', '.join(PATTERN_ENTITIES)}"
+        ]
     return []
 
 
@@ -121,16 +139,20 @@ def _database(where: str, database: Database) -> list[str]:
             retrieval.config,
             None,
             retrieval.type,
-            RETRIEVAL_KEYS.get(retrieval.type),
+            RETRIEVAL_KEYS.get(canonical(retrieval.type)),
         )
     _checked(f"{where}.retrieval_strategies", lambda: Strategies(database).check())
     return warnings
 
 
 def _known(registry: Registry[Any], name: str, path: str, found: Any) -> Any:
-    """`found`, or ConfigInvalid naming the path and every name the family knows."""
+    """`found`, or ConfigInvalid naming the path, why (for a LlamaFarm type we cannot
+    provide) and every name the family knows."""
     if found is None:
-        raise ConfigInvalid(f"{path}: {registry.unknown(name)}")
+        reason = (
+            f"; {name} is not provided here: {UNAVAILABLE[name]}" if name in UNAVAILABLE else ""
+        )
+        raise ConfigInvalid(f"{path}: {registry.unknown(name)}{reason}")
     return found
 
 

@@ -77,7 +77,7 @@ def _set(path: str, value: Any) -> Change:
         (
             _set("rag.databases.0.retrieval_strategies.1.type", "GraphRetriever"),
             "rag.databases[0].retrieval_strategies[1].type: Unknown retrieval strategy type",
-            "MultiTurnRAGStrategy",
+            "GraphRetriever is not provided here: needs a knowledge graph",
         ),
     ],
 )
@@ -118,6 +118,18 @@ databases:
       - name: filtered
         type: MetadataFilteredStrategy
         config: {top_k: 5, filters: {source: a.pdf}, filter_mode: post}
+      - name: blended
+        type: HybridUniversalStrategy
+        config:
+          strategies: [{type: BasicSimilarityStrategy, config: {top_k: 8}, weight: 0.6}]
+          fusion_method: rrf
+          top_k: 8
+      - name: words
+        type: BM25Retriever
+        config: {top_k: 5, stop_words: [the, a]}
+      - {name: vectors, type: VectorRetriever, config: {top_k: 5}}
+      - {name: both, type: HybridRetriever, config: {fusion_method: weighted}}
+      - {name: factors, type: RerankedRetriever, config: {initial_k: 20, final_k: 5}}
   - name: vectors_q
     type: QdrantStore
     config: {collection_name: docs, distance: Cosine, grpc_port: 6334}
@@ -125,6 +137,9 @@ databases:
       - name: st
         type: SentenceTransformerEmbedder
         config: {model_name: all-MiniLM-L6-v2}
+      - name: universal
+        type: UniversalEmbedder
+        config: {model: all-MiniLM-L6-v2, dimension: 384, batch_size: 16, auto_pull: true}
 data_processing_strategies:
   - name: default_processor
     parsers:
@@ -147,6 +162,9 @@ data_processing_strategies:
         config: {algorithm: yake, max_keywords: 5}
       - type: ContentStatisticsExtractor
         config: {include_readability: true, include_sentiment_indicators: true}
+      - type: UniversalExtractor
+        config: {keyword_count: 5, generate_summary: true, summary_sentences: 2,
+                 extract_entities: false, detect_language: true, use_gliner: true}
 """
 )
 
@@ -169,11 +187,16 @@ def test_a_llamafarm_rag_section_is_accepted_with_its_warnings(
         "rag.databases[0].embedding_strategies[0].config.device: not supported",
         "rag.databases[0].retrieval_strategies[2].config.model_name: not supported",
         "rag.databases[0].retrieval_strategies[3].config.filter_mode: not supported",
+        "rag.databases[0].retrieval_strategies[4].config.strategies: not supported",
+        "rag.databases[0].retrieval_strategies[5].config.stop_words: not supported by BM25Retr",
         "rag.databases[1].config.grpc_port: not supported by QdrantStore",
+        "rag.databases[1].embedding_strategies[1].config.auto_pull: not supported by Universal",
+        "rag.data_processing_strategies[0].extractors[3].config.use_gliner: needs a GLiNER model",
     ]
     for start in expected:
         assert any(w.startswith(start) for w in warnings), (start, warnings)
     assert not any("chunk_size" in w or "score_threshold" in w for w in warnings)
+    assert not any("fusion_method" in w or "keyword_count" in w for w in warnings)
     got = client.get("/v1/projects/acme/bot").json()["project"]
     assert got["config"]["rag"] == LLAMAFARM_RAG and got["warnings"] == warnings
 

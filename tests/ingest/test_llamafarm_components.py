@@ -270,3 +270,49 @@ def test_entities_by_pattern_only_and_bad_configs() -> None:
     with pytest.raises(ConfigInvalid, match="algorithm 'bert'"):
         build("KeywordExtractor", {"algorithm": "bert"})
     assert {"StatisticsExtractor", "TableExtractor", "PathExtractor"} <= set(EXTRACTORS)
+
+
+def test_the_universal_extractor_adds_llamafarms_metadata_to_each_chunk() -> None:
+    chunks = [
+        Chunk("Intro.\n\n| 1 | 2 |\n|---|---|\n| 3 | 4 |", {"chunk_index": 0}),
+        Chunk(
+            "Machine learning needs good data. Mail ops@acme.example about it. "
+            "Budgets grow every year. Nobody reads the fourth sentence.",
+            {"chunk_index": 1},
+        ),
+        Chunk("Der Hafenmeister prüfte die Fischerboote vor dem Sturm.", {"chunk_index": 2}),
+    ]
+    rules = DataProcessingStrategy.model_validate(
+        {
+            "name": "s",
+            "parsers": [{"type": "auto"}],
+            "extractors": [{"type": "UniversalExtractor", "config": {"keyword_count": 3}}],
+        }
+    )
+    apply_extractors(rules, "a.md", chunks)
+    first, middle, last = (c.metadata for c in chunks)
+    assert [m["chunk_position"] for m in (first, middle, last)] == ["start", "middle", "end"]
+    assert middle["chunk_label"] == "2/3" and middle["sentence_count"] == 4
+    assert middle["word_count"] == 18 and middle["character_count"] == len(chunks[1].text)
+    assert first["has_tables"] is True and middle["has_tables"] is False
+    assert middle["entities_email"] == "ops@acme.example"
+    assert str(middle["summary"]).endswith("Budgets grow every year.")
+    assert len(str(middle["keywords"]).split(", ")) == 3
+    assert (middle["language"], last["language"]) == ("en", "de")
+    assert "language" not in first  # one word and numbers say nothing of a language
+
+
+def test_the_universal_extractors_switches_turn_parts_off() -> None:
+    code = Chunk("def main():\n    return 1\n\nThe function returns one.")
+    config = {"extract_entities": False, "generate_summary": False, "detect_language": False}
+    found = build("UniversalExtractor", config).extract(code)
+    assert found["has_code"] is True and "chunk_position" not in found  # no file seen
+    assert not {"summary", "language"} & set(found)
+    assert not [k for k in found if k.startswith("entities_")]
+    assert build("UniversalExtractor", {"enabled": False}).extract(code) == {}
+    assert (
+        build("UniversalExtractor", {}).extract(Chunk("Plain words only here."))["has_code"]
+        is False
+    )
+    with pytest.raises(ConfigInvalid, match="keyword_count"):
+        build("UniversalExtractor", {"keyword_count": 0})

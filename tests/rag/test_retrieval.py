@@ -134,6 +134,39 @@ def test_hybrid_alpha_one_is_the_vector_ranking(
     assert run(store, embedder, BOTH, "hybrid", top_k=5, hybrid_alpha=1.0) == vector
 
 
+def test_llamafarm_retriever_names_run_their_equivalents(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    db = database(
+        {"name": "words", "type": "BM25Retriever", "config": {"top_k": 3}},
+        {"name": "vector", "type": "VectorRetriever"},
+        {"name": "both", "type": "HybridRetriever", "config": {"fusion_method": "rrf"}},
+        {
+            "name": "lf_hybrid",
+            "type": "HybridUniversalStrategy",
+            "config": {"fusion_method": "rrf"},
+        },
+        {
+            "name": "factors",
+            "type": "RerankedRetriever",
+            "config": {"initial_k": 9, "final_k": 2, "strategy": "vector"},
+        },
+    )
+    strategies = Strategies(db)
+    strategies.check()
+    assert run(store, embedder, LEXICAL, "words", db=db)[0] == "dishwasher"
+    assert run(store, embedder, PARAPHRASE, "words", db=db) == []
+    # No embedding: the BM25 index alone answers.
+    no_model = Search(store=store, embedder=cast(Any, None))
+    assert strategies.get("words").retrieve(no_model, LEXICAL, top_k=1)[0].id == "dishwasher"
+    assert run(store, embedder, BOTH, "vector", db=db) == run(store, embedder, BOTH, "basic")
+    for name in ("both", "lf_hybrid"):
+        assert cast(Any, strategies.get(name)).config.fusion == "rrf"
+        assert set(run(store, embedder, BOTH, name, db=db, top_k=2)) == {"cat", "dishwasher"}
+    assert isinstance(strategies.get("factors"), RerankedStrategy)
+    assert run(store, embedder, PARAPHRASE, "factors", db=db, top_k=2)[0] == "cat"
+
+
 def test_filters_exclude_the_right_document(
     store: VectorStore, embedder: UniversalEmbedder
 ) -> None:

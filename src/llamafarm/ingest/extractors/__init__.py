@@ -1,5 +1,6 @@
 """Extractors add metadata to chunks: keywords, headings, statistics, summaries, links, paths,
-dates, entities, named patterns and tables. The type names are LlamaFarm's."""
+dates, entities, named patterns and tables; UniversalExtractor several of them at once. The
+type names are LlamaFarm's."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from llamafarm.ingest.extractors.text import (
     HeadingExtractor,
     SummaryExtractor,
 )
+from llamafarm.ingest.extractors.universal import UniversalExtractor
 from llamafarm.ingest.parsers import matches
 from llamafarm.registry import Registry
 
@@ -39,6 +41,7 @@ for _extractor in (
     PathExtractor,
     PatternExtractor,
     TableExtractor,
+    UniversalExtractor,
 ):
     EXTRACTORS.register(_extractor.__name__, _extractor)
 EXTRACTORS.register("StatisticsExtractor", ContentStatisticsExtractor)

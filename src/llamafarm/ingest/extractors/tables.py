@@ -34,7 +34,9 @@ class TableExtractor:
         self.enabled = flag(config, "enabled", True)
 
     def extract(self, chunk: Chunk) -> dict[str, MetadataValue]:
-        tables = [t for t in _tables(chunk.text) if len(t) >= self.min_rows] if self.enabled else []
+        tables = (
+            [t for t in tables_in(chunk.text) if len(t) >= self.min_rows] if self.enabled else []
+        )
         if not tables:
             return {}
         return {
@@ -60,7 +62,7 @@ class TableExtractor:
         return json.dumps(rows, ensure_ascii=False)
 
 
-def _tables(text: str) -> list[list[list[str]]]:
+def tables_in(text: str) -> list[list[list[str]]]:
     """Runs of consecutive lines holding `|` with the same number of cells."""
     tables: list[list[list[str]]] = []
     current: list[list[str]] = []

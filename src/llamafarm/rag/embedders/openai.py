@@ -14,7 +14,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAIConfig(StrictModel):
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str | None = None
+    """None (LlamaFarm's default, written out as `null`): OpenAI's own API."""
     api_key: str | None = None
     model: NonEmpty
     dimension: PositiveInt | None = None
@@ -32,7 +33,7 @@ class OpenAIEmbedder(HttpEmbedder):
         settings = parse_config(OpenAIConfig, config, what=self.type_name)
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else None
         super().__init__(
-            base_url=normalize_url(settings.base_url, what=self.type_name),
+            base_url=normalize_url(settings.base_url or DEFAULT_BASE_URL, what=self.type_name),
             model=settings.model,
             dimension=settings.dimension,
             batch_size=settings.batch_size,

@@ -11,12 +11,14 @@ from llamafarm.rag.retrieval.base import DEFAULT_TOP_K, MAX_TOP_K, Retriever, Se
 from llamafarm.rag.retrieval.basic import BasicSimilarityStrategy, MetadataFilteredStrategy
 from llamafarm.rag.retrieval.factors import RerankedStrategy
 from llamafarm.rag.retrieval.hybrid import HybridUniversalStrategy
+from llamafarm.rag.retrieval.lexical import BM25Strategy
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy, retrieve_all
 from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
 from llamafarm.registry import Registry
 
 __all__ = [
+    "ALIASES",
     "BUILTIN",
     "DEFAULT_TOP_K",
     "MAX_TOP_K",
@@ -25,6 +27,7 @@ __all__ = [
     "Retriever",
     "Search",
     "Strategies",
+    "canonical",
     "retrieve_all",
 ]
 
@@ -37,6 +40,23 @@ RETRIEVERS.register("MultiQueryStrategy", MultiQueryStrategy)
 RETRIEVERS.register("CrossEncoderRerankedStrategy", CrossEncoderRerankedStrategy)
 RETRIEVERS.register("RerankedStrategy", RerankedStrategy)
 RETRIEVERS.register("MultiTurnRAGStrategy", MultiTurnRAGStrategy)
+RETRIEVERS.register("BM25Retriever", BM25Strategy)
+
+ALIASES = {
+    "VectorRetriever": "BasicSimilarityStrategy",
+    "HybridRetriever": "HybridUniversalStrategy",
+    "RerankedRetriever": "RerankedStrategy",
+}
+"""LlamaFarm's generic retriever names (in its schema, with no implementation of their own)
+→ the strategy that does the same here; `RerankedRetriever` is the model-free reranker."""
+for _alias, _target in ALIASES.items():
+    RETRIEVERS.register(_alias, RETRIEVERS[_target])
+
+
+def canonical(kind: str) -> str:
+    """The strategy type an alias stands for (`VectorRetriever` → `BasicSimilarityStrategy`)."""
+    return ALIASES.get(kind, kind)
+
 
 UNHONOURED: dict[str, frozenset[str]] = {
     "MetadataFilteredStrategy": frozenset({"filter_mode", "fallback_multiplier"}),
@@ -47,15 +67,20 @@ UNHONOURED: dict[str, frozenset[str]] = {
     ),
     "RerankedStrategy": frozenset({"normalize_scores", "distance_metric"}),
     "MultiTurnRAGStrategy": frozenset({"model_name", "api_key", "dedup_similarity_threshold"}),
+    "BM25Retriever": frozenset({"stop_words"}),
 }
 """LlamaFarm config keys each type accepts but does not act on; warned about at validation
 (filters always run in the store, several queries keep each chunk's best score, the multi-turn
 split needs no model). Those a strategy's own config does not declare are dropped here."""
-_RENAMED: dict[str, dict[str, str]] = {"HybridUniversalStrategy": {"final_k": "top_k"}}
+_RENAMED: dict[str, dict[str, str]] = {
+    "HybridUniversalStrategy": {"final_k": "top_k", "fusion_method": "fusion"}
+}
+"""LlamaFarm's keys → ours; `fusion_method` (`rrf`, `weighted`) is in its strategy docs."""
 
 
 def llamafarm_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """A strategy's `config` with LlamaFarm's keys translated or dropped for its factory."""
+    kind = canonical(kind)
     renamed = _RENAMED.get(kind, {})
     kept = {renamed.get(k, k): v for k, v in config.items()}
     if kind in ("RerankedStrategy", "MultiTurnRAGStrategy"):
@@ -113,7 +138,7 @@ class Strategies:
         which a configured strategy may have taken, so no chain can loop.
         """
         spec = self.spec(self.default_name if name is None else name)
-        if name is None and inner and spec.type in _WRAPPERS:
+        if name is None and inner and canonical(spec.type) in _WRAPPERS:
             spec = _PLAIN
         key = (spec.name, spec is _PLAIN)
         if key not in self._built:
@@ -132,7 +157,8 @@ class Strategies:
             while True:
                 spec = self.spec(chain[-1])
                 self.get(spec.name)
-                target = spec.config.get("strategy") if spec.type in _WRAPPERS else None
+                wraps = canonical(spec.type) in _WRAPPERS
+                target = spec.config.get("strategy") if wraps else None
                 if target is None:
                     break
                 if target in chain:
