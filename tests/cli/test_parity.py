@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
-from llamafarm.cli.client import ApiClient
+from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import hoist_global_options
 from llamafarm.cli.main import app
 
@@ -134,3 +135,31 @@ def test_chat_sends_the_file_and_the_rag_options(
     )
     code, output = lf("http://lf.test", "chat", "-f", str(prompt), "a message too")
     assert code == 1 and len(sent) == 1
+
+
+def test_projects_apply_creates_then_replaces_a_project_from_a_llamafarm_file(
+    live_server: str, tmp_path: Path
+) -> None:
+    fixture = Path(__file__).parent.parent / "fixtures" / "llamafarm" / "voice.yaml"
+    file = tmp_path / "llamafarm.yaml"
+    file.write_text(fixture.read_text())
+
+    code, output = lf(live_server, "projects", "apply", str(file))
+    assert code == 0, output
+    assert "Created project acme/bot" in output
+    assert "warning: voice: voice chat is not supported" in output
+    stored = httpx.get(f"{live_server}/v1/projects/acme/bot").json()["project"]["config"]
+    assert stored["voice"] == yaml.safe_load(fixture.read_text())["voice"]
+
+    code, output = lf(live_server, "projects", "apply", str(file))
+    assert code == 0 and "Updated project acme/bot" in output, output
+
+    # A file the server refuses leaves no project behind.
+    refused_config = yaml.safe_load(fixture.read_text()) | {"name": "other", "colour": "blue"}
+    file.write_text(yaml.safe_dump(refused_config))
+    refused = CliRunner().invoke(
+        app, ["projects", "apply", str(file), "--server-url", live_server], env=ENV
+    )
+    assert isinstance(refused.exception, CliError)
+    assert "colour: unknown key" in str(refused.exception)
+    assert httpx.get(f"{live_server}/v1/projects/acme/other").status_code == 404
