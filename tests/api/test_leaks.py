@@ -171,7 +171,8 @@ def test_chunks_stored_after_their_dataset_went_are_removed(
     stored = next(
         d for d in state.projects.load("acme", "bot").rag.databases if d.name == "hooked_db"
     )
-    store = create_store(stored, project_dir=state.projects.path("acme", "bot"))
+    project_dir = state.projects.path("acme", "bot")
+    store = create_store(stored, project_dir=project_dir, clients=state.models.chroma)
     assert store.count({"dataset": "hooked"}) == 0
 
 

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromadb.api.shared_system_client import SharedSystemClient
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from llamafarm.api.app import create_app
 from llamafarm.projects import ProjectRef
+from llamafarm.settings import Settings
 from llamafarm.state import TaskFile
 from llamafarm.tasks.processing import WorkerContext, revert_file, run_file
 
@@ -97,7 +100,13 @@ def test_removed_and_reverted_files_are_never_returned(client: TestClient) -> No
 
     state = client.app.state  # type: ignore[attr-defined]
     revert_file(
-        state.projects, state.db, ProjectRef("acme", "bot"), "documents", hashes["orchard.txt"], 0
+        state.projects,
+        state.db,
+        ProjectRef("acme", "bot"),
+        "documents",
+        hashes["orchard.txt"],
+        0,
+        chroma=state.models.chroma,
     )
     for strategy in ("basic", "hybrid"):
         assert "orchard.txt" not in sources(
@@ -360,3 +369,17 @@ def test_health_names_an_unreachable_embedder(client: TestClient) -> None:
     assert report["issues"] == [f"embeddings: {embeddings['message']}"]
     query = client.post(f"{BASE}/rag/query", json={"query": "x", "database": "remote_db"})
     assert query.status_code == 503 and "127.0.0.1:9" in query.json()["detail"]
+
+
+def test_the_apps_lifespan_closes_its_store_clients(settings: Settings) -> None:
+    """The routes open the stores through the app's `ChromaClients`, closed with the app."""
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
+        assert client.get(f"{BASE}/rag/health").status_code == 200
+        chroma = app.state.models.chroma
+        systems = SharedSystemClient._identifier_to_system
+        folders = [Path(f) for f in systems if f.startswith(str(settings.projects_dir))]
+        assert folders and all(folder in chroma for folder in folders)
+    assert not any(folder in chroma for folder in folders)
+    assert not any(str(folder) in systems for folder in folders), "their systems stopped"

@@ -21,6 +21,7 @@ from llamafarm.chat.turn import ChatServices
 from llamafarm.models.downloads import Downloads
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.stores import ChromaClients
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.state.keys import Grant
@@ -57,6 +58,12 @@ async def get_models(request: Request) -> ChatModelCache:
     return models
 
 
+async def get_chroma(request: Request) -> ChromaClients:
+    """The embedded Chroma stores' clients of the app's `ModelCache`, closed with it."""
+    chroma: ChromaClients = request.app.state.models.chroma
+    return chroma
+
+
 async def get_chat_services(request: Request) -> ChatServices:
     chat: ChatServices = request.app.state.chat
     return chat
@@ -86,6 +93,7 @@ StateDBDep = Annotated[StateDB, Depends(get_db)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 VersionCheckerDep = Annotated[VersionChecker, Depends(get_version_checker)]
 ModelCacheDep = Annotated[ChatModelCache, Depends(get_models)]
+ChromaClientsDep = Annotated[ChromaClients, Depends(get_chroma)]
 ChatServicesDep = Annotated[ChatServices, Depends(get_chat_services)]
 DownloadsDep = Annotated[Downloads, Depends(get_downloads)]
 ProjectRefDep = Annotated[ProjectRef, Depends(get_project_ref)]

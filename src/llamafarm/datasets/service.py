@@ -15,7 +15,7 @@ from llamafarm.datasets.blobs import BlobStore, check_hash
 from llamafarm.errors import BadRequest, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
-from llamafarm.rag.stores import VectorStore, create_store
+from llamafarm.rag.stores import ChromaClients, VectorStore, create_store
 from llamafarm.state import FileRecord, StateDB
 
 
@@ -130,12 +130,12 @@ def create_dataset(
 
 
 def delete_dataset(
-    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, name: str
+    *, projects: ProjectStore, db: StateDB, ref: ProjectRef, name: str, chroma: ChromaClients
 ) -> DatasetSummary:
     """Remove the dataset's chunks, then its config entry, then its file records and bytes."""
     config = projects.load(ref.namespace, ref.project)
     dataset = find_dataset(config, name)
-    dataset_store(projects, ref, name).delete({"dataset": name})
+    dataset_store(projects, ref, name, chroma).delete({"dataset": name})
 
     def remove(document: dict[str, Any]) -> None:
         document["datasets"] = [d for d in document.get("datasets", []) if d.get("name") != name]
@@ -220,9 +220,10 @@ def remove_file(
     dataset: str,
     file_hash: str,
     remove_from_disk: bool,
+    chroma: ChromaClients,
 ) -> FileRemoval:
     check_hash(file_hash)
-    store = dataset_store(projects, ref, dataset)
+    store = dataset_store(projects, ref, dataset, chroma)
     with db.session() as session:
         record = session.scalars(
             file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
@@ -253,11 +254,14 @@ def file_query(ref: ProjectRef, dataset: str) -> Any:
     return select(FileRecord).where(in_project(ref), FileRecord.dataset == dataset)
 
 
-def dataset_store(projects: ProjectStore, ref: ProjectRef, dataset: str) -> VectorStore:
-    """The vector store a dataset's chunks go to."""
+def dataset_store(
+    projects: ProjectStore, ref: ProjectRef, dataset: str, chroma: ChromaClients
+) -> VectorStore:
+    """The vector store a dataset's chunks go to, its clients from the caller's `chroma`."""
     config = projects.load(ref.namespace, ref.project)
     database = config.database_of(find_dataset(config, dataset))
-    return create_store(database, project_dir=projects.path(ref.namespace, ref.project))
+    project_dir = projects.path(ref.namespace, ref.project)
+    return create_store(database, project_dir=project_dir, clients=chroma)
 
 
 def _drop_unreferenced(

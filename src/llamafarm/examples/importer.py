@@ -21,7 +21,7 @@ from llamafarm.examples.catalog import Example
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore, lifecycle
 from llamafarm.rag.databases import delete_database
-from llamafarm.rag.stores import release
+from llamafarm.rag.stores import ChromaClients, release
 from llamafarm.state import StateDB
 from llamafarm.tasks.service import queue_processing
 
@@ -67,6 +67,7 @@ def import_data(
     include_strategies: bool,
     process: bool,
     limit: int,
+    chroma: ChromaClients,
 ) -> dict[str, Any]:
     """Add the example's databases, strategies (optionally) and datasets to a project.
 
@@ -115,7 +116,7 @@ def import_data(
     try:
         task_ids = _fill(projects, db, celery, example, ref, names, process=process, limit=limit)
     except BaseException:
-        _undo(projects, db, ref, names, added_databases, added_strategies)
+        _undo(projects, db, ref, chroma, names, added_databases, added_strategies)
         raise
     return _result(ref, names, task_ids)
 
@@ -131,6 +132,7 @@ def import_dataset(
     include_strategies: bool,
     process: bool,
     limit: int,
+    chroma: ChromaClients,
 ) -> dict[str, Any]:
     """Add one dataset of the example, with the database and strategy it needs.
 
@@ -182,7 +184,15 @@ def import_dataset(
             projects, db, celery, example, ref, [dataset], process=process, limit=limit
         )
     except BaseException:
-        _undo(projects, db, ref, [dataset], added["databases"], added["data_processing_strategies"])
+        _undo(
+            projects,
+            db,
+            ref,
+            chroma,
+            [dataset],
+            added["databases"],
+            added["data_processing_strategies"],
+        )
         raise
     return _result(ref, [dataset], task_ids)
 
@@ -223,6 +233,7 @@ def _undo(
     projects: ProjectStore,
     db: StateDB,
     ref: ProjectRef,
+    chroma: ChromaClients,
     names: list[str],
     databases: list[str],
     strategies: list[str],
@@ -244,7 +255,7 @@ def _undo(
         (
             f"dataset {name!r}",
             functools.partial(
-                datasets.delete_dataset, projects=projects, db=db, ref=ref, name=name
+                datasets.delete_dataset, projects=projects, db=db, ref=ref, name=name, chroma=chroma
             ),
         )
         for name in names
@@ -253,7 +264,12 @@ def _undo(
         (
             f"database {name!r}",
             functools.partial(
-                delete_database, projects=projects, ref=ref, name=name, delete_collection=True
+                delete_database,
+                projects=projects,
+                ref=ref,
+                name=name,
+                delete_collection=True,
+                chroma=chroma,
             ),
         )
         for name in databases

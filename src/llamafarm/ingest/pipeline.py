@@ -20,7 +20,7 @@ from llamafarm.ingest.extractors import apply_extractors
 from llamafarm.ingest.parsers import parse_file, select_parser
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
-from llamafarm.rag.stores import create_store
+from llamafarm.rag.stores import ChromaClients, create_store
 from llamafarm.state.progress import FileState
 
 EMBED_STEP = 256
@@ -68,6 +68,7 @@ def process_file(
     file_hash: str,
     stored_fingerprint: str | None,
     project_dir: Path,
+    chroma: ChromaClients,
     should_stop: Callable[[], bool],
     timeline: Timeline | None = None,
 ) -> Outcome:
@@ -110,7 +111,7 @@ def process_file(
     metadatas = [{**chunk.metadata, **base} for chunk in chunks]
     ids = [chunk_id(dataset, file_hash, fingerprint, i) for i in range(len(chunks))]
     with steps.step("store", chunks=len(ids), database=plan.database.name):
-        store = create_store(plan.database, project_dir=project_dir)
+        store = create_store(plan.database, project_dir=project_dir, clients=chroma)
         # Chunks of an earlier strategy, or of a run that died half-way, go once the new
         # ones are in.
         store.replace({"dataset": dataset, "file_hash": file_hash}, ids, texts, vectors, metadatas)

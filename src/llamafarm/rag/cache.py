@@ -1,4 +1,5 @@
-"""Embedders and rerankers loaded once per process and shared by its requests.
+"""Embedders, rerankers and embedded vector-store clients, opened once per owner (the app's
+lifespan, the worker's start) and shared by its requests.
 
 `llamafarm.chat.cache.ChatModelCache` adds the chat providers on top.
 """
@@ -17,6 +18,7 @@ from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
 from llamafarm.rag.rerankers import Reranker, create_reranker
+from llamafarm.rag.stores import ChromaClients
 from llamafarm.shared import Shared
 
 KEPT = 8
@@ -33,6 +35,8 @@ class ModelCache:
         self.shared = Shared()
         """What the models load (ONNX sessions, llama.cpp servers), once per process: the
         instances below come and go with configs, the loaded files stay."""
+        self.chroma = ChromaClients()
+        """The embedded Chroma stores' open clients, one per folder (`create_store` takes it)."""
         self._embedders: OrderedDict[str, Embedder] = OrderedDict()
         self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
         self._lock = threading.Lock()
@@ -55,8 +59,8 @@ class ModelCache:
         )
 
     def close(self) -> None:
-        """Let go of the connections the models hold (HTTP clients of remote services), and of
-        what they loaded."""
+        """Let go of the connections the models hold (HTTP clients of remote services), of
+        what they loaded, and of the stores' clients."""
         self._close_all(self._embedders, self._rerankers)
 
     def _close_all(self, *families: OrderedDict[str, Any]) -> None:
@@ -67,6 +71,7 @@ class ModelCache:
         for model in models:
             _close(model)
         self.shared.close()  # after the models: what they loaded goes with its last user
+        self.chroma.close()
 
     def _get(self, kept: OrderedDict[str, T], config: Any, make: Callable[[], T]) -> T:
         key = key_of(config)

@@ -17,7 +17,7 @@ from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.embedders import EMBEDDERS, create_embedder
 from llamafarm.rag.retrieval import RETRIEVERS, Strategies
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import STORES, create_store, release
+from llamafarm.rag.stores import STORES, ChromaClients, create_store, release
 
 IMMUTABLE = ("name", "type")
 
@@ -123,7 +123,12 @@ def create_database(
 
 
 def update_database(
-    *, projects: ProjectStore, ref: ProjectRef, name: str, changes: dict[str, Any]
+    *,
+    projects: ProjectStore,
+    ref: ProjectRef,
+    name: str,
+    changes: dict[str, Any],
+    chroma: ChromaClients,
 ) -> DatabaseDetails:
     current = find_database(projects.load(ref.namespace, ref.project), name)  # 404 first
     project_dir = projects.path(ref.namespace, ref.project)
@@ -142,7 +147,7 @@ def update_database(
             updated["config"] = {k: v for k, v in merged.items() if v is not None}
         _validated(updated, projects.policy)
         if (updated.get("config") or {}) != (entries[index].get("config") or {}):
-            chunks = create_store(current, project_dir=project_dir).count()
+            chunks = create_store(current, project_dir=project_dir, clients=chroma).count()
             if chunks:
                 raise Conflict(
                     f"Database {name!r} holds {chunks} chunks: its store config cannot change "
@@ -158,7 +163,12 @@ def update_database(
 
 
 def delete_database(
-    *, projects: ProjectStore, ref: ProjectRef, name: str, delete_collection: bool
+    *,
+    projects: ProjectStore,
+    ref: ProjectRef,
+    name: str,
+    delete_collection: bool,
+    chroma: ChromaClients,
 ) -> DatabaseDeletion:
     config = projects.load(ref.namespace, ref.project)
     database = find_database(config, name)
@@ -180,7 +190,7 @@ def delete_database(
     projects.edit(ref.namespace, ref.project, remove)
     project_dir = projects.path(ref.namespace, ref.project)
     if delete_collection:
-        create_store(database, project_dir=project_dir).drop()
+        create_store(database, project_dir=project_dir, clients=chroma).drop()
     release(project_dir / "stores" / name)
     return DatabaseDeletion(
         message=f"Database {name!r} deleted successfully",

@@ -115,7 +115,11 @@ def search(
     chosen = _wrapped(strategies, name, options, models)
     embedding = database.required_embedding()
     context = Search(
-        store=create_store(database, project_dir=projects.path(ref.namespace, ref.project)),
+        store=create_store(
+            database,
+            project_dir=projects.path(ref.namespace, ref.project),
+            clients=models.chroma,
+        ),
         embedder=models.embedder(embedding),
         filters=parse_filters(options.metadata_filters),
         distance_metric=options.distance_metric,
@@ -208,7 +212,7 @@ async def health(
     config = projects.load(ref.namespace, ref.project)
     chosen = find_database(config, database)
     checks: dict[str, Check] = {
-        "vector_store": _store_check(projects, ref, chosen),
+        "vector_store": _store_check(projects, models, ref, chosen),
         "embeddings": _embedder_check(models, chosen),
     }
     components = await check_components(checks, timeout=HEALTH_TIMEOUT)
@@ -220,9 +224,12 @@ async def health(
     )
 
 
-def _store_check(projects: ProjectStore, ref: ProjectRef, database: Database) -> Check:
+def _store_check(
+    projects: ProjectStore, models: ModelCache, ref: ProjectRef, database: Database
+) -> Check:
     def check() -> tuple[Status, str]:
-        store = create_store(database, project_dir=projects.path(ref.namespace, ref.project))
+        project_dir = projects.path(ref.namespace, ref.project)
+        store = create_store(database, project_dir=project_dir, clients=models.chroma)
         return "healthy", f"Vector store operational ({store.count()} chunks)"
 
     return check

@@ -18,7 +18,7 @@ from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
-from llamafarm.rag.stores import create_store, release_missing
+from llamafarm.rag.stores import ChromaClients, create_store, release_missing
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
 
@@ -125,6 +125,7 @@ def _process(
             file_hash=job.file_hash,
             stored_fingerprint=record.fingerprint,
             project_dir=ctx.projects.path(ref.namespace, ref.project),
+            chroma=ctx.models.chroma,
             should_stop=cancelled,
             timeline=timeline,
         )
@@ -151,6 +152,7 @@ def _process(
             job.file_hash,
             task_file_id,
             database=steps.database,
+            chroma=ctx.models.chroma,
         )
         return FileState.REVERTED
     return outcome.state
@@ -202,13 +204,15 @@ def revert_file(
     task_file_id: int,
     *,
     database: Database | None = None,
+    chroma: ChromaClients,
 ) -> None:
     """Remove a file's chunks (from `database`, else its dataset's) and mark it, and its task
     entry, as not stored."""
+    project_dir = projects.path(ref.namespace, ref.project)
     store = (
-        dataset_store(projects, ref, dataset)
+        dataset_store(projects, ref, dataset, chroma)
         if database is None
-        else create_store(database, project_dir=projects.path(ref.namespace, ref.project))
+        else create_store(database, project_dir=project_dir, clients=chroma)
     )
     store.delete({"dataset": dataset, "file_hash": file_hash})
     with db.session() as session:

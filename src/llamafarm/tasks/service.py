@@ -14,6 +14,7 @@ from sqlalchemy import CursorResult, update
 from llamafarm.datasets.service import file_query, find_dataset
 from llamafarm.errors import NotFound, Unavailable
 from llamafarm.projects import ProjectRef, ProjectStore
+from llamafarm.rag.stores import ChromaClients
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord, TaskState
 from llamafarm.state.progress import FINISHED_TASK_STATES
 from llamafarm.tasks.app import PROCESS_FILE, job_id
@@ -140,7 +141,13 @@ def get_task(*, db: StateDB, ref: ProjectRef, task_id: str) -> TaskReport:
 
 
 def cancel_task(
-    *, projects: ProjectStore, db: StateDB, celery: Celery, ref: ProjectRef, task_id: str
+    *,
+    projects: ProjectStore,
+    db: StateDB,
+    celery: Celery,
+    ref: ProjectRef,
+    task_id: str,
+    chroma: ChromaClients,
 ) -> CancelReport:
     """Stop queued files, let running ones stop at their next step, revert stored ones."""
     with db.session() as session:
@@ -179,7 +186,7 @@ def cancel_task(
     reverted = 0
     for item_id, file_hash in stored:
         try:
-            revert_file(projects, db, ref, dataset, file_hash, item_id)
+            revert_file(projects, db, ref, dataset, file_hash, item_id, chroma=chroma)
         except Exception as exc:
             errors.append(RevertError(file_hash, f"{type(exc).__name__}: {exc}"))
         else:

@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.api.deps import (
+    CeleryDep,
+    ChromaClientsDep,
+    ProjectRefDep,
+    ProjectStoreDep,
+    SettingsDep,
+    StateDBDep,
+)
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.datasets import (
     DatasetList,
@@ -107,9 +114,13 @@ def create_dataset(
     "its files.",
 )
 def delete_dataset(
-    ref: ProjectRefDep, dataset: str, projects: ProjectStoreDep, db: StateDBDep
+    ref: ProjectRefDep,
+    dataset: str,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    chroma: ChromaClientsDep,
 ) -> DatasetResponse:
-    deleted = service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset)
+    deleted = service.delete_dataset(projects=projects, db=db, ref=ref, name=dataset, chroma=chroma)
     return DatasetResponse.model_validate({"dataset": deleted}, from_attributes=True)
 
 
@@ -171,6 +182,7 @@ def remove_file(
     file_hash: str,
     projects: ProjectStoreDep,
     db: StateDBDep,
+    chroma: ChromaClientsDep,
     remove_from_disk: bool = False,
 ) -> FileRemoved:
     removed = service.remove_file(
@@ -180,6 +192,7 @@ def remove_file(
         dataset=dataset,
         file_hash=file_hash,
         remove_from_disk=remove_from_disk,
+        chroma=chroma,
     )
     return FileRemoved.model_validate(removed, from_attributes=True)
 

@@ -6,7 +6,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.auth import check_namespace
-from llamafarm.api.deps import CeleryDep, GrantDep, ProjectStoreDep, SettingsDep, StateDBDep
+from llamafarm.api.deps import (
+    CeleryDep,
+    ChromaClientsDep,
+    GrantDep,
+    ProjectStoreDep,
+    SettingsDep,
+    StateDBDep,
+)
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.examples import (
     ExampleDatasetList,
@@ -112,6 +119,7 @@ def import_data(
     db: StateDBDep,
     celery: CeleryDep,
     grant: GrantDep,
+    chroma: ChromaClientsDep,
 ) -> ImportResult:
     check_namespace(grant, body.namespace)
     result = importer.import_data(
@@ -123,6 +131,7 @@ def import_data(
         include_strategies=body.include_strategies,
         process=body.process,
         limit=settings.max_upload_bytes,
+        chroma=chroma,
     )
     return ImportResult.model_validate(result)
 
@@ -140,6 +149,7 @@ def import_dataset(
     db: StateDBDep,
     celery: CeleryDep,
     grant: GrantDep,
+    chroma: ChromaClientsDep,
 ) -> ImportResult:
     check_namespace(grant, body.namespace)
     result = importer.import_dataset(
@@ -152,6 +162,7 @@ def import_dataset(
         include_strategies=body.include_strategies,
         process=body.process,
         limit=settings.max_upload_bytes,
+        chroma=chroma,
     )
     return ImportResult.model_validate(result)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from llamafarm.api.deps import ModelCacheDep, ProjectRefDep, ProjectStoreDep
+from llamafarm.api.deps import ChromaClientsDep, ModelCacheDep, ProjectRefDep, ProjectStoreDep
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.rag import (
     DatabaseDeleted,
@@ -181,10 +181,18 @@ def create_database(
     "fields given change. `name` and `type` cannot change.",
 )
 def update_database(
-    database: str, body: DatabaseUpdate, ref: ProjectRefDep, projects: ProjectStoreDep
+    database: str,
+    body: DatabaseUpdate,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    chroma: ChromaClientsDep,
 ) -> DatabasePublic:
     updated = databases.update_database(
-        projects=projects, ref=ref, name=database, changes=body.model_dump(exclude_unset=True)
+        projects=projects,
+        ref=ref,
+        name=database,
+        changes=body.model_dump(exclude_unset=True),
+        chroma=chroma,
     )
     return DatabasePublic.model_validate(updated, from_attributes=True)
 
@@ -198,9 +206,17 @@ def update_database(
     "drop its vectors. 409 while datasets still use it.",
 )
 def delete_database(
-    database: str, ref: ProjectRefDep, projects: ProjectStoreDep, delete_collection: bool = True
+    database: str,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    chroma: ChromaClientsDep,
+    delete_collection: bool = True,
 ) -> DatabaseDeleted:
     deleted = databases.delete_database(
-        projects=projects, ref=ref, name=database, delete_collection=delete_collection
+        projects=projects,
+        ref=ref,
+        name=database,
+        delete_collection=delete_collection,
+        chroma=chroma,
     )
     return DatabaseDeleted.model_validate(deleted, from_attributes=True)

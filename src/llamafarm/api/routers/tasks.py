@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from llamafarm.api.deps import CeleryDep, ProjectRefDep, ProjectStoreDep, StateDBDep
+from llamafarm.api.deps import (
+    CeleryDep,
+    ChromaClientsDep,
+    ProjectRefDep,
+    ProjectStoreDep,
+    StateDBDep,
+)
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.tasks import TaskCancelled, TaskPublic
 from llamafarm.tasks import service
@@ -35,7 +41,14 @@ def get_task(ref: ProjectRefDep, task_id: str, db: StateDBDep) -> TaskPublic:
     "/{task_id}", operation_id="task_cancel", summary="Cancel a task and revert its stored files"
 )
 def cancel_task(
-    ref: ProjectRefDep, task_id: str, projects: ProjectStoreDep, db: StateDBDep, celery: CeleryDep
+    ref: ProjectRefDep,
+    task_id: str,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+    chroma: ChromaClientsDep,
 ) -> TaskCancelled:
-    report = service.cancel_task(projects=projects, db=db, celery=celery, ref=ref, task_id=task_id)
+    report = service.cancel_task(
+        projects=projects, db=db, celery=celery, ref=ref, task_id=task_id, chroma=chroma
+    )
     return TaskCancelled.model_validate(report, from_attributes=True)

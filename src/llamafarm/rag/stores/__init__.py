@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from llamafarm.config.models import Database
 from llamafarm.errors import NotFound
 from llamafarm.rag.stores.base import VectorStore, Where
-from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore, release, release_missing
+from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore
+from llamafarm.rag.stores.chroma_clients import ChromaClients, release, release_missing
 from llamafarm.rag.stores.qdrant import QdrantStore
 from llamafarm.registry import Registry
 
@@ -18,7 +19,12 @@ class StoreClass(Protocol):
     """What a database `type` names: a class that builds its store from the config."""
 
     def from_config(
-        self, *, path: Path, database: str, config: Mapping[str, Any]
+        self,
+        *,
+        path: Path,
+        database: str,
+        config: Mapping[str, Any],
+        clients: ChromaClients | None = None,
     ) -> VectorStore: ...
 
 
@@ -35,19 +41,23 @@ UNHONOURED: dict[str, frozenset[str]] = {
 project's folder; the size is the embedder's; chunks are deduplicated by id anyway)."""
 
 
-def create_store(database: Database, *, project_dir: Path) -> VectorStore:
-    """The store of a project database; embedded stores live in `stores/{database}/`."""
+def create_store(database: Database, *, project_dir: Path, clients: ChromaClients) -> VectorStore:
+    """The store of a project database; embedded stores live in `stores/{database}/` and open
+    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`)."""
     store_class = STORES.find(database.type, owner=database.name)
     if not project_dir.is_dir():
         # The project was deleted: never recreate its folder by writing to its store.
         raise NotFound(f"Project folder {project_dir.name!r} no longer exists")
     path = project_dir / "stores" / database.name
-    return store_class.from_config(path=path, database=database.name, config=database.config)
+    return store_class.from_config(
+        path=path, database=database.name, config=database.config, clients=clients
+    )
 
 
 __all__ = [
     "STORES",
     "UNHONOURED",
+    "ChromaClients",
     "ChromaStore",
     "QdrantStore",
     "VectorStore",

@@ -1,12 +1,8 @@
 """ChromaStore: an embedded ChromaDB `PersistentClient` in the project's folder.
 
-Chroma's embedded client keeps each collection's index in the memory of the process that opened
-it and does not notice writes made by another process (measured: a reader kept answering from
-its stale index after a second process added 700 vectors). The API server and the ingestion
-worker both use the store, so every operation here runs under a cross-process file lock, and
-every write bumps a generation file; a process that sees a generation other than the one it
-loaded reopens its client first. This is the one piece of hand-written coordination around
-Chroma, and it is why the lock and generation live here rather than in callers.
+Its clients come from a `ChromaClients` (`chroma_clients.py`): the owner's open clients, and the
+cross-process lock and generation file that keep the API server and the worker from reading a
+stale index (the one piece of hand-written coordination around Chroma).
 
 With `host` (and `port`) in its config the store is a collection of a Chroma server instead,
 through `chromadb.HttpClient`: the server is the one copy every process sees, so no generation
@@ -16,27 +12,29 @@ is needed; the BM25 index stays a file in the project's folder, under the same l
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import gc
 import shutil
-import threading
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.api.shared_system_client import SharedSystemClient
-from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InvalidArgumentError
 
 from llamafarm.documents import MetadataValue
-from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, Unavailable
+from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.rag.filters import Filter, to_chroma
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
+from llamafarm.rag.stores.chroma_clients import (
+    LOCK,
+    ChromaClients,
+    bump,
+    close_http,
+    forget,
+    http_client,
+    locked,
+)
 from llamafarm.rag.stores.lexical import LexicalIndex
 
 DISTANCES = {
@@ -47,15 +45,8 @@ DISTANCES = {
     "inner_product": "ip",
     "dot": "ip",
 }
-_GENERATION = ".lf-generation"
-_LOCK = ".lf-lock"
 RESCORE_CANDIDATES = 100
 """Nearest chunks re-scored when a query asks for a metric other than the collection's."""
-
-_clients: dict[Path, tuple[ClientAPI, str]] = {}
-_collections: dict[tuple[Path, str, str], Collection] = {}
-"""Open collections of the cached clients (opening one costs more than a query)."""
-_process_lock = threading.RLock()
 
 
 CONFIG_KEYS = frozenset({"collection_name", "distance_function", "distance_metric", "host", "port"})
@@ -73,6 +64,7 @@ class ChromaStore:
         collection_name: str,
         distance_function: str = "cosine",
         server: tuple[str, int] | None = None,
+        clients: ChromaClients | None = None,
     ):
         if distance_function not in DISTANCES:
             known = ", ".join(DISTANCES)
@@ -87,9 +79,19 @@ class ChromaStore:
         self.space = DISTANCES[distance_function]
         self.server = server
         """A Chroma server's host and port; None: the embedded client in `path`."""
+        self.clients = ChromaClients() if clients is None else clients
+        """The owner's clients (the app's or the worker's, through their `ModelCache`); a
+        store made without one (a test, a config check) gets its own, closed with nothing."""
 
     @classmethod
-    def from_config(cls, *, path: Path, database: str, config: Mapping[str, Any]) -> ChromaStore:
+    def from_config(
+        cls,
+        *,
+        path: Path,
+        database: str,
+        config: Mapping[str, Any],
+        clients: ChromaClients | None = None,
+    ) -> ChromaStore:
         unknown = set(config) - CONFIG_KEYS - LLAMAFARM_KEYS
         if unknown:
             raise ConfigInvalid(f"ChromaStore config: unknown keys {sorted(unknown)}")
@@ -100,6 +102,7 @@ class ChromaStore:
             collection_name=str(config.get("collection_name") or default_name),
             distance_function=str(distance),
             server=_server(config),
+            clients=clients,
         )
 
     def replace(
@@ -201,17 +204,17 @@ class ChromaStore:
                 collection._client.delete_collection(self.collection_name)
         if not self.path.exists():
             return
-        with _locked(self.path):
-            _forget(self.path)
+        with locked(self.path):
+            forget(self.path)
             # Everything but the lock file, which other processes may hold open right now.
             for entry in self.path.iterdir():
-                if entry.name == _LOCK:
+                if entry.name == LOCK:
                     continue
                 if entry.is_dir():
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
-            _bump(self.path)
+            bump(self.path)
 
     def _lexical(self, collection: Collection) -> LexicalIndex:
         """The collection's BM25 index; a store made before there was one gets it filled once."""
@@ -250,8 +253,7 @@ class ChromaStore:
                 "database's chunks (or the database) first"
             )
         client.delete_collection(self.collection_name)
-        for stale in [k for k in _collections if k[:2] == (self.path, self.collection_name)]:
-            del _collections[stale]
+        self.clients.forget_collection(self.path, self.collection_name)
         return client.create_collection(
             self.collection_name,
             embedding_function=None,
@@ -262,18 +264,18 @@ class ChromaStore:
     def _collection(self, *, write: bool) -> Iterator[Collection]:
         self.path.mkdir(parents=True, exist_ok=True)
         if self.server is not None:
-            with _locked(self.path):
-                yield self._open(_http_client(*self.server))
+            client = http_client(*self.server)
+            try:
+                with locked(self.path):
+                    yield self._open(client)
+            finally:
+                close_http(client)
             return
-        with _locked(self.path):
-            client = _client(self.path)
+        with locked(self.path):
             key = (self.path, self.collection_name, self.space)
-            if key not in _collections:
-                _collections[key] = self._open(client)
-            collection = _collections[key]
-            yield collection
+            yield self.clients.collection(key, self._open)
             if write:
-                _bump(self.path)
+                bump(self.path)
 
 
 def _server(config: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -284,16 +286,6 @@ def _server(config: Mapping[str, Any]) -> tuple[str, int] | None:
     if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigInvalid("ChromaStore config: host must be a name and port a TCP port")
     return host, port
-
-
-def _http_client(host: str, port: int) -> ClientAPI:
-    """A client of the Chroma server (chromadb keeps one system per server for the process)."""
-    try:
-        return chromadb.HttpClient(
-            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
-        )
-    except Exception as exc:  # chromadb raises bare ValueError/ConnectionError and httpx's
-        raise Unavailable(f"Chroma server at {host}:{port} cannot be reached: {exc}") from exc
 
 
 def _upsert(
@@ -352,93 +344,3 @@ def _valid_collection(name: str) -> bool:
 def _where(where: Where) -> Any:
     clauses = [{key: value} for key, value in where.items()]
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # The process lock first: reopening a client clears Chroma's process-wide cache, which
-    # must not happen under another thread's operation on any store.
-    with _process_lock, (path / _LOCK).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _generation(path: Path) -> str:
-    try:
-        return (path / _GENERATION).read_text()
-    except FileNotFoundError:
-        return ""
-
-
-def _bump(path: Path) -> None:
-    generation = uuid.uuid4().hex
-    (path / _GENERATION).write_text(generation)
-    if path in _clients:
-        _clients[path] = (_clients[path][0], generation)
-
-
-def _forget(path: Path) -> None:
-    """Close this process's client of `path` (Chroma caches one system per path)."""
-    if path in _clients:
-        _close_all()
-
-
-def _close_all(*, collect: bool = False) -> None:
-    """Close every client of this process; the next operation of each store reopens its own.
-
-    Chroma's `clear_system_cache` only forgets its systems: each keeps its SQLite files open
-    (measured: 7 descriptors per store) until it is stopped, so stop them first. One of those
-    is let go only when a reference cycle is collected: `collect` does that now, for callers
-    whose files are deleted (their disk space comes back only once no descriptor is left).
-    """
-    systems = list(SharedSystemClient._identifier_to_system.values())
-    _clients.clear()
-    _collections.clear()
-    SharedSystemClient.clear_system_cache()
-    for system in systems:
-        system.stop()
-    if collect:
-        gc.collect()
-
-
-def release(root: Path) -> None:
-    """Close this process's clients of the stores under `root` (a deleted project or store)."""
-    with _process_lock:
-        if any(path == root or root in path.parents for path in _clients):
-            _close_all()
-        gc.collect()  # a `drop` just before may have left its cycle too
-
-
-def release_missing() -> None:
-    """Close this process's clients when a store's folder is gone (deleted by another process)."""
-    with _process_lock:
-        if any(not path.is_dir() for path in _clients):
-            _close_all(collect=True)
-
-
-def _client(path: Path) -> ClientAPI:
-    """This process's client for `path`, reopened when another process has written since.
-
-    Called under `_locked`, like `_bump`: the process lock guards `_clients`.
-    """
-    current = _generation(path)
-    if not current:
-        # A store's first open names a generation, so a folder deleted and made again
-        # (no generation) never matches a client still open on the old files.
-        _bump(path)
-        current = _generation(path)
-    cached = _clients.get(path)
-    if cached is not None and cached[1] == current:
-        return cached[0]
-    if cached is not None:
-        # Chroma caches one system per path for the life of the process; clearing the
-        # cache is its public way to make the next client read the files again.
-        _forget(path)
-    client = chromadb.PersistentClient(
-        path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    _clients[path] = (client, current)
-    return client

@@ -73,7 +73,10 @@ class QdrantStore:
         self.on_disk = on_disk
 
     @classmethod
-    def from_config(cls, *, path: Path, database: str, config: Mapping[str, Any]) -> QdrantStore:
+    def from_config(
+        cls, *, path: Path, database: str, config: Mapping[str, Any], clients: object = None
+    ) -> QdrantStore:
+        """`clients` (the owner's Chroma clients) goes unused: a Qdrant client is per operation."""
         known = _KEYS | {"grpc_port", "prefer_grpc"}
         unknown = set(config) - known
         if unknown:

@@ -1,0 +1,247 @@
+"""The embedded Chroma clients of one owner, and the coordination around Chroma's own cache.
+
+Chroma's embedded client keeps each collection's index in the memory of the process that opened
+it and does not notice writes made by another process (measured: a reader kept answering from
+its stale index after a second process added 700 vectors). The API server and the ingestion
+worker both use the stores, so every operation runs under a cross-process file lock, and every
+write bumps a generation file; a process whose Chroma system of the folder loaded another
+generation than the file's closes that system first, and the next client reads the files again.
+
+`ChromaClients` holds one owner's clients (one per folder) and their open collections: the app's
+lifespan and the worker's start each make one (through their `ModelCache`) and close it with
+themselves. Chroma itself keeps one *system* per folder for the whole process, which every
+client of that folder shares, whoever made it. So what belongs to the process stays here at
+module level, beside Chroma's cache: the lock over it, the generation each system loaded, and
+`release`/`release_missing`, which close the systems of deleted folders whichever owner opened
+them. An owner notices that a system it used was closed (by a reload, a release or another
+owner) because Chroma no longer lists it, and opens a new client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import chromadb
+import httpx
+from chromadb.api import ClientAPI
+from chromadb.api.client import Client
+from chromadb.api.models.Collection import Collection
+from chromadb.api.shared_system_client import SharedSystemClient
+from chromadb.config import Settings as ChromaSettings
+from chromadb.config import System
+
+from llamafarm.errors import Unavailable
+
+GENERATION = ".lf-generation"
+LOCK = ".lf-lock"
+
+_process_lock = threading.RLock()
+"""Guards Chroma's process-wide cache of systems and `_loaded`: closing a folder's system
+changes what every owner's clients of it see, so this lock is the process's, not an owner's."""
+_loaded: weakref.WeakKeyDictionary[System, str] = weakref.WeakKeyDictionary()
+"""The generation of its folder that each of Chroma's systems has read (a note on Chroma's
+own cache; an entry goes with its system)."""
+
+CollectionKey = tuple[Path, str, str]
+"""A store's folder, collection name and distance space."""
+
+
+class ChromaClients:
+    """One owner's embedded Chroma clients, one per folder, and their open collections.
+
+    Every method runs under `locked(path)`, as `ChromaStore` calls them; `close` takes the
+    process lock itself.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[Path, tuple[ClientAPI, System]] = {}
+        self._collections: dict[CollectionKey, Collection] = {}
+        """Open collections of the clients (opening one costs more than a query)."""
+
+    def collection(
+        self, key: CollectionKey, open_: Callable[[ClientAPI], Collection]
+    ) -> Collection:
+        """The open collection of `key`, opened by `open_` with this owner's client first."""
+        client = self.client(key[0])
+        if key not in self._collections:
+            self._collections[key] = open_(client)
+        return self._collections[key]
+
+    def forget_collection(self, path: Path, name: str) -> None:
+        """Forget the open collections of `name` (deleted and made again in another space)."""
+        for stale in [k for k in self._collections if k[:2] == (path, name)]:
+            del self._collections[stale]
+
+    def client(self, path: Path) -> ClientAPI:
+        """This owner's client of `path`, on a system that has read the files' generation."""
+        current = generation(path)
+        if not current:
+            # A store's first open names a generation, so a folder deleted and made again
+            # (no generation) never matches a system still open on the old files.
+            current = _new_generation(path)
+        system = _system_of(path)
+        if system is not None and _loaded.get(system) != current:
+            # Another process wrote since: the system's index is stale; closing it is
+            # Chroma's way to make the next client read the files again.
+            _shut(str(path))
+            system = None
+        cached = self._clients.get(path)
+        if cached is not None and system is not None and cached[1] is system:
+            return cached[0]
+        self._drop(path)
+        client = chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        opened = _system_of(path)
+        assert opened is not None  # the client just registered it
+        _loaded[opened] = current
+        self._clients[path] = (client, opened)
+        self._sweep()
+        return client
+
+    def close(self) -> None:
+        """Close this owner's clients; a folder's system stops when its last client closes,
+        so another owner's clients of the same folder keep working."""
+        with _process_lock:
+            clients = list(self._clients.items())
+            self._clients.clear()
+            self._collections.clear()
+            for path, (client, system) in clients:
+                if _system_of(path) is system:  # else closed already, with its count
+                    cast(Client, client).close()
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._clients
+
+    def _drop(self, path: Path) -> None:
+        """Forget this owner's client of `path` and its collections (their system is gone)."""
+        self._clients.pop(path, None)
+        for key in [k for k in self._collections if k[0] == path]:
+            del self._collections[key]
+
+    def _sweep(self) -> None:
+        """Forget the clients whose system was closed elsewhere (a deleted folder's, say), so
+        an owner that never opens those folders again does not keep them."""
+        for path, (_, system) in list(self._clients.items()):
+            if _system_of(path) is not system:
+                self._drop(path)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the folder's cross-process lock (and this process's)."""
+    # The process lock first: closing a system changes Chroma's process-wide cache, which
+    # must not happen under another thread's operation on any store.
+    with _process_lock, (path / LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def generation(path: Path) -> str:
+    try:
+        return (path / GENERATION).read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def bump(path: Path) -> None:
+    """Name a new generation after a write; the system that wrote it has read it already."""
+    written = _new_generation(path)
+    system = _system_of(path)
+    if system is not None:
+        _loaded[system] = written
+
+
+def forget(path: Path) -> None:
+    """Close this process's system of `path` (before its files are deleted)."""
+    with _process_lock:
+        _shut(str(path))
+
+
+def release(root: Path) -> None:
+    """Close this process's systems of the stores under `root` (a deleted project or store),
+    whichever owner opened them."""
+    with _process_lock:
+        for path in _open_folders():
+            if path == root or root in path.parents:
+                _shut(str(path))
+        gc.collect()  # a `drop` just before may have left its cycle too
+
+
+def release_missing() -> None:
+    """Close this process's systems whose folder is gone (deleted by another process)."""
+    with _process_lock:
+        gone = [path for path in _open_folders() if not path.is_dir()]
+        for path in gone:
+            _shut(str(path))
+        if gone:
+            gc.collect()
+
+
+def http_client(host: str, port: int) -> ClientAPI:
+    """A client of a Chroma server: a system of its own in Chroma's process-wide cache, kept
+    there until `close_http`."""
+    try:
+        return chromadb.HttpClient(
+            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+    except Exception as exc:  # chromadb raises bare ValueError/ConnectionError and httpx's
+        raise Unavailable(f"Chroma server at {host}:{port} cannot be reached: {exc}") from exc
+
+
+def close_http(client: ClientAPI) -> None:
+    """Close a server client: its system, and the HTTP session that stopping it leaves open."""
+    # The client and its admin client each made a system of their own, with its own session;
+    # the admin client also listed the client's system under a second name, never released.
+    parts = [client, getattr(client, "_admin_client", None)]
+    cached = SharedSystemClient._identifier_to_system
+    systems = [cached.get(getattr(part, "_identifier", "")) for part in parts]
+    cast(Client, client).close()
+    with SharedSystemClient._refcount_lock:
+        for name in [name for name, system in cached.items() if system in systems]:
+            cached.pop(name).stop()
+    for part in parts:
+        session = getattr(getattr(part, "_server", None), "_session", None)
+        if isinstance(session, httpx.Client):
+            session.close()
+
+
+def _new_generation(path: Path) -> str:
+    name = uuid.uuid4().hex
+    (path / GENERATION).write_text(name)
+    return name
+
+
+def _system_of(path: Path) -> System | None:
+    return SharedSystemClient._identifier_to_system.get(str(path))
+
+
+def _open_folders() -> list[Path]:
+    systems = list(SharedSystemClient._identifier_to_system.values())
+    return [Path(s.settings.persist_directory) for s in systems if s.settings.is_persistent]
+
+
+def _shut(identifier: str) -> None:
+    """Stop Chroma's system of a folder and forget it, with its count of clients.
+
+    Its clients (any owner's) are stale from now on; owners notice by the system. Stopping
+    closes its SQLite files (measured: 7 descriptors per store), but one of those is let go
+    only when a reference cycle is collected: `release` collects, for callers whose files
+    are deleted (their disk space comes back only once no descriptor is left).
+    """
+    with SharedSystemClient._refcount_lock:
+        system = SharedSystemClient._identifier_to_system.pop(identifier, None)
+        SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+    if system is not None:
+        system.stop()
