@@ -99,22 +99,6 @@ def pick_model(config: ProjectConfig, name: str | None) -> ModelConfig:
     raise BadRequest(f"Unknown model {name!r} (valid: {known})")
 
 
-def list_models(config: ProjectConfig) -> dict[str, Any]:
-    default = config.runtime.default().name
-    models = [
-        {
-            "name": m.name,
-            "provider": m.provider,
-            "model": m.model,
-            "base_url": m.base_url,
-            "default": m.name == default,
-            "description": m.description,
-        }
-        for m in config.runtime.model_list()
-    ]
-    return {"total": len(models), "models": models}
-
-
 async def prepare(
     *,
     projects: ProjectStore,

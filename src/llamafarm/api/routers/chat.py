@@ -22,7 +22,7 @@ from llamafarm.api.schemas.chat import (
 )
 from llamafarm.api.schemas.completions import STREAM_EVENT, ChatCompletion
 from llamafarm.api.sse import EventStream
-from llamafarm.chat import prepare, sessions, turn
+from llamafarm.chat import sessions, turn
 
 router = APIRouter(
     prefix="/projects/{namespace}/{project}",
@@ -110,6 +110,4 @@ def delete_sessions(ref: ProjectRefDep, db: StateDBDep) -> SessionsDeleted:
     "and which one is the default.",
 )
 def list_models(ref: ProjectRefDep, projects: ProjectStoreDep) -> ChatModelList:
-    return ChatModelList.model_validate(
-        prepare.list_models(projects.load(ref.namespace, ref.project))
-    )
+    return ChatModelList.of(projects.load(ref.namespace, ref.project).runtime)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llamafarm.api.schemas.base import Public
-from llamafarm.config.models import Provider
+from llamafarm.config.models import Provider, Runtime
 
 
 class HistoryMessage(Public):
@@ -36,3 +36,19 @@ class ChatModelPublic(Public):
 class ChatModelList(Public):
     total: int
     models: list[ChatModelPublic]
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> ChatModelList:
+        default = runtime.default().name
+        models = [
+            ChatModelPublic(
+                name=m.name,
+                provider=m.provider,
+                model=m.model,
+                base_url=m.base_url,
+                default=m.name == default,
+                description=m.description,
+            )
+            for m in runtime.model_list()
+        ]
+        return cls(total=len(models), models=models)
