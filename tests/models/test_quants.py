@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llamafarm.errors import BadRequest, NotFound, Unavailable
-from llamafarm.models.quants import check_download, quantization, quantizations
+from llamafarm.models.quants import Usage, check_download, quantization, quantizations
 from tests.models.hub import FakeHub
 
 GIB = 1024**3
@@ -80,7 +80,8 @@ def test_an_unknown_repo_is_a_404_and_an_unreachable_hub_a_503(
             check_download("acme/t")
 
 
-def disk_of(free: int, total: int = 100 * GIB):  # type: ignore[no-untyped-def]
+def disk_of(free: int, total: int = 100 * GIB) -> Usage:
+    """A filesystem of `total` bytes with `free` of them free, wherever asked."""
     return lambda path: (total, total - free, free)
 
 
