@@ -10,6 +10,7 @@ import pytest
 
 from llamafarm.errors import BadRequest, NotFound, Unavailable
 from llamafarm.models.quants import Usage, check_download, quantization, quantizations
+from tests.models.gguf_cache import cache_gguf
 from tests.models.hub import FakeHub
 
 GIB = 1024**3
@@ -111,3 +112,12 @@ def test_a_download_refused_or_warned_of_says_why(hub: FakeHub) -> None:
     no_repo = check_download("acme/missing:Q4_K_M", usage=disk_of(GIB))
     assert (no_repo.repo_exists, no_repo.can_download) == (False, False)
     assert "not on the Hugging Face Hub" in no_repo.message
+
+
+@pytest.mark.timeout(60)
+def test_a_model_in_the_cache_needs_no_space(hub: FakeHub, tmp_path: Path) -> None:
+    cache_gguf(tmp_path / "hub", "acme/t", {"t-Q8_0.gguf": 504})
+    checked = check_download("acme/t:Q8_0", usage=disk_of(100))
+    assert (checked.cached, checked.required_bytes, checked.can_download) == (True, 0, True)
+    assert not checked.warning and "in the cache already" in checked.message
+    assert check_download("acme/t:Q4_K_M", usage=disk_of(100)).cached is False

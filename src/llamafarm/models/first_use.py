@@ -58,6 +58,9 @@ class FirstUse:
             if flight is None:
                 flight = self._flights[key] = _Flight()
             if timeline is not None:
+                # Marked before it is shared: from now on only the downloading thread marks it.
+                if not starter:
+                    timeline.mark("model_download_wait", model=model)
                 flight.timelines.append(timeline)
         if starter:
             try:
@@ -67,8 +70,6 @@ class FirstUse:
                     del self._flights[key]
                 flight.done.set()
         else:
-            if timeline is not None:
-                timeline.mark("model_download_wait", model=model)
             flight.done.wait()
         if flight.error is not None:
             raise flight.error

@@ -17,7 +17,7 @@ from llamafarm.errors import LfError, NotFound
 from llamafarm.formats import human_size
 from llamafarm.models.cache import cache_dir, check_model_name
 from llamafarm.models.download import HubFile, endpoint, hub_timeout, listing
-from llamafarm.models.gguf import choose, models, parse
+from llamafarm.models.gguf import cached_gguf, choose, models, parse
 
 _QUANT = re.compile(
     r"(?<![A-Za-z0-9])(IQ\d(?:_[A-Z0-9]+)*|Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32|FP16|FP32|"
@@ -85,6 +85,8 @@ class DownloadCheck:
     model_name: str
     repo_exists: bool
     quantization_exists: bool
+    cached: bool
+    """The GGUF file the id names is in the cache already (nothing to download)."""
     files: list[str]
     """The files the download would fetch (a GGUF model's file or shards)."""
     required_bytes: int
@@ -119,26 +121,21 @@ def check_download(model_id: str, *, usage: Usage = shutil.disk_usage) -> Downlo
     chosen = _chosen(wanted.quant, files)
     if isinstance(chosen, LfError):
         return _refused(model_id, chosen, cache, system, repo=True)
-    required = sum(f.size for f in chosen)
+    cached = _cached(model_id)
+    required = 0 if cached else sum(f.size for f in chosen)
     fits = cache.free_bytes >= required
-    low = fits and cache.free_bytes - required < LOW_SPACE * cache.total_bytes
-    left = human_size(max(cache.free_bytes - required, 0))
-    message = (
-        f"Downloading {model_id!r} needs {human_size(required)}; {human_size(cache.free_bytes)} "
-        f"free at {cache.path}"
-        + ("" if fits else ": not enough space")
-        + (f" (only {left} would be left)" if low else "")
-    )
+    low = fits and not cached and cache.free_bytes - required < LOW_SPACE * cache.total_bytes
     return DownloadCheck(
         model_name=model_id,
         repo_exists=True,
         quantization_exists=True,
+        cached=cached,
         files=[f.name for f in chosen],
         required_bytes=required,
         available_bytes=cache.free_bytes,
         can_download=fits,
         warning=low,
-        message=message,
+        message=_message(model_id, cached=cached, required=required, cache=cache),
         cache_info=cache,
         system_info=system,
     )
@@ -159,6 +156,30 @@ def _chosen(quant: str | None, files: list[HubFile]) -> list[HubFile] | LfError:
     return [f for f in files if f.name in choice.files]
 
 
+def _message(model_id: str, *, cached: bool, required: int, cache: DiskInfo) -> str:
+    if cached:
+        return f"Model {model_id!r} is in the cache already"
+    left = cache.free_bytes - required
+    return (
+        f"Downloading {model_id!r} needs {human_size(required)}; "
+        f"{human_size(cache.free_bytes)} free at {cache.path}"
+        + (": not enough space" if left < 0 else "")
+        + (
+            f" (only {human_size(left)} would be left)"
+            if 0 <= left < LOW_SPACE * cache.total_bytes
+            else ""
+        )
+    )
+
+
+def _cached(model_id: str) -> bool:
+    try:
+        cached_gguf(model_id)
+    except LfError:
+        return False
+    return True
+
+
 def _refused(
     model_id: str, why: LfError, cache: DiskInfo, system: DiskInfo, *, repo: bool
 ) -> DownloadCheck:
@@ -166,6 +187,7 @@ def _refused(
         model_name=model_id,
         repo_exists=repo,
         quantization_exists=False,
+        cached=False,
         files=[],
         required_bytes=0,
         available_bytes=cache.free_bytes,

@@ -87,6 +87,8 @@ class DownloadValidation(Public):
     model_name: str
     repo_exists: bool
     quantization_exists: bool
+    cached: bool
+    """The file the id names is in the cache already: `required_bytes` is 0."""
     files: list[str]
     """What the download would fetch."""
     required_bytes: int
