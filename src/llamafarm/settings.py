@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description="Environment variables `${VAR}` in project configs may use, comma-separated "
         "names or globs (`OPENAI_*`); empty allows none.",
     )
+    allow_downloads: bool = Field(
+        default=False,
+        description="Whether a `universal` model named by Hugging Face id (ORG/NAME[:QUANT]) "
+        "that is not in the cache is downloaded on first use (its GGUF file only); when false "
+        "such a model is a 503 until `lf models pull` gets it.",
+    )
     models_dir: Path | None = Field(
         default=None,
         description="A folder of model files that configs may name, besides the Hugging Face "

@@ -90,3 +90,104 @@ def test_the_download_route_takes_an_id_with_a_quant_and_fetches_that_file(
     assert Path(done["path"]).read_bytes() == repo["o-Q8_0.gguf"]
     assert not any(path.endswith("o-Q4_K_M.gguf") for _, path in hub.requests)
     assert bad.status_code == 400
+
+
+@pytest.mark.timeout(60)
+def test_the_quantizations_route_lists_a_repos_gguf_files(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = {"o-Q8_0.gguf": b"GGUF" + b"8" * 90, "o-Q4_K_M.gguf": b"GGUF" + b"4" * 40}
+    with FakeHub({"acme/Other-GGUF": repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        listed = client.get("/v1/models/acme/Other-GGUF/quantizations")
+        missing = client.get("/v1/models/acme/Missing-GGUF/quantizations")
+        bad = client.get("/v1/models/acme/x:../y/quantizations")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["options"] == [
+        {
+            "filename": "o-Q4_K_M.gguf",
+            "quantization": "Q4_K_M",
+            "size_bytes": 44,
+            "size_human": "44B",
+            "shards": 1,
+            "default": True,
+        },
+        {
+            "filename": "o-Q8_0.gguf",
+            "quantization": "Q8_0",
+            "size_bytes": 94,
+            "size_human": "94B",
+            "shards": 1,
+            "default": False,
+        },
+    ]
+    assert missing.status_code == 404 and "acme/Missing-GGUF" in missing.json()["detail"]
+    assert bad.status_code == 400
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("no_hub")
+def test_the_quantizations_route_is_a_503_when_the_hub_is_unreachable(
+    client: TestClient,
+) -> None:
+    response = client.get("/v1/models/acme/Other-GGUF/quantizations")
+    assert response.status_code == 503
+    assert "Cannot reach the Hugging Face Hub" in response.json()["detail"]
+    checked = client.post("/v1/models/validate-download", json={"model_name": "acme/x"})
+    assert checked.status_code == 503
+
+
+@pytest.mark.timeout(60)
+def test_validate_download_says_whether_a_model_id_can_be_fetched(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = {"o-Q8_0.gguf": b"GGUF" + b"8" * 90}
+    with FakeHub({"acme/Other-GGUF": repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        ok = client.post(
+            "/v1/models/validate-download", json={"model_name": "acme/Other-GGUF:q8_0"}
+        )
+        no_quant = client.post(
+            "/v1/models/validate-download", json={"model_id": "acme/Other-GGUF:Q2_K"}
+        )
+        bad = client.post("/v1/models/validate-download", json={"model_name": "../x"})
+    assert ok.status_code == 200, ok.text
+    body = ok.json()
+    assert (body["repo_exists"], body["quantization_exists"]) == (True, True)
+    assert (body["files"], body["required_bytes"]) == (["o-Q8_0.gguf"], 94)
+    assert body["can_download"] is (body["available_bytes"] >= 94)
+    assert body["cache_info"]["free_bytes"] == body["available_bytes"]
+    assert no_quant.status_code == 200
+    assert no_quant.json()["quantization_exists"] is False
+    assert no_quant.json()["can_download"] is False
+    assert bad.status_code == 400
+
+
+@pytest.mark.timeout(300)
+def test_with_downloads_allowed_a_model_is_fetched_on_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled model, served as a repo's Q4_K_M by the loopback Hub, is fetched by the
+    first chat that names it; the chat's event says so."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = {"tiny-Q4_K_M.gguf": bundled.chat_path().read_bytes(), "tiny-Q8_0.gguf": b"GGUF"}
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        version_check_url="",
+        allowed_hosts=["testserver"],
+        allow_downloads=True,
+    )
+    with FakeHub({MODEL: repo}) as hub, TestClient(create_app(settings)) as client:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
+        use(client, MODEL)
+        response = chat(client)
+        assert response.status_code == 200, response.text
+        assert chat(client).status_code == 200  # cached now: not fetched again
+        fetched = [path for method, path in hub.requests if method == "GET" and "resolve" in path]
+        events = client.get(f"{BASE}/event_logs").json()["events"]
+        first = client.get(f"{BASE}/event_logs/{events[-1]['event_id']}").json()
+    assert [path.rsplit("/", 1)[-1] for path in fetched] == ["tiny-Q4_K_M.gguf"]
+    steps = [sub["name"] for sub in first["sub_events"]]
+    assert "model_download_start" in steps and "model_download_complete" in steps
+    assert first["summary"]["status"] == "success"

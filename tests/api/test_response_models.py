@@ -4,9 +4,11 @@ route, from the populated project of the fuzz test, matches that schema."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import jsonschema
@@ -20,6 +22,7 @@ from llamafarm.state import TaskFile
 from llamafarm.tasks.processing import WorkerContext, run_file
 from tests.api.populated import BASE, populate
 from tests.chat.openai_server import OpenAIServer
+from tests.models.hub import FakeHub
 
 UNTYPED: set[str] = set()
 """Routes whose success answer has no typed schema: none."""
@@ -71,6 +74,19 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
         (hf_cache / "models--acme--tiny" / "blobs").mkdir(parents=True)
         (hf_cache / "models--acme--tiny" / "blobs" / "abc.incomplete").write_bytes(b"x" * 10)
         return c.delete("/v1/models/acme/tiny")
+
+    def on_hub(request: Callable[[TestClient], httpx.Response]) -> Call:
+        """The request, with a loopback Hub serving one GGUF repo (`HF_ENDPOINT`)."""
+
+        def call(c: TestClient, n: dict[str, str], cfg: dict[str, Any]) -> httpx.Response:
+            repo = {"x-Q4_K_M.gguf": b"GGUF" + b"x" * 10}
+            with (
+                FakeHub({"acme/x-GGUF": repo}) as hub,
+                mock.patch.dict(os.environ, {"HF_ENDPOINT": hub.url}),
+            ):
+                return request(c)
+
+        return call
 
     def queued(c: TestClient) -> str:
         task = c.post(f"{b}/datasets/more/actions", json={"action_type": "process"})
@@ -190,6 +206,18 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
         (
             "model_download",
             lambda c, n, cfg: c.post("/v1/models/download", json={"model_name": "acme/x"}),
+        ),
+        (
+            "model_quantizations",
+            on_hub(lambda c: c.get("/v1/models/acme/x-GGUF/quantizations")),
+        ),
+        (
+            "model_validate_download",
+            on_hub(
+                lambda c: c.post(
+                    "/v1/models/validate-download", json={"model_name": "acme/x-GGUF:Q4_K_M"}
+                )
+            ),
         ),
         ("model_delete", cached_model),
         ("task_cancel", lambda c, n, cfg: c.delete(f"{b}/tasks/{n['task_id']}")),

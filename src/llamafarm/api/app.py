@@ -41,6 +41,7 @@ from llamafarm.components import check_components
 from llamafarm.config.redaction import redacted_logs
 from llamafarm.events import purge_events
 from llamafarm.models.downloads import Downloads
+from llamafarm.models.first_use import FirstUse
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
@@ -80,7 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             check=check_components,
         )
         streams = Streams()  # the remote chat models' streaming sessions, closed on this loop
-        app.state.models = ChatModelCache(streams=streams)
+        app.state.models = ChatModelCache(
+            streams=streams, first_use=FirstUse(allowed=settings.allow_downloads)
+        )
         app.state.mcp_pool = McpPool(policy=policy)
         app.state.chat = ChatServices(
             db=db,

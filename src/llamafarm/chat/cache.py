@@ -10,6 +10,7 @@ from llamafarm.chat.providers import create_provider
 from llamafarm.chat.providers.base import Provider
 from llamafarm.chat.providers.streams import Streams
 from llamafarm.config.models import ModelConfig
+from llamafarm.models.first_use import FirstUse
 from llamafarm.rag.cache import ModelCache, key_of
 
 
@@ -17,9 +18,18 @@ class ChatModelCache(ModelCache):
     """`ModelCache` plus chat providers, kept the same way (least recently used goes). The
     remote ones stream through `streams`, which its owner closes on its event loop."""
 
-    def __init__(self, *, hf_cache: Path | None = None, streams: Streams | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        hf_cache: Path | None = None,
+        streams: Streams | None = None,
+        first_use: FirstUse | None = None,
+    ) -> None:
         super().__init__(hf_cache=hf_cache)
         self.streams = Streams() if streams is None else streams
+        self.first_use = FirstUse() if first_use is None else first_use
+        """Fetches a `universal` model not cached yet, before its provider is made (when
+        `LF_ALLOW_DOWNLOADS` allows); by default it never does."""
         self._providers: OrderedDict[str, Provider] = OrderedDict()
 
     def provider(self, model: ModelConfig) -> Provider:

@@ -136,7 +136,7 @@ async def prepare(
     conversation = [*system, *([] if own_history else history), *request.messages]
     provider = models.cached_provider(model)
     if provider is None:
-        provider = await offload(partial(_made, models, model))
+        provider = await offload(partial(_made, models, model, timeline))
     # A model that cannot take tools (its chat template has no place for them) is offered
     # none: neither the MCP servers' nor the client's.
     tools = provider.supports_tools
@@ -199,8 +199,12 @@ def client_tools(model: ModelConfig, request: ChatRequest) -> tuple[Mapping[str,
     return (*request.tools, *configured)
 
 
-def _made(models: ChatModelCache, model: ModelConfig) -> Provider:
-    """The model's provider, with what it reads once (whether its template takes tools) read."""
+def _made(models: ChatModelCache, model: ModelConfig, timeline: Timeline | None) -> Provider:
+    """The model's provider, with what it reads once (whether its template takes tools) read;
+    a local model named by Hugging Face id is downloaded first when the server allows it
+    (outside the cache's lock: a download must not hold up other models)."""
+    if model.provider == "universal":
+        models.first_use.fetch(model.model, timeline=timeline)
     provider = models.provider(model)
     _ = provider.supports_tools
     return provider

@@ -82,7 +82,7 @@ def download(
 
 
 @dataclass(frozen=True)
-class _File:
+class HubFile:
     name: str
     size: int
     blob: str | None
@@ -98,7 +98,7 @@ def _events(
         yield {"event": "complete", "model_name": model_name, "path": cached, "cached": True}
         return
     try:
-        files = _selected(wanted, _listing(wanted.repo, hub, timeout))
+        files = _selected(wanted, listing(wanted.repo, hub, timeout))
     except LfError as exc:
         yield _error(exc)
         return
@@ -160,7 +160,7 @@ def _finish(
     yield {"event": "complete", "model_name": model_name, "path": path, "cached": False}
 
 
-def _selected(wanted: HfModelId, files: list[_File]) -> list[_File]:
+def _selected(wanted: HfModelId, files: list[HubFile]) -> list[HubFile]:
     """The files to fetch: the GGUF model the id names, or the whole repo when it has none."""
     choices = models((file.name, file.size) for file in files)
     if not choices and wanted.quant is None:
@@ -190,13 +190,14 @@ def _cached(wanted: HfModelId, folder: Path) -> str | None:
     return path
 
 
-def _listing(model_name: str, hub: str, timeout: float) -> list[_File]:
+def listing(model_name: str, hub: str, timeout: float) -> list[HubFile]:
+    """The repo's files on the Hub with their sizes; its errors as ours (404, 503...)."""
     try:
         info = HfApi(endpoint=hub).model_info(model_name, files_metadata=True, timeout=timeout)
     except Exception as exc:
         raise _translate(exc, model_name, hub=hub, folder=None) from exc
     return [
-        _File(
+        HubFile(
             name=sibling.rfilename,
             size=sibling.size or 0,
             blob=sibling.lfs.sha256 if sibling.lfs is not None else sibling.blob_id,
@@ -205,7 +206,7 @@ def _listing(model_name: str, hub: str, timeout: float) -> list[_File]:
     ]
 
 
-def _downloaded(blobs: Path, files: list[_File], total: int) -> int:
+def _downloaded(blobs: Path, files: list[HubFile], total: int) -> int:
     """Bytes on disk: blobs already complete, and those being written (`*.incomplete`)."""
     done = sum(f.size for f in files if f.blob is not None and (blobs / f.blob).is_file())
     for partial in blobs.glob("*.incomplete"):

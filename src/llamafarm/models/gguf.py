@@ -78,8 +78,8 @@ def choose(choices: list[Choice], quant: str | None) -> Choice | None:
 
 def not_cached(model: str, why: str) -> ProviderUnavailable:
     return ProviderUnavailable(
-        f"Model {model!r} {why}: get it with `{PULL} {model}` (or POST /v1/models/download); "
-        "models are never downloaded while answering"
+        f"Model {model!r} {why}: get it with `{PULL} {model}` (or POST /v1/models/download), "
+        "or set LF_ALLOW_DOWNLOADS=true for the server to download it on first use"
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from llamafarm import models
 from llamafarm.api.deps import DownloadsDep
@@ -16,9 +17,13 @@ from llamafarm.api.schemas.models import (
     CachedModelList,
     CachedModelPublic,
     DownloadEvent,
+    DownloadValidation,
     ModelDeleted,
+    QuantizationList,
+    QuantizationPublic,
 )
 from llamafarm.api.sse import EventStream, one_by_one
+from llamafarm.models.quants import check_download, quantizations
 
 router = APIRouter(
     prefix="/models", tags=["models"], responses=errors(400, 404, 409, 413, 422, 503)
@@ -34,6 +39,15 @@ class ModelDownload(BaseModel):
         min_length=1,
         description="A Hugging Face model id, ORG/NAME, or ORG/NAME:QUANT for one GGUF "
         "quantization (a GGUF repo's default file without it).",
+    )
+
+
+class DownloadToValidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_name: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("model_name", "model_id"),
+        description="ORG/NAME or ORG/NAME:QUANT (`model_id` is taken too).",
     )
 
 
@@ -69,6 +83,29 @@ async def download(body: ModelDownload, downloads: DownloadsDep) -> StreamingRes
     # Checked here, before the stream begins, so that a bad request is a plain HTTP error.
     events = models.download(body.model_name, provider=body.provider)
     return EventStream(one_by_one(downloads.follow(body.model_name, events)))
+
+
+@router.post(
+    "/validate-download",
+    operation_id="model_validate_download",
+    summary="Check a model id before downloading: repo, quantization, disk space",
+)
+async def validate_download(body: DownloadToValidate) -> DownloadValidation:
+    # Asks the Hub (blocking, up to its timeout): off the event loop.
+    checked = await run_in_threadpool(check_download, body.model_name)
+    return DownloadValidation.model_validate(checked, from_attributes=True)
+
+
+@router.get(
+    "/{model_id:path}/quantizations",
+    operation_id="model_quantizations",
+    summary="List a Hugging Face repo's GGUF files with sizes and quantizations",
+)
+async def list_quantizations(model_id: str) -> QuantizationList:
+    found = await run_in_threadpool(quantizations, model_id)
+    return QuantizationList(
+        options=[QuantizationPublic.model_validate(q, from_attributes=True) for q in found]
+    )
 
 
 @router.delete(

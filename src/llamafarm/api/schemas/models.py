@@ -50,3 +50,53 @@ class DownloadEvent(Public):
     """complete: true when it was there already."""
     message: str | None = None
     """error: what went wrong."""
+
+
+class QuantizationPublic(Public):
+    """One GGUF model of a repo on the Hub (LlamaFarm's `GGUFOption`, with more)."""
+
+    filename: str
+    """Its file, or a split model's first shard."""
+    quantization: str | None
+    """As its name says (`Q4_K_M`); null when the name says none."""
+    size_bytes: int
+    """Bytes in all (every shard)."""
+    size_human: str
+    shards: int
+    default: bool
+    """Whether ORG/NAME without a quant names this one."""
+
+
+class QuantizationList(Public):
+    options: list[QuantizationPublic]
+    """Smallest first."""
+
+
+class DiskInfoPublic(Public):
+    path: str
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+    percent_free: float
+
+
+class DownloadValidation(Public):
+    """Whether a model id can be downloaded, before downloading (LlamaFarm's answer, with
+    whether the repo and the quantization exist)."""
+
+    model_name: str
+    repo_exists: bool
+    quantization_exists: bool
+    cached: bool
+    """The file the id names is in the cache already: `required_bytes` is 0."""
+    files: list[str]
+    """What the download would fetch."""
+    required_bytes: int
+    available_bytes: int
+    """Free bytes on the Hugging Face cache's filesystem."""
+    can_download: bool
+    warning: bool
+    """True when it fits but would leave under a tenth of the filesystem free."""
+    message: str
+    cache_info: DiskInfoPublic
+    system_info: DiskInfoPublic
