@@ -30,21 +30,27 @@ class LlamaTokens:
 
     def measure(self) -> Measure:
         """The slot's window, the model's tokenizer, and its template's cost: the tokens of a
-        conversation of one empty user message, then what each further message adds."""
+        conversation of one empty user message (with the special tokens the server adds), then
+        what each further message adds."""
         props = self._call("/props")
         window = int(props["default_generation_settings"]["n_ctx"])
         one = self._templated([Message("user", "")])
-        two = self._templated([Message("user", ""), Message("assistant", "")])
+        # a conversation may not end with the assistant (that is a prefill, templated apart)
+        three = self._templated(
+            [Message("user", ""), Message("assistant", ""), Message("user", "")]
+        )
+        per_message = max(-(-(three - one) // 2), 1)
         return Measure(
-            window=window, count=self.count, per_message=max(two - one, 1), frame=one, exact=True
+            window=window, count=self.count, per_message=per_message, frame=one, exact=True
         )
 
-    def count(self, text: str) -> int:
-        return len(self._call("/tokenize", {"content": text})["tokens"])
+    def count(self, text: str, *, special: bool = False) -> int:
+        body = {"content": text, "add_special": special, "parse_special": special}
+        return len(self._call("/tokenize", body)["tokens"])
 
     def _templated(self, messages: list[Message]) -> int:
         body = {"messages": [{"role": m.role, "content": m.content} for m in messages]}
-        return self.count(str(self._call("/apply-template", body)["prompt"]))
+        return self.count(str(self._call("/apply-template", body)["prompt"]), special=True)
 
     def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         request = urllib.request.Request(
