@@ -303,7 +303,7 @@ def test_a_model_whose_template_renders_tools_is_sent_them(tmp_path: Path) -> No
 def test_a_crash_in_the_runtime_is_a_bad_gateway_not_an_empty_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def crash(path: Path, options: object) -> object:
+    def crash(*args: object) -> object:
         raise RuntimeError("binding exploded")
 
     monkeypatch.setattr(universal, "_load", crash)
