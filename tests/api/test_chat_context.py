@@ -96,6 +96,9 @@ def test_a_short_session_drops_nothing_and_says_nothing(
     assert response.status_code == 200, response.text
     assert "X-LF-Context-Dropped" not in response.headers
     assert fake.chat_bodies()[-1]["n_ctx"] == 4096  # still sent as it was
+    page = wait_for(client, 1, type="inference")
+    context = detail(client, page["events"][0]["event_id"])["data"]["context"]
+    assert context["window"] == 4096 and context["dropped_turns"] == 0
 
 
 @pytest.mark.usefixtures("project")
@@ -110,6 +113,18 @@ def test_a_message_too_long_for_the_window_is_a_400_naming_both_numbers(
     assert f"{estimate_tokens(text) + MESSAGE_TOKENS} tokens" in detail_text
     assert "window of 256 tokens" in detail_text
     assert fake.chat_bodies() == []  # the model was never asked
+
+
+@pytest.mark.usefixtures("project")
+def test_a_remote_model_without_a_window_is_sent_everything(
+    client: TestClient, fake: OpenAIServer
+) -> None:
+    use(client, fake)
+    text = "glacier " * 300
+    response = chat(client, messages=[{"role": "user", "content": text}], rag_enabled=False)
+    assert response.status_code == 200, response.text
+    assert "X-LF-Context-Dropped" not in response.headers
+    assert fake.chat_bodies()[-1]["messages"][-1]["content"] == text
 
 
 @pytest.mark.usefixtures("project")

@@ -19,6 +19,8 @@ from llamafarm.errors import ProviderUnavailable
 
 TIMEOUT = 30.0
 """Seconds for one answer of the loopback server (it answers in milliseconds)."""
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Loopback calls never go through an `HTTP_PROXY` the environment names."""
 
 
 class LlamaTokens:
@@ -59,7 +61,7 @@ class LlamaTokens:
             headers={"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            with _DIRECT.open(request, timeout=TIMEOUT) as response:
                 return json.load(response)
         except (OSError, ValueError) as exc:
             raise ProviderUnavailable(
