@@ -45,6 +45,15 @@ class Fitted:
     def dropped(self) -> bool:
         return bool(self.dropped_turns or self.dropped_chunks)
 
+    def summary(self) -> dict[str, int | None]:
+        """What the event log keeps: the window, the prompt's tokens, what was dropped."""
+        return {
+            "window": self.window,
+            "prompt_tokens": self.prompt_tokens,
+            "dropped_turns": self.dropped_turns,
+            "dropped_chunks": self.dropped_chunks,
+        }
+
     def header(self) -> str:
         """The `X-LF-Context-Dropped` header's value."""
         return f"turns={self.dropped_turns}; chunks={self.dropped_chunks}"

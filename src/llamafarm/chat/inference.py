@@ -90,14 +90,7 @@ class InferenceLog:
         )
 
 
-def _context(fitted: Fitted | None) -> dict[str, int] | None:
+def _context(fitted: Fitted | None) -> dict[str, int | None] | None:
     """How the conversation was fitted to the model's window; None when it was not (the
     window is not known, or the request failed before)."""
-    if fitted is None or fitted.window is None:
-        return None
-    return {
-        "window": fitted.window,
-        "prompt_tokens": fitted.prompt_tokens,
-        "dropped_turns": fitted.dropped_turns,
-        "dropped_chunks": fitted.dropped_chunks,
-    }
+    return None if fitted is None or fitted.window is None else fitted.summary()

@@ -150,13 +150,7 @@ async def prepare(
     # A local model's window and tokenizer are its server's: loading it blocks.
     fit = await offload(fitting) if isinstance(_inner(provider), Measuring) else fitting()
     if timeline is not None and fit.window is not None:
-        timeline.mark(
-            "context_fitted",
-            window=fit.window,
-            prompt_tokens=fit.prompt_tokens,
-            dropped_turns=fit.dropped_turns,
-            dropped_chunks=fit.dropped_chunks,
-        )
+        timeline.mark("context_fitted", **fit.summary())
     hits = list(fit.hits)
     # A model that cannot take tools (its chat template has no place for them) is offered
     # none: neither the MCP servers' nor the client's.
