@@ -192,7 +192,7 @@ def test_a_200_turn_session_on_the_bundled_model_keeps_answering(
         # llama.cpp's own count of what it read, and the room kept for the answer
         assert body["usage"]["prompt_tokens"] + 8 <= 512
         turns = int(response.headers["X-LF-Context-Dropped"].split(";")[0].split("=")[1])
-        assert 190 <= turns < number  # most turns dropped, the newest kept
+        assert 190 <= turns <= number  # most turns dropped (all of them in a small slot)
     page = wait_for(client, 3, type="inference")
     context = detail(client, page["events"][0]["event_id"])["data"]["context"]
     assert 0 < context["window"] <= 512
