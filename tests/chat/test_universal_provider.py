@@ -188,6 +188,23 @@ def test_a_prompt_longer_than_the_context_is_a_bad_request(provider: UniversalPr
     assert provider.complete(ask("Say hello.", max_tokens=5)).content  # still serving
 
 
+def test_measure_is_the_slots_window_and_the_models_own_tokenizer(
+    provider: UniversalProvider,
+) -> None:
+    measure = provider.measure({})
+    assert measure.exact
+    assert 0 < measure.window <= MAX_CONTEXT
+    assert measure.count("") == 0
+    assert 8 <= measure.count("The quick brown fox jumps over the lazy dog.") <= 12
+    # what fitting counts is never less than what llama.cpp reads, and close to it
+    messages = [Message("system", "Be brief."), Message("user", "Name a colour. " * 20)]
+    done = provider.complete(Generation(messages=messages, max_tokens=1))
+    counted = measure.frame + sum(measure.count(m.content) + measure.per_message for m in messages)
+    assert done.usage is not None
+    assert done.usage.prompt_tokens <= counted <= done.usage.prompt_tokens + 40
+    assert provider.measure({}) is measure  # read once per server
+
+
 @pytest.mark.slow
 def test_the_model_is_loaded_once_per_file(provider: UniversalProvider, shared: Shared) -> None:
     loaded = shared_server(shared, bundled_path())
@@ -286,7 +303,7 @@ def test_a_model_whose_template_renders_tools_is_sent_them(tmp_path: Path) -> No
 def test_a_crash_in_the_runtime_is_a_bad_gateway_not_an_empty_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def crash(path: Path, options: object) -> object:
+    def crash(*args: object) -> object:
         raise RuntimeError("binding exploded")
 
     monkeypatch.setattr(universal, "_load", crash)

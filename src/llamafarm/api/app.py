@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origin_regex=LOCAL_ORIGIN_REGEX,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Session-ID"],
+        expose_headers=["X-Session-ID", "X-LF-Context-Dropped"],
     )
     app.add_middleware(EncodedSlashGuard)
     app.add_middleware(RedactSecrets, policy=policy)

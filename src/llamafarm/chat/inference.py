@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llamafarm import events
+from llamafarm.chat.fitting import Fitted
 from llamafarm.chat.prepare import ChatRequest
 from llamafarm.chat.providers.base import ToolCall
 from llamafarm.chat.providers.wire import tool_call_json
@@ -34,6 +35,7 @@ class InferenceLog:
         self.timeline.mark("request_received", stream=stream, messages=len(request.messages))
         self.model: ModelConfig | None = None
         self.session_id: str | None = None
+        self.fitted: Fitted | None = None
 
     def write(
         self,
@@ -64,6 +66,7 @@ class InferenceLog:
             "provider": self.model.provider if self.model else None,
             "stream": self.stream,
             "session_id": self.session_id,
+            "context": _context(self.fitted),
             "messages": [{"role": m.role, "content": m.content} for m in self.request.messages],
             "response": {"content": answer, "finish_reason": finish_reason}
             | ({"tool_calls": [tool_call_json(c) for c in tool_calls]} if tool_calls else {}),
@@ -85,3 +88,9 @@ class InferenceLog:
             data=data,
             policy=self.projects.policy,
         )
+
+
+def _context(fitted: Fitted | None) -> dict[str, int | None] | None:
+    """How the conversation was fitted to the model's window; None when it was not (the
+    window is not known, or the request failed before)."""
+    return None if fitted is None or fitted.window is None else fitted.summary()

@@ -7,13 +7,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from llamafarm.chat.cache import ChatModelCache
+from llamafarm.chat.fitting import Fitted, fit
 from llamafarm.chat.prompts import prompt_messages, render_all
-from llamafarm.chat.providers.base import Generation, Message, Provider, ToolChoice
+from llamafarm.chat.providers.base import (
+    Generation,
+    Measure,
+    Measuring,
+    Message,
+    Provider,
+    ToolChoice,
+)
+from llamafarm.chat.providers.prompted import PromptedTools
 from llamafarm.chat.tools import McpPool, Toolbox, open_toolbox
 from llamafarm.config.models import McpServer, ModelConfig, ProjectConfig
 from llamafarm.errors import BadRequest
@@ -84,6 +93,8 @@ class Prepared:
     """What a stream's `sources` event carries first; None: no event (not asked for, or RAG
     was off; an empty list says RAG ran and found nothing)."""
     client_tools: tuple[Mapping[str, Any], ...] = ()
+    fitted: Fitted | None = None
+    """How the conversation was fitted to the model's window (what was dropped)."""
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -128,22 +139,26 @@ async def prepare(
         else []
     )
     system = prompt_messages(config, model, request.variables)
-    if hits:
-        system.append(Message(role="system", content=context(hits)))
     # A client that sends earlier assistant turns keeps its own history (as OpenAI clients
     # do); otherwise the session's history comes first.
     own_history = any(m.role == "assistant" for m in request.messages)
-    conversation = [*system, *([] if own_history else history), *request.messages]
+    talk = [*([] if own_history else history), *request.messages]
     provider = models.cached_provider(model)
     if provider is None:
         provider = await offload(partial(_made, models, model, timeline))
+    fitting = partial(fitted, provider, model, request, system, talk, hits)
+    # A local model's window and tokenizer are its server's: loading it blocks.
+    fit = await offload(fitting) if isinstance(_inner(provider), Measuring) else fitting()
+    if timeline is not None and fit.window is not None:
+        timeline.mark("context_fitted", **fit.summary())
+    hits = list(fit.hits)
     # A model that cannot take tools (its chat template has no place for them) is offered
     # none: neither the MCP servers' nor the client's.
     tools = provider.supports_tools
     return Prepared(
         model=model,
         provider=provider,
-        generation=generation(model, request, conversation, tools=tools),
+        generation=generation(model, request, fit.messages, tools=tools),
         sources=[source(hit) for hit in hits[: request.sources_limit]],
         think=request.think,
         servers=model_servers(config, model) if tools else (),
@@ -153,7 +168,52 @@ async def prepare(
             if request.include_sources and rag_on
             else None
         ),
+        fitted=fit,
     )
+
+
+def fitted(
+    provider: Provider,
+    model: ModelConfig,
+    request: ChatRequest,
+    system: list[Message],
+    talk: list[Message],
+    hits: list[Hit],
+) -> Fitted:
+    """The conversation fitted to the model's window (`chat/fitting.py`); as it is when the
+    window is not known (a remote model without `context_window` or `n_ctx`)."""
+    found = measure(provider, model, extra(model, request))
+    if found is None:
+        context_message = [Message("system", context(hits))] if hits else []
+        return Fitted(messages=[*system, *context_message, *talk], hits=tuple(hits))
+    return fit(
+        system=system,
+        conversation=talk,
+        hits=hits,
+        render=context,
+        measure=found,
+        answer_tokens=answer_tokens(request),
+        rag_share=model.rag_context_share,
+    )
+
+
+def measure(provider: Provider, model: ModelConfig, extra: Mapping[str, object]) -> Measure | None:
+    """The model's window and how to count its tokens: a local model's own (capped by its
+    `context_window`); else `context_window` or an `n_ctx` it is sent, with an estimate."""
+    inner = _inner(provider)
+    if isinstance(inner, Measuring):
+        own = inner.measure(extra)
+        window = min(own.window, model.context_window or own.window)
+        return replace(own, window=window)
+    n_ctx = extra.get("n_ctx")
+    sent = n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+    remote = model.context_window or sent
+    return None if remote is None else Measure(window=remote)
+
+
+def _inner(provider: Provider) -> Provider:
+    """The provider a wrapper (prompt-based tools) runs."""
+    return provider.inner if isinstance(provider, PromptedTools) else provider
 
 
 def generation(
@@ -161,11 +221,9 @@ def generation(
 ) -> Generation:
     """What the model is asked: the conversation and the request's knobs (the answer's tokens
     plus the thinking budget when thinking is on)."""
-    answer_tokens = request.max_tokens or ANSWER_TOKENS
-    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
     return Generation(
         messages=conversation,
-        max_tokens=answer_tokens + budget,
+        max_tokens=answer_tokens(request),
         temperature=request.temperature,
         top_p=request.top_p,
         top_k=request.top_k,
@@ -175,6 +233,12 @@ def generation(
         extra=extra(model, request),
         tool_choice=request.tool_choice if tools else None,
     )
+
+
+def answer_tokens(request: ChatRequest) -> int:
+    """The answer's tokens: `max_tokens` plus the thinking budget when thinking is on."""
+    budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    return (request.max_tokens or ANSWER_TOKENS) + budget
 
 
 def extra(model: ModelConfig, request: ChatRequest) -> dict[str, object]:

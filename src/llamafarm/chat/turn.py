@@ -29,6 +29,7 @@ import anyio
 from llamafarm.chat import responses, rounds, sessions
 from llamafarm.chat.cache import ChatModelCache
 from llamafarm.chat.deltas import merged, redacted
+from llamafarm.chat.fitting import Fitted
 from llamafarm.chat.inference import InferenceLog
 from llamafarm.chat.lease import Key, Lease, new_turn
 from llamafarm.chat.prepare import ChatRequest, Prepared, prepare, toolbox
@@ -92,6 +93,8 @@ class Reply:
     body: dict[str, Any]
     session_id: str | None
     log: Callable[[], None]
+    fitted: Fitted | None = None
+    """What was left out of the conversation to fit the model's window."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Streamed:
 
     session_id: str | None
     chunks: AsyncGenerator[Chunks, None]
+    fitted: Fitted | None = None
 
 
 async def complete(
@@ -136,7 +140,7 @@ async def complete(
         usage=answer.body["usage"],
         tool_calls=answer.tool_calls,
     )
-    return Reply(answer.body, turn.session_id, log)
+    return Reply(answer.body, turn.session_id, log, prepared.fitted)
 
 
 async def stream(
@@ -166,7 +170,8 @@ async def stream(
     except BaseException as exc:
         await turn.failed(exc)
         raise
-    return Streamed(turn.session_id, _batches(turn, responses.Stream(prepared), first, deltas))
+    chunks = _batches(turn, responses.Stream(prepared), first, deltas)
+    return Streamed(turn.session_id, chunks, prepared.fitted)
 
 
 class _Turn:
@@ -223,7 +228,7 @@ class _Turn:
             offload=self.chat.offload,
             timeline=self.timeline,
         )
-        self.log.model = prepared.model
+        self.log.model, self.log.fitted = prepared.model, prepared.fitted
         tools = await toolbox(prepared, self.chat.mcp_pool, timeline=self.timeline)
         self.timeline.mark("llm_inference_start", provider=prepared.model.provider)
         return prepared, tools

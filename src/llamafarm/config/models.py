@@ -148,6 +148,10 @@ class ToolDefinition(StrictModel):
         }
 
 
+RAG_CONTEXT_SHARE = 0.4
+"""The share of the prompt's room (the window less the answer's) that retrieved chunks may take."""
+
+
 class LemonadeConfig(StrictModel):
     """How LlamaFarm starts a Lemonade server; we only connect to one (on `port`)."""
 
@@ -191,6 +195,19 @@ class ModelSettings(StrictModel):
         ge=1,
         le=MAX_TOOL_ROUNDS,
         description="Rounds of tool calls in one completion before the model must answer.",
+    )
+    context_window: int | None = Field(
+        default=None,
+        ge=64,
+        description="Tokens the model reads (prompt and answer): the window a long conversation "
+        "is fitted to. Remote models are fitted only when this (or an `n_ctx` in "
+        "`model_api_parameters`/`extra_body`) says; `universal` reads its own, which this caps.",
+    )
+    rag_context_share: float = Field(
+        default=RAG_CONTEXT_SHARE,
+        ge=0,
+        le=1,
+        description="The share of the prompt's room that retrieved context may take.",
     )
     tool_call_strategy: Literal["native_api", "prompt_based"] = Field(
         default="native_api",

@@ -23,6 +23,7 @@ from llamafarm.api.schemas.chat import (
 from llamafarm.api.schemas.completions import STREAM_EVENT, ChatCompletion
 from llamafarm.api.sse import EventStream
 from llamafarm.chat import sessions, turn
+from llamafarm.chat.fitting import Fitted
 
 router = APIRouter(
     prefix="/projects/{namespace}/{project}",
@@ -32,6 +33,7 @@ router = APIRouter(
 
 SessionHeader = Annotated[str | None, Header(alias="X-Session-ID")]
 NoSessionHeader = Annotated[str | None, Header(alias="X-No-Session")]
+CONTEXT_DROPPED = "X-LF-Context-Dropped"
 
 
 @router.post(
@@ -60,19 +62,25 @@ async def completions(
         streamed = await turn.stream(
             chat, ref=ref, request=request, session_id=session_id, stateless=stateless
         )
-        return EventStream(streamed.chunks, headers=_session(streamed.session_id))
+        headers = _session(streamed.session_id) | _dropped(streamed.fitted)
+        return EventStream(streamed.chunks, headers=headers)
     reply = await turn.complete(
         chat, ref=ref, request=request, session_id=session_id, stateless=stateless
     )
     # Checked against the model on the way out; the JSON is the dump, in the model's order.
     answer = ChatCompletion.model_validate(reply.body).model_dump(mode="json")
-    return JSONResponse(
-        answer, headers=_session(reply.session_id), background=BackgroundTask(reply.log)
-    )
+    headers = _session(reply.session_id) | _dropped(reply.fitted)
+    return JSONResponse(answer, headers=headers, background=BackgroundTask(reply.log))
 
 
 def _session(session_id: str | None) -> dict[str, str]:
     return {} if session_id is None else {"X-Session-ID": session_id}
+
+
+def _dropped(fitted: Fitted | None) -> dict[str, str]:
+    """`X-LF-Context-Dropped: turns=N; chunks=M` when the conversation was cut to fit the
+    model's window."""
+    return {CONTEXT_DROPPED: fitted.header()} if fitted is not None and fitted.dropped else {}
 
 
 @router.get(

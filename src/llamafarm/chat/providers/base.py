@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -115,4 +115,41 @@ class Provider(Protocol):
 
     def check(self) -> None:
         """A cheap probe; raises the errors above with the reason."""
+        ...
+
+
+MESSAGE_TOKENS = 8
+"""What a chat template adds around each message (ChatML's `<|im_start|>role\n` and
+`<|im_end|>\n` are 5), when the model cannot say."""
+FRAME_TOKENS = 32
+"""What a chat template adds once (the generation prompt, a default system prompt), when the
+model cannot say."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token count without a tokenizer: one per 3 bytes of UTF-8. English prose
+    is about 4 bytes a token and code or markdown 3.3-3.7 with the bundled model's tokenizer;
+    scripts written in multi-byte characters can take more tokens than this says."""
+    return -(-len(text.encode()) // 3)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How much a model can read, and how its prompt is counted: `window` tokens (prompt and
+    answer), `count` tokens in a text, `per_message` and `frame` tokens its chat template adds."""
+
+    window: int
+    count: Callable[[str], int] = estimate_tokens
+    per_message: int = MESSAGE_TOKENS
+    frame: int = FRAME_TOKENS
+    exact: bool = False
+    """Whether `count` is the model's own tokenizer (else `estimate_tokens`)."""
+
+
+@runtime_checkable
+class Measuring(Protocol):
+    """A provider that knows its model's context window and tokenizer (a local model)."""
+
+    def measure(self, extra: Mapping[str, object]) -> Measure:
+        """The measure of the model `extra`'s load options load (loading it if needed)."""
         ...

@@ -20,7 +20,15 @@ from typing import Any, BinaryIO
 
 from llamafarm import bundled
 from llamafarm.chat.providers import wire
-from llamafarm.chat.providers.base import Completion, Delta, FinishReason, Generation, Usage
+from llamafarm.chat.providers.base import (
+    Completion,
+    Delta,
+    FinishReason,
+    Generation,
+    Measure,
+    Usage,
+)
+from llamafarm.chat.providers.llama_tokens import LlamaTokens
 from llamafarm.config.models import LOAD_OPTIONS, ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
 from llamafarm.models.gguf import cached_gguf
@@ -147,10 +155,17 @@ def shared_server(shared: Shared, path: Path, options: LoadOptions = ()) -> Any:
     concurrent requests wait in llama.cpp's own task queue, the path its HTTP server takes for
     concurrent clients, so generations never share state.
     """
-    return shared.load(("llama-server", path, options), lambda: _load(path, dict(options)))
+    key = server_key(shared, path, options)
+    return shared.load(("llama-server", path, options), lambda: _load(path, dict(options), key))
 
 
-def _load(path: Path, options: Mapping[str, Any]) -> Any:
+def server_key(shared: Shared, path: Path, options: LoadOptions = ()) -> str:
+    """The random API key of the server's loopback HTTP port, which nobody else is told: only
+    `measure` calls it (its tokenizer)."""
+    return shared.load(("llama-server-key", path, options), lambda: secrets.token_urlsafe(32))
+
+
+def _load(path: Path, options: Mapping[str, Any], key: str) -> Any:
     import xllamacpp  # 0.1 s import, paid on first use
 
     try:
@@ -168,9 +183,9 @@ def _load(path: Path, options: Mapping[str, Any]) -> Any:
     params.cpuparams_batch.n_threads = options.get("n_threads") or default_threads()
     _apply(xllamacpp, params, options)
     params.verbosity = 1  # errors only; llama.cpp logs every request at the default
-    # The library always opens its HTTP server on a free loopback port; nobody is
-    # meant to use it, so a random key that is never shared shuts it.
-    params.api_keys = [secrets.token_urlsafe(32)]
+    # The library always opens its HTTP server on a free loopback port; only `measure` uses
+    # it, so a random key that is never shared shuts it to everyone else.
+    params.api_keys = [key]
     params.ui = False
     params.n_threads_http = 1
     try:
@@ -238,16 +253,30 @@ class UniversalProvider:
     def check(self) -> None:
         self._server(self._config.extra_body.body())
 
-    def _server(self, extra: Mapping[str, object]) -> Any:
-        """The llama.cpp server the load options of `extra` ask for (the config's by default).
+    def measure(self, extra: Mapping[str, object]) -> Measure:
+        """The context window of one slot of the server `extra` asks for, and the model's own
+        tokenizer (loading the model when it is not loaded yet); read once per server."""
+        options = self._options(extra)
+        server = shared_server(self._shared, self._path, options)
+        key = server_key(self._shared, self._path, options)
+        return self._shared.load(
+            ("llama-measure", self._path, options),
+            lambda: LlamaTokens(server.listening_address, key).measure(),
+        )
 
-        A context is rounded up to a power of two and capped at the model's training context:
-        each distinct set of options is a server kept for the process's life, so a client
-        sending every `n_ctx` from 128 up gets a dozen of them at most, not thousands."""
+    def _server(self, extra: Mapping[str, object]) -> Any:
+        """The llama.cpp server the load options of `extra` ask for (the config's by default)."""
+        return shared_server(self._shared, self._path, self._options(extra))
+
+    def _options(self, extra: Mapping[str, object]) -> LoadOptions:
+        """The load options of `extra`. A context is rounded up to a power of two and capped at
+        the model's training context: each distinct set of options is a server kept for the
+        process's life, so a client sending every `n_ctx` from 128 up gets a dozen of them at
+        most, not thousands."""
         options = dict(split_options(extra)[0])
         if "n_ctx" in options:
             options["n_ctx"] = min(1 << (int(options["n_ctx"]) - 1).bit_length(), self._trained())
-        return shared_server(self._shared, self._path, tuple(sorted(options.items())))
+        return tuple(sorted(options.items()))
 
     def _trained(self) -> int:
         if self._context is None:
