@@ -161,11 +161,12 @@ def generation(
 ) -> Generation:
     """What the model is asked: the conversation and the request's knobs (the answer's tokens
     plus the thinking budget when thinking is on)."""
-    answer_tokens = request.max_tokens or ANSWER_TOKENS
     budget = (request.thinking_budget or THINKING_TOKENS) if request.think else 0
+    # Unset and not thinking: the provider's default for the model (the bundled one's is short).
+    unset = request.max_tokens is None and not request.think
     return Generation(
         messages=conversation,
-        max_tokens=answer_tokens + budget,
+        max_tokens=None if unset else (request.max_tokens or ANSWER_TOKENS) + budget,
         temperature=request.temperature,
         top_p=request.top_p,
         top_k=request.top_k,
