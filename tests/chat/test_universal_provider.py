@@ -18,6 +18,8 @@ from llamafarm.chat.providers import universal
 from llamafarm.chat.providers.base import Completion, Delta, Generation, Message
 from llamafarm.chat.providers.universal import (
     BUNDLED,
+    BUNDLED_DEFAULTS,
+    DEFAULT_MAX_TOKENS,
     MAX_CONTEXT,
     UniversalProvider,
     bundled_path,
@@ -368,3 +370,37 @@ def test_extra_body_load_options_start_llama_cpp_with_them(shared: Shared) -> No
     assert ("llama-server", bundled_path(), tuple(sorted({**options, "n_ctx": 8192}.items()))) in (
         shared
     )
+
+
+def test_the_bundled_model_is_asked_with_its_defaults() -> None:
+    request = UniversalProvider(config())._request(ask("Hi"), stream=False)
+    assert {key: request[key] for key in BUNDLED_DEFAULTS} == dict(BUNDLED_DEFAULTS)
+    assert request["max_tokens"] < 200 and request["dry_multiplier"] > 0
+
+
+def test_the_models_parameters_then_the_request_win_over_the_defaults() -> None:
+    provider = UniversalProvider(config())
+    model = {"dry_multiplier": 0.0, "max_tokens": 50, "temperature": 0.7}
+    request = provider._request(replace(ask("Hi"), extra=model), stream=False)
+    assert (request["dry_multiplier"], request["max_tokens"], request["temperature"]) == (
+        0.0,
+        50,
+        0.7,
+    )
+    own = replace(ask("Hi", max_tokens=400, temperature=0.9), extra=model)
+    request = provider._request(own, stream=False)
+    assert (request["max_tokens"], request["temperature"]) == (400, 0.9)
+    assert request["repeat_penalty"] == BUNDLED_DEFAULTS["repeat_penalty"]
+
+
+def test_another_gguf_gets_llama_cpps_own_defaults() -> None:
+    request = UniversalProvider(config(str(bundled_path())))._request(ask("Hi"), stream=False)
+    assert request["max_tokens"] == DEFAULT_MAX_TOKENS
+    assert not set(BUNDLED_DEFAULTS) - {"max_tokens"} & set(request)
+
+
+@pytest.mark.slow
+def test_llama_cpp_takes_the_defaults(provider: UniversalProvider) -> None:
+    generation = replace(ask("Say hello."), extra={"max_tokens": 8})
+    result = provider.complete(generation)
+    assert result.usage is not None and 0 < result.usage.completion_tokens <= 8

@@ -221,9 +221,12 @@ def generation(
 ) -> Generation:
     """What the model is asked: the conversation and the request's knobs (the answer's tokens
     plus the thinking budget when thinking is on)."""
+    # Unset and not thinking: the provider's default for the model (the bundled one's is short);
+    # the fitting still keeps room for ANSWER_TOKENS (at most half the window).
+    unset = request.max_tokens is None and not request.think
     return Generation(
         messages=conversation,
-        max_tokens=answer_tokens(request),
+        max_tokens=None if unset else answer_tokens(request),
         temperature=request.temperature,
         top_p=request.top_p,
         top_k=request.top_k,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.status import Status
 
 from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import ProjectOption, client, err, out, project_path
 
 PREVIEW = 80
+CANCELLED = 130
+"""The exit status of an answer stopped with Ctrl-C (a shell's for SIGINT)."""
 
 
 def chat(
@@ -57,7 +62,10 @@ def chat(
         options["rag_enabled"] = False
     api = client(ctx)
     if words:
-        say(api, path, words[0], options, session)
+        try:
+            say(api, path, words[0], options, session)
+        except Cancelled:
+            raise typer.Exit(CANCELLED) from None
         return
     out.print("[dim]Ctrl-D to leave.[/dim]")
     while True:
@@ -67,7 +75,8 @@ def chat(
             out.print()
             return
         if message:
-            session = say(api, path, message, options, session)
+            with contextlib.suppress(Cancelled):  # the answer stops; the conversation goes on
+                session = say(api, path, message, options, session)
 
 
 def _split_words(
@@ -91,23 +100,76 @@ def _split_words(
     return project, words
 
 
+class Cancelled(Exception):
+    """The user stopped an answer with Ctrl-C."""
+
+
 def say(
     api: ApiClient, path: str, message: str, options: dict[str, Any], session: str | None
 ) -> str | None:
-    """Send one user message, print the answer as it streams; returns the session id."""
+    """Send one user message, print the answer as it streams; returns the session id.
+
+    Ctrl-C stops the answer: the connection is closed, so the server cancels the generation."""
     headers = {"X-Session-ID": session} if session else {}
     body = {"messages": [{"role": "user", "content": message}], **options}
     sources: list[dict[str, Any]] = []
-    for response_headers, event in api.events(path, json_body=body, headers=headers):
-        session = response_headers.get("x-session-id", session)
-        if "error" in event:
+    finished = False
+    waiting = Waiting()
+    with contextlib.closing(api.events(path, json_body=body, headers=headers)) as events:
+        try:
+            with waiting:
+                for response_headers, event in events:
+                    session = response_headers.get("x-session-id", session)
+                    if "error" in event:
+                        waiting.stop()
+                        out.print()
+                        raise CliError(
+                            f"Error {event['error']['code']}: {event['error']['message']}"
+                        )
+                    sources = event.get("sources", sources)
+                    for choice in event.get("choices") or ():  # none: a usage chunk
+                        finished = finished or bool(choice.get("finish_reason"))
+                        delta = (choice.get("delta") or {}).get("content") or ""
+                        if delta:
+                            waiting.stop()
+                            out.print(delta, end="", soft_wrap=True, highlight=False, markup=False)
+        except KeyboardInterrupt:
             out.print()
-            raise CliError(f"Error {event['error']['code']}: {event['error']['message']}")
-        sources = event.get("sources", sources)
-        delta = event["choices"][0]["delta"].get("content") or ""
-        out.print(delta, end="", soft_wrap=True, highlight=False, markup=False)
+            err.print("[dim]cancelled[/dim]")
+            raise Cancelled from None
     out.print()
+    if not finished:
+        raise api.went_away("the answer stopped before its end")
     for number, source in enumerate(sources, start=1):
         page = f", page {source['page']}" if source.get("page") is not None else ""
         err.print(f"[dim][{number}] {source['source']}{page} (score {source['score']:.2f})[/dim]")
     return session
+
+
+class Waiting:
+    """A spinner on stderr until the first token, when both outputs are a terminal (never in a
+    pipe or a file): the first answer of a model may wait for it to load, and a long prompt
+    takes a while to read, with nothing else to show meanwhile."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._status: Status | None = None
+        if out.is_terminal and err.is_terminal:
+            self._status = Status(self, console=err, spinner="dots")
+
+    def __rich__(self) -> str:
+        seconds = time.monotonic() - self._started
+        return f"[dim]loading model / thinking… {seconds:.0f} s[/dim]"
+
+    def __enter__(self) -> Waiting:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import httpx
@@ -29,32 +29,51 @@ class ApiClient:
             headers = {**self.auth, **kwargs.pop("headers", {})}
             response = httpx.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except httpx.TransportError as exc:
-            raise CliError(
-                f"Cannot reach the llamafarm server at {self.base_url} ({exc}). "
-                "Start it with `lf start`, or pass --server-url."
-            ) from exc
+            raise self.unreachable(exc) from exc
         if response.is_error and response.status_code not in accept:
             raise CliError(f"Error {response.status_code}: {_detail(response)}")
         return response.json()
 
     def events(
         self, path: str, *, json_body: Any, headers: dict[str, str]
-    ) -> Iterator[tuple[dict[str, str], Any]]:
-        """POST, then each server-sent event's JSON as it arrives, with the response headers."""
+    ) -> Generator[tuple[dict[str, str], Any], None, None]:
+        """POST, then each server-sent event's JSON as it arrives, with the response headers.
+
+        Only connecting has a time limit: a model may take minutes to load or to read a long
+        prompt before its first token, and a stream is over when the server says `[DONE]` (or
+        ends the body) or the connection drops, never because it was quiet. Closing the
+        iterator (Ctrl-C while reading it) closes the connection, which the server takes as
+        the request's cancel."""
         url = self.base_url + path
+        timeout = httpx.Timeout(None, connect=self.timeout)
         try:
             with httpx.stream(
-                "POST", url, json=json_body, headers={**self.auth, **headers}, timeout=self.timeout
+                "POST", url, json=json_body, headers={**self.auth, **headers}, timeout=timeout
             ) as response:
                 if response.is_error:
                     response.read()
                     raise CliError(f"Error {response.status_code}: {_detail(response)}")
                 for line in response.iter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    yield dict(response.headers), json.loads(line[len("data: ") :])
+                    if line == "data: [DONE]":
+                        return
+                    if line.startswith("data: "):
+                        yield dict(response.headers), json.loads(line[len("data: ") :])
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self.unreachable(exc) from exc
         except httpx.TransportError as exc:
-            raise CliError(f"The llamafarm server at {self.base_url} went away: {exc}") from exc
+            raise self.went_away(exc) from exc
+
+    def unreachable(self, exc: object) -> CliError:
+        return CliError(
+            f"Cannot reach the llamafarm server at {self.base_url} ({exc}). "
+            "Start it with `lf start`, or pass --server-url."
+        )
+
+    def went_away(self, exc: object) -> CliError:
+        return CliError(
+            f"The llamafarm server at {self.base_url} went away: the connection dropped "
+            f"before the answer ended ({exc or type(exc).__name__})"
+        )
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

@@ -54,6 +54,8 @@ from llamafarm.http import (
 )
 
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_TOKENS = 512
+"""A generation's `max_tokens` when the request sets none (a server's own may be unbounded)."""
 """Seconds to wait for the first byte of an answer, and between two pieces of a stream."""
 DRAIN = 0.25
 """Seconds a stream's body may go on after `data: [DONE]` (read once the last delta is out)
@@ -194,7 +196,7 @@ class OpenAICompatibleProvider:
             if generation.tool_choice is not None:
                 body["tool_choice"] = generation.tool_choice
         knobs: dict[str, object] = {
-            "max_tokens": generation.max_tokens,
+            "max_tokens": generation.max_tokens or DEFAULT_MAX_TOKENS,
             "temperature": generation.temperature,
             "top_p": generation.top_p,
             "top_k": generation.top_k if self.sends_top_k else None,

@@ -38,6 +38,22 @@ from llamafarm.system.cpus import default_threads
 
 BUNDLED = bundled.CHAT
 DEFAULT_MAX_TOKENS = 512
+"""A generation's `max_tokens` when neither the request nor the model's parameters set one."""
+BUNDLED_DEFAULTS: Mapping[str, Any] = {
+    "max_tokens": 192,
+    "temperature": 0.2,
+    "repeat_penalty": 1.3,
+    "repeat_last_n": 64,
+    "dry_multiplier": 0.8,
+    "dry_base": 1.75,
+    "dry_allowed_length": 2,
+}
+"""What the bundled 135M model is asked with unless the model's `model_api_parameters` /
+`extra_body` or the request say otherwise: left to itself it repeats one paragraph until
+`max_tokens` at llama.cpp's default temperature (0.8). A low temperature, llama.cpp's DRY
+sampler (penalises repeating a run of tokens seen before in the context) and `repeat_penalty`
+(penalises the last 64 tokens) make it end, and a short `max_tokens` bounds what remains
+(bench/answers.py measures it)."""
 MAX_CONTEXT = 4096
 """Tokens of context (prompt + answer); less when the model was trained on less."""
 WHAT = "UniversalProvider"
@@ -375,10 +391,13 @@ class UniversalProvider:
             raise BadGateway(f"{WHAT} ({self.name}): generation failed: {exc}") from exc
 
     def _request(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
-        request: dict[str, Any] = split_options(generation.extra)[1]
+        """llama.cpp's request: the model's defaults, then its parameters, then the request's
+        own knobs (each later one wins)."""
+        defaults = BUNDLED_DEFAULTS if self._config.model == BUNDLED else {}
+        request: dict[str, Any] = {**defaults, **split_options(generation.extra)[1]}
         request.update(
             messages=[wire.message_json(m) for m in generation.messages],
-            max_tokens=generation.max_tokens or DEFAULT_MAX_TOKENS,
+            max_tokens=generation.max_tokens or request.get("max_tokens") or DEFAULT_MAX_TOKENS,
             stream=stream,
         )
         if generation.tools and self.supports_tools:
