@@ -144,6 +144,7 @@ def test_complete_parses_the_answer_and_sends_the_wire_format(
             {"role": "user", "content": "Hi"},
         ],
         "stream": False,
+        "max_tokens": 512,  # none asked: the provider's bound, not the server's (maybe none)
     }
     assert "authorization" not in request.headers
     assert provider.name == "bot"

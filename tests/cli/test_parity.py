@@ -106,6 +106,7 @@ def test_chat_sends_the_file_and_the_rag_options(
     def events(self: ApiClient, path: str, *, json_body: Any, headers: dict[str, str]) -> Any:
         sent.append({"url": self.base_url + path, **json_body})
         yield {}, {"choices": [{"delta": {"content": "Hello."}}]}
+        yield {}, {"choices": [{"delta": {}, "finish_reason": "stop"}]}
 
     monkeypatch.setattr(ApiClient, "events", events)
     prompt = tmp_path / "prompt.txt"
