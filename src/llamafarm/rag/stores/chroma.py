@@ -36,18 +36,14 @@ from llamafarm.rag.stores.chroma_clients import (
     locked,
 )
 from llamafarm.rag.stores.lexical import LexicalIndex
-
-DISTANCES = {
-    "cosine": "cosine",
-    "l2": "l2",
-    "euclidean": "l2",
-    "ip": "ip",
-    "inner_product": "ip",
-    "dot": "ip",
-}
-RESCORE_CANDIDATES = 100
-"""Nearest chunks re-scored when a query asks for a metric other than the collection's."""
-
+from llamafarm.rag.stores.metrics import (
+    DISTANCES,
+    RESCORE_CANDIDATES,
+    distances,
+    similarity,
+    size_conflict,
+    space_of,
+)
 
 CONFIG_KEYS = frozenset({"collection_name", "distance_function", "distance_metric", "host", "port"})
 LLAMAFARM_KEYS = frozenset(
@@ -147,7 +143,7 @@ class ChromaStore:
         where: Filter | None = None,
         metric: DistanceMetric | None = None,
     ) -> list[Hit]:
-        space = self.space if metric is None else _space(metric)
+        space = self.space if metric is None else space_of(metric)
         wanted = top_k if space == self.space else max(top_k, RESCORE_CANDIDATES)
         include: list[Any] = ["documents", "metadatas", "distances"]
         if space != self.space:
@@ -164,15 +160,11 @@ class ChromaStore:
             except InvalidArgumentError as exc:
                 if "dimension" not in str(exc):
                     raise BadRequest(f"The vector store refused the query: {exc}") from exc
-                raise Conflict(
-                    f"Collection {self.collection_name!r} holds vectors of another size than "
-                    f"this query's ({len(vector)}): the embedder changed since its files were "
-                    "processed; process the datasets again"
-                ) from exc
+                raise size_conflict(self.collection_name, len(vector)) from exc
         ids, texts = found["ids"][0], (found["documents"] or [[]])[0]
         metadatas = (found["metadatas"] or [[]])[0]
         if space == self.space:
-            scores = [_similarity(space, d) for d in (found["distances"] or [[]])[0]]
+            scores = [similarity(space, d) for d in (found["distances"] or [[]])[0]]
         else:
             # Shaped (hits, dimension) even with no hits: an empty list is shape (0,), which
             # the distance arithmetic cannot broadcast against the query (a 500 on an empty
@@ -180,7 +172,7 @@ class ChromaStore:
             stored = np.asarray((found["embeddings"] or [[]])[0], dtype=np.float32).reshape(
                 len(ids), query.shape[1]
             )
-            scores = [_similarity(space, d) for d in _distances(space, query[0], stored)]
+            scores = [similarity(space, d) for d in distances(space, query[0], stored)]
         hits = [
             Hit(id=i, text=t or "", metadata=_scalars(m), score=s)
             for i, t, m, s in zip(ids, texts, metadatas, scores, strict=True)
@@ -309,29 +301,6 @@ def _upsert(
 def _scalars(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:
     """A chunk's metadata as stored: this project writes scalars only."""
     return {k: v for k, v in (metadata or {}).items() if isinstance(v, str | int | float | bool)}
-
-
-def _space(metric: str) -> str:
-    if metric not in DISTANCES:
-        raise BadRequest(f"Unknown distance_metric {metric!r} (valid: {', '.join(DISTANCES)})")
-    return DISTANCES[metric]
-
-
-def _distances(space: str, query: Any, stored: Any) -> Any:
-    """Chroma's distance of each stored vector to the query, in another space than its index."""
-    if space == "l2":
-        return ((stored - query) ** 2).sum(axis=1)
-    if space == "ip":
-        return 1.0 - stored @ query
-    norms = np.linalg.norm(stored, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
-    return 1.0 - (stored @ query) / np.maximum(norms, 1e-12)
-
-
-def _similarity(space: str, distance: float) -> float:
-    """A distance as a similarity in [0, 1]: cosine and inner product clipped, l2 as 1/(1+d)."""
-    if space == "l2":
-        return 1.0 / (1.0 + max(float(distance), 0.0))
-    return min(max(1.0 - float(distance), 0.0), 1.0)
 
 
 def _valid_collection(name: str) -> bool:

@@ -24,11 +24,17 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from llamafarm.documents import MetadataValue
-from llamafarm.errors import ConfigInvalid, Conflict, Unavailable
+from llamafarm.errors import ConfigInvalid, Unavailable
 from llamafarm.rag.filters import All, AnyOf, Condition, Filter, matches
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
-from llamafarm.rag.stores.chroma import RESCORE_CANDIDATES, _distances, _similarity, _space
 from llamafarm.rag.stores.lexical import LexicalIndex
+from llamafarm.rag.stores.metrics import (
+    RESCORE_CANDIDATES,
+    distances,
+    similarity,
+    size_conflict,
+    space_of,
+)
 
 DISTANCES = {
     "cosine": models.Distance.COSINE,
@@ -154,18 +160,14 @@ class QdrantStore:
         where: Filter | None = None,
         metric: DistanceMetric | None = None,
     ) -> list[Hit]:
-        space = self.space if metric is None else _space(metric)
+        space = self.space if metric is None else space_of(metric)
         wanted = top_k if space == self.space else max(top_k, RESCORE_CANDIDATES)
         with self._client(write=False) as client:
             if not client.collection_exists(self.collection_name):
                 return []
             size = self._size(client)
             if size is not None and size != len(vector):
-                raise Conflict(
-                    f"Collection {self.collection_name!r} holds vectors of another size than "
-                    f"this query's ({len(vector)}): the embedder changed since its files were "
-                    "processed; process the datasets again"
-                )
+                raise size_conflict(self.collection_name, len(vector))
             found = client.query_points(
                 self.collection_name,
                 query=list(vector),
@@ -183,7 +185,7 @@ class QdrantStore:
             stored = np.asarray([p.vector for p in kept], dtype=np.float32)
             query = np.asarray(vector, dtype=np.float32)
             stored = stored.reshape(len(kept), len(query))
-            scores = [_similarity(space, d) for d in _distances(space, query, stored)]
+            scores = [similarity(space, d) for d in distances(space, query, stored)]
         hits = [
             Hit(
                 id=str(p.payload[_ID]),
