@@ -337,7 +337,8 @@ def test_health_reports_each_component(client: TestClient) -> None:
     report = client.get(f"{BASE}/rag/health").json()
     assert report["status"] == "healthy", report
     assert report["database"] == "main_db"
-    assert set(report["components"]) == {"vector_store", "embeddings"}
+    assert set(report["components"]) == {"vector_store", "embeddings", "index"}
+    assert report["needs_reindex"] is False
     for name, component in report["components"].items():
         assert component["name"] == name and component["status"] == "healthy"
         assert component["latency"] >= 0 and component["message"]

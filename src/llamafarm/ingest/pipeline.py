@@ -20,6 +20,7 @@ from llamafarm.ingest.extractors import apply_extractors
 from llamafarm.ingest.parsers import parse_file, select_parser
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
+from llamafarm.rag.index import index_folder, record_write
 from llamafarm.rag.stores import ChromaClients, create_store
 from llamafarm.state.progress import FileState
 
@@ -79,6 +80,9 @@ def process_file(
     if stored_fingerprint == fingerprint:
         return Outcome(FileState.SKIPPED, 0, fingerprint)
 
+    store = create_store(plan.database, project_dir=project_dir, clients=chroma)
+    # Refused (a 409) when the database's index was built by another embedder; else recorded.
+    record_write(plan.database, index_folder(project_dir, plan.database), store.count)
     steps = timeline or Timeline()
     with steps.step("parse", parser=parser.type) as parsed:
         document = parse_file(parser, path, filename=filename)
@@ -111,7 +115,6 @@ def process_file(
     metadatas = [{**chunk.metadata, **base} for chunk in chunks]
     ids = [chunk_id(dataset, file_hash, fingerprint, i) for i in range(len(chunks))]
     with steps.step("store", chunks=len(ids), database=plan.database.name):
-        store = create_store(plan.database, project_dir=project_dir, clients=chroma)
         # Chunks of an earlier strategy, or of a run that died half-way, go once the new
         # ones are in.
         store.replace({"dataset": dataset, "file_hash": file_hash}, ids, texts, vectors, metadatas)

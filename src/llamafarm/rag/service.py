@@ -13,6 +13,8 @@ from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.filters import parse_filters
+from llamafarm.rag.index import index_folder, reindex_message
+from llamafarm.rag.index import status as index_status
 from llamafarm.rag.retrieval import DEFAULT_TOP_K, Retriever, Search, Strategies, retrieve_all
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
@@ -50,6 +52,8 @@ class QueryAnswer:
     processing_time_ms: float
     retrieval_strategy_used: str
     database_used: str
+    needs_reindex: bool
+    """The database's embedder changed since its index was built: the old index answered."""
 
 
 def find_database(config: ProjectConfig, name: str | None) -> Database:
@@ -80,7 +84,7 @@ def query(
     options: QueryOptions,
 ) -> QueryAnswer:
     started = time.perf_counter()
-    hits, database, strategy = search(
+    hits, database, strategy, stale = _search(
         projects=projects, models=models, ref=ref, queries=[text], options=options
     )
     return QueryAnswer(
@@ -89,6 +93,7 @@ def query(
         processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
         retrieval_strategy_used=strategy,
         database_used=database.name,
+        needs_reindex=stale,
     )
 
 
@@ -104,6 +109,21 @@ def search(
 
     Returns the hits, the database searched and the name of the strategy used.
     """
+    hits, database, strategy, _ = _search(
+        projects=projects, models=models, ref=ref, queries=queries, options=options
+    )
+    return hits, database, strategy
+
+
+def _search(
+    *,
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    queries: Sequence[str],
+    options: QueryOptions,
+) -> tuple[list[Hit], Database, str, bool]:
+    """`search`, and whether the database needs a reindex (its old index answered)."""
     texts = [q.strip() for q in queries]
     if not texts or not all(texts):
         raise BadRequest("query must not be empty")
@@ -113,14 +133,13 @@ def search(
     name = options.retrieval_strategy or strategies.default_name
     strategies.check(name)
     chosen = _wrapped(strategies, name, options, models)
-    embedding = database.required_embedding()
+    project_dir = projects.path(ref.namespace, ref.project)
+    store = create_store(database, project_dir=project_dir, clients=models.chroma)
+    # While a reindex is needed, queries embed with the model that built the index.
+    index = index_status(database, index_folder(project_dir, database), store.count)
     context = Search(
-        store=create_store(
-            database,
-            project_dir=projects.path(ref.namespace, ref.project),
-            clients=models.chroma,
-        ),
-        embedder=models.embedder(embedding),
+        store=store,
+        embedder=models.embedder(index.serving),
         filters=parse_filters(options.metadata_filters),
         distance_metric=options.distance_metric,
         hybrid_alpha=options.hybrid_alpha,
@@ -137,7 +156,7 @@ def search(
         hits = [hit for hit in hits if hit.score >= options.score_threshold]
     if options.max_tokens is not None:
         hits = _within(hits, options.max_tokens)
-    return hits, database, name
+    return hits, database, name, index.needs_reindex
 
 
 def _wrapped(
@@ -199,6 +218,7 @@ class DatabaseHealth:
     database: str
     components: list[ComponentHealth]
     last_check: str
+    needs_reindex: bool
 
     @property
     def issues(self) -> list[str] | None:
@@ -211,9 +231,11 @@ async def health(
 ) -> DatabaseHealth:
     config = projects.load(ref.namespace, ref.project)
     chosen = find_database(config, database)
+    stale: list[bool] = []
     checks: dict[str, Check] = {
         "vector_store": _store_check(projects, models, ref, chosen),
         "embeddings": _embedder_check(models, chosen),
+        "index": _index_check(projects, models, ref, chosen, stale),
     }
     components = await check_components(checks, timeout=HEALTH_TIMEOUT)
     return DatabaseHealth(
@@ -221,7 +243,38 @@ async def health(
         database=chosen.name,
         components=components,
         last_check=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        needs_reindex=any(stale),
     )
+
+
+def _index_check(
+    projects: ProjectStore,
+    models: ModelCache,
+    ref: ProjectRef,
+    database: Database,
+    stale: list[bool],
+) -> Check:
+    """Degraded while the database needs a reindex (`stale` gets True): queries still answer
+    from the old index."""
+
+    def check() -> tuple[Status, str]:
+        project_dir = projects.path(ref.namespace, ref.project)
+        store = create_store(database, project_dir=project_dir, clients=models.chroma)
+        try:
+            found = index_status(database, index_folder(project_dir, database), store.count)
+        except ConfigInvalid as exc:
+            return "unhealthy", exc.detail
+        if found.needs_reindex:
+            stale.append(True)
+            return "degraded", reindex_message(database.name, found)
+        if found.record is None:
+            return (
+                "healthy",
+                f"No index recorded yet: the next stored file records {found.fingerprint}",
+            )
+        return "healthy", f"Index built by the configured embedder ({found.fingerprint})"
+
+    return check
 
 
 def _store_check(

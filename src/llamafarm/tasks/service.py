@@ -14,7 +14,8 @@ from sqlalchemy import CursorResult, update
 from llamafarm.datasets.service import file_query, find_dataset
 from llamafarm.errors import NotFound, Unavailable
 from llamafarm.projects import ProjectRef, ProjectStore
-from llamafarm.rag.stores import ChromaClients
+from llamafarm.rag.index import check_writable, index_folder
+from llamafarm.rag.stores import ChromaClients, create_store
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord, TaskState
 from llamafarm.state.progress import FINISHED_TASK_STATES
 from llamafarm.tasks.app import PROCESS_FILE, job_id
@@ -102,10 +103,21 @@ def queue_processing(
     ref: ProjectRef,
     dataset: str,
     file_hashes: list[str] | None = None,
+    chroma: ChromaClients | None = None,
 ) -> str:
     """Record a task with one entry per file (all of the dataset's, or the given ones), then
-    queue one job per file."""
-    find_dataset(projects.load(ref.namespace, ref.project), dataset)
+    queue one job per file. A 409 (NeedsReindex) when the dataset's database needs a reindex;
+    `chroma`: the caller's store clients, asked only then."""
+    config = projects.load(ref.namespace, ref.project)
+    database = config.database_of(find_dataset(config, dataset))
+    project_dir = projects.path(ref.namespace, ref.project)
+    check_writable(
+        database,
+        index_folder(project_dir, database),
+        lambda: create_store(
+            database, project_dir=project_dir, clients=chroma or ChromaClients()
+        ).count(),
+    )
     task_id = uuid.uuid4().hex
     query = file_query(ref, dataset).order_by(FileRecord.id)
     if file_hashes is not None:

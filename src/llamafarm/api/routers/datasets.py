@@ -142,6 +142,7 @@ def upload(
     db: StateDBDep,
     celery: CeleryDep,
     settings: SettingsDep,
+    chroma: ChromaClientsDep,
     file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
     auto_process: bool | None = None,
 ) -> FileUploaded:
@@ -166,6 +167,7 @@ def upload(
             ref=ref,
             dataset=dataset,
             file_hashes=[stored.hash],
+            chroma=chroma,
         )
         uploaded.task_id, uploaded.task_uri = task_id, _task_uri(request, ref, task_id)
     return uploaded
@@ -215,8 +217,11 @@ def dataset_action(
     projects: ProjectStoreDep,
     db: StateDBDep,
     celery: CeleryDep,
+    chroma: ChromaClientsDep,
 ) -> TaskAccepted:
-    task_id = queue_processing(projects=projects, db=db, celery=celery, ref=ref, dataset=dataset)
+    task_id = queue_processing(
+        projects=projects, db=db, celery=celery, ref=ref, dataset=dataset, chroma=chroma
+    )
     return TaskAccepted(
         message="Accepted", task_uri=_task_uri(request, ref, task_id), task_id=task_id
     )

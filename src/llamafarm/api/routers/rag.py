@@ -97,6 +97,7 @@ def query(
             "processing_time_ms": answer.processing_time_ms,
             "retrieval_strategy_used": answer.retrieval_strategy_used,
             "database_used": answer.database_used,
+            "needs_reindex": answer.needs_reindex,
         }
     )
 
@@ -131,6 +132,7 @@ async def health(
         components=components,
         last_check=report.last_check,
         issues=report.issues,
+        needs_reindex=report.needs_reindex,
     )
 
 

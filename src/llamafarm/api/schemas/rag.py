@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from llamafarm.api.schemas.base import Public
 from llamafarm.api.schemas.system import Status
 
@@ -24,6 +26,10 @@ class QueryAnswer(Public):
     processing_time_ms: float
     retrieval_strategy_used: str
     database_used: str
+    needs_reindex: bool = Field(
+        description="The database's embedder changed since its index was built: these "
+        "results come from the old index (see rag/health)."
+    )
 
 
 class RagComponentHealth(Public):
@@ -39,6 +45,10 @@ class RagHealth(Public):
     components: dict[str, RagComponentHealth]
     last_check: str
     issues: list[str] | None
+    needs_reindex: bool = Field(
+        description="The database's embedder changed since its chunks were stored: queries "
+        "use the old index, processing is refused until `lf rag reindex`."
+    )
 
 
 class EmbeddingStrategySummary(Public):

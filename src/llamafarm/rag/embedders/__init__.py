@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from llamafarm.config.models import EmbeddingStrategy
 from llamafarm.errors import ConfigInvalid
 from llamafarm.rag.embedders.base import Embedder
-from llamafarm.rag.embedders.ollama import OllamaEmbedder
-from llamafarm.rag.embedders.openai import OpenAIEmbedder
-from llamafarm.rag.embedders.universal import UniversalEmbedder
+from llamafarm.rag.embedders.ollama import OllamaConfig, OllamaEmbedder
+from llamafarm.rag.embedders.openai import OpenAIConfig, OpenAIEmbedder
+from llamafarm.rag.embedders.universal import (
+    BUNDLED,
+    BUNDLED_ALIASES,
+    BUNDLED_DIMENSION,
+    UniversalConfig,
+    UniversalEmbedder,
+)
 from llamafarm.registry import Registry
 from llamafarm.shared import Shared
 
@@ -22,6 +30,7 @@ __all__ = [
     "OpenAIEmbedder",
     "UniversalEmbedder",
     "create_embedder",
+    "vector_key",
 ]
 
 EmbedderFactory = Callable[[dict[str, Any], Shared | None], Embedder]
@@ -66,3 +75,34 @@ def create_embedder(strategy: EmbeddingStrategy, *, shared: Shared | None = None
         return factory(config, shared)
     except ConfigInvalid as exc:
         raise ConfigInvalid(f"embedding strategy {strategy.name!r}: {exc.detail}") from exc
+
+
+_CONFIGS: dict[str, type[BaseModel]] = {
+    "UniversalEmbedder": UniversalConfig,
+    "OllamaEmbedder": OllamaConfig,
+    "OpenAIEmbedder": OpenAIConfig,
+}
+VECTOR_NEUTRAL = frozenset({"base_url", "api_key", "batch_size", "timeout", "threads", "cache_dir"})
+"""Keys that change how vectors are fetched, never the vectors themselves."""
+
+
+def vector_key(strategy: EmbeddingStrategy) -> dict[str, Any]:
+    """What decides the vectors a strategy's embedder makes: its type (LlamaFarm's
+    sentence-transformers types are ours), model, dimension, normalisation, length, with
+    defaults filled in, so that writing a default out does not count as a change. Read from the
+    config alone: nothing is loaded or contacted."""
+    kind = strategy.type
+    dropped = UNHONOURED.get(kind, frozenset())
+    config = {k: v for k, v in strategy.config.items() if k not in dropped}
+    if kind in ("HuggingFaceEmbedder", "SentenceTransformerEmbedder"):
+        kind, config = "UniversalEmbedder", {_RENAMED.get(k, k): v for k, v in config.items()}
+    model = _CONFIGS.get(kind)
+    if model is not None:
+        try:
+            config = model.model_validate(config).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ConfigInvalid(f"embedding strategy {strategy.name!r}: {exc}") from exc
+    if kind == "UniversalEmbedder" and config.get("model") in BUNDLED_ALIASES:
+        config["model"] = BUNDLED
+        config["dimension"] = config.get("dimension") or BUNDLED_DIMENSION
+    return {"type": kind, **{k: v for k, v in sorted(config.items()) if k not in VECTOR_NEUTRAL}}

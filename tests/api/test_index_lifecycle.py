@@ -1,0 +1,101 @@
+"""Index lifecycle in process: the fingerprint of what built a database, `needs_reindex`, and
+the refusal to mix two embedders' vectors in one collection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from llamafarm.state import TaskFile
+from llamafarm.tasks.processing import WorkerContext, run_file
+from tests.api.test_rag import BASE, FILES, ingest, search, sources
+
+
+def embedding(**config: Any) -> list[dict[str, Any]]:
+    """main_db's embedding strategy (the bundled MiniLM) with `config` on top."""
+    base = {"model": "all-MiniLM-L6-v2", "dimension": 384, "batch_size": 32}
+    return [{"name": "default_embeddings", "type": "UniversalEmbedder", "config": base | config}]
+
+
+def patch_embedding(client: TestClient, **config: Any) -> None:
+    response = client.patch(
+        f"{BASE}/rag/databases/main_db", json={"embedding_strategies": embedding(**config)}
+    )
+    assert response.status_code == 200, response.text
+
+
+def health(client: TestClient) -> dict[str, Any]:
+    response = client.get(f"{BASE}/rag/health")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def pending(client: TestClient) -> list[int]:
+    state = client.app.state  # type: ignore[attr-defined]
+    with state.db.session() as session:
+        return list(session.scalars(select(TaskFile.id).where(TaskFile.state == "PENDING")))
+
+
+@pytest.mark.usefixtures("project")
+def test_a_changed_embedder_marks_the_database_and_refuses_mixed_ingestion(
+    client: TestClient,
+) -> None:
+    hashes = ingest(client, {"glaciers.md": FILES["glaciers.md"]})
+    answer = search(client, "Why do glaciers retreat?")
+    assert answer["needs_reindex"] is False and sources(answer) == ["glaciers.md"]
+    report = health(client)
+    assert report["needs_reindex"] is False and report["components"]["index"]["status"] == "healthy"
+
+    # How the vectors are fetched is no change of index; how they are made is.
+    patch_embedding(client, batch_size=8, threads=1)
+    assert health(client)["needs_reindex"] is False
+    # A file queued before the change, processed after it.
+    upload = client.post(
+        f"{BASE}/datasets/documents/data", files={"file": ("kitchen.txt", FILES["kitchen.txt"])}
+    )
+    assert upload.status_code == 200, upload.text
+    queued = client.post(f"{BASE}/datasets/documents/actions", json={"action_type": "process"})
+    assert queued.status_code == 202, queued.text
+    patch_embedding(client, normalize=False)
+
+    report = health(client)
+    assert report["needs_reindex"] is True and report["status"] == "degraded"
+    assert report["components"]["index"]["status"] == "degraded"
+    assert any("lf rag reindex main_db" in issue for issue in report["issues"])
+    # The old index keeps answering, embedded with the model that built it, and says so.
+    answer = search(client, "Why do glaciers retreat?")
+    assert answer["needs_reindex"] is True and sources(answer) == ["glaciers.md"]
+
+    refused = client.post(f"{BASE}/datasets/documents/actions", json={"action_type": "process"})
+    assert refused.status_code == 409
+    assert "lf rag reindex main_db" in refused.json()["detail"]
+    state = client.app.state  # type: ignore[attr-defined]
+    context = WorkerContext(db=state.db, projects=state.projects, worker="test")
+    queued_files = pending(client)  # glaciers.md's, to store again with the new embedder, too
+    assert len(queued_files) == 2
+    for queued_file in queued_files:
+        assert run_file(context, queued_file) == "FAILURE"
+        with state.db.session() as session:
+            failed = session.get_one(TaskFile, queued_file)
+            assert failed.error_type == "NeedsReindex" and "reindex" in (failed.error or "")
+    assert sources(search(client, "Why do glaciers retreat?")) == ["glaciers.md"]
+    assert "kitchen.txt" not in sources(search(client, "dishwasher error E4417"))
+
+    # Once the collection is empty, the next file records the new embedder.
+    for file_hash in hashes.values():
+        assert client.delete(f"{BASE}/datasets/documents/data/{file_hash}").status_code == 200
+    assert health(client)["needs_reindex"] is False
+    ingest(client, {"orchard.txt": FILES["orchard.txt"]})
+    answer = search(client, "When do apple trees blossom?")
+    assert answer["needs_reindex"] is False and sources(answer)[0] == "orchard.txt"
+
+
+@pytest.mark.usefixtures("project")
+def test_processing_an_unknown_dataset_is_a_404(client: TestClient) -> None:
+    response = client.post(f"{BASE}/datasets/nope/actions", json={"action_type": "process"})
+    assert response.status_code == 404
+    assert client.get(f"{BASE}/rag/health", params={"database": "nope"}).status_code == 404
