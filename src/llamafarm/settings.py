@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=16, ge=1, le=64, description="Files an ingestion worker processes at once."
     )
+    embedding_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Size of each RAG database's cache of chunk vectors, in MiB; the least "
+        "recently used go beyond it. 0: every chunk is embedded again.",
+    )
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted upload, in MiB.")
     max_json_kb: int = Field(
         default=2048,

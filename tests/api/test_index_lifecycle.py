@@ -3,12 +3,14 @@ the refusal to mix two embedders' vectors in one collection."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from llamafarm.rag.embedders.reuse import CACHE_FILE
 from llamafarm.state import TaskFile
 from llamafarm.tasks.processing import WorkerContext, run_file
 from tests.api.test_rag import BASE, FILES, ingest, search, sources
@@ -99,3 +101,65 @@ def test_processing_an_unknown_dataset_is_a_404(client: TestClient) -> None:
     response = client.post(f"{BASE}/datasets/nope/actions", json={"action_type": "process"})
     assert response.status_code == 404
     assert client.get(f"{BASE}/rag/health", params={"database": "nope"}).status_code == 404
+
+
+def notes(edited: int | None = None) -> bytes:
+    """Markdown of ten sections (one chunk each); section `edited` changed."""
+    sections = [
+        f"## Topic {i}\n\nThe notes of topic {i}: the team measured {i * 7} samples on day {i}."
+        + (" Then it measured them again." if i == edited else "")
+        for i in range(10)
+    ]
+    return "\n\n".join(sections).encode()
+
+
+def process(client: TestClient, dataset: str, files: dict[str, bytes]) -> dict[str, Any]:
+    """Upload, process in this process; the task's per-file details by file hash."""
+    for name, content in files.items():
+        response = client.post(f"{BASE}/datasets/{dataset}/data", files={"file": (name, content)})
+        assert response.status_code == 200, response.text
+    task = client.post(f"{BASE}/datasets/{dataset}/actions", json={"action_type": "process"})
+    assert task.status_code == 202, task.text
+    state = client.app.state  # type: ignore[attr-defined]
+    context = WorkerContext(db=state.db, projects=state.projects, worker="test")
+    for file_id in pending(client):
+        run_file(context, file_id)
+    report = client.get(f"{BASE}/tasks/{task.json()['task_id']}").json()
+    assert report["state"] == "SUCCESS", report
+    return {f["hash"]: f for f in report["result"]["details"]}
+
+
+@pytest.mark.usefixtures("project")
+def test_an_edited_file_embeds_only_its_changed_chunks(client: TestClient, settings: Any) -> None:
+    first = process(client, "documents", {"notes.md": notes()})
+    (stored,) = first.values()
+    assert (stored["chunks"], stored["chunks_reused"]) == (10, 0)
+
+    second = process(client, "documents", {"notes.md": notes(edited=3)})
+    edited = [f for h, f in second.items() if h not in first]
+    assert [(f["state"], f["chunks"], f["chunks_reused"]) for f in edited] == [("SUCCESS", 10, 9)]
+    assert second[stored["hash"]]["state"] == "SKIPPED"
+    assert sources(search(client, "measured them again"))[0] == "notes.md"
+
+    # The same document in another dataset of the database reuses every vector.
+    dataset = {
+        "name": "copies",
+        "database": "main_db",
+        "data_processing_strategy": "default_processor",
+    }
+    assert client.post(f"{BASE}/datasets", json=dataset).status_code == 201
+    (copy,) = process(client, "copies", {"copy.md": notes(edited=3)}).values()
+    assert (copy["chunks"], copy["chunks_reused"]) == (10, 10)
+
+    # The cache goes with its database.
+    spare = client.get(f"{BASE}/rag/databases/main_db").json()
+    body = {k: spare[k] for k in ("type", "config", "embedding_strategies", "retrieval_strategies")}
+    assert client.post(f"{BASE}/rag/databases", json=body | {"name": "spare_db"}).status_code == 201
+    spare_set = dataset | {"name": "spare", "database": "spare_db"}
+    assert client.post(f"{BASE}/datasets", json=spare_set).status_code == 201
+    process(client, "spare", {"notes.md": notes()})
+    cache = Path(settings.projects_dir) / "acme" / "bot" / "stores" / "spare_db" / CACHE_FILE
+    assert cache.is_file()
+    assert client.delete(f"{BASE}/datasets/spare").status_code == 200
+    assert client.delete(f"{BASE}/rag/databases/spare_db").status_code == 200
+    assert not cache.exists()

@@ -15,6 +15,8 @@ from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.embedders import EMBEDDERS, create_embedder
+from llamafarm.rag.embedders.reuse import drop_cache
+from llamafarm.rag.index import index_folder
 from llamafarm.rag.retrieval import RETRIEVERS, Strategies
 from llamafarm.rag.service import find_database
 from llamafarm.rag.stores import STORES, ChromaClients, create_store, release
@@ -191,6 +193,7 @@ def delete_database(
     project_dir = projects.path(ref.namespace, ref.project)
     if delete_collection:
         create_store(database, project_dir=project_dir, clients=chroma).drop()
+    drop_cache(index_folder(project_dir, database))  # with the database, its collection or not
     release(project_dir / "stores" / name)
     return DatabaseDeletion(
         message=f"Database {name!r} deleted successfully",

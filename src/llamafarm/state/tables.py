@@ -62,6 +62,8 @@ class TaskFile(Base):
     state: Mapped[str] = mapped_column(String(16), default=FileState.PENDING.value)
     """A FileState; stored as its plain value."""
     chunks: Mapped[int] = mapped_column(default=0)
+    chunks_reused: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Of `chunks`, those whose vectors came from the database's embedding cache."""
     error: Mapped[str | None] = mapped_column(Text, default=None)
     error_type: Mapped[str | None] = mapped_column(String(64), default=None)
     traceback: Mapped[str | None] = mapped_column(Text, default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, update
@@ -18,6 +18,8 @@ from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.embedders.reuse import CACHE_FILE, ReusingEmbedder, VectorCache
+from llamafarm.rag.index import index_folder
 from llamafarm.rag.stores import ChromaClients, create_store, release_missing
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
@@ -34,6 +36,8 @@ class WorkerContext:
     worker: str
     models: ModelCache = field(default_factory=ModelCache)
     """One embedder per strategy and process, shared by the files processed at once."""
+    embedding_cache_bytes: int = 256 << 20
+    """Each database's cache of chunk vectors (`LF_EMBEDDING_CACHE_MB`); 0: none."""
 
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
@@ -113,18 +117,27 @@ def _process(
             task = session.get(TaskRecord, job.task_id)
             return task is None or task.cancelled_at is not None
 
+    reusing: ReusingEmbedder | None = None
     try:
         steps = plan(
             ctx.projects.load(ref.namespace, ref.project), job.dataset, ctx.models.embedder
         )
+        project_dir = ctx.projects.path(ref.namespace, ref.project)
+        # Chunks whose text was embedded before (by this embedder, in this database) are not
+        # embedded again.
+        cache = VectorCache(
+            index_folder(project_dir, steps.database) / CACHE_FILE,
+            max_bytes=ctx.embedding_cache_bytes,
+        )
+        reusing = ReusingEmbedder(steps.embedder, cache)
         outcome = process_file(
-            plan=steps,
+            plan=replace(steps, embedder=reusing),
             dataset=job.dataset,
             path=blobs(ctx.projects, ref).path(job.file_hash),
             filename=job.filename,
             file_hash=job.file_hash,
             stored_fingerprint=record.fingerprint,
-            project_dir=ctx.projects.path(ref.namespace, ref.project),
+            project_dir=project_dir,
             chroma=ctx.models.chroma,
             should_stop=cancelled,
             timeline=timeline,
@@ -138,8 +151,11 @@ def _process(
     except Exception as exc:
         log.exception("processing %s failed", job.filename)
         return _fail(ctx, task_file_id, f"{type(exc).__name__}: {exc}", type(exc).__name__, True)
+    finally:
+        if reusing is not None:
+            reusing.close()
 
-    still_listed = _record(ctx, task_file_id, record.id, outcome)
+    still_listed = _record(ctx, task_file_id, record.id, outcome, reused=reusing.reused)
     # A cancel, or the file's removal, may have come while the chunks were being stored: they
     # revert what they can see as stored, and this check catches what they could not see yet.
     if outcome.state == FileState.SUCCESS and (cancelled() or not still_listed):
@@ -226,8 +242,11 @@ def revert_file(
             record.fingerprint, record.chunk_count = None, 0
 
 
-def _record(ctx: WorkerContext, task_file_id: int, record_id: int, outcome: Outcome) -> bool:
-    """Store the outcome; False when the file left its dataset meanwhile."""
+def _record(
+    ctx: WorkerContext, task_file_id: int, record_id: int, outcome: Outcome, *, reused: int
+) -> bool:
+    """Store the outcome (`reused`: chunks whose vectors came from the cache); False when the
+    file left its dataset meanwhile."""
     with ctx.db.session() as session:
         record = session.get(FileRecord, record_id)
         if record is not None:
@@ -237,6 +256,7 @@ def _record(ctx: WorkerContext, task_file_id: int, record_id: int, outcome: Outc
         item = session.get(TaskFile, task_file_id)
         if item is not None:
             item.chunks = record.chunk_count if record is not None else outcome.chunks
+            item.chunks_reused = reused
             _finish(item, outcome.state)
         return record is not None
 

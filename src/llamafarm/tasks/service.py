@@ -33,6 +33,8 @@ class FileProgress:
     state: str
     """A FileState."""
     chunks: int
+    chunks_reused: int
+    """Chunks whose vectors were reused from the embedding cache, not embedded again."""
     error: str | None
     error_type: str | None
 
@@ -259,6 +261,7 @@ def _report(task: TaskRecord) -> TaskReport:
             hash=f.file_hash,
             state=f.state,
             chunks=f.chunks,
+            chunks_reused=f.chunks_reused,
             error=f.error,
             error_type=f.error_type,
         )

@@ -43,6 +43,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             check=check_components,
         ),
         worker=name,
+        embedding_cache_bytes=settings.embedding_cache_mb << 20,
     )
     app = create_celery(settings, context)
     beat(db, name)

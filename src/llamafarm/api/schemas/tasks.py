@@ -15,6 +15,8 @@ class TaskFile(Public):
     state: str
     """PENDING, STARTED, SUCCESS, SKIPPED, FAILURE or CANCELLED."""
     chunks: int
+    chunks_reused: int
+    """Of `chunks`, those whose vectors came from the embedding cache (not embedded again)."""
     error: str | None
     error_type: str | None
 
