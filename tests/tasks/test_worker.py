@@ -14,7 +14,7 @@ from llamafarm.state import StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat
 from llamafarm.tasks.app import PROCESS_FILE, create_celery
 from llamafarm.tasks.processing import WorkerContext, run_file
-from llamafarm.tasks.worker import requeue_interrupted
+from llamafarm.tasks.worker import requeue_interrupted, warm_embedders
 
 
 def queued_jobs(settings: Settings) -> list[dict[str, object]]:
@@ -100,4 +100,36 @@ def test_a_file_that_keeps_killing_its_worker_fails_alone(tmp_path: Path) -> Non
         item = session.get_one(TaskFile, item_id)
         assert item.error_type == "WorkerLost"
         assert "stopped 2 times" in (item.error or "")
+    db.close()
+
+
+def test_the_worker_loads_the_projects_local_embedders_at_start(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    projects = ProjectStore(settings.projects_dir, templates_dir=settings.templates_dir)
+    projects.create("acme", "one", template="rag")
+    projects.create("acme", "two", template="rag")  # the same model: loaded once
+    projects.create("other", "remote", template="rag")
+    projects.edit(
+        "other",
+        "remote",
+        lambda document: document["rag"]["databases"][0].update(
+            embedding_strategies=[
+                {
+                    "name": "default_embeddings",
+                    "type": "OllamaEmbedder",
+                    "config": {"model": "nomic-embed-text"},
+                }
+            ]
+        ),
+    )
+    context = WorkerContext(db=db, projects=projects, worker="test")
+    assert warm_embedders(context) == ["all-MiniLM-L6-v2"]  # nothing to load for a remote one
+    embedder = context.models.embedder(
+        projects.load("acme", "one").rag.databases[0].required_embedding()  # type: ignore[union-attr]
+    )
+    loaded = [key for key in context.models.shared._items]
+    assert loaded and embedder.embed(["x"])  # the model was there already
+    assert [key for key in context.models.shared._items] == loaded
+    context.models.close()
     db.close()

@@ -14,8 +14,11 @@ from sqlalchemy import select
 
 from llamafarm.components import check_components
 from llamafarm.config.redaction import install_log_redaction
+from llamafarm.errors import LfError
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
+from llamafarm.rag.cache import KEPT, key_of
+from llamafarm.rag.embedders import vector_key
 from llamafarm.settings import Settings
 from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
@@ -48,6 +51,8 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     app = create_celery(settings, context)
     beat(db, name)
     requeue_interrupted(db, app, settings)
+    # Beside the loop: a file that comes meanwhile waits for the same load, not a second one.
+    threading.Thread(target=warm_embedders, args=(context,), daemon=True).start()
     threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
     try:
         app.worker_main(
@@ -65,6 +70,38 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
         )
     finally:
         context.models.close()  # the worker's loaded models and pools go with it
+
+
+def warm_embedders(context: WorkerContext) -> list[str]:
+    """Load the local embedders the projects' databases name (at most as many as the worker
+    keeps), so the first file pays no load; their names. Remote ones have nothing to load; a
+    project or model that cannot be loaded is logged and left to its first file."""
+    warmed: list[str] = []
+    seen: set[str] = set()
+    for namespace in context.projects.namespaces():
+        for project in context.projects.list(namespace):
+            try:
+                config = context.projects.load(namespace, project.name)
+            except LfError as exc:
+                log.warning("not warming %s/%s: %s", namespace, project.name, exc.detail)
+                continue
+            for database in config.rag.databases if config.rag else []:
+                strategy = database.embedding()
+                if strategy is None or len(seen) >= KEPT:
+                    continue
+                try:
+                    vectors = vector_key(strategy)
+                    if vectors["type"] != "UniversalEmbedder" or key_of(vectors) in seen:
+                        continue
+                    seen.add(key_of(vectors))
+                    embedder = context.models.embedder(strategy)
+                    embedder.embed(["warm up"])
+                except LfError as exc:
+                    log.warning("not warming embedder %s: %s", strategy.name, exc.detail)
+                    continue
+                log.info("embedder %s loaded", embedder.name)
+                warmed.append(embedder.name)
+    return warmed
 
 
 def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
