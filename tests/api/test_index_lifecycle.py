@@ -163,3 +163,93 @@ def test_an_edited_file_embeds_only_its_changed_chunks(client: TestClient, setti
     assert client.delete(f"{BASE}/datasets/spare").status_code == 200
     assert client.delete(f"{BASE}/rag/databases/spare_db").status_code == 200
     assert not cache.exists()
+
+
+@pytest.mark.usefixtures("project")
+def test_stats_documents_and_clearing_chunks(client: TestClient) -> None:
+    details = process(client, "documents", FILES)
+    by_name = {f["filename"]: f for f in details.values()}
+    stats = client.get(f"{BASE}/rag/stats").json()
+    total = sum(f["chunks"] for f in details.values())
+    assert stats["database"] == "main_db" and stats["datasets"] == ["documents"]
+    assert stats["chunk_count"] == stats["vector_count"] == total
+    assert stats["document_count"] == 3
+    assert stats["collection_size_bytes"] > stats["index_size_bytes"] > 0
+    assert stats["embedder"]["model"] == "all-MiniLM-L6-v2"
+    assert stats["embedding_dimension"] == 384 and stats["distance_metric"] == "cosine"
+    assert stats["fingerprint"] == stats["index_fingerprint"] and not stats["needs_reindex"]
+    assert stats["last_updated"].endswith("Z")
+    assert stats["embedding_cache"]["entries"] == total
+    assert stats["embedding_cache"]["max_bytes"] == 256 << 20
+
+    first = client.get(f"{BASE}/rag/databases/main_db/documents", params={"limit": 2}).json()
+    rest = client.get(f"{BASE}/rag/databases/main_db/documents", params={"offset": 2}).json()
+    assert [d["filename"] for d in first + rest] == sorted(FILES)
+    assert sum(d["chunk_count"] for d in first + rest) == total
+    glaciers = first[0]
+    assert glaciers["id"] == by_name["glaciers.md"]["hash"]
+    assert glaciers["parser_used"] == "MarkdownParser"
+    assert glaciers["metadata"] == {"dataset": "documents", "file_hash": glaciers["id"]}
+
+    kitchen = by_name["kitchen.txt"]
+    action = f"{BASE}/datasets/documents/actions"
+    cleared = client.post(
+        action, json={"action_type": "delete_file_chunks", "file_hash": kitchen["hash"]}
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json() == {
+        "message": "Chunks deleted successfully",
+        "file_hash": kitchen["hash"],
+        "deleted_chunks": kitchen["chunks"],
+    }
+    assert "kitchen.txt" not in sources(search(client, "dishwasher error E4417"))
+    assert client.get(f"{BASE}/rag/stats").json()["document_count"] == 2
+    # The file stayed: processing it again reuses its cached vectors.
+    again = process(client, "documents", {})
+    assert again[kitchen["hash"]]["state"] == "SUCCESS"
+    assert again[kitchen["hash"]]["chunks_reused"] == kitchen["chunks"]
+
+    everything = client.post(action, json={"action_type": "delete_dataset_chunks"})
+    assert everything.status_code == 200, everything.text
+    assert everything.json() == {
+        "message": "All chunks deleted successfully",
+        "total_deleted_chunks": total,
+        "total_files_cleared": 3,
+        "total_files_failed": 0,
+    }
+    stats = client.get(f"{BASE}/rag/stats").json()
+    assert (stats["chunk_count"], stats["document_count"]) == (0, 0)
+    assert client.get(f"{BASE}/rag/databases/main_db/documents").json() == []
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("get", "/rag/stats?database=nope", None, 404),
+        ("get", "/rag/databases/nope/documents", None, 404),
+        ("get", "/rag/databases/main_db/documents?limit=0", None, 422),
+        ("get", "/rag/databases/main_db/documents?offset=-1", None, 422),
+        ("post", "/datasets/documents/actions", {"action_type": "delete_file_chunks"}, 400),
+        (
+            "post",
+            "/datasets/documents/actions",
+            {"action_type": "delete_file_chunks", "file_hash": "0" * 64},
+            404,
+        ),
+        (
+            "post",
+            "/datasets/documents/actions",
+            {"action_type": "delete_file_chunks", "file_hash": "../x"},
+            400,
+        ),
+        ("post", "/datasets/nope/actions", {"action_type": "delete_dataset_chunks"}, 404),
+        ("post", "/datasets/documents/actions", {"action_type": "shred"}, 422),
+    ],
+)
+def test_maintenance_bad_input(
+    client: TestClient, method: str, path: str, body: dict[str, Any] | None, status: int
+) -> None:
+    response = client.request(method, f"{BASE}{path}", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]

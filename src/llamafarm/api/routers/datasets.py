@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import (
@@ -17,14 +18,17 @@ from llamafarm.api.deps import (
 )
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.datasets import (
+    DatasetChunksDeleted,
     DatasetList,
     DatasetResponse,
+    FileChunksDeleted,
     FileRemoved,
     FileUploaded,
     StrategiesList,
     TaskAccepted,
 )
-from llamafarm.datasets import service
+from llamafarm.datasets import maintenance, service
+from llamafarm.errors import BadRequest
 from llamafarm.tasks.service import queue_processing
 
 router = APIRouter(
@@ -43,7 +47,13 @@ class DatasetCreate(BaseModel):
 
 class DatasetAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action_type: Literal["process", "ingest"] = Field(description='"process" (alias "ingest")')
+    action_type: Literal["process", "ingest", "delete_file_chunks", "delete_dataset_chunks"] = (
+        Field(
+            description='"process" (alias "ingest"); "delete_file_chunks" (with file_hash) or '
+            '"delete_dataset_chunks" remove chunks and keep the files, to process again'
+        )
+    )
+    file_hash: str | None = Field(default=None, description="The file of delete_file_chunks.")
 
 
 @router.get(
@@ -206,8 +216,15 @@ def remove_file(
     summary="Process (ingest) the dataset's files in the background",
     description="Queue processing (parse, chunk, embed, store) of the dataset's files with "
     '{"action_type": "process"}; files already stored with the same strategy are skipped. '
-    "Answers 202 with a task_id: poll task_get until its state is final.",
+    "Answers 202 with a task_id: poll task_get until its state is final. "
+    '"delete_file_chunks" (with "file_hash") and "delete_dataset_chunks" remove a file\'s or '
+    "every file's chunks from the database and keep the files (to process again); they answer "
+    "200 with the chunks removed.",
     status_code=202,
+    response_model=TaskAccepted,
+    responses={
+        200: {"model": FileChunksDeleted | DatasetChunksDeleted, "description": "Chunks deleted"}
+    },
 )
 def dataset_action(
     ref: ProjectRefDep,
@@ -218,7 +235,28 @@ def dataset_action(
     db: StateDBDep,
     celery: CeleryDep,
     chroma: ChromaClientsDep,
-) -> TaskAccepted:
+) -> TaskAccepted | JSONResponse:
+    if body.action_type == "delete_file_chunks":
+        if not body.file_hash:
+            raise BadRequest("file_hash is required for delete_file_chunks")
+        deleted: Any = maintenance.delete_file_chunks(
+            projects=projects,
+            db=db,
+            ref=ref,
+            dataset=dataset,
+            file_hash=body.file_hash,
+            chroma=chroma,
+        )
+        return JSONResponse(
+            FileChunksDeleted.model_validate(deleted, from_attributes=True).model_dump()
+        )
+    if body.action_type == "delete_dataset_chunks":
+        deleted = maintenance.delete_dataset_chunks(
+            projects=projects, db=db, ref=ref, dataset=dataset, chroma=chroma
+        )
+        return JSONResponse(
+            DatasetChunksDeleted.model_validate(deleted, from_attributes=True).model_dump()
+        )
     task_id = queue_processing(
         projects=projects, db=db, celery=celery, ref=ref, dataset=dataset, chroma=chroma
     )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from llamafarm.api.deps import ChromaClientsDep, ModelCacheDep, ProjectRefDep, ProjectStoreDep
+from llamafarm.api.deps import (
+    ChromaClientsDep,
+    ModelCacheDep,
+    ProjectRefDep,
+    ProjectStoreDep,
+    SettingsDep,
+    StateDBDep,
+)
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.rag import (
     DatabaseDeleted,
@@ -18,8 +25,11 @@ from llamafarm.api.schemas.rag import (
     DatabaseSummary,
     QueryAnswer,
     RagComponentHealth,
+    RagDocument,
     RagHealth,
+    RagStats,
 )
+from llamafarm.datasets import maintenance
 from llamafarm.rag import databases, service
 from llamafarm.rag.retrieval import MAX_TOP_K
 from llamafarm.rag.stores.base import DistanceMetric, Hit
@@ -134,6 +144,54 @@ async def health(
         issues=report.issues,
         needs_reindex=report.needs_reindex,
     )
+
+
+@router.get(
+    "/stats",
+    operation_id="rag_stats",
+    summary="Statistics of a RAG database",
+    description="Chunks, documents, bytes on disk, the embedder and the fingerprints of what "
+    "is configured and of what built the stored chunks (needs_reindex when they differ), the "
+    "last write and the embedding cache. `database` defaults to the project's default.",
+)
+def stats(
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    chroma: ChromaClientsDep,
+    settings: SettingsDep,
+    database: str | None = None,
+) -> RagStats:
+    found = maintenance.database_stats(
+        projects=projects,
+        db=db,
+        ref=ref,
+        database=database,
+        chroma=chroma,
+        cache_bytes=settings.embedding_cache_mb << 20,
+    )
+    return RagStats.model_validate(found, from_attributes=True)
+
+
+@router.get(
+    "/databases/{database}/documents",
+    operation_id="rag_list_documents",
+    summary="List the documents stored in a RAG database",
+    description="The stored files of the database's datasets with their chunk counts, by file "
+    "name, `limit` (1-1000, default 50) at a time from `offset`.",
+)
+def list_documents(
+    database: str,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[RagDocument]:
+    found = maintenance.list_documents(
+        projects=projects, db=db, ref=ref, database=database, limit=limit, offset=offset
+    )
+    return [RagDocument.model_validate(d, from_attributes=True) for d in found]
 
 
 @router.get("/databases", operation_id="database_list", summary="List RAG databases")

@@ -72,3 +72,16 @@ class TaskAccepted(Public):
     message: str
     task_uri: str
     task_id: str
+
+
+class FileChunksDeleted(Public):
+    message: str
+    file_hash: str
+    deleted_chunks: int
+
+
+class DatasetChunksDeleted(Public):
+    message: str
+    total_deleted_chunks: int
+    total_files_cleared: int
+    total_files_failed: int

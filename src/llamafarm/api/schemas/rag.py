@@ -110,3 +110,45 @@ class DatabaseDeleted(Public):
     message: str
     database: DatabaseSummary
     collection_deleted: bool
+
+
+class EmbedderInfo(Public):
+    strategy: str
+    type: str
+    model: str | None
+
+
+class EmbeddingCacheInfo(Public):
+    entries: int
+    size_bytes: int
+    max_bytes: int
+
+
+class RagStats(Public):
+    """LlamaFarm's `rag/stats` fields, with the index's fingerprint and embedding cache."""
+
+    database: str
+    vector_count: int
+    document_count: int
+    chunk_count: int
+    collection_size_bytes: int
+    index_size_bytes: int
+    embedding_dimension: int
+    distance_metric: str
+    last_updated: str | None
+    embedder: EmbedderInfo
+    fingerprint: str
+    index_fingerprint: str | None
+    needs_reindex: bool
+    embedding_cache: EmbeddingCacheInfo
+    datasets: list[str]
+
+
+class RagDocument(Public):
+    id: str
+    filename: str
+    chunk_count: int
+    size_bytes: int
+    parser_used: str
+    date_ingested: str
+    metadata: dict[str, Any]
