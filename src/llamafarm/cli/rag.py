@@ -1,4 +1,5 @@
-"""`lf rag ...`: query a project's RAG databases, check their health, list them."""
+"""`lf rag ...`: query a project's RAG databases, check their health, list them, look into
+them (stats, stored documents) and clear a dataset's chunks."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import yaml
 from rich.table import Table
 
 from llamafarm.cli.client import CliError
-from llamafarm.cli.common import ProjectOption, client, out, project_path
+from llamafarm.cli.common import ProjectOption, client, out, project_path, segment
+from llamafarm.formats import human_size
 
-rag_app = typer.Typer(no_args_is_help=True, help="RAG: query, health, databases.")
+rag_app = typer.Typer(
+    no_args_is_help=True, help="RAG: query, health, databases, stats, documents, clear."
+)
 
 Project = Annotated[str | None, ProjectOption]
 Database = Annotated[str | None, typer.Option("--database", "-d", help="Default: the project's.")]
@@ -107,6 +111,99 @@ def databases(ctx: typer.Context, project: Project = None) -> None:
             item["name"], item["type"], "yes" if item["is_default"] else "", embedding, strategies
         )
     out.print(table)
+
+
+@rag_app.command("stats")
+def stats(ctx: typer.Context, database: Database = None, project: Project = None) -> None:
+    """A database's chunks, documents, size on disk, embedder and index fingerprint."""
+    params = {"database": database} if database else None
+    found = client(ctx).get(f"{project_path(project)}/rag/stats", params=params)
+    embedder = found["embedder"]
+    cache = found["embedding_cache"]
+    rows = [
+        ("chunks", str(found["chunk_count"])),
+        ("documents", str(found["document_count"])),
+        ("size on disk", human_size(found["collection_size_bytes"])),
+        ("embedder", f"{embedder['strategy']} ({embedder['type']} {embedder['model'] or ''})"),
+        ("dimension", str(found["embedding_dimension"])),
+        ("distance", found["distance_metric"]),
+        ("fingerprint", found["fingerprint"]),
+        ("index built by", found["index_fingerprint"] or "nothing stored yet"),
+        ("needs reindex", "YES" if found["needs_reindex"] else "no"),
+        ("last write", found["last_updated"] or "never"),
+        ("embedding cache", f"{cache['entries']} vectors, {human_size(cache['size_bytes'])}"),
+        ("datasets", ", ".join(found["datasets"]) or "none"),
+    ]
+    table = Table(title=f"RAG stats of {found['database']}")
+    table.add_column("")
+    table.add_column("")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@rag_app.command("list")
+def list_documents(
+    ctx: typer.Context,
+    database: Database = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Documents per page.")] = 50,
+    offset: Annotated[int, typer.Option("--offset", help="Documents to skip.")] = 0,
+    project: Project = None,
+) -> None:
+    """The documents stored in a database, with their chunk counts."""
+    base = project_path(project)
+    name = database or client(ctx).get(f"{base}/rag/databases")["default_database"]
+    if not name:
+        raise CliError("The project has no RAG databases")
+    documents = client(ctx).get(
+        f"{base}/rag/databases/{segment(name)}/documents",
+        params={"limit": limit, "offset": offset},
+    )
+    table = Table(title=f"{len(documents)} document(s) in {name} (from {offset})")
+    for column in ("file", "dataset", "chunks", "size", "parser", "stored", "hash"):
+        table.add_column(column, overflow="fold")
+    for item in documents:
+        table.add_row(
+            item["filename"],
+            str(item["metadata"].get("dataset", "")),
+            str(item["chunk_count"]),
+            human_size(item["size_bytes"]),
+            item["parser_used"],
+            item["date_ingested"],
+            item["id"][:12],
+        )
+    out.print(table)
+
+
+@rag_app.command("clear")
+def clear(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="The dataset whose chunks go.")],
+    file_hash: Annotated[
+        str | None, typer.Option("--file", help="Only this file's chunks (its hash).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    project: Project = None,
+) -> None:
+    """Remove a dataset's chunks (or one file's) from its database; the files stay, to
+    process again (unchanged chunks then reuse their cached vectors)."""
+    what = f"file {file_hash}" if file_hash else f"every file of dataset {dataset}"
+    if not yes:
+        typer.confirm(f"Remove the chunks of {what}?", abort=True)
+    body: dict[str, Any] = {"action_type": "delete_dataset_chunks"}
+    if file_hash:
+        body = {"action_type": "delete_file_chunks", "file_hash": file_hash}
+    answer = client(ctx).post(
+        f"{project_path(project)}/datasets/{segment(dataset)}/actions", json=body
+    )
+    if file_hash:
+        out.print(f"Removed {answer['deleted_chunks']} chunk(s) of {file_hash}", highlight=False)
+    else:
+        out.print(
+            f"Removed {answer['total_deleted_chunks']} chunk(s) of "
+            f"{answer['total_files_cleared']} file(s) of {dataset}",
+            highlight=False,
+        )
 
 
 def parse_filters(items: list[str]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ previewed without storing anything. LlamaFarm's names and shapes where it has th
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,7 @@ from llamafarm.config.models import Database, DataProcessingStrategy, ProjectCon
 from llamafarm.datasets.blobs import check_hash
 from llamafarm.datasets.service import dataset_store, file_query, in_project
 from llamafarm.errors import NotFound, ParseFailed
+from llamafarm.formats import iso_time
 from llamafarm.ingest.parsers import select_parser
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.embedders import vector_key
@@ -131,7 +131,7 @@ def database_stats(
         index_size_bytes=sum(s for p, s in sizes.items() if LEXICAL_SUFFIX in p.name),
         embedding_dimension=int(built.get("dimension") or 0),
         distance_metric=str(distance or "cosine"),
-        last_updated=_iso(found.record.last_write) if found.record else None,
+        last_updated=iso_time(found.record.last_write) if found.record else None,
         embedder=EmbedderInfo(strategy.name, strategy.type, built.get("model")),
         fingerprint=found.fingerprint,
         index_fingerprint=found.record.fingerprint if found.record else None,
@@ -170,7 +170,7 @@ def list_documents(
             chunk_count=r.chunk_count,
             size_bytes=r.size,
             parser_used=_parser(strategies[r.dataset], r.filename),
-            date_ingested=_iso(r.processed_at or r.uploaded_at),
+            date_ingested=iso_time(r.processed_at or r.uploaded_at),
             metadata={"dataset": r.dataset, "file_hash": r.file_hash},
         )
         for r in records
@@ -245,7 +245,3 @@ def _parser(strategy: DataProcessingStrategy, filename: str) -> str:
         return select_parser(strategy, filename).type
     except ParseFailed:
         return "unknown"
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

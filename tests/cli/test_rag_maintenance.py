@@ -1,0 +1,77 @@
+"""`lf rag stats|list|clear` against a real server (uvicorn in a thread); files processed with
+the worker's own function in this process."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from llamafarm.cli.main import app
+from llamafarm.components import check_components
+from llamafarm.projects import ProjectStore
+from llamafarm.settings import Settings
+from llamafarm.state import StateDB, TaskFile
+from llamafarm.tasks.processing import WorkerContext, run_file
+
+BASE = "/v1/projects/acme/bot"
+FILES = {
+    "glaciers.md": b"# Glaciers\n\nAlpine glaciers retreat every summer as the ice melts.",
+    "orchard.txt": b"Apple trees blossom in spring and bear fruit in autumn.",
+}
+
+
+def lf(url: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app, ["--server-url", url, *args, "--project", "acme/bot"], env={"COLUMNS": "200"}
+    )
+    # A server's refusal is raised as CliError, which `lf`'s entry point prints.
+    return result.exit_code, result.output + str(result.exception or "")
+
+
+def test_stats_list_and_clear(live_server: str, settings: Settings) -> None:
+    http = httpx.Client(base_url=live_server, timeout=60)
+    assert http.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
+    hashes = {}
+    for name, content in FILES.items():
+        uploaded = http.post(f"{BASE}/datasets/documents/data", files={"file": (name, content)})
+        hashes[name] = uploaded.json()["hash"]
+    assert http.post(f"{BASE}/datasets/documents/actions", json={"action_type": "process"})
+    db = StateDB(settings.state_url)
+    projects = ProjectStore(
+        settings.projects_dir, templates_dir=settings.templates_dir, check=check_components
+    )
+    context = WorkerContext(db=db, projects=projects, worker="test")
+    with db.session() as session:
+        for file_id in session.scalars(select(TaskFile.id)).all():
+            assert run_file(context, file_id) == "SUCCESS"
+
+    code, output = lf(live_server, "rag", "stats")
+    assert code == 0, output
+    assert "RAG stats of main_db" in output and "all-MiniLM-L6-v2" in output
+    assert "needs reindex" in output and "YES" not in output
+
+    code, output = lf(live_server, "rag", "list", "--limit", "1")
+    assert code == 0, output
+    assert "1 document(s) in main_db" in output and "glaciers.md" in output
+    assert "orchard.txt" not in output
+    code, output = lf(live_server, "rag", "list", "--offset", "1")
+    assert "orchard.txt" in output and "glaciers.md" not in output
+
+    code, output = lf(live_server, "rag", "clear", "documents", "--file", hashes["orchard.txt"])
+    assert code != 0  # asked for a confirmation, and none came
+    code, output = lf(
+        live_server, "rag", "clear", "documents", "--file", hashes["orchard.txt"], "--yes"
+    )
+    assert code == 0, output
+    assert "Removed 1 chunk(s)" in output
+    code, output = lf(live_server, "rag", "clear", "documents", "--yes")
+    assert code == 0, output
+    assert "Removed 1 chunk(s) of 1 file(s) of documents" in output
+    assert http.get(f"{BASE}/rag/stats").json()["chunk_count"] == 0
+
+    code, output = lf(live_server, "rag", "clear", "nope", "--yes")
+    assert code == 1 and "nope" in output
+    context.models.close()
+    db.close()
+    http.close()
