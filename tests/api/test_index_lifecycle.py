@@ -253,3 +253,42 @@ def test_maintenance_bad_input(
     response = client.request(method, f"{BASE}{path}", json=body)
     assert response.status_code == status, response.text
     assert response.json()["detail"]
+
+
+@pytest.mark.usefixtures("project")
+def test_preview_parses_and_chunks_without_storing(client: TestClient) -> None:
+    answer = client.post(
+        f"{BASE}/rag/preview", files={"file": ("notes.md", notes())}, data={"chunk_size": "200"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["parser_used"] == "MarkdownParser"
+    assert body["data_processing_strategy"] == "default_processor"
+    assert (body["chunk_size"], body["chunk_strategy"]) == (200, "sections")
+    assert body["total_chunks"] == len(body["chunks"]) == 10
+    first = body["chunks"][0]
+    assert first["chunk_index"] == 0 and "topic 0" in first["content"]
+    assert first["char_count"] == len(first["content"]) and first["word_count"] > 5
+    assert first["metadata"]["heading"] == "Topic 0"
+    # Nothing was stored.
+    assert client.get(f"{BASE}/rag/stats").json()["chunk_count"] == 0
+    text = client.post(
+        f"{BASE}/rag/preview",
+        files={"file": ("notes.txt", FILES["orchard.txt"])},
+        data={"data_processing_strategy": "default_processor"},
+    ).json()
+    assert (text["parser_used"], text["total_chunks"]) == ("TextParser", 1)
+
+    for data, status in (
+        ({"data_processing_strategy": "nope"}, 404),
+        ({"dataset": "nope"}, 404),
+        ({"chunk_size": "5"}, 422),
+        ({"chunk_strategy": "zigzag"}, 422),
+    ):
+        refused = client.post(
+            f"{BASE}/rag/preview", files={"file": ("notes.md", notes())}, data=data
+        )
+        assert refused.status_code == status, (data, refused.text)
+        assert refused.json()["detail"]
+    empty = client.post(f"{BASE}/rag/preview", files={"file": ("empty.md", b"")})
+    assert empty.status_code == 400

@@ -168,6 +168,12 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
         ),
         ("rag_stats", lambda c, n, cfg: c.get(f"{b}/rag/stats")),
         (
+            "rag_preview",
+            lambda c, n, cfg: c.post(
+                f"{b}/rag/preview", files={"file": ("a.md", b"# A\n\nSome text of A.")}
+            ),
+        ),
+        (
             "rag_list_documents",
             lambda c, n, cfg: c.get(f"{b}/rag/databases/main_db/documents?limit=5"),
         ),

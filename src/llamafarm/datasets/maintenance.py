@@ -4,17 +4,27 @@ previewed without storing anything. LlamaFarm's names and shapes where it has th
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, update
 
 from llamafarm.config.models import Database, DataProcessingStrategy, ProjectConfig
 from llamafarm.datasets.blobs import check_hash
-from llamafarm.datasets.service import dataset_store, file_query, in_project
-from llamafarm.errors import NotFound, ParseFailed
+from llamafarm.datasets.service import (
+    clean_filename,
+    dataset_store,
+    file_query,
+    find_dataset,
+    in_project,
+)
+from llamafarm.errors import BadRequest, NotFound, ParseFailed, PayloadTooLarge
 from llamafarm.formats import iso_time
-from llamafarm.ingest.parsers import select_parser
+from llamafarm.ingest.chunking import chunk_document
+from llamafarm.ingest.extractors import apply_extractors
+from llamafarm.ingest.parsers import parse_file, select_parser
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.embedders import vector_key
 from llamafarm.rag.embedders.reuse import CACHE_FILE, VectorCache
@@ -229,6 +239,120 @@ def delete_dataset_chunks(
         total_files_cleared=int(getattr(cleared, "rowcount", 0) or 0),
         total_files_failed=0,
     )
+
+
+@dataclass(frozen=True)
+class ChunkPreview:
+    chunk_index: int
+    content: str
+    char_count: int
+    word_count: int
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """How a strategy parses and chunks a file; nothing is stored."""
+
+    filename: str
+    size_bytes: int
+    data_processing_strategy: str
+    parser_used: str
+    chunk_strategy: str
+    chunk_size: int
+    chunk_overlap: int
+    total_chunks: int
+    avg_chunk_size: float
+    chunks: list[ChunkPreview]
+
+
+@dataclass(frozen=True)
+class ChunkingOverrides:
+    """What a preview may try instead of the parser's config; None keeps it."""
+
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
+    chunk_strategy: str | None = None
+
+
+def preview_file(
+    *,
+    projects: ProjectStore,
+    ref: ProjectRef,
+    source: BinaryIO,
+    filename: str,
+    strategy: str | None,
+    dataset: str | None,
+    overrides: ChunkingOverrides,
+    limit: int,
+) -> Preview:
+    """Parse and chunk an uploaded file as `strategy` (else `dataset`'s, else the first
+    dataset's or strategy) would, extractors included; nothing is stored or embedded."""
+    config = projects.load(ref.namespace, ref.project)
+    chosen = _strategy(config, strategy, dataset)
+    name = clean_filename(filename)
+    parser = select_parser(chosen, name)
+    options = parser.config
+    size = options.get("chunk_size", 1000) if overrides.chunk_size is None else overrides.chunk_size
+    overlap = (
+        options.get("chunk_overlap", 100)
+        if overrides.chunk_overlap is None
+        else overrides.chunk_overlap
+    )
+    how = str(overrides.chunk_strategy or options.get("chunk_strategy", "paragraphs"))
+    with tempfile.TemporaryDirectory(prefix="lf-preview-") as folder:
+        path = Path(folder) / name
+        written = _copy(source, path, limit=limit)
+        document = parse_file(parser, path, filename=name)
+    chunks = chunk_document(
+        document, chunk_size=int(size), chunk_overlap=int(overlap), chunk_strategy=how
+    )
+    apply_extractors(chosen, name, chunks)
+    return Preview(
+        filename=name,
+        size_bytes=written,
+        data_processing_strategy=chosen.name,
+        parser_used=parser.type,
+        chunk_strategy=how,
+        chunk_size=int(size),
+        chunk_overlap=int(overlap),
+        total_chunks=len(chunks),
+        avg_chunk_size=round(sum(len(c.text) for c in chunks) / len(chunks), 1) if chunks else 0.0,
+        chunks=[
+            ChunkPreview(i, c.text, len(c.text), len(c.text.split()), dict(c.metadata))
+            for i, c in enumerate(chunks)
+        ],
+    )
+
+
+def _strategy(
+    config: ProjectConfig, strategy: str | None, dataset: str | None
+) -> DataProcessingStrategy:
+    strategies = config.processing_strategies()
+    if strategy is not None:
+        found = next((s for s in strategies if s.name == strategy), None)
+        if found is None:
+            known = ", ".join(s.name for s in strategies)
+            raise NotFound(f"Data processing strategy {strategy!r} not found (strategies: {known})")
+        return found
+    if dataset is not None:
+        return config.strategy_of(find_dataset(config, dataset))
+    if config.datasets:
+        return config.strategy_of(config.datasets[0])
+    return strategies[0]
+
+
+def _copy(source: BinaryIO, path: Path, *, limit: int) -> int:
+    size = 0
+    with path.open("wb") as out:
+        while block := source.read(1 << 20):
+            size += len(block)
+            if size > limit:
+                raise PayloadTooLarge(f"File is larger than the {limit >> 20} MiB limit")
+            out.write(block)
+    if size == 0:
+        raise BadRequest("File is empty")
+    return size
 
 
 def _datasets_of(config: ProjectConfig, database: Database) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,7 @@ from llamafarm.api.schemas.rag import (
     RagComponentHealth,
     RagDocument,
     RagHealth,
+    RagPreview,
     RagStats,
 )
 from llamafarm.datasets import maintenance
@@ -192,6 +193,39 @@ def list_documents(
         projects=projects, db=db, ref=ref, database=database, limit=limit, offset=offset
     )
     return [RagDocument.model_validate(d, from_attributes=True) for d in found]
+
+
+@router.post(
+    "/preview",
+    operation_id="rag_preview",
+    summary="Preview how a file is parsed and chunked",
+    description="Parse and chunk one uploaded file (multipart field `file`) as a data "
+    "processing strategy would (`data_processing_strategy`, else `dataset`'s, else the first "
+    "dataset's), with its extractors; `chunk_size`, `chunk_overlap` and `chunk_strategy` "
+    "override the parser's. Nothing is stored or embedded.",
+)
+def preview(
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="The file, as multipart field `file`.")],
+    data_processing_strategy: Annotated[str | None, Form()] = None,
+    dataset: Annotated[str | None, Form()] = None,
+    chunk_size: Annotated[int | None, Form()] = None,
+    chunk_overlap: Annotated[int | None, Form()] = None,
+    chunk_strategy: Annotated[str | None, Form()] = None,
+) -> RagPreview:
+    found = maintenance.preview_file(
+        projects=projects,
+        ref=ref,
+        source=file.file,
+        filename=file.filename or "",
+        strategy=data_processing_strategy,
+        dataset=dataset,
+        overrides=maintenance.ChunkingOverrides(chunk_size, chunk_overlap, chunk_strategy),
+        limit=settings.max_upload_bytes,
+    )
+    return RagPreview.model_validate(found, from_attributes=True)
 
 
 @router.get("/databases", operation_id="database_list", summary="List RAG databases")

@@ -152,3 +152,24 @@ class RagDocument(Public):
     parser_used: str
     date_ingested: str
     metadata: dict[str, Any]
+
+
+class ChunkPreview(Public):
+    chunk_index: int
+    content: str
+    char_count: int
+    word_count: int
+    metadata: dict[str, Any]
+
+
+class RagPreview(Public):
+    filename: str
+    size_bytes: int
+    data_processing_strategy: str
+    parser_used: str
+    chunk_strategy: str
+    chunk_size: int
+    chunk_overlap: int
+    total_chunks: int
+    avg_chunk_size: float
+    chunks: list[ChunkPreview]
