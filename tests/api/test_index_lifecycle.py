@@ -46,7 +46,7 @@ def pending(client: TestClient) -> list[int]:
 def test_a_changed_embedder_marks_the_database_and_refuses_mixed_ingestion(
     client: TestClient,
 ) -> None:
-    hashes = ingest(client, {"glaciers.md": FILES["glaciers.md"]})
+    ingest(client, {"glaciers.md": FILES["glaciers.md"]})
     answer = search(client, "Why do glaciers retreat?")
     assert answer["needs_reindex"] is False and sources(answer) == ["glaciers.md"]
     report = health(client)
@@ -67,14 +67,14 @@ def test_a_changed_embedder_marks_the_database_and_refuses_mixed_ingestion(
     report = health(client)
     assert report["needs_reindex"] is True and report["status"] == "degraded"
     assert report["components"]["index"]["status"] == "degraded"
-    assert any("lf rag reindex main_db" in issue for issue in report["issues"])
+    assert any("lf rag clear documents" in issue for issue in report["issues"])
     # The old index keeps answering, embedded with the model that built it, and says so.
     answer = search(client, "Why do glaciers retreat?")
     assert answer["needs_reindex"] is True and sources(answer) == ["glaciers.md"]
 
     refused = client.post(f"{BASE}/datasets/documents/actions", json={"action_type": "process"})
     assert refused.status_code == 409
-    assert "lf rag reindex main_db" in refused.json()["detail"]
+    assert "lf rag clear documents" in refused.json()["detail"]
     state = client.app.state  # type: ignore[attr-defined]
     context = WorkerContext(db=state.db, projects=state.projects, worker="test")
     queued_files = pending(client)  # glaciers.md's, to store again with the new embedder, too
@@ -87,13 +87,16 @@ def test_a_changed_embedder_marks_the_database_and_refuses_mixed_ingestion(
     assert sources(search(client, "Why do glaciers retreat?")) == ["glaciers.md"]
     assert "kitchen.txt" not in sources(search(client, "dishwasher error E4417"))
 
-    # Once the collection is empty, the next file records the new embedder.
-    for file_hash in hashes.values():
-        assert client.delete(f"{BASE}/datasets/documents/data/{file_hash}").status_code == 200
+    # As the 409 says: its chunks cleared, the next file records the new embedder.
+    cleared = client.post(
+        f"{BASE}/datasets/documents/actions", json={"action_type": "delete_dataset_chunks"}
+    )
+    assert cleared.status_code == 200, cleared.text
     assert health(client)["needs_reindex"] is False
     ingest(client, {"orchard.txt": FILES["orchard.txt"]})
     answer = search(client, "When do apple trees blossom?")
     assert answer["needs_reindex"] is False and sources(answer)[0] == "orchard.txt"
+    assert sources(search(client, "Why do glaciers retreat?"))[0] == "glaciers.md"
 
 
 @pytest.mark.usefixtures("project")

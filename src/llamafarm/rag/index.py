@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,11 +85,14 @@ def status(database: Database, folder: Path, count: Callable[[], int]) -> IndexS
     return IndexStatus(current, record, stale, serving)
 
 
-def check_writable(database: Database, folder: Path, count: Callable[[], int]) -> IndexStatus:
-    """The status; NeedsReindex when new chunks may not go into the database."""
+def check_writable(
+    database: Database, folder: Path, count: Callable[[], int], datasets: Sequence[str] = ()
+) -> IndexStatus:
+    """The status; NeedsReindex when new chunks may not go into the database (`datasets`, its
+    datasets, named in the message)."""
     found = status(database, folder, count)
     if found.needs_reindex:
-        raise NeedsReindex(reindex_message(database.name, found))
+        raise NeedsReindex(reindex_message(database.name, found, datasets))
     return found
 
 
@@ -122,13 +125,17 @@ def write_record(folder: Path, record: IndexRecord) -> None:
     os.replace(partial, folder / INDEX_FILE)
 
 
-def reindex_message(name: str, found: IndexStatus) -> str:
+def reindex_message(name: str, found: IndexStatus, datasets: Sequence[str] = ()) -> str:
+    """Why a database needs a reindex, and how to do it: its datasets' chunks cleared and
+    processed again with the new embedder (or the old strategy put back)."""
     built = found.record.vectors if found.record else {}
+    clear = " and ".join(f"`lf rag clear {d}`" for d in datasets) or "`lf rag clear DATASET`"
     return (
         f"Database {name!r} needs a reindex: its embedder changed since its chunks were "
         f"stored (built with {built.get('type')} {built.get('model')!r}, fingerprint "
         f"{found.record.fingerprint if found.record else '?'}; configured now: "
         f"{found.fingerprint}), and one collection never holds two models' vectors. Queries "
-        f"still use the old index. Run `lf rag reindex {name}` "
-        f"(POST .../rag/databases/{name}/reindex) to rebuild it with the new embedder"
+        f"still use the old index. To rebuild it with the new embedder, clear its chunks "
+        f"({clear}, or the delete_dataset_chunks action of each dataset) and process its "
+        "datasets again; or put the old embedding strategy back"
     )

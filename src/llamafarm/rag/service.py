@@ -266,7 +266,9 @@ def _index_check(
             return "unhealthy", exc.detail
         if found.needs_reindex:
             stale.append(True)
-            return "degraded", reindex_message(database.name, found)
+            config = projects.load(ref.namespace, ref.project)
+            datasets = [d.name for d in config.datasets if d.database == database.name]
+            return "degraded", reindex_message(database.name, found, datasets)
         if found.record is None:
             return (
                 "healthy",

@@ -119,6 +119,7 @@ def queue_processing(
         lambda: create_store(
             database, project_dir=project_dir, clients=chroma or ChromaClients()
         ).count(),
+        [d.name for d in config.datasets if d.database == database.name],
     )
     task_id = uuid.uuid4().hex
     query = file_query(ref, dataset).order_by(FileRecord.id)

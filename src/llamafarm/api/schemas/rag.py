@@ -47,7 +47,7 @@ class RagHealth(Public):
     issues: list[str] | None
     needs_reindex: bool = Field(
         description="The database's embedder changed since its chunks were stored: queries "
-        "use the old index, processing is refused until `lf rag reindex`."
+        "use the old index; processing is refused until its chunks are cleared (`lf rag clear`)."
     )
 
 
