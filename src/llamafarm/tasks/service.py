@@ -113,12 +113,19 @@ def queue_processing(
     config = projects.load(ref.namespace, ref.project)
     database = config.database_of(find_dataset(config, dataset))
     project_dir = projects.path(ref.namespace, ref.project)
+
+    def count() -> int:
+        clients = chroma or ChromaClients()
+        try:
+            return create_store(database, project_dir=project_dir, clients=clients).count()
+        finally:
+            if chroma is None:
+                clients.close()
+
     check_writable(
         database,
         index_folder(project_dir, database),
-        lambda: create_store(
-            database, project_dir=project_dir, clients=chroma or ChromaClients()
-        ).count(),
+        count,
         [d.name for d in config.datasets if d.database == database.name],
     )
     task_id = uuid.uuid4().hex
