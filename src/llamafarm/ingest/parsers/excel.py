@@ -1,18 +1,29 @@
-"""Excel (.xlsx) with openpyxl, read-only: one section per sheet, each row with its header."""
+"""Excel (.xlsx) with openpyxl, read-only: one section per table block, rows naming their columns.
+
+Cells are read as the sheet's XML holds them, never over its declared dimension: a sheet may
+declare `A1:XFD1048576` (17 billion cells) around a handful of values, and openpyxl's read-only
+mode pads every row to the declared size unless the dimension is reset.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
-from collections.abc import Iterable, Sequence
+import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import openpyxl  # no stubs in the dev dependencies
+from openpyxl.utils.cell import range_boundaries
 
-from llamafarm.documents import ParsedDocument, Section
+from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.parsers.base import check_package, clean_inline, finish
+from llamafarm.ingest.parsers.tables import render_grid
+
+_MERGE_TAG = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}mergeCell"
+_DECIMALS = re.compile(r"\.(0+)")
 
 
 class ExcelParser:
@@ -23,7 +34,7 @@ class ExcelParser:
 
     def parse(self, path: Path, *, filename: str) -> ParsedDocument:
         check_package(path, filename, "XLSX")
-        sections = []
+        sections: list[Section] = []
         # Workbooks written by other tools often lack a default style; openpyxl warns and copes.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Workbook contains no default style", UserWarning)
@@ -37,9 +48,7 @@ class ExcelParser:
                 raise ParseFailed(f"'{filename}' is not a readable Excel workbook: {exc}") from exc
             try:
                 for number, sheet in enumerate(workbook.worksheets, 1):
-                    rows = ([_cell(v) for v in row] for row in sheet.iter_rows(values_only=True))
-                    text = render_rows(rows)
-                    sections.append(Section(text, page=number, heading=sheet.title))
+                    sections.extend(_sheet_sections(sheet, number))
                 sheets = len(workbook.worksheets)
             except Exception as exc:
                 raise ParseFailed(f"'{filename}' is not a readable Excel workbook: {exc}") from exc
@@ -49,53 +58,85 @@ class ExcelParser:
         return finish(sections, filename, {"format": "xlsx", "pages": sheets})
 
 
-def render_rows(rows: Iterable[list[str]]) -> str:
-    """Title lines as they are, then rows as `Header: value, ...` below the header row.
+def _sheet_sections(sheet: Any, number: int) -> list[Section]:
+    """One section per block of the sheet, headed by the sheet's name."""
+    merges = _merged_ranges(sheet)
+    sheet.reset_dimensions()  # read the cells that are there, not the declared range
+    rows = [[_cell(cell) for cell in row] for row in sheet.iter_rows()]
+    joined = _fill_merges(rows, merges)
+    sections = []
+    for table in render_grid(rows, joined=joined):
+        metadata: dict[str, MetadataValue] = {"sheet": sheet.title}
+        if table.title:
+            metadata["table"] = table.title
+        sections.append(Section("\n".join(table.lines), number, sheet.title, metadata))
+    return sections
 
-    The header is the first row with two or more filled cells, all distinct and not numbers;
-    rows of a sheet without one are rendered as plain comma-separated values.
-    """
-    lines: list[str] = []
-    header: list[str] | None = None
-    for row in rows:
-        filled = [value for value in row if value]
-        if not filled:
+
+def _merged_ranges(sheet: Any) -> list[tuple[int, int, int, int]]:
+    """(min_col, min_row, max_col, max_row) of each merged range; read-only mode skips them."""
+    found = []
+    with sheet._get_source() as source:  # the sheet's XML part, as openpyxl itself opens it
+        for _, element in ET.iterparse(source):
+            if element.tag == _MERGE_TAG:
+                try:
+                    bounds = range_boundaries(element.get("ref") or "")
+                except ValueError:
+                    continue  # a broken reference merges nothing
+                if all(isinstance(b, int) for b in bounds):  # not a whole row or column
+                    found.append(cast(tuple[int, int, int, int], bounds))
+            element.clear()
+    return found
+
+
+def _fill_merges(
+    rows: list[list[str]], merges: list[tuple[int, int, int, int]]
+) -> frozenset[tuple[int, int]]:
+    """Give every cell of a merged range its value; the cells right of the first column of a
+    range are returned as joined to their left neighbour. Ranges beyond the data are cut."""
+    joined = set()
+    for min_col, min_row, max_col, max_row in merges:
+        if min_row > len(rows) or not rows[min_row - 1][min_col - 1 : min_col]:
             continue
-        if header is None and len(filled) >= 2:
-            header = row if _looks_like_header(filled) else []
-            if header:
-                continue  # every row below repeats these names next to its values
-        if header:
-            lines.append(", ".join(_pairs(row, header)))
-        else:
-            lines.append(", ".join(filled))
-    return "\n".join(lines)
+        value = rows[min_row - 1][min_col - 1]
+        for r in range(min_row - 1, min(max_row, len(rows))):
+            row = rows[r]
+            stop = min(max_col, len(row) + 1 if value else len(row))
+            if value and len(row) < stop:
+                row.extend([""] * (stop - len(row)))
+            for c in range(min_col - 1, min(max_col, len(row))):
+                row[c] = value
+                if c > min_col - 1:
+                    joined.add((r, c))
+    return frozenset(joined)
 
 
-def _looks_like_header(values: Sequence[str]) -> bool:
-    return len(set(values)) == len(values) and not any(_is_number(v) for v in values)
-
-
-def _pairs(row: list[str], header: list[str]) -> Iterable[str]:
-    for i, value in enumerate(row):
-        if value:
-            name = header[i] if i < len(header) else ""
-            yield f"{name}: {value}" if name else value
-
-
-def _cell(value: Any) -> str:
+def _cell(cell: Any) -> str:
+    value = getattr(cell, "value", None)
     if value is None:
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return _number(value, str(getattr(cell, "number_format", "General") or "General"))
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="minutes" if not value.second else "seconds")
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return clean_inline(str(value))
 
 
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
+def _number(value: float, number_format: str) -> str:
+    """The figure as Excel shows it for the common formats: thousands separators, decimals,
+    percentages (`#,##0` → `3,190`, `0.0%` → `12.5%`); `General` and others as the plain value."""
+    section = number_format.split(";", 1)[0]
+    if number_format == "General" or not any(ch in section for ch in "0#"):
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return format(value, ".15g") if isinstance(value, float) else str(value)
+    decimals = len(match.group(1)) if (match := _DECIMALS.search(section)) else 0
+    if "%" in section:
+        return f"{value * 100:.{decimals}f}%"
+    return f"{value:,.{decimals}f}" if "," in section else f"{value:.{decimals}f}"
