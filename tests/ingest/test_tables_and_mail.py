@@ -10,10 +10,15 @@ from typing import Any
 import docx
 import pytest
 
+from llamafarm.config.models import Database
 from llamafarm.documents import ParsedDocument
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.chunking import chunk_document
 from llamafarm.ingest.parsers import PARSERS
+from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.embedders import UniversalEmbedder
+from llamafarm.rag.retrieval import Search, Strategies
+from llamafarm.rag.stores import ChromaStore
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 MAIL_HEADERS = {
@@ -297,3 +302,39 @@ def test_msg_headers_body_and_attachment_parsed_by_its_format() -> None:
         "Day: Monday; Morning: Ann; Evening: Bob\nDay: Tuesday; Morning: Cy; Evening: Dee"
     )
     assert rota.metadata == {**headers, "attachment": "rota.csv", "attachment_format": "csv"}
+
+
+# --- retrieval -----------------------------------------------------------------------------
+
+
+def test_hybrid_search_finds_the_right_years_row_first(tmp_path: Path) -> None:
+    """The issue's question: both years have a Sales row; the 2023 one must come first."""
+    document = parse("ExcelParser", FIXTURES / "two-blocks-per-sheet.xlsx")
+    chunks = chunk_document(document)
+    texts = [chunk.text for chunk in chunks]
+    embedder = UniversalEmbedder({"model": "all-MiniLM-L6-v2"})
+    store = ChromaStore(path=tmp_path / "store", collection_name="sheets")
+    ids = [f"chunk-{i}" for i in range(len(chunks))]
+    store.replace({"dataset": "d"}, ids, texts, embedder.embed(texts), [c.metadata for c in chunks])
+    strategies = Strategies(
+        Database.model_validate(
+            {
+                "name": "db",
+                "type": "ChromaStore",
+                "embedding_strategies": [{"name": "e", "type": "UniversalEmbedder"}],
+            }
+        )
+    )
+    search = Search(
+        store=store,
+        embedder=embedder,
+        strategy=lambda name: strategies.get(name, inner=True),
+        reranker=ModelCache().reranker,
+    )
+    for question, row, table in (
+        ("What were the sales in H1 2023?", "Sales, H1 2023: 3,190", "Key figures 2023"),
+        ("sales in the first half of 2022", "Sales, H1 2022: 2,870", "Key figures 2022"),
+    ):
+        hits = strategies.get("hybrid").retrieve(search, question, top_k=3)
+        assert row in hits[0].text
+        assert hits[0].metadata["table"] == table
