@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import docx
+import openpyxl
 import pytest
 
 from llamafarm.config.models import Database
@@ -338,3 +340,25 @@ def test_hybrid_search_finds_the_right_years_row_first(tmp_path: Path) -> None:
         hits = strategies.get("hybrid").retrieve(search, question, top_k=3)
         assert row in hits[0].text
         assert hits[0].metadata["table"] == table
+
+
+def test_html_row_labels_in_th_name_their_values(tmp_path: Path) -> None:
+    page = (
+        "<html><body><table><tr><th>Population</th><td>1,200</td></tr>"
+        "<tr><th>Area</th><td>14 km²</td></tr></table></body></html>"
+    )
+    text = parse("HTMLParser", written(tmp_path, "town.html", page)).text
+    assert text == "Population: 1,200\nArea: 14 km²"
+
+
+def test_xlsx_figures_and_dates_as_excel_shows_them(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Day", "Share", "Revenue", "Checked"])
+    sheet.append([dt.date(2024, 3, 1), 0.125, 1234.5, dt.datetime(2024, 3, 1, 9, 30)])
+    sheet["B2"].number_format = "0.0%"
+    sheet["C2"].number_format = "#,##0.00"
+    book.save(tmp_path / "shares.xlsx")
+    text = parse("ExcelParser", tmp_path / "shares.xlsx").text
+    assert text == "Day: 2024-03-01; Share: 12.5%; Revenue: 1,234.50; Checked: 2024-03-01 09:30"

@@ -95,16 +95,16 @@ def _fill_merges(
     """Give every cell of a merged range its value; the cells right of the first column of a
     range are returned as joined to their left neighbour. Ranges beyond the data are cut."""
     joined = set()
+    width = max((len(row) for row in rows), default=0)
     for min_col, min_row, max_col, max_row in merges:
         if min_row > len(rows) or not rows[min_row - 1][min_col - 1 : min_col]:
             continue
         value = rows[min_row - 1][min_col - 1]
+        stop = min(max_col, width)  # a range may run past the data: A1:XFD1 merges a title
         for r in range(min_row - 1, min(max_row, len(rows))):
             row = rows[r]
-            stop = min(max_col, len(row) + 1 if value else len(row))
-            if value and len(row) < stop:
-                row.extend([""] * (stop - len(row)))
-            for c in range(min_col - 1, min(max_col, len(row))):
+            row.extend([""] * (stop - len(row)))
+            for c in range(min_col - 1, stop):
                 row[c] = value
                 if c > min_col - 1:
                     joined.add((r, c))

@@ -214,6 +214,8 @@ def table_text(table: Tag) -> str:
     below: dict[int, tuple[int, str]] = {}  # column → (rows still covered, text) of rowspans
     header_rows = 0
     in_header = True
+    marked = False  # whether the table marks any cell as a header cell
+    labels = []  # per body row: whether its first cell is a <th> labelling the rest
     for row in _own_rows(table):
         cells = row.find_all(["td", "th"], recursive=False)
         if not cells:
@@ -234,21 +236,31 @@ def table_text(table: Tag) -> str:
         while len(line) in below:
             _take_rowspan(line, below)
         header = row.find_parent("thead") is not None or all(c.name == "th" for c in cells)
+        marked = marked or any(c.name == "th" for c in cells)
         if in_header and header and any(line):
             header_rows += 1
         else:
             in_header = False
+            labels.append(cells[0].name == "th" and len(cells) > 1)
         grid.append(line)
+    if not header_rows and labels and all(labels):
+        # `<th>Population</th><td>1,200</td>`: each row's label names the value beside it.
+        for line in grid:
+            line[0] = line[0] if not line[0] or line[0].endswith(":") else f"{line[0]}:"
     caption = table.find("caption")
     rendered = render_table(
         grid,
-        title=inline_text(caption) if isinstance(caption, Tag) else "",
+        title=inline_text(caption) if isinstance(caption, Tag) and _owns(table, caption) else "",
         # Markup that marks header cells is trusted: `<th>` only down the first column means
         # row labels and no header row.
-        header_rows=header_rows if header_rows or table.find("th") else None,
+        header_rows=header_rows if header_rows or marked else None,
         joined=frozenset(joined),
     )
     return "\n".join(rendered.lines)
+
+
+def _owns(table: Tag, tag: Tag) -> bool:
+    return tag.find_parent("table") is table
 
 
 def _own_rows(table: Tag) -> list[Tag]:

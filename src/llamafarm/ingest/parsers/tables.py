@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 MAX_HEADER_ROWS = 3
+MAX_TITLE_ROWS = 3
 TITLE_SEPARATOR = " — "
 _NUMBER = re.compile(r"[-+\u2212(]?[$€£¥]?\s?\d[\d,.\u00a0' ]*(?:[eE][-+]?\d+)?\s?(?:%|[$€£¥])?\)?")
 _YEAR = re.compile(r"(?:19|20)\d\d")
@@ -102,7 +103,9 @@ def render_table(
     grid = [[*row, *[""] * (width - len(row))] for row in rows]
     own: list[str] = []
     first = 0
-    while first < len(grid) - 1 and len(_values(grid[first], first, joined)) == 1:
+    while (
+        first < min(MAX_TITLE_ROWS, len(grid) - 1) and len(_values(grid[first], first, joined)) == 1
+    ):
         own.append(_plain(grid[first], first, joined))  # a title line, or a caption spanning all
         first += 1
     title = ", ".join(own) or title
