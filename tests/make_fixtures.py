@@ -1,12 +1,13 @@
 """Writes the table, HTML and e-mail fixtures of `tests/fixtures/` (see its README).
 
-Run from the repository root: `python -m tests.make_fixtures`. Output is deterministic except for
-openpyxl's document timestamps, so a rerun may change the XLSX bytes but not their text.
+Run from the repository root: `python -m tests.make_fixtures`. Output is the same on every run
+except for openpyxl's timestamps in two-blocks-per-sheet.xlsx (its bytes change, its text not).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import struct
 import zipfile
 from email.message import EmailMessage
@@ -69,8 +70,8 @@ def minimal_xlsx(rows: list[list[str | int]], *, sheet: str, dimension: str) -> 
         '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
         f'<dimension ref="{dimension}"/><sheetData>{"".join(cells)}</sheetData></worksheet>'
     )
-    path = FIXTURES / ".minimal.xlsx"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in (
             ("[Content_Types].xml", _CONTENT_TYPES),
             ("_rels/.rels", _RELS),
@@ -79,9 +80,7 @@ def minimal_xlsx(rows: list[list[str | int]], *, sheet: str, dimension: str) -> 
             ("xl/worksheets/sheet1.xml", sheet_xml),
         ):
             archive.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), text)
-    data = path.read_bytes()
-    path.unlink()
-    return data
+    return buffer.getvalue()
 
 
 def two_blocks_xlsx() -> None:
@@ -189,6 +188,9 @@ def eml_with_attachments() -> None:
         subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         filename="silos.xlsx",
     )
+    for number, part in enumerate(message.walk()):
+        if part.is_multipart():
+            part.set_boundary(f"==llamafarm-fixture-{number}==")  # random otherwise
     (FIXTURES / "mail-with-attachments.eml").write_bytes(bytes(message))
 
 
