@@ -52,9 +52,12 @@ _WORKBOOK_RELS = (
 )
 
 
-def minimal_xlsx(rows: list[list[str | int]], *, sheet: str, dimension: str) -> bytes:
+def minimal_xlsx(
+    rows: list[list[str | int]], *, sheet: str, dimension: str, last_cell: str = ""
+) -> bytes:
     """A one-sheet workbook written by hand (inline strings, no styles), declaring `dimension`
-    whatever its cells are: the smallest package openpyxl and Excel open."""
+    whatever its cells are, and an empty `last_cell` after the rows if given (as a sheet that
+    was formatted to its last cell has): the smallest package openpyxl and Excel open."""
     cells = []
     for r, row in enumerate(rows, 1):
         parts = []
@@ -65,6 +68,9 @@ def minimal_xlsx(rows: list[list[str | int]], *, sheet: str, dimension: str) -> 
             else:
                 parts.append(f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>')
         cells.append(f'<row r="{r}">{"".join(parts)}</row>')
+    if last_cell:
+        row_number = last_cell.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        cells.append(f'<row r="{row_number}"><c r="{last_cell}"/></row>')
     sheet_xml = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
@@ -125,9 +131,10 @@ def two_blocks_xlsx() -> None:
 
 
 def million_cell_dimension_xlsx() -> None:
-    """Three rows of data in a sheet that declares the whole grid, `A1:XFD1048576`."""
+    """Three rows of data in a sheet that declares the whole grid, `A1:XFD1048576`, with an
+    empty cell in its last row and column: read as declared, 17 billion cells."""
     rows: list[list[str | int]] = [["Item", "Count"], ["Apples", 12], ["Pears", 7]]
-    data = minimal_xlsx(rows, sheet="Stock", dimension="A1:XFD1048576")
+    data = minimal_xlsx(rows, sheet="Stock", dimension="A1:XFD1048576", last_cell="XFD1048576")
     (FIXTURES / "dimension-claims-a-million-cells.xlsx").write_bytes(data)
 
 

@@ -16,7 +16,7 @@ from llamafarm.config.models import Database
 from llamafarm.documents import ParsedDocument
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.chunking import chunk_document
-from llamafarm.ingest.parsers import PARSERS
+from llamafarm.ingest.parsers import PARSERS, excel
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.retrieval import Search, Strategies
@@ -362,3 +362,23 @@ def test_xlsx_figures_and_dates_as_excel_shows_them(tmp_path: Path) -> None:
     book.save(tmp_path / "shares.xlsx")
     text = parse("ExcelParser", tmp_path / "shares.xlsx").text
     assert text == "Day: 2024-03-01; Share: 12.5%; Revenue: 1,234.50; Checked: 2024-03-01 09:30"
+
+
+def test_xlsx_title_merged_across_the_whole_row_and_a_sparse_sheet_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Stock"
+    sheet["A1"] = "Stock on hand"
+    sheet.merge_cells("A1:XFD1")
+    sheet.append(["Item", "Count"])
+    sheet.append(["Apples", 12])
+    book.save(tmp_path / "stock.xlsx")
+    document = parse("ExcelParser", tmp_path / "stock.xlsx")
+    assert document.text == "Stock on hand\nStock on hand — Item: Apples; Count: 12"
+
+    monkeypatch.setattr(excel, "MAX_GRID_CELLS", 4)  # three rows by two columns of values
+    with pytest.raises(ParseFailed, match="sheet 'Stock' spreads its values over 3 rows and 2"):
+        parse("ExcelParser", tmp_path / "stock.xlsx")

@@ -1,8 +1,7 @@
 """Excel (.xlsx) with openpyxl, read-only: one section per table block, rows naming their columns.
 
 Cells are read as the sheet's XML holds them, never over its declared dimension: a sheet may
-declare `A1:XFD1048576` (17 billion cells) around a handful of values, and openpyxl's read-only
-mode pads every row to the declared size unless the dimension is reset.
+declare `A1:XFD1048576` (17 billion cells) around a handful of values.
 """
 
 from __future__ import annotations
@@ -10,20 +9,25 @@ from __future__ import annotations
 import datetime as dt
 import re
 import warnings
-import xml.etree.ElementTree as ET
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-import openpyxl  # no stubs in the dev dependencies
+import openpyxl
+from openpyxl.cell.read_only import ReadOnlyCell
 from openpyxl.utils.cell import range_boundaries
+from openpyxl.worksheet._reader import WorkSheetParser
 
 from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.parsers.base import check_package, clean_inline, finish
 from llamafarm.ingest.parsers.tables import render_grid
 
-_MERGE_TAG = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}mergeCell"
 _DECIMALS = re.compile(r"\.(0+)")
+MAX_GRID_CELLS = 50_000_000
+"""Rows by columns that hold values in one sheet; past it the sheet is refused, not padded."""
+Bounds = tuple[int, int, int, int]
+"""A merged range: min_col, min_row, max_col, max_row (1-based)."""
 
 
 class ExcelParser:
@@ -60,12 +64,10 @@ class ExcelParser:
 
 def _sheet_sections(sheet: Any, number: int) -> list[Section]:
     """One section per block of the sheet, headed by the sheet's name."""
-    merges = _merged_ranges(sheet)
-    sheet.reset_dimensions()  # read the cells that are there, not the declared range
-    rows = [[_cell(cell) for cell in row] for row in sheet.iter_rows()]
-    joined = _fill_merges(rows, merges)
+    rows, merges = _read_sheet(sheet)
+    grid, joined = _grid(rows, merges, sheet.title)
     sections = []
-    for table in render_grid(rows, joined=joined):
+    for table in render_grid(grid, joined=joined):
         metadata: dict[str, MetadataValue] = {"sheet": sheet.title}
         if table.title:
             metadata["table"] = table.title
@@ -73,42 +75,83 @@ def _sheet_sections(sheet: Any, number: int) -> list[Section]:
     return sections
 
 
-def _merged_ranges(sheet: Any) -> list[tuple[int, int, int, int]]:
-    """(min_col, min_row, max_col, max_row) of each merged range; read-only mode skips them."""
-    found = []
-    with sheet._get_source() as source:  # the sheet's XML part, as openpyxl itself opens it
-        for _, element in ET.iterparse(source):
-            if element.tag == _MERGE_TAG:
-                try:
-                    bounds = range_boundaries(element.get("ref") or "")
-                except ValueError:
-                    continue  # a broken reference merges nothing
-                if all(isinstance(b, int) for b in bounds):  # not a whole row or column
-                    found.append(cast(tuple[int, int, int, int], bounds))
-            element.clear()
-    return found
+def _read_sheet(sheet: Any) -> tuple[list[tuple[int, dict[int, str]]], list[Bounds]]:
+    """The rows that hold a value (row number, column → text) and the merged ranges.
+
+    openpyxl's own read-only parser, without `iter_rows`: that yields every row up to the last
+    one the sheet lists, each padded to the declared width (an empty cell at XFD1048576 made
+    17 billion), where this reads the cells the XML holds and skips the empty ones.
+    """
+    book = sheet.parent
+    rows: list[tuple[int, dict[int, str]]] = []
+    with sheet._get_source() as source:
+        parser = WorkSheetParser(
+            source,
+            sheet._shared_strings,
+            data_only=book.data_only,
+            epoch=book.epoch,
+            date_formats=book._date_formats,
+            timedelta_formats=book._timedelta_formats,
+        )
+        for index, cells in parser.parse():
+            values = {}
+            for cell in cells:
+                if cell["value"] is not None and (text := _cell(ReadOnlyCell(sheet, **cell))):
+                    values[cell["column"]] = text
+            if values:
+                rows.append((index, values))
+    merges = []
+    for merged in parser.merged_cells.mergeCell if parser.merged_cells else ():
+        try:
+            bounds = range_boundaries(merged.ref or "")
+        except ValueError:
+            continue  # a broken reference merges nothing
+        if all(isinstance(b, int) for b in bounds):  # not a whole row or column
+            merges.append(cast(Bounds, bounds))
+    return rows, merges
 
 
-def _fill_merges(
-    rows: list[list[str]], merges: list[tuple[int, int, int, int]]
-) -> frozenset[tuple[int, int]]:
-    """Give every cell of a merged range its value; the cells right of the first column of a
-    range are returned as joined to their left neighbour. Ranges beyond the data are cut."""
+def _grid(
+    rows: list[tuple[int, dict[int, str]]], merges: list[Bounds], title: str
+) -> tuple[list[list[str]], frozenset[tuple[int, int]]]:
+    """The cells as a grid of the rows and columns that hold values (a gap of empty rows kept
+    as one blank row, which separates blocks), merged ranges filled; the positions right of a
+    merged range's first column are returned as joined to their left neighbour."""
+    used = sorted({column for _, values in rows for column in values})
+    if len(rows) * len(used) > MAX_GRID_CELLS:
+        raise ParseFailed(
+            f"sheet '{title}' spreads its values over {len(rows):,} rows and {len(used):,} "
+            f"columns, more than {MAX_GRID_CELLS:,} cells"
+        )
+    position = {column: i for i, column in enumerate(used)}
+    grid: list[list[str]] = []
+    row_at: dict[int, int] = {}
+    previous = 0
+    for index, values in rows:
+        if previous and index > previous + 1:
+            grid.append([])
+        row_at[index] = len(grid)
+        line = [""] * (position[max(values)] + 1)
+        for column, text in values.items():
+            line[position[column]] = text
+        grid.append(line)
+        previous = index
+    numbers = sorted(row_at)
     joined = set()
-    width = max((len(row) for row in rows), default=0)
     for min_col, min_row, max_col, max_row in merges:
-        if min_row > len(rows) or not rows[min_row - 1][min_col - 1 : min_col]:
+        first = row_at.get(min_row)
+        if first is None or min_col not in position or not grid[first][position[min_col] :]:
             continue
-        value = rows[min_row - 1][min_col - 1]
-        stop = min(max_col, width)  # a range may run past the data: A1:XFD1 merges a title
-        for r in range(min_row - 1, min(max_row, len(rows))):
-            row = rows[r]
-            row.extend([""] * (stop - len(row)))
-            for c in range(min_col - 1, stop):
-                row[c] = value
-                if c > min_col - 1:
-                    joined.add((r, c))
-    return frozenset(joined)
+        value = grid[first][position[min_col]]
+        columns = used[bisect_left(used, min_col) : bisect_right(used, max_col)]
+        for number in numbers[bisect_left(numbers, min_row) : bisect_right(numbers, max_row)]:
+            line = grid[row_at[number]]
+            line.extend([""] * (position[columns[-1]] + 1 - len(line)))
+            for column in columns:
+                line[position[column]] = value
+                if column != min_col:
+                    joined.add((row_at[number], position[column]))
+    return grid, frozenset(joined)
 
 
 def _cell(cell: Any) -> str:

@@ -74,10 +74,15 @@ def render_grid(
     `joined` holds the (row, column) positions that continue a merged cell to their left, in the
     numbering of `rows` (blank rows included).
     """
+    by_row: dict[int, list[int]] = {}
+    for r, c in joined:
+        by_row.setdefault(r, []).append(c)
     tables: list[Table] = []
     pending = ""
     for start, found in split_blocks(rows):
-        local = frozenset((r - start, c) for r, c in joined if start <= r < start + len(found))
+        local = frozenset(
+            (r - start, c) for r in range(start, start + len(found)) for c in by_row.get(r, ())
+        )
         if all(len(_values(row, r, local)) <= 1 for r, row in enumerate(found)):
             lines = [_plain(row, r, local) for r, row in enumerate(found)]
             tables.append(Table("", lines, [], 0))
