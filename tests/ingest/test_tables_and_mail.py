@@ -159,11 +159,13 @@ def test_html_title_heads_a_page_without_h1(tmp_path: Path) -> None:
     page = (
         "<html><head><title>Opening hours</title></head><body>"
         '<div id="onetrust-consent-sdk">Manage consent</div>'
-        "<p>Open daily from 8 to 18.</p><footer>Imprint</footer></body></html>"
+        '<div class="gdpr-notice">We value your privacy</div>'
+        '<p>Open daily from 8 to 18.</p><p class="cookie-card">Oat cookies: 2 €</p>'
+        '<div class="site-footer">Imprint</div></body></html>'
     )
     document = parse("HTMLParser", written(tmp_path, "hours.html", page))
     assert [(s.heading, s.text) for s in document.sections] == [
-        ("Opening hours", "Opening hours\n\nOpen daily from 8 to 18.")
+        ("Opening hours", "Opening hours\n\nOpen daily from 8 to 18.\n\nOat cookies: 2 €")
     ]
     assert document.metadata["title"] == "Opening hours"
 

@@ -53,8 +53,14 @@ _DROP_WORDS = _words(
     "mw-editsection mw-jump-link catlinks printfooter noprint mw-navigation vector-toc "
     "footer site-footer page-footer mw-footer"
 )
-# Parts of class/id words that mark cookie and consent banners (CookieBot, OneTrust, GDPR...).
-_DROP_PARTS = ("cookie", "consent", "gdpr")
+# Class/id words of cookie and consent banners: `cookie-banner`, `gdpr-notice`, `consent-modal`,
+# the common consent tools; not any word with "cookie" in it (a recipe's `cookie-card` stays).
+_CONSENT = re.compile(
+    r"(cookie|consent|gdpr).*(banner|bar|notice|popup|modal|dialog|wall|overlay|consent|prompt)"
+    r"|(banner|notice|popup|modal|dialog).*(cookie|consent|gdpr)"
+    r"|cookiebot|onetrust|cookieconsent|usercentrics|didomi|qc-cmp",
+    re.IGNORECASE,
+)
 _MAX_SPAN = 1000
 """The most columns or rows one cell may span (browsers cap `colspan` at 1000 too)."""
 # WHATWG: pages labelled Latin-1 or ASCII are decoded as windows-1252 by every browser.
@@ -124,10 +130,9 @@ def _is_chrome(tag: Tag) -> bool:
     if tag.name in ("html", "body", "main"):
         return False
     words = {*tag.get_attribute_list("class"), tag.get("id") or ""}
-    lowered = " ".join(str(word) for word in words).lower()
     return (
         not words.isdisjoint(_DROP_WORDS)
-        or any(part in lowered for part in _DROP_PARTS)
+        or any(_CONSENT.search(str(word)) for word in words)
         or tag.get("role") in _DROP_ROLES
         or tag.get("aria-hidden") == "true"
         or tag.has_attr("hidden")
