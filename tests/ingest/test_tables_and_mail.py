@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zipfile
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -386,3 +387,25 @@ def test_xlsx_title_merged_across_the_whole_row_and_a_sparse_sheet_refused(
     monkeypatch.setattr(excel, "MAX_GRID_CELLS", 4)  # three rows by two columns of values
     with pytest.raises(ParseFailed, match="sheet 'Stock' spreads its values over 3 rows and 2"):
         parse("ExcelParser", tmp_path / "stock.xlsx")
+
+
+def test_forwarded_message_is_parsed_as_an_eml_of_its_own(tmp_path: Path) -> None:
+    inner = EmailMessage()
+    inner["From"] = "vet@example.org"
+    inner["Subject"] = "Herd check"
+    inner.set_content("All 40 cows are healthy.")
+    outer = EmailMessage()
+    outer["From"] = "ada@example.org"
+    outer["Subject"] = "Fwd: Herd check"
+    outer.set_content("See below.")
+    outer.add_attachment(inner)
+    path = tmp_path / "fwd.eml"
+    path.write_bytes(bytes(outer))
+    document = parse("EmlParser", path)
+    forwarded = [s for s in document.sections if s.metadata.get("attachment")]
+    assert [(s.heading, s.text) for s in forwarded] == [
+        ("Herd check.eml: Headers", "From: vet@example.org\nSubject: Herd check"),
+        ("Herd check.eml: Herd check", "All 40 cows are healthy."),
+    ]
+    assert forwarded[1].metadata["subject"] == "Herd check"  # the forwarded message's own
+    assert forwarded[1].metadata["attachment_format"] == "eml"

@@ -64,8 +64,9 @@ class Attachments:
             where["attachment_format"] = document.metadata["format"]
         for section in document.sections:
             heading = f"{name}: {section.heading}" if section.heading else name
+            # The attachment's own facts win: a forwarded message keeps its sender and subject.
             self.sections.append(
-                replace(section, heading=heading, metadata={**section.metadata, **where})
+                replace(section, heading=heading, metadata={**where, **section.metadata})
             )
 
     def metadata(self) -> dict[str, MetadataValue]:
