@@ -12,6 +12,8 @@ from typing import Any
 import docx
 import openpyxl
 import pytest
+from docx.oxml import OxmlElement
+from docx.oxml.ns import qn
 
 from llamafarm.config.models import Database
 from llamafarm.documents import ParsedDocument
@@ -409,3 +411,25 @@ def test_forwarded_message_is_parsed_as_an_eml_of_its_own(tmp_path: Path) -> Non
     ]
     assert forwarded[1].metadata["subject"] == "Herd check"  # the forwarded message's own
     assert forwarded[1].metadata["attachment_format"] == "eml"
+
+
+def test_docx_rows_marked_to_repeat_as_header_are_the_header(tmp_path: Path) -> None:
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=2)
+    for row, values in zip(
+        table.rows, (("Shift", "Person"), ("Early", "Ann"), ("Late", "Bob")), strict=True
+    ):
+        for cell, value in zip(row.cells, values, strict=True):
+            cell.text = value
+    marker = OxmlElement("w:tblHeader")
+    table.rows[0]._tr.get_or_add_trPr().append(marker)
+    document.save(str(tmp_path / "rota.docx"))
+    assert parse("DocxParser", tmp_path / "rota.docx").text == (
+        "Shift: Early; Person: Ann\nShift: Late; Person: Bob"
+    )
+    marker.set(qn("w:val"), "false")
+    document.save(str(tmp_path / "rota.docx"))
+    # Not marked: found by its content all the same (names above text rows).
+    assert parse("DocxParser", tmp_path / "rota.docx").text == (
+        "Shift: Early; Person: Ann\nShift: Late; Person: Bob"
+    )

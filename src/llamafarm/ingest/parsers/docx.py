@@ -107,7 +107,8 @@ def render_table(table: Table) -> str:
 
 def _repeats_as_header(row: _Row) -> bool:
     properties = row._tr.trPr
-    return properties is not None and properties.find(qn("w:tblHeader")) is not None
+    marker = properties.find(qn("w:tblHeader")) if properties is not None else None
+    return marker is not None and marker.get(qn("w:val")) not in ("0", "false", "off")
 
 
 def _cell_text(cell: _Cell) -> str:
