@@ -19,7 +19,7 @@ class Section:
     """The nearest heading above the text (Markdown, DOCX, HTML, EPUB chapter, XLSX sheet name)."""
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
     """Facts every chunk of this section carries: a sheet's name and table title, an e-mail's
-    headers, the attachment a section was read from."""
+    headers, the attachment a section was read from, a PDF page's `page_label`, `ocr: true`."""
 
 
 @dataclass

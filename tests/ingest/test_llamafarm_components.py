@@ -108,7 +108,8 @@ def test_a_file_that_is_not_a_msg_fails_alone(tmp_path: Path) -> None:
 
 
 def test_unknown_names_map_to_nothing() -> None:
-    assert parser_class("ImageParser_OCR") is None
+    assert parser_class("AudioParser_Whisper") is None
+    assert parser_class("ImageParser_OCR") is PARSERS["ImageParser"]
     assert parser_class("DirectoryParser") is None
     assert parser_class("PDFParser_PyMuPDF") is PARSERS["PDFParser"]
     assert AutoParser.formats[".msg"] is MsgParser

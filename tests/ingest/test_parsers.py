@@ -50,16 +50,17 @@ def test_pdf_with_empty_user_password_decrypts_into_one_section_per_page() -> No
     assert document.metadata == {"format": "pdf", "pages": 2}
     # The ligature in "Uniﬁed" comes back as plain letters, so the word can be found.
     assert document.sections[0].text.startswith("LayoutParser: A Unified Toolkit for Deep")
-    assert "layout detection" in document.sections[1].text
-    assert "layout detection" not in document.sections[0].text
+    assert "table detection [26]" in document.sections[1].text
+    assert "table detection [26]" not in document.sections[0].text
 
 
 def test_pdf_that_needs_a_password_fails_clearly() -> None:
     fails("PDFParser", FIXTURES / "password.pdf", "encrypted and needs a password")
 
 
-def test_image_only_pdf_fails_instead_of_returning_nothing() -> None:
-    fails("PDFParser", FIXTURES / "single_table.pdf", r"no extractable text \(scanned/image-only")
+def test_image_only_pdf_without_ocr_fails_instead_of_returning_nothing() -> None:
+    with pytest.raises(ParseFailed, match=r"no extractable text \(scanned/image-only"):
+        parse("PDFParser", "scanned.pdf", {"use_ocr": False})
 
 
 @pytest.mark.parametrize(
@@ -369,6 +370,7 @@ def test_registry_names_and_default_extensions() -> None:
             "EPUBParser",
             "MsgParser",
             "EmlParser",
+            "ImageParser",
         ]
     )
     for cls in FORMATS:

@@ -453,6 +453,7 @@ def universal_rag() -> DataProcessingStrategy:
     types = ["PDFParser", "DocxParser", "MarkdownParser", "TextParser", "CSVParser"]
     types += ["HTMLParser", "ExcelParser", "PPTXParser", "JSONParser", "EPUBParser"]
     types += ["MsgParser", "EmlParser"]
+    types += ["ImageParser"]
     return DataProcessingStrategy(
         name=UNIVERSAL_RAG,
         description="Built in: every supported format, each with its own parser",
