@@ -7,6 +7,7 @@ text layer are rendered by pypdfium2 and read by OCR (`ocr`).
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 import warnings
 from pathlib import Path
@@ -31,6 +32,9 @@ from llamafarm.ingest.parsers.pdf_layout import (
 OCR_DPI = 150
 """Pages are rendered for OCR at this resolution: body text is then ~20 px high, which the
 recogniser reads well; 300 dpi took 3x as long for no better text on the fixtures."""
+_RENDER = threading.Lock()
+"""PDFium (pypdfium2, which renders pages for OCR) is not thread-safe, and a worker parses
+several files at once on threads."""
 SCAN_MIN_CHARS = 20
 """A page with fewer characters of text than this over an image covering half of it is a scan
 (with a stamped page number or a few OCR'd words at most) and is read by OCR."""
@@ -54,7 +58,8 @@ class PDFParser:
                 for index, page in enumerate(pdf.pages):
                     lines = page_lines(page)
                     if self._needs_ocr(page, lines):
-                        image = page.to_image(resolution=OCR_DPI).original
+                        with _RENDER:
+                            image = page.to_image(resolution=OCR_DPI).original
                         scans[index] = rejoin_hyphens(budget.read(image))
                         layers.append(None)
                     else:
