@@ -19,6 +19,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 WORD_GAP = 0.2
 """A gap wider than this share of the font size starts a new word. Measured: 0.2 keeps every
 word of a LaTeX paper that writes no space characters (802 words; pdfplumber's default of a
@@ -106,15 +108,24 @@ def _gutter(rows: list[list[dict[str, Any]]], width: float) -> float | None:
     at least three lines."""
     if len(rows) < 4:
         return None
-    best: tuple[int, float] | None = None
-    for step in range(int(width * 0.25), int(width * 0.75)):
-        left, right = step, step + MIN_GUTTER
-        crossing = sum(any(w["x0"] < right and w["x1"] > left for w in row) for row in rows)
-        if best is None or crossing < best[0]:
-            best = (crossing, left + MIN_GUTTER / 2)
-    if best is None or best[0] > len(rows) / 5:
+    # covered[r, x]: whether a word of row r covers the point x; then, for each band of
+    # MIN_GUTTER points, how many rows some word of theirs reaches into.
+    points = int(width) + 2
+    covered = np.zeros((len(rows), points), dtype=np.int32)
+    for index, row in enumerate(rows):
+        for word in row:
+            start = min(max(int(word["x0"]) + 1, 0), points - 1)
+            covered[index, start : max(start + 1, min(int(word["x1"]), points))] = 1
+    running = np.concatenate([np.zeros((len(rows), 1), np.int32), covered.cumsum(axis=1)], axis=1)
+    gap = int(MIN_GUTTER)
+    lefts = np.arange(int(width * 0.25), int(width * 0.75))
+    crossing = ((running[:, lefts + gap] - running[:, lefts]) > 0).sum(axis=0)
+    if not len(crossing):
         return None
-    x = best[1]
+    at = int(np.argmin(crossing))
+    if crossing[at] > len(rows) / 5:
+        return None
+    x = float(lefts[at]) + MIN_GUTTER / 2
     both = sum(any(w["x1"] <= x for w in row) and any(w["x0"] >= x for w in row) for row in rows)
     return x if both >= 3 else None
 
