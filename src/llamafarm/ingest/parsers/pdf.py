@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pdfplumber
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import PdfReadWarning
 
@@ -49,6 +48,8 @@ class PDFParser:
         self.ocr = OcrOptions.from_config(config)
 
     def parse(self, path: Path, *, filename: str) -> ParsedDocument:
+        import pdfplumber  # ~0.1 s with pdfminer and pypdfium2: paid by the first PDF only
+
         labels, title = self._inspect(path, filename)
         budget = OcrBudget(filename, self.ocr)
         layers: list[list[Line] | None] = []
