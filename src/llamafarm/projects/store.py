@@ -183,7 +183,9 @@ class ProjectStore:
 
     def check_update(self, namespace: str, name: str, document: dict[str, Any]) -> Warnings:
         """What `update` would check, without writing: its warnings, or the error it would
-        raise (BadRequest for a renamed project, ConfigInvalid naming each bad key's path)."""
+        raise (NotFound, BadRequest for a renamed project, ConfigInvalid naming each bad key's
+        path)."""
+        self.require(namespace, name)
         for key, expected in (("namespace", namespace), ("name", name)):
             if document.get(key) != expected:
                 raise BadRequest(
