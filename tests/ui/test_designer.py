@@ -3,14 +3,16 @@ the user's own documents, plus the config editor, an example import and a narrow
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import LF, Server
 from tests.ui.conftest import SCREENSHOTS, wait_task
 
 pytestmark = pytest.mark.slow
@@ -240,3 +242,43 @@ def test_narrow_screen_and_event_timeline(page: Any, ingested: str) -> None:
     page.locator(".timeline li").first.wait_for()
     assert re.search(r"\d+\.\d ms", page.locator(".timeline li").first.inner_text())
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_cancel_a_task_shows_what_was_reverted(page: Any, docs: str) -> None:
+    names = ["winter-sports.epub", "sample-presentation.pptx", "docx-tables.docx"]
+    page.goto(f"/{docs}/data")
+    page.locator("#dataset-select").wait_for()
+    page.set_input_files("#file-input", [payload(n, (FIXTURES / n).read_bytes()) for n in names])
+    cancel = page.get_by_role("button", name="Cancel task")
+    cancel.wait_for(timeout=60_000)
+    cancel.click()  # the book takes seconds to embed: the task is still running
+    page.locator(".task[data-done]").wait_for(timeout=90_000)
+    assert page.locator(".task").get_attribute("data-done") == "REVOKED"
+    summary = page.locator(".task").inner_text()
+    assert re.search(r"Cancelled: \d+ file\(s\) reverted, \d+ never processed", summary)
+    states = page.locator(".task-files li").evaluate_all("els => els.map(e => e.dataset.state)")
+    assert len(states) == 3 and set(states) <= {"CANCELLED", "REVERTED"}
+
+
+def test_with_api_keys_the_designer_asks_for_one(page: Any, server: Server) -> None:
+    """Last in this module: from now on the server asks every client for a key."""
+    created = subprocess.run(
+        [LF, "keys", "create", "--data-dir", str(server.data_dir), "designer"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
+    key = created.stdout.split()[0]
+    assert key.startswith("lf_")
+    page.goto("/")  # the shell and its files load without a key
+    dialog = page.locator("#key-dialog")
+    dialog.get_by_text("An API key is required").wait_for()
+    dialog.get_by_label("Key").fill("lf_wrong")
+    dialog.get_by_role("button", name="Save").click()
+    dialog.get_by_text("Invalid API key").wait_for()
+    dialog.get_by_label("Key").fill(key)
+    dialog.get_by_role("button", name="Save").click()
+    page.locator(".project-card", has_text="docs").wait_for()
+    assert key not in page.url
+    assert page.evaluate("sessionStorage.getItem('lf.apiKey')") == key

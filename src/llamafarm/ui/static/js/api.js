@@ -125,7 +125,9 @@ export async function watchTask(ns, name, taskId, onUpdate, { interval = 600, si
   for (;;) {
     const task = await get(projectPath(ns, name, `/tasks/${encodeURIComponent(taskId)}`));
     onUpdate(task);
-    if (["SUCCESS", "FAILURE", "REVOKED", "CANCELLED"].includes(task.state)) return task;
+    // A cancelled task is REVOKED at once; its running files revert at their next step.
+    const open = (task.meta.files || []).some((f) => f.state === "PENDING" || f.state === "STARTED");
+    if (["SUCCESS", "FAILURE", "REVOKED"].includes(task.state) && !open) return task;
     if (signal && signal.aborted) return task;
     await new Promise((r) => setTimeout(r, interval));
   }

@@ -45,6 +45,7 @@ export function render(root, { ns, name }) {
 
   function newChat() {
     sessionId = null;
+    status(chatStatus, "");
     clear(log);
     clear(sourcesPanel, h("h2", {}, "Sources"), h("p", { class: "muted" }, "The chunks an answer used appear here."));
     renderSessions();
@@ -53,6 +54,7 @@ export function render(root, { ns, name }) {
 
   async function resume(id) {
     sessionId = id;
+    status(chatStatus, "");
     renderSessions();
     clear(log, h("p", { class: "muted" }, "Loading…"));
     try {
