@@ -70,6 +70,10 @@ def test_with_keys_only_the_shell_and_its_files_need_none(tmp_path: Path) -> Non
         assert client.post("/ui/js/app.js").status_code == 401
         assert client.get("/v1/projects/default", headers=HTML).status_code == 401
         assert client.get("/v1/models", headers=HTML).status_code == 401
+        # A path under /ui/ reaches only the files: never an API route by `..`.
+        sneaky = client.get("/ui/%2e%2e/v1/projects/default")
+        assert sneaky.status_code == 404
+        assert "projects" not in sneaky.text
 
 
 def test_host_checks_apply_to_the_shell(client: TestClient) -> None:

@@ -260,6 +260,21 @@ def test_cancel_a_task_shows_what_was_reverted(page: Any, docs: str) -> None:
     assert len(states) == 3 and set(states) <= {"CANCELLED", "REVERTED"}
 
 
+def test_models_list_sizes_and_download_errors(page: Any) -> None:
+    page.goto("/#/models")
+    rows = page.locator("tbody tr")
+    rows.nth(1).wait_for()
+    bundled = rows.filter(has_text="SmolLM2-135M-Instruct")
+    assert "bundled" in bundled.inner_text()
+    assert re.search(r"\d+(\.\d+)? ?MB", bundled.inner_text())
+    assert bundled.get_by_role("button", name="Delete SmolLM2-135M-Instruct").is_disabled()
+    page.get_by_label("Hugging Face model").fill("not-a-repo")
+    page.get_by_role("button", name="Download").click()
+    error = page.locator("form .error")
+    error.wait_for()
+    assert "Invalid model name 'not-a-repo'" in error.inner_text()  # the server's detail
+
+
 def test_with_api_keys_the_designer_asks_for_one(page: Any, server: Server) -> None:
     """Last in this module: from now on the server asks every client for a key."""
     created = subprocess.run(

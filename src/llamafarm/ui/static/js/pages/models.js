@@ -31,7 +31,7 @@ export function render(root) {
   }
 
   const form = h("form", { class: "card form" }, h("h2", {}, "Download a model"),
-    field("Hugging Face model", nameInput, "Downloads need network access and LF_ALLOW_DOWNLOADS."),
+    field("Hugging Face model", nameInput, "From the Hugging Face Hub (HF_ENDPOINT): needs network access."),
     h("button", { type: "submit" }, "Download"), dlStatus);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -60,7 +60,7 @@ export function render(root) {
     controller = null;
   });
 
-  root.append(h("h1", {}, "Models"), note, list, form);
+  root.append(h("h1", {}, "Models"), note, list, h("div", { class: "spacer" }), form);
   load();
   return () => controller && controller.abort();
 }
