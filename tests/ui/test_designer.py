@@ -18,6 +18,10 @@ from tests.ui.conftest import SCREENSHOTS, wait_task
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
+UNLABELLED = """[...document.querySelectorAll('input, select, textarea, button')]
+  .filter((e) => e.type !== 'hidden' && !(e.labels && e.labels.length)
+    && !e.getAttribute('aria-label') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+  .map((e) => e.outerHTML.slice(0, 80))"""
 DOCS = "/v1/projects/default/docs"
 
 
@@ -237,6 +241,7 @@ def test_narrow_screen_and_event_timeline(page: Any, ingested: str) -> None:
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{tab} is {width}px wide at 390px"
+        assert page.evaluate(UNLABELLED) == [], f"{tab} has controls without a label"
     page.goto(f"/{ingested}/events")
     page.locator("table button.link").first.click()
     page.locator(".timeline li").first.wait_for()

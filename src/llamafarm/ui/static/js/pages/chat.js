@@ -14,6 +14,7 @@ export function render(root, { ns, name }) {
   let controller = null;
   const modelSelect = select([["", "(default model)"]], "");
   const ragBox = h("input", { type: "checkbox", id: "rag-on", checked: true });
+  const thinkBox = h("input", { type: "checkbox", id: "think-on" });
   const dbSelect = select([["", "(default database)"]], "");
   const maxTokens = h("input", { type: "number", min: 1, step: 1, placeholder: "model's default", class: "narrow" });
   const log = h("div", { class: "messages", "aria-live": "polite", "aria-label": "Conversation" });
@@ -101,6 +102,7 @@ export function render(root, { ns, name }) {
     const body = { messages: [{ role: "user", content: text }], stream: true, rag_enabled: ragBox.checked, include_sources: true };
     if (modelSelect.value) body.model = modelSelect.value;
     if (maxTokens.value) body.max_tokens = Number(maxTokens.value);
+    if (thinkBox.checked) body.think = true;
     if (ragBox.checked && dbSelect.value) body.database = dbSelect.value;
     const extraHeaders = sessionId ? { "X-Session-ID": sessionId } : {};
     let sawSources = false;
@@ -165,7 +167,8 @@ export function render(root, { ns, name }) {
     h("div", { class: "chat-main" },
       h("div", { class: "inline controls" }, field("Model", modelSelect),
         h("div", { class: "check" }, ragBox, h("label", { for: "rag-on" }, "Use RAG")), field("Database", dbSelect),
-        field("Max tokens", maxTokens)),
+        field("Max tokens", maxTokens),
+        h("div", { class: "check" }, thinkBox, h("label", { for: "think-on" }, "Think first (thinking models)"))),
       log, chatStatus, form),
     sourcesPanel));
   renderSessions();
