@@ -29,12 +29,16 @@ def _missing(why: str) -> None:
 
 
 def chromium() -> str:
-    found = os.environ.get("LF_TEST_CHROMIUM") or next(
-        (c for c in CANDIDATES if Path(c).is_file()), None
+    """`LF_TEST_CHROMIUM`, else Debian's Chromium."""
+    named = os.environ.get("LF_TEST_CHROMIUM")
+    found = (
+        named
+        or next((c for c in CANDIDATES if Path(c).is_file()), None)
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
     )
-    found = found or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        _missing("No Chromium found (apt-get install chromium)")
+    if not found or not Path(found).is_file():
+        _missing(f"No Chromium at {named!r}" if named else "No Chromium (apt-get install chromium)")
     return str(found)
 
 
