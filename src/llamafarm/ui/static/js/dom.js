@@ -96,10 +96,15 @@ export function confirm(text, yes = "Delete") {
   });
 }
 
-// Text with every occurrence of the query's words wrapped in <mark>.
+const STOPWORDS = new Set(["the", "and", "for", "are", "was", "were", "what", "which", "who", "how",
+  "does", "did", "with", "that", "this", "from", "into", "about", "have", "has", "not", "you", "your"]);
+
+// Text with each of the query's words (whole words, a plural too; not "the", "what"…) marked.
 export function highlighted(text, query) {
-  const words = [...new Set(String(query || "").toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [])];
+  const words = [...new Set(String(query || "").toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [])]
+    .filter((w) => !STOPWORDS.has(w));
   if (!words.length) return [text];
-  const pattern = new RegExp(`(${words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "giu");
+  const alternatives = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+  const pattern = new RegExp(`(?<![\\p{L}\\p{N}])((?:${alternatives})s?)(?![\\p{L}\\p{N}])`, "giu");
   return String(text).split(pattern).map((part, i) => (i % 2 ? h("mark", {}, part) : part));
 }
