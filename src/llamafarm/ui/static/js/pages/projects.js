@@ -1,7 +1,7 @@
 // Projects: list a namespace's projects, create one from a template, import an example
 // (with its processing progress), delete one.
 import { api, get, projectPath, watchTask } from "../api.js";
-import { bytes, clear, confirm, errorBox, field, h, progress, select, status, when } from "../dom.js";
+import { clear, confirm, errorBox, field, h, progress, select, status, when } from "../dom.js";
 
 const NS_KEY = "lf.namespace";
 const TEMPLATES = [["default", "default (RAG: chat model, database, documents dataset)"],
@@ -99,11 +99,11 @@ export function render(root) {
         const text = h("span", {}, "Processing…");
         status(note, h("div", {}, text, bars));
         const results = await Promise.all(body.task_ids.map((taskId, i) =>
-          watchTask(body.namespace, body.project.name || body.project, taskId, (task) => {
+          watchTask(body.namespace, body.project, taskId, (task) => {
             bars[i].max = task.meta.total || 1; bars[i].value = task.meta.current || 0;
           })));
         const failed = results.filter((t) => t.state !== "SUCCESS");
-        const projectName = body.project.name || body.project;
+        const projectName = body.project;
         const href = `#/p/${encodeURIComponent(body.namespace)}/${encodeURIComponent(projectName)}`;
         status(note, h("span", {}, failed.length ? `Imported; ${failed.length} task(s) ended ${failed.map((t) => t.state).join(", ")}. `
           : "Imported and processed. ", h("a", { href }, `Open ${projectName}`)), failed.length ? "warn" : "ok");
