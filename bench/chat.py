@@ -25,6 +25,11 @@ eight, one httpx client each). `agg tok/s` is every token of a path over the sum
 of its rounds; `server CPU ms/req` is the CPU time the server process used during the server
 path's rounds, per request. For the loopback model a line `8~` follows the one at 8 clients:
 the same 8 clients, each sending its requests one after another on its own (`interleaved`).
+`--providers slots` first times the cold start (from `lf start` to the first token of a first
+request, which loads the bundled model) and the server's RSS with one model loaded and two,
+then sends 8 clients at once to the bundled model served with 1 slot and with its default
+slots (8), in alternating rounds, each answer exactly 64 tokens (`ignore_eos`): TTFT p50/p95
+and aggregate tok/s of each, and their ratios.
 Both paths send the model the same messages (the template's system prompt, which the server
 adds from the project's prompts, and one user message), `max_tokens` 64, temperature 0.
 """
@@ -285,6 +290,67 @@ def make_project(http: httpx.Client, name: str, model: dict[str, Any] | None) ->
     return f"{base}/chat/completions"
 
 
+# --- slots: the bundled model with one slot vs its default ---
+
+
+def rss_mb(process: psutil.Process) -> float:
+    return float(process.memory_info().rss) / 2**20
+
+
+def slots(
+    http: httpx.Client,
+    process: psutil.Process,
+    started: float,
+    body: dict[str, Any],
+    count: int,
+) -> None:
+    """8 clients at once against the bundled model served with 1 slot and with its default
+    slots, in alternating rounds (each answer exactly MAX_TOKENS long: `ignore_eos`); before
+    that, the cold start (the server's start to the first token of the first request, which
+    loads the model) and the server's RSS with one model loaded, then two."""
+    model = {"name": "default", "provider": "universal", "model": "SmolLM2-135M-Instruct"}
+    default_url = make_project(http, "slots", {**model, "extra_body": {"ignore_eos": True}})
+    one_url = make_project(
+        http, "oneslot", {**model, "extra_body": {"ignore_eos": True, "n_parallel": 1}}
+    )
+    base = str(http.base_url).rstrip("/")
+    before = rss_mb(process)
+    first = stream_sse(http, f"{base}{default_url}", body)
+    cold = time.perf_counter() - started
+    one_model = rss_mb(process)
+    stream_sse(http, f"{base}{one_url}", body)
+    two_models = rss_mb(process)
+    loaded = http.get("/v1/models").json()["loaded"]
+    estimates = ", ".join(
+        f"{m['slots']} slot(s) x {m['context']}: {m['memory_bytes'] / 2**20:.0f} MB" for m in loaded
+    )
+    print(
+        f"slots: cold start {cold:.2f} s from `lf start` to the first token ({first.ttft:.2f} s "
+        f"of it the first request, which loads the model); server RSS {before:.0f} MB with no "
+        f"model, {one_model:.0f} MB with the default-slots model, {two_models:.0f} MB with the "
+        f"1-slot one too (estimates: {estimates})"
+    )
+    paths = {
+        "1 slot": lambda h: stream_sse(h, f"{base}{one_url}", body),
+        "default": lambda h: stream_sse(h, f"{base}{default_url}", body),
+    }
+    result = rounds(paths, 8, count, lambda: 0.0)
+    print(f"{'slots':<8} {'n':>4} {'TTFT p50 ms':>12} {'p95 ms':>8} {'agg tok/s':>10}")
+    figures = {}
+    for name, (samples, wall, _) in result.items():
+        figures[name] = (ms(samples, 95), sum(x.tokens for x in samples) / wall)
+        print(
+            f"{name:<8} {len(samples):>4} {ms(samples, 50):12.0f} {ms(samples, 95):8.0f} "
+            f"{figures[name][1]:10.1f}"
+        )
+    (p95_one, agg_one), (p95_default, agg_default) = figures["1 slot"], figures["default"]
+    print(
+        f"default vs 1 slot: aggregate tok/s x{agg_default / agg_one:.2f}, "
+        f"TTFT p95 x{p95_default / p95_one:.2f}",
+        flush=True,
+    )
+
+
 # --- the comparison ---
 
 
@@ -346,7 +412,13 @@ def main() -> None:
         help="built-in model: requests at c=1 (c=8: 8 x N/4)",
     )
     parser.add_argument(
-        "--providers", default="openai,universal", help="which to compare, comma-separated"
+        "--providers",
+        default="openai,universal",
+        help="which to compare, comma-separated: openai, universal, slots (the bundled model "
+        "with 1 slot vs its default slots, cold start and RSS)",
+    )
+    parser.add_argument(
+        "--slot-rounds", type=int, default=3, help="slots: rounds of 8 clients at once per setting"
     )
     parser.add_argument(
         "--pace-ms",
@@ -374,6 +446,7 @@ def main() -> None:
     lf = str(Path(sys.executable).parent / "lf")
     env = {**os.environ, "LF_VERSION_CHECK_URL": "", "LF_LOG_LEVEL": "warning"}
     log_path = work / "server.log"
+    started = time.perf_counter()
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             [lf, "start", "--port", str(port), "--data-dir", str(work / "data")],
@@ -413,6 +486,8 @@ def main() -> None:
             f"  {'direct':>8} {'server':>8}  {'direct':>8} {'server':>8}  {'ms/req':>9}"
         )
 
+        if "slots" in providers:  # first: it times the bundled model's cold start
+            slots(http, process, started, through, args.slot_rounds)
         direct_body = {"model": "fake", "messages": messages, **knobs}
         if "openai" in providers:
             compare(
@@ -462,9 +537,8 @@ def main() -> None:
             server_cpu,
         )
         print(
-            "universal at c=8: llama.cpp has one slot and runs one generation at a time, so TTFT "
-            "includes queueing behind the others; per-request tok/s is that of the generation "
-            "once it runs"
+            "universal at c=8: the bundled model has 8 slots, decoded together; per-request "
+            "tok/s is each generation's share of the CPUs"
         )
     finally:
         server.send_signal(signal.SIGINT)

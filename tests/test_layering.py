@@ -26,7 +26,9 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"projects", "events", "system", "onnx", "documents"},
     {"config", "state", "http"},
-    {"settings", "names", "formats", "registry", "shared", "bundled", "ui"},
+    {"settings", "names", "registry", "shared", "bundled", "ui"},
+    {"residents"},
+    {"formats"},
     {"errors", "llamafarm"},
 ]
 """Top to bottom. A unit (a top-level package or module of `llamafarm`; `llamafarm` is the

@@ -104,6 +104,19 @@ class Settings(BaseSettings):
         description="A folder of model files that configs may name, besides the Hugging Face "
         "cache and the bundled models.",
     )
+    model_idle_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a local chat model stays loaded unused before it is unloaded "
+        "(`keep_loaded` models never are); 0 keeps every model loaded.",
+    )
+    model_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most memory, in GB, the loaded local chat models may take together "
+        "(their files plus KV caches, estimated); the least recently used idle one is "
+        "unloaded first. Unset: no cap.",
+    )
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -14,13 +14,18 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from llamafarm.residents import Residents
+
 T = TypeVar("T")
 
 
 class Shared:
     """Things loaded once per key; a load blocks only the callers of the same key."""
 
-    def __init__(self) -> None:
+    def __init__(self, residents: Residents | None = None) -> None:
+        """`residents`: where the chat models are held (default: loaded until closed)."""
+        self.residents = Residents() if residents is None else residents
+        """The loaded chat models, which unload when idle or to stay under a memory cap."""
         self._items: dict[Hashable, Any] = {}
         self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -57,6 +62,7 @@ class Shared:
 
     def close(self) -> None:
         """Let go of the loaded items (freed with their last user) and stop the pool."""
+        self.residents.close()
         with self._lock:
             self._items.clear()
             pool, self._pool = self._pool, None

@@ -19,16 +19,16 @@ from llamafarm.chat.providers.base import Completion, Delta, Generation, Message
 from llamafarm.chat.providers.universal import (
     BUNDLED,
     BUNDLED_DEFAULTS,
+    BUNDLED_LOAD,
     DEFAULT_MAX_TOKENS,
     MAX_CONTEXT,
     UniversalProvider,
     bundled_path,
-    chat_template,
-    shared_server,
-    train_context,
 )
 from llamafarm.config.models import ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, ProviderUnavailable
+from llamafarm.models import gguf_header
+from llamafarm.models.gguf_header import chat_template, train_context
 from llamafarm.shared import Shared
 
 
@@ -94,8 +94,13 @@ def test_a_file_that_is_not_gguf_fails_to_load(tmp_path: Path) -> None:
 
 
 def test_context_is_read_from_the_gguf_header() -> None:
-    assert train_context(bundled_path()) == 8192  # SmolLM2's; the provider uses MAX_CONTEXT
-    assert MAX_CONTEXT < 8192
+    assert train_context(bundled_path()) == 8192  # SmolLM2's; the provider uses less
+    assert BUNDLED_LOAD["n_ctx"] < MAX_CONTEXT < 8192
+
+
+def servers(shared: Shared) -> set[tuple[int, int]]:
+    """The (context per slot, slots) of each llama.cpp server loaded in `shared`."""
+    return {(r.details["context"], r.details["slots"]) for r in shared.residents.loaded()}
 
 
 @pytest.mark.slow
@@ -183,7 +188,8 @@ def test_concurrent_generations_do_not_mix(provider: UniversalProvider) -> None:
 @pytest.mark.slow
 def test_a_prompt_longer_than_the_context_is_a_bad_request(provider: UniversalProvider) -> None:
     generation = ask("hello " * 5000, max_tokens=5)
-    with pytest.raises(BadRequest, match=f"more than the model's context of {MAX_CONTEXT}"):
+    window = BUNDLED_LOAD["n_ctx"]
+    with pytest.raises(BadRequest, match=f"more than the model's context of {window}"):
         provider.complete(generation)
     with pytest.raises(BadRequest, match="more than the model's context"):
         drain(provider, generation)
@@ -195,7 +201,7 @@ def test_measure_is_the_slots_window_and_the_models_own_tokenizer(
 ) -> None:
     measure = provider.measure({})
     assert measure.exact
-    assert 0 < measure.window <= MAX_CONTEXT
+    assert measure.window == BUNDLED_LOAD["n_ctx"]  # one slot's, not the whole cache's
     assert measure.count("") == 0
     assert 8 <= measure.count("The quick brown fox jumps over the lazy dog.") <= 12
     # what fitting counts is never less than what llama.cpp reads, and close to it
@@ -209,10 +215,10 @@ def test_measure_is_the_slots_window_and_the_models_own_tokenizer(
 
 @pytest.mark.slow
 def test_the_model_is_loaded_once_per_file(provider: UniversalProvider, shared: Shared) -> None:
-    loaded = shared_server(shared, bundled_path())
+    loaded = [(r.path, r.loaded_at) for r in shared.residents.loaded()]
     other = ModelConfig(name="other", provider="universal", model=BUNDLED)
     UniversalProvider(other, shared).check()
-    assert shared_server(shared, bundled_path()) is loaded
+    assert [(r.path, r.loaded_at) for r in shared.residents.loaded()] == loaded
 
 
 # --- tools --------------------------------------------------------------------------------
@@ -261,7 +267,7 @@ def with_template(source: Path, target: Path, template: str) -> None:
         start = reader.tell()
         key = reader.read(take("Q"))
         kind = take("I")
-        universal._skip_value(reader, kind)
+        gguf_header._skip(reader, kind)
         if key == b"tokenizer.chat_template":
             text = template.encode()
             out += struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(text)) + text
@@ -352,8 +358,8 @@ def test_extra_body_load_options_start_llama_cpp_with_them(shared: Shared) -> No
     )
     provider = UniversalProvider(model, shared)
     provider.check()
-    key = ("llama-server", bundled_path(), tuple(sorted(options.items())))
-    assert key in shared
+    slots = BUNDLED_LOAD["n_parallel"]
+    assert (256, slots) in servers(shared)
     long = ask("Tell me about glaciers. " * 60, max_tokens=4)
     with pytest.raises(BadRequest, match="model's context of 256 tokens"):
         provider.complete(replace(long, extra=model.extra_body.body()))
@@ -361,15 +367,11 @@ def test_extra_body_load_options_start_llama_cpp_with_them(shared: Shared) -> No
     # up to a power of two and never more than the model was trained on (8192)
     bigger = {**model.extra_body.body(), "n_ctx": 1000}
     assert provider.complete(replace(long, extra=bigger)).usage is not None
-    assert ("llama-server", bundled_path(), tuple(sorted({**options, "n_ctx": 1024}.items()))) in (
-        shared
-    )
+    assert (1024, slots) in servers(shared)
     provider.check()  # the config's server is still there
     huge = {**model.extra_body.body(), "n_ctx": 100_000}
     provider.complete(replace(ask("Hi.", max_tokens=1), extra=huge))
-    assert ("llama-server", bundled_path(), tuple(sorted({**options, "n_ctx": 8192}.items()))) in (
-        shared
-    )
+    assert (8192, slots) in servers(shared)
 
 
 def test_the_bundled_model_is_asked_with_its_defaults() -> None:

@@ -45,6 +45,7 @@ from llamafarm.models.downloads import Downloads
 from llamafarm.models.first_use import FirstUse
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
+from llamafarm.residents import Residents
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.system.health import (
@@ -83,7 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         streams = Streams()  # the remote chat models' streaming sessions, closed on this loop
         app.state.models = ChatModelCache(
-            streams=streams, first_use=FirstUse(allowed=settings.allow_downloads)
+            streams=streams,
+            first_use=FirstUse(allowed=settings.allow_downloads),
+            residents=Residents(
+                idle_ttl=settings.model_idle_ttl or None,
+                memory_bytes=None
+                if settings.model_memory_gb is None
+                else int(settings.model_memory_gb * 2**30),
+            ),
         )
         app.state.mcp_pool = McpPool(policy=policy)
         app.state.chat = ChatServices(
@@ -120,11 +128,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             closing.callback(app.state.chat.close)
             closing.callback(app.state.downloads.close)
             purging = asyncio.create_task(_housekeeping(db, settings))
+            # keep_loaded models load beside the start, not before it: the server answers
+            # meanwhile, and a chat with one of them waits for the same load.
+            kept = asyncio.create_task(_load_kept(app.state.models, app.state.projects))
             async with mcp.run(app):
                 yield
             purging.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purging
+            if not kept.done():
+                kept.cancel()  # the thread finishes its load; a closed cache keeps nothing
 
     app = FastAPI(
         title="llamafarm",
@@ -170,6 +183,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.append(Route("/mcp", mcp, name="mcp", include_in_schema=False))
     app.mount(UI_PREFIX.rstrip("/"), UiFiles(), name="ui")
     return app
+
+
+async def _load_kept(models: ChatModelCache, projects: ProjectStore) -> None:
+    try:
+        loaded = await asyncio.to_thread(models.load_kept, projects)
+    except Exception:  # the server goes on; each model loads on first use instead
+        log.exception("loading the keep_loaded models failed")
+    else:
+        if loaded:
+            log.info("Loaded %d keep_loaded model(s)", loaded)
 
 
 async def _housekeeping(db: StateDB, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,13 @@ from llamafarm.chat.providers import create_provider
 from llamafarm.chat.providers.base import Provider
 from llamafarm.chat.providers.streams import Streams
 from llamafarm.config.models import ModelConfig
+from llamafarm.errors import LfError
 from llamafarm.models.first_use import FirstUse
+from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache, key_of
+from llamafarm.residents import Residents
+
+log = logging.getLogger(__name__)
 
 
 class ChatModelCache(ModelCache):
@@ -24,8 +30,9 @@ class ChatModelCache(ModelCache):
         hf_cache: Path | None = None,
         streams: Streams | None = None,
         first_use: FirstUse | None = None,
+        residents: Residents | None = None,
     ) -> None:
-        super().__init__(hf_cache=hf_cache)
+        super().__init__(hf_cache=hf_cache, residents=residents)
         self.streams = Streams() if streams is None else streams
         self.first_use = FirstUse() if first_use is None else first_use
         """Fetches a `universal` model not cached yet, before its provider is made (when
@@ -49,6 +56,36 @@ class ChatModelCache(ModelCache):
             if provider is not None:
                 self._providers.move_to_end(key)
             return provider
+
+    def load_kept(self, projects: ProjectStore) -> int:
+        """Load the local models that a project's config marks `keep_loaded` (at start: they
+        stay loaded for the process's life); how many loaded. A model that cannot load is
+        logged and the others go on."""
+        loaded = 0
+        for namespace in projects.namespaces():
+            for project in projects.list(namespace):
+                if project.validation_error is not None:
+                    continue
+                try:
+                    config = projects.load(namespace, project.name)
+                except LfError:  # changed or deleted since it was listed
+                    continue
+                for model in config.runtime.model_list():
+                    if not (model.keep_loaded and model.provider == "universal"):
+                        continue
+                    try:
+                        self.first_use.fetch(model.model)
+                        self.provider(model).check()
+                        loaded += 1
+                    except LfError as exc:
+                        log.warning(
+                            "keep_loaded model %s of %s/%s did not load: %s",
+                            model.model,
+                            namespace,
+                            project.name,
+                            exc.detail,
+                        )
+        return loaded
 
     def close(self) -> None:
         """Let go of the connections the models hold (HTTP clients of remote services), and of

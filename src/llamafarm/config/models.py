@@ -80,6 +80,7 @@ class PromptSet(StrictModel):
 
 LOAD_OPTIONS = (
     "n_ctx",
+    "n_parallel",
     "n_batch",
     "n_gpu_layers",
     "n_threads",
@@ -100,7 +101,17 @@ class ExtraBody(BaseModel):
     request body (as the OpenAI client's `extra_body` does)."""
 
     model_config = ConfigDict(extra="allow")
-    n_ctx: int | None = Field(default=None, ge=1, description="Context window in tokens.")
+    n_ctx: int | None = Field(
+        default=None, ge=1, description="Context window in tokens (of each slot, for universal)."
+    )
+    n_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="universal: generations served at once (llama.cpp slots, each with a "
+        "context of its own); 4 by default, 8 for the bundled model. Beyond them requests "
+        "wait, first come first served.",
+    )
     n_batch: int | None = Field(default=None, ge=1)
     n_gpu_layers: int | None = Field(default=None, ge=-1)
     n_threads: int | None = Field(default=None, ge=1)
@@ -221,7 +232,10 @@ class ModelSettings(StrictModel):
     instructor_mode: str | None = None
     encoder_config: EncoderConfig | None = None
     keep_loaded: bool = Field(
-        default=False, description="Local models stay loaded for the process's life anyway."
+        default=False,
+        description="universal: load the model when the server starts and never unload it "
+        "(other local models load on first use and unload after LF_MODEL_IDLE_TTL idle "
+        "seconds).",
     )
     rag_enabled: bool | None = Field(
         default=None, description="RAG for this model's requests unless a request says."
@@ -438,6 +452,7 @@ def universal_rag() -> DataProcessingStrategy:
     chunking = {"chunk_size": 1000, "chunk_overlap": 100, "chunk_strategy": "paragraphs"}
     types = ["PDFParser", "DocxParser", "MarkdownParser", "TextParser", "CSVParser"]
     types += ["HTMLParser", "ExcelParser", "PPTXParser", "JSONParser", "EPUBParser"]
+    types += ["MsgParser", "EmlParser"]
     return DataProcessingStrategy(
         name=UNIVERSAL_RAG,
         description="Built in: every supported format, each with its own parser",

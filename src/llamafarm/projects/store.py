@@ -88,6 +88,12 @@ class ProjectStore:
         check_name(name, kind="project name")
         return self.root / namespace / name
 
+    def namespaces(self) -> list[str]:
+        """The namespaces that have a folder, by name."""
+        if not self.root.is_dir():
+            return []
+        return sorted(c.name for c in self.root.iterdir() if c.is_dir() and is_valid_name(c.name))
+
     def list(self, namespace: str) -> list[Project]:
         folder = self.root / check_name(namespace, kind="namespace")
         if not folder.is_dir():

@@ -19,6 +19,7 @@ from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.embedders.batching import BatchingEmbedder
 from llamafarm.rag.rerankers import Reranker, create_reranker
 from llamafarm.rag.stores import ChromaClients
+from llamafarm.residents import Residents
 from llamafarm.shared import Shared
 
 KEPT = 8
@@ -30,9 +31,9 @@ T = TypeVar("T")
 class ModelCache:
     """Keyed by the whole config, so an edited strategy gets a new instance."""
 
-    def __init__(self, *, hf_cache: Path | None = None) -> None:
+    def __init__(self, *, hf_cache: Path | None = None, residents: Residents | None = None) -> None:
         self.hf_cache = hf_cache
-        self.shared = Shared()
+        self.shared = Shared(residents)
         """What the models load (ONNX sessions, llama.cpp servers), once per process: the
         instances below come and go with configs, the loaded files stay."""
         self.chroma = ChromaClients()

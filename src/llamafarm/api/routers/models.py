@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from llamafarm import models
-from llamafarm.api.deps import DownloadsDep
+from llamafarm.api.deps import DownloadsDep, ModelCacheDep
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.base import sse_event
 from llamafarm.api.schemas.models import (
@@ -18,6 +19,7 @@ from llamafarm.api.schemas.models import (
     CachedModelPublic,
     DownloadEvent,
     DownloadValidation,
+    LoadedModelPublic,
     ModelDeleted,
     QuantizationList,
     QuantizationPublic,
@@ -59,12 +61,32 @@ _SSE_EVENT = sse_event(DownloadEvent.model_json_schema())
     operation_id="cached_models_list",
     summary="List cached and bundled models",
 )
-def list_models(provider: ProviderQuery = models.PROVIDER) -> CachedModelList:
+def list_models(cache: ModelCacheDep, provider: ProviderQuery = models.PROVIDER) -> CachedModelList:
+    loaded = [
+        LoadedModelPublic(
+            model=r.name,
+            path=r.path,
+            memory_bytes=r.size_bytes,
+            slots=r.details.get("slots", 1),
+            context=r.details.get("context", 0),
+            in_use=r.in_use,
+            keep_loaded=r.pinned,
+            loaded_at=r.loaded_at,
+            idle_seconds=round(r.idle_seconds, 1),
+        )
+        for r in cache.shared.residents.loaded()
+    ]
     listed = [
-        CachedModelPublic.model_validate(m, from_attributes=True)
+        CachedModelPublic.model_validate(m, from_attributes=True).model_copy(
+            update={"loaded": any(_inside(r.path, m.path) for r in loaded)}
+        )
         for m in models.list_models(provider=provider)
     ]
-    return CachedModelList(data=listed)
+    return CachedModelList(data=listed, loaded=loaded)
+
+
+def _inside(file: str, folder: str) -> bool:
+    return Path(file).is_relative_to(folder)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -19,10 +20,36 @@ class CachedModelPublic(Public):
     package: str | None = Field(default=None, exclude_if=lambda value: value is None)
     """The Python package a bundled model comes from; absent for the cache's models."""
     path: str
+    loaded: bool = False
+    """Whether a chat model of this entry is loaded in the server now."""
+
+
+class LoadedModelPublic(Public):
+    """A local chat model loaded in the server (`loaded` of the list)."""
+
+    model: str
+    """As a config names it: the bundled name, ORG/NAME[:QUANT] or a path."""
+    path: str
+    """The GGUF file."""
+    memory_bytes: int
+    """About what it takes: the file plus the KV cache of every slot (what
+    LF_MODEL_MEMORY_GB counts)."""
+    slots: int
+    """Generations it serves at once."""
+    context: int
+    """Tokens of context of each slot."""
+    in_use: int
+    """Generations running or waiting on it now."""
+    keep_loaded: bool
+    """Never unloaded (a project's `keep_loaded`)."""
+    loaded_at: datetime
+    idle_seconds: float
 
 
 class CachedModelList(Public):
     data: list[CachedModelPublic]
+    loaded: list[LoadedModelPublic] = Field(default_factory=list)
+    """The local chat models loaded now (unloaded after LF_MODEL_IDLE_TTL idle seconds)."""
 
 
 class ModelDeleted(Public):

@@ -11,12 +11,12 @@ would never see them. The bundled SmolLM2-135M-Instruct's template has none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-import struct
 import threading
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from llamafarm import bundled
 from llamafarm.chat.providers import wire
@@ -32,6 +32,12 @@ from llamafarm.chat.providers.llama_tokens import LlamaTokens
 from llamafarm.config.models import LOAD_OPTIONS, ModelConfig
 from llamafarm.errors import BadGateway, BadRequest, LfError, ProviderUnavailable
 from llamafarm.models.gguf import cached_gguf
+from llamafarm.models.gguf_header import (
+    KV_TYPE_BYTES,
+    chat_template,
+    kv_values_per_token,
+    train_context,
+)
 from llamafarm.names import hf_model_id
 from llamafarm.shared import Shared
 from llamafarm.system.cpus import default_threads
@@ -55,7 +61,13 @@ sampler (penalises repeating a run of tokens seen before in the context) and `re
 (penalises the last 64 tokens) make it end, and a short `max_tokens` bounds what remains
 (bench/answers.py measures it)."""
 MAX_CONTEXT = 4096
-"""Tokens of context (prompt + answer); less when the model was trained on less."""
+"""Tokens of context of one slot (prompt + answer); less when the model was trained on less."""
+DEFAULT_SLOTS = 4
+"""Generations a model serves at once (llama.cpp's slots; `extra_body.n_parallel`). Each slot
+has a KV cache of its own, so memory grows with them: 4 is llama.cpp's own default."""
+BUNDLED_LOAD: Mapping[str, int] = {"n_parallel": 8, "n_ctx": 2048}
+"""The bundled model's slots and context per slot: 8 people chat at once without one waiting
+for another's whole answer, in 0.5 GB (bench/chat.py measures both; its answers are short)."""
 WHAT = "UniversalProvider"
 
 
@@ -81,78 +93,6 @@ def model_path(model: str) -> Path:
     return path
 
 
-# GGUF metadata value types: the struct format of each scalar, 8 = string, 9 = array.
-_SCALARS = {
-    0: "B",
-    1: "b",
-    2: "H",
-    3: "h",
-    4: "I",
-    5: "i",
-    6: "f",
-    7: "?",
-    10: "Q",
-    11: "q",
-    12: "d",
-}
-
-
-def _read(file: BinaryIO, fmt: str) -> Any:
-    size = struct.calcsize("<" + fmt)
-    data = file.read(size)
-    if len(data) != size:
-        raise ValueError("truncated GGUF header")
-    return struct.unpack("<" + fmt, data)[0]
-
-
-def _skip_value(file: BinaryIO, kind: int) -> None:
-    if kind == 8:
-        file.seek(_read(file, "Q"), 1)
-    elif kind == 9:
-        item, count = _read(file, "I"), _read(file, "Q")
-        if item in _SCALARS:
-            file.seek(struct.calcsize("<" + _SCALARS[item]) * count, 1)
-        else:
-            for _ in range(count):
-                _skip_value(file, item)
-    elif kind in _SCALARS:
-        file.seek(struct.calcsize("<" + _SCALARS[kind]), 1)
-    else:
-        raise ValueError(f"unknown GGUF value type {kind}")
-
-
-def _header_value(path: Path, wanted: Callable[[str, int], bool]) -> Any:
-    """The first metadata value of the GGUF header whose key and type `wanted` accepts (a
-    scalar or a string), or None."""
-    with path.open("rb") as file:
-        if file.read(4) != b"GGUF":
-            raise ValueError("not a GGUF file")
-        _version, _tensors, entries = _read(file, "I"), _read(file, "Q"), _read(file, "Q")
-        for _ in range(entries):
-            key = file.read(_read(file, "Q")).decode("utf-8", "replace")
-            kind = _read(file, "I")
-            if wanted(key, kind) and kind in _SCALARS:
-                return _read(file, _SCALARS[kind])
-            if wanted(key, kind) and kind == 8:
-                return file.read(_read(file, "Q")).decode("utf-8", "replace")
-            _skip_value(file, kind)
-    return None
-
-
-def train_context(path: Path) -> int:
-    """The `<arch>.context_length` the model was trained with, read from the GGUF header."""
-    value = _header_value(path, lambda key, kind: key.endswith(".context_length"))
-    if not isinstance(value, int):
-        raise ValueError("no context_length in the GGUF header")
-    return value
-
-
-def chat_template(path: Path) -> str | None:
-    """The model's Jinja chat template (`tokenizer.chat_template`), if the header has one."""
-    value = _header_value(path, lambda key, kind: key == "tokenizer.chat_template" and kind == 8)
-    return value if isinstance(value, str) else None
-
-
 LoadOptions = tuple[tuple[str, Any], ...]
 """`extra_body`'s load options (n_ctx, n_batch, ...) that were set, sorted: a hashable key."""
 
@@ -163,25 +103,45 @@ def split_options(extra: Mapping[str, object]) -> tuple[LoadOptions, dict[str, A
     return options, {k: v for k, v in extra.items() if k not in LOAD_OPTIONS}
 
 
-def shared_server(shared: Shared, path: Path, options: LoadOptions = ()) -> Any:
-    """The process's llama.cpp server of a GGUF file (model weights + KV cache, ~240 MB RSS for
-    the bundled model, 0.5 s to load), shared by every project that names the file.
+class LlamaServer:
+    """A llama.cpp server of one GGUF file, loaded with one set of options: the model's weights
+    and a KV cache for each of its slots. Its generations run at once, one per slot, decoded
+    together (continuous batching), each in a context of its own; more wait in llama.cpp's
+    queue, first come first served. `Residents` keeps it, by file and options."""
 
-    It has one slot (n_parallel=1), so the whole context serves one generation at a time;
-    concurrent requests wait in llama.cpp's own task queue, the path its HTTP server takes for
-    concurrent clients, so generations never share state.
-    """
-    key = server_key(shared, path, options)
-    return shared.load(("llama-server", path, options), lambda: _load(path, dict(options), key))
+    def __init__(self, path: Path, options: Mapping[str, Any]) -> None:
+        # The library always opens an HTTP server on a free loopback port; only `measure`
+        # calls it, so a random key that is never shared shuts it to everyone else.
+        self._key = secrets.token_urlsafe(32)
+        self.server = _load(path, options, self._key)
+        self._measure: Measure | None = None
+        self._lock = threading.Lock()
+
+    def measure(self) -> Measure:
+        """The context window of one slot and the model's own tokenizer, read once."""
+        with self._lock:
+            if self._measure is None:
+                address = self.server.listening_address
+                self._measure = LlamaTokens(address, self._key).measure()
+            return self._measure
 
 
-def server_key(shared: Shared, path: Path, options: LoadOptions = ()) -> str:
-    """The random API key of the server's loopback HTTP port, which nobody else is told: only
-    `measure` calls it (its tokenizer)."""
-    return shared.load(("llama-server-key", path, options), lambda: secrets.token_urlsafe(32))
+def memory_estimate(size: int, per_token: int | None, options: Mapping[str, Any]) -> int:
+    """What a server takes in memory, about: the file (`size`; mapped, and read whole by the
+    first generation) plus the KV cache of every slot (`per_token` values a token adds to it,
+    `kv_values_per_token`). bench/chat.py prints it beside the RSS it measures."""
+    if per_token is None:
+        return size
+    per_value = (
+        KV_TYPE_BYTES[options.get("cache_type_k", "f16")]
+        + KV_TYPE_BYTES[options.get("cache_type_v", "f16")]
+    ) / 2
+    return size + int(per_token * per_value * options["n_ctx"] * options["n_parallel"])
 
 
 def _load(path: Path, options: Mapping[str, Any], key: str) -> Any:
+    """The server of `options`, which hold the context of one slot (`n_ctx`) and the number of
+    slots (`n_parallel`); llama.cpp divides its context among the slots."""
     import xllamacpp  # 0.1 s import, paid on first use
 
     try:
@@ -193,15 +153,15 @@ def _load(path: Path, options: Mapping[str, Any], key: str) -> Any:
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     # Never more than the model was trained on: a bigger KV cache only costs memory.
-    params.n_ctx = min(options.get("n_ctx") or MAX_CONTEXT, trained)
-    params.n_parallel = 1
+    params.n_ctx = min(options["n_ctx"], trained) * options["n_parallel"]
+    params.n_parallel = options["n_parallel"]
+    params.kv_unified = False  # a context per slot: one long chat never starves the others
     params.cpuparams.n_threads = options.get("n_threads") or default_threads()
     params.cpuparams_batch.n_threads = options.get("n_threads") or default_threads()
     _apply(xllamacpp, params, options)
     params.verbosity = 1  # errors only; llama.cpp logs every request at the default
-    # The library always opens its HTTP server on a free loopback port; only `measure` uses
-    # it, so a random key that is never shared shuts it to everyone else.
     params.api_keys = [key]
+    params.endpoint_metrics = True  # its counters, for `handle_metrics` (tests, bench)
     params.ui = False
     params.n_threads_http = 1
     try:
@@ -250,6 +210,7 @@ class UniversalProvider:
         self._path = model_path(model.model)
         self._tools: bool | None = None
         self._context: int | None = None
+        self._kv: tuple[int, int | None] | None = None
 
     @property
     def name(self) -> str:
@@ -267,32 +228,53 @@ class UniversalProvider:
         return self._tools
 
     def check(self) -> None:
-        self._server(self._config.extra_body.body())
+        """Load the model the config names (with its `extra_body`), if it is not loaded."""
+        with self._server(self._config.extra_body.body()):
+            pass
 
     def measure(self, extra: Mapping[str, object]) -> Measure:
         """The context window of one slot of the server `extra` asks for, and the model's own
         tokenizer (loading the model when it is not loaded yet); read once per server."""
-        options = self._options(extra)
-        server = shared_server(self._shared, self._path, options)
-        key = server_key(self._shared, self._path, options)
-        return self._shared.load(
-            ("llama-measure", self._path, options),
-            lambda: LlamaTokens(server.listening_address, key).measure(),
-        )
+        with self._server(extra) as server:
+            return server.measure()
 
-    def _server(self, extra: Mapping[str, object]) -> Any:
-        """The llama.cpp server the load options of `extra` ask for (the config's by default)."""
-        return shared_server(self._shared, self._path, self._options(extra))
+    @contextlib.contextmanager
+    def _server(self, extra: Mapping[str, object]) -> Iterator[LlamaServer]:
+        """The llama.cpp server the load options of `extra` ask for (the config's by default),
+        loaded when it is not, and kept loaded while the block runs."""
+        options = self._options(extra)
+        with self._shared.residents.use(
+            ("llama-server", self._path, options),
+            lambda: LlamaServer(self._path, dict(options)),
+            name=self._config.model,
+            path=str(self._path),
+            size=memory_estimate(*self._footprint(), dict(options)),
+            pinned=self._config.keep_loaded,
+            details={"slots": dict(options)["n_parallel"], "context": dict(options)["n_ctx"]},
+        ) as server:
+            yield server
 
     def _options(self, extra: Mapping[str, object]) -> LoadOptions:
-        """The load options of `extra`. A context is rounded up to a power of two and capped at
-        the model's training context: each distinct set of options is a server kept for the
-        process's life, so a client sending every `n_ctx` from 128 up gets a dozen of them at
-        most, not thousands."""
-        options = dict(split_options(extra)[0])
-        if "n_ctx" in options:
-            options["n_ctx"] = min(1 << (int(options["n_ctx"]) - 1).bit_length(), self._trained())
+        """The load options of `extra` over the model's defaults: `n_parallel` slots (8 for the
+        bundled model, else DEFAULT_SLOTS) of `n_ctx` tokens each (the bundled model's 2048,
+        else MAX_CONTEXT). A context is rounded up to a power of two and capped at the model's
+        training context: each distinct set of options is a server of its own, so a client
+        sending every `n_ctx` from 128 up gets a dozen of them at most, not thousands."""
+        defaults = BUNDLED_LOAD if self._path == bundled_path() else {}
+        options = {**defaults, **dict(split_options(extra)[0])}
+        context = int(options.get("n_ctx") or MAX_CONTEXT)
+        options["n_ctx"] = min(1 << (context - 1).bit_length(), self._trained())
+        options["n_parallel"] = int(options.get("n_parallel") or DEFAULT_SLOTS)
         return tuple(sorted(options.items()))
+
+    def _footprint(self) -> tuple[int, int | None]:
+        """The file's size and the values one token adds to its KV cache, read once."""
+        if self._kv is None:
+            try:
+                self._kv = self._path.stat().st_size, kv_values_per_token(self._path)
+            except (OSError, ValueError):
+                self._kv = 0, None  # the load that follows says what is wrong
+        return self._kv
 
     def _trained(self) -> int:
         if self._context is None:
@@ -305,8 +287,8 @@ class UniversalProvider:
         return self._context
 
     def complete(self, generation: Generation) -> Completion:
-        server = self._server(generation.extra)
-        data = self._generate(server, self._request(generation, stream=False))
+        with self._server(generation.extra) as server:
+            data = self._generate(server.server, self._request(generation, stream=False))
         self._raise_for_error(data)
         try:
             choice = data["choices"][0]
@@ -324,7 +306,7 @@ class UniversalProvider:
     async def stream(self, generation: Generation) -> AsyncGenerator[Delta, None]:
         """Deltas as llama.cpp makes them. The library calls back on the calling thread until
         the answer is done, so the generation runs on a thread of its own (not a pool's: it
-        may wait long for the model's one slot) that hands each chunk to the event loop."""
+        may wait long for a free slot) that hands each chunk to the event loop."""
         request = self._request(generation, stream=True)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[dict[str, Any] | LfError | None] = asyncio.Queue()
@@ -339,7 +321,8 @@ class UniversalProvider:
 
         def run() -> None:
             try:
-                self._generate(self._server(generation.extra), request, on_chunk)
+                with self._server(generation.extra) as server:
+                    self._generate(server.server, request, on_chunk)
             except LfError as exc:  # raised again on the consumer's side
                 put(exc)
             except Exception as exc:  # never a silent, empty "answer"

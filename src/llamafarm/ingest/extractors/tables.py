@@ -1,4 +1,4 @@
-"""TableExtractor: the tables a parser wrote as rows of `a | b | c` (DOCX, HTML, Markdown)."""
+"""TableExtractor: the tables a parser wrote as rows of `a | b | c` (Markdown, PPTX)."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from llamafarm.ingest.parsers.auto import AutoParser
 from llamafarm.ingest.parsers.base import Parser
 from llamafarm.ingest.parsers.csv import CSVParser
 from llamafarm.ingest.parsers.docx import DocxParser
+from llamafarm.ingest.parsers.eml import EmlParser
 from llamafarm.ingest.parsers.epub import EPUBParser
 from llamafarm.ingest.parsers.excel import ExcelParser
 from llamafarm.ingest.parsers.html import HTMLParser
@@ -56,6 +57,7 @@ FORMATS: tuple[type[Parser], ...] = (
     JSONParser,
     EPUBParser,
     MsgParser,
+    EmlParser,
 )
 for _parser in FORMATS:
     PARSERS.register(_parser.__name__, _parser)
@@ -98,6 +100,7 @@ OPTIONS: dict[type[Parser], frozenset[str]] = {
     MsgParser: frozenset(
         {"extract_headers", "extract_attachments", "include_attachment_content", "encoding"}
     ),
+    EmlParser: frozenset({"extract_headers", "extract_attachments", "include_attachment_content"}),
     AutoParser: frozenset({"encoding", "password", "delimiter", "has_header"}),
 }
 """The `config` keys each parser reads, beyond `CHUNK_KEYS`; any other key is warned about."""
