@@ -184,7 +184,9 @@ def test_config_error_shown_at_its_path_then_save_and_undo(
     before = httpx.get(f"{server.url}{DOCS}").json()["project"]["config"]
     page.goto(f"/{docs}/config")
     editor = page.get_by_label("llamafarm.yaml")
-    page.wait_for_function("document.querySelector('#config-editor').value.length > 0")
+    from playwright.sync_api import expect  # (wait_for_function evaluates, which the CSP forbids)
+
+    expect(editor).not_to_have_value("")
     text = editor.input_value()
     line = text.split("\n").index("      provider: universal") + 1
     editor.fill(text.replace("provider: universal", "provider: nope", 1))
