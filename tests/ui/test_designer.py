@@ -156,6 +156,8 @@ def test_chat_streams_an_answer_with_sources(page: Any, ingested: str) -> None:
     assert "handbook-1p.docx" in sources.first.inner_text()
     sources.first.click()
     assert page.locator(".sources .chunk-text").inner_text().strip()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat_answer_with_sources.png"))
 
     # Stop: the request (or its stream) is aborted; the page is ready for the next question.
     page.get_by_label("Max tokens").fill("")
