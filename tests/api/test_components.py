@@ -50,8 +50,8 @@ def _set(path: str, value: Any) -> Change:
     ("change", "where", "known"),
     [
         (
-            _set("rag.data_processing_strategies.0.parsers.0.type", "ImageParser_OCR"),
-            "data_processing_strategies[0].parsers[0].type: Unknown parser type 'ImageParser_OCR'",
+            _set("rag.data_processing_strategies.0.parsers.0.type", "AudioParser_Vosk"),
+            "data_processing_strategies[0].parsers[0].type: Unknown parser type 'AudioParser_Vosk'",
             "PDFParser_PyPDF2",
         ),
         (

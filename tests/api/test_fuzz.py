@@ -92,7 +92,8 @@ def test_no_server_errors_and_answers_match_the_openapi(
     operation = target.schema[path][method.upper()]
     names = [parameter.name for parameter in operation.path_parameters]
     real = {name: target.names[name] for name in names if name in target.names}
-    bodies = GOOD_BODIES | {"project_update": [{"config": target.config}]}
+    own = [{"config": target.config}]
+    bodies = GOOD_BODIES | {"project_update": own, "project_config_validate": own}
     good = [
         operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real, body=body)
         for body in bodies.get(operation.definition.raw.get("operationId", ""), [])

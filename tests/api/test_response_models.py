@@ -129,6 +129,11 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
         ("project_create", lambda c, n, cfg: c.post("/v1/projects/acme", json={"name": "other"})),
         ("project_get", lambda c, n, cfg: c.get(b)),
         ("project_update", lambda c, n, cfg: c.put(b, json={"config": cfg})),
+        (
+            "project_config_validate",
+            lambda c, n, cfg: c.post(f"{b}/config/validate", json={"config": cfg}),
+        ),
+        ("project_config_previous", lambda c, n, cfg: c.get(f"{b}/config/previous")),
         ("models_list", lambda c, n, cfg: c.get(f"{b}/models")),
         (
             "chat_history",

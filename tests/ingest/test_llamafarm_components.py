@@ -108,7 +108,8 @@ def test_a_file_that_is_not_a_msg_fails_alone(tmp_path: Path) -> None:
 
 
 def test_unknown_names_map_to_nothing() -> None:
-    assert parser_class("ImageParser_OCR") is None
+    assert parser_class("AudioParser_Whisper") is None
+    assert parser_class("ImageParser_OCR") is PARSERS["ImageParser"]
     assert parser_class("DirectoryParser") is None
     assert parser_class("PDFParser_PyMuPDF") is PARSERS["PDFParser"]
     assert AutoParser.formats[".msg"] is MsgParser
@@ -316,3 +317,19 @@ def test_the_universal_extractors_switches_turn_parts_off() -> None:
     )
     with pytest.raises(ConfigInvalid, match="keyword_count"):
         build("UniversalExtractor", {"keyword_count": 0})
+
+
+def test_table_extractor_reads_rows_that_name_their_columns() -> None:
+    """What the XLSX, CSV, HTML and DOCX parsers write (ingest/parsers/tables.py)."""
+    text = (
+        "Quarterly sales by region.\n"
+        "Key figures 2023 — Region: North; Sales: 3,190\n"
+        "Key figures 2023 — Region: South; Sales: 2,040; Note: estimate\n"
+        "Time: of day, not a table."
+    )
+    found = build("TableExtractor", {"output_format": "csv"}).extract(Chunk(text))
+    assert found == {
+        "table_count": 1,
+        "table_rows": 3,
+        "tables": 'Region,Sales,Note\nNorth,"3,190",\nSouth,"2,040",estimate',
+    }

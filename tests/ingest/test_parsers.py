@@ -50,16 +50,17 @@ def test_pdf_with_empty_user_password_decrypts_into_one_section_per_page() -> No
     assert document.metadata == {"format": "pdf", "pages": 2}
     # The ligature in "Uniﬁed" comes back as plain letters, so the word can be found.
     assert document.sections[0].text.startswith("LayoutParser: A Unified Toolkit for Deep")
-    assert "layout detection" in document.sections[1].text
-    assert "layout detection" not in document.sections[0].text
+    assert "table detection [26]" in document.sections[1].text
+    assert "table detection [26]" not in document.sections[0].text
 
 
 def test_pdf_that_needs_a_password_fails_clearly() -> None:
     fails("PDFParser", FIXTURES / "password.pdf", "encrypted and needs a password")
 
 
-def test_image_only_pdf_fails_instead_of_returning_nothing() -> None:
-    fails("PDFParser", FIXTURES / "single_table.pdf", r"no extractable text \(scanned/image-only")
+def test_image_only_pdf_without_ocr_fails_instead_of_returning_nothing() -> None:
+    with pytest.raises(ParseFailed, match=r"no extractable text \(scanned/image-only"):
+        parse("PDFParser", "scanned.pdf", {"use_ocr": False})
 
 
 @pytest.mark.parametrize(
@@ -88,11 +89,12 @@ def test_docx_tables_interleave_with_paragraphs_nested_and_merged_cells() -> Non
     text = parse("DocxParser", "docx-tables.docx").text
     assert text == (
         "Simple uniform table\n\n"
-        "Header Col 1 | Header Col 2\nLorem ipsum | A link example\n\n"
+        "Header Col 1: Lorem ipsum; Header Col 2: A link example\n\n"
         "Nested Table\n\n"
-        "a | >b< | c\nd | e, f; g&t, h | i\nj | k | l\n\n"
+        "a: d; >b<: e: g&t; f: h; c: i\na: j; >b<: k; c: l\n\n"
         "Table with merged cells\n\n"
-        "a | b\nc | d\ne"
+        # `a` spans the header and the first row, `b` two columns of the header, `e` two cells.
+        "a: a; b: c; b: d\na: e; b: d"
     )
 
 
@@ -100,16 +102,18 @@ def test_docx_headings_start_sections_and_merged_cells_appear_once() -> None:
     document = parse("DocxParser", "docling__word_tables.docx")
     assert [s.heading for s in document.sections] == ["Test with tables"]
     text = document.text
-    assert "Cell 1.0 | Merged Cell 1.1 1.2 | Cell 1.3" in text
+    assert "Header 0.0: Cell 1.0; Header 0.1: Merged Cell 1.1 1.2; Header 0.3: Cell 1.3" in text
     # Two tables hold this merged cell; each renders it once, not once per spanned column.
     assert text.count("Merged Cell 1.1 1.2") == 2
-    assert text.count("Merged Cell 1.1 2.1") == 2
+    # A cell merged down two rows belongs to both: each row names it.
+    assert "Header 0.0: Cell 2.0; Header 0.1: Merged Cell 1.1 2.1; Header 0.2: Cell 2.2" in text
+    assert text.count("Merged Cell 1.1 2.1") == 4
 
 
 def test_docx_headers_and_footers_with_their_tables() -> None:
     text = parse("DocxParser", "docx-hdrftr.docx").text
     assert text.index("First header para") < text.index("Main document") < text.index("para1")
-    assert "Table cell1 | Table cell2" in text
+    assert "Table cell1; Table cell2" in text
     assert text.count("para1") == 1
 
 
@@ -149,17 +153,21 @@ def test_excel_one_section_per_sheet_rows_with_header() -> None:
     first, second = (s.text for s in document.sections)
     assert first.split("\n") == [
         "Stanley Cups",
-        "Team: Blues, Location: STL, Stanley Cups: 1",
-        "Team: Flyers, Location: PHI, Stanley Cups: 2",
-        "Team: Maple Leafs, Location: TOR, Stanley Cups: 13",
+        "Stanley Cups — Team: Blues; Location: STL; Stanley Cups: 1",
+        "Stanley Cups — Team: Flyers; Location: PHI; Stanley Cups: 2",
+        "Stanley Cups — Team: Maple Leafs; Location: TOR; Stanley Cups: 13",
     ]
-    assert "Team: Maple Leafs, Location: TOR, Stanley Cups: 0" in second
+    assert "Since 67 — Team: Maple Leafs; Location: TOR; Stanley Cups: 0" in second
 
 
 def test_excel_title_above_the_table_and_offset_columns() -> None:
-    text = parse("ExcelParser", "docling__xlsx_05_table_with_title.xlsx").text
-    assert text.startswith("Number of freshwater ducks per year\nYear: 2019, Freshwater Ducks: 120")
-    assert "Year: 2024, Freshwater Ducks: 180" in text
+    title, table = parse("ExcelParser", "docling__xlsx_05_table_with_title.xlsx").sections
+    # The title sits a blank row above the table: its own line, and the title of each row.
+    assert title.text == "Number of freshwater ducks per year"
+    assert table.text.startswith(
+        "Number of freshwater ducks per year — Year: 2019; Freshwater Ducks: 120\n"
+    )
+    assert "Number of freshwater ducks per year — Year: 2024; Freshwater Ducks: 180" in table.text
 
 
 def test_excel_every_cell_of_a_sheet_without_header() -> None:
@@ -209,7 +217,8 @@ def test_html_declared_charset_scripts_and_tables(tmp_path: Path) -> None:
     ).encode("cp1252")
     document = parse_bytes(tmp_path, "HTMLParser", "page.html", page)
     assert document.sections[0].heading == "Prices"
-    assert document.text == "Prices\n\nCafé € 2\n\nItem | Cost\nTea | 3"
+    # No <h1>: the page title leads the text of the first heading.
+    assert document.text == "T\n\nPrices\n\nCafé € 2\n\nItem: Tea; Cost: 3"
 
 
 # --- PPTX --------------------------------------------------------------------------------
@@ -360,6 +369,8 @@ def test_registry_names_and_default_extensions() -> None:
             "JSONParser",
             "EPUBParser",
             "MsgParser",
+            "EmlParser",
+            "ImageParser",
         ]
     )
     for cls in FORMATS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -60,3 +61,34 @@ def test_errors_exit_non_zero_with_the_servers_detail(
     code, _, error = lf(live_server, "pull", "../etc")
     assert code != 0 and isinstance(error, CliError)
     assert "Error 400" in str(error)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_list_shows_the_loaded_chat_models(live_server: str, cache: Path) -> None:
+    model = {"name": "local", "provider": "universal", "model": "SmolLM2-135M-Instruct"}
+    with httpx.Client(base_url=live_server, timeout=60) as http:
+        made = http.post("/v1/projects/acme", json={"name": "bot"})
+        assert made.status_code == 201, made.text
+        config = made.json()["project"]["config"]
+        config["runtime"] = {"models": [{**model, "extra_body": {"n_ctx": 128, "n_parallel": 1}}]}
+        assert http.put("/v1/projects/acme/bot", json={"config": config}).status_code == 200
+        code, output, _ = lf(live_server, "list")
+        assert "loaded chat model" not in output
+        asked = http.post(
+            "/v1/projects/acme/bot/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+            headers={"X-No-Session": "1"},
+        )
+        assert asked.status_code == 200, asked.text
+    code, output, _ = lf(live_server, "list")
+    assert code == 0, output
+    assert "1 loaded chat model(s)" in output
+    cache_table, loaded_table = output.split("1 loaded chat model(s)")
+
+    def row(table: str) -> list[str]:
+        line = next(x for x in table.splitlines() if x.startswith("│ SmolLM2-135M-Instruct"))
+        return [cell.strip() for cell in line.split("│")[1:-1]]
+
+    assert row(cache_table)[5] == "yes"  # model, size, modified, revisions, source, loaded
+    assert row(loaded_table)[2:5] == ["1", "128", "0"]  # slots, context, in use

@@ -32,6 +32,7 @@ from llamafarm.api.routers import (
     tasks,
 )
 from llamafarm.api.sites import LOCAL_ORIGIN_REGEX, SiteGuard
+from llamafarm.api.ui import UI_PREFIX, UiFiles
 from llamafarm.chat.cache import ChatModelCache
 from llamafarm.chat.providers import Streams
 from llamafarm.chat.sessions import purge_expired
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     for router in (
         projects.router,
+        projects.config_router,
         chat.router,
         datasets.router,
         rag.router,
@@ -179,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, prefix="/v1")
     app.router.routes.append(Route("/mcp", mcp, name="mcp", include_in_schema=False))
+    app.mount(UI_PREFIX.rstrip("/"), UiFiles(), name="ui")
     return app
 
 

@@ -1,5 +1,6 @@
 """Optional API keys: when any key exists (or `LF_REQUIRE_AUTH=true`), every route but liveness
-needs one, as `Authorization: Bearer <key>` (what the `openai` SDK sends) or `X-API-Key`.
+and the Designer's static shell and files (`api/ui.py`, GETs that hold no data) needs one, as
+`Authorization: Bearer <key>` (what the `openai` SDK sends) or `X-API-Key`.
 
 A key may be limited to one namespace: any `/v1/projects/{other}/...` is then a 404, so names
 in other namespaces do not leak, and writes outside namespaces (model downloads and deletes)
@@ -26,6 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llamafarm.api.sites import WRITE_METHODS
+from llamafarm.api.ui import is_ui_request
 from llamafarm.errors import Forbidden
 from llamafarm.state import StateDB
 from llamafarm.state.keys import Grant, hash_key, load_grants
@@ -91,7 +93,11 @@ class KeyGuard:
             response = JSONResponse({"detail": "The server is not serving yet"}, 503)
             await response(scope, receive, send)
             return
-        if (not grants and not self.keyring.require) or scope["path"] in OPEN_PATHS:
+        if (
+            (not grants and not self.keyring.require)
+            or scope["path"] in OPEN_PATHS
+            or is_ui_request(scope)  # the Designer's shell and files: no data in them
+        ):
             await self.app(scope, receive, send)
             return
         grant = grants.get(hash_key(key)) if (key := _key(scope)) else None

@@ -26,10 +26,12 @@ def model_path(name: str) -> str:
 
 @models_app.command("list")
 def list_models(ctx: typer.Context, provider: Provider = DEFAULT_PROVIDER) -> None:
-    """Models in the local Hugging Face cache, and those bundled with llamafarm."""
-    models = client(ctx).get("/v1/models", params={"provider": provider})["data"]
+    """Models in the local Hugging Face cache, and those bundled with llamafarm; then the
+    chat models the server has loaded now."""
+    body = client(ctx).get("/v1/models", params={"provider": provider})
+    models = body["data"]
     table = Table(title=f"{len(models)} model(s)")
-    for column in ("model", "size", "modified", "revisions", "source"):
+    for column in ("model", "size", "modified", "revisions", "source", "loaded"):
         table.add_column(column, overflow="fold")
     for model in models:
         table.add_row(
@@ -38,8 +40,24 @@ def list_models(ctx: typer.Context, provider: Provider = DEFAULT_PROVIDER) -> No
             model["last_modified"],
             ", ".join(model["revisions"]),
             f"bundled ({model['package']})" if model.get("bundled") else "cache",
+            "yes" if model.get("loaded") else "",
         )
     out.print(table)
+    loaded = body.get("loaded") or []
+    if loaded:
+        table = Table(title=f"{len(loaded)} loaded chat model(s)")
+        for column in ("model", "memory", "slots", "context", "in use", "idle"):
+            table.add_column(column, overflow="fold")
+        for model in loaded:
+            table.add_row(
+                model["model"],
+                human_size(model["memory_bytes"]),
+                str(model["slots"]),
+                str(model["context"]),
+                str(model["in_use"]),
+                "kept loaded" if model["keep_loaded"] else f"{model['idle_seconds']:.0f} s",
+            )
+        out.print(table)
 
 
 @models_app.command("pull")

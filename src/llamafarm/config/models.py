@@ -452,6 +452,8 @@ def universal_rag() -> DataProcessingStrategy:
     chunking = {"chunk_size": 1000, "chunk_overlap": 100, "chunk_strategy": "paragraphs"}
     types = ["PDFParser", "DocxParser", "MarkdownParser", "TextParser", "CSVParser"]
     types += ["HTMLParser", "ExcelParser", "PPTXParser", "JSONParser", "EPUBParser"]
+    types += ["MsgParser", "EmlParser"]
+    types += ["ImageParser"]
     return DataProcessingStrategy(
         name=UNIVERSAL_RAG,
         description="Built in: every supported format, each with its own parser",

@@ -73,7 +73,7 @@ def chunk_document(
     _validate(chunk_size, chunk_overlap, chunk_strategy)
     chunks: list[Chunk] = []
     for section in document.sections:
-        where: dict[str, MetadataValue] = {}
+        where: dict[str, MetadataValue] = dict(section.metadata)
         if section.page is not None:
             where["page"] = section.page
         if section.heading:

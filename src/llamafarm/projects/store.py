@@ -180,18 +180,37 @@ class ProjectStore:
 
     def _replace(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
         folder = self.path(namespace, name)
+        warnings = self.check_update(namespace, name, document)
+        config_file = folder / CONFIG_FILE
+        shutil.copy2(config_file, folder / BACKUP_FILE)
+        _write_atomic(config_file, dump_document(document))
+        self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
+        return self._project(namespace, name, document, warnings)
+
+    def check_update(self, namespace: str, name: str, document: dict[str, Any]) -> Warnings:
+        """What `update` would check, without writing: its warnings, or the error it would
+        raise (NotFound, BadRequest for a renamed project, ConfigInvalid naming each bad key's
+        path)."""
+        self.require(namespace, name)
         for key, expected in (("namespace", namespace), ("name", name)):
             if document.get(key) != expected:
                 raise BadRequest(
                     f"config.{key} is {document.get(key)!r} but the path says {expected!r}; "
                     "projects cannot be renamed by an update"
                 )
-        warnings = self._validate(document)[1]
-        config_file = folder / CONFIG_FILE
-        shutil.copy2(config_file, folder / BACKUP_FILE)
-        _write_atomic(config_file, dump_document(document))
-        self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
-        return self._project(namespace, name, document, warnings)
+        return self._validate(document)[1]
+
+    def previous(self, namespace: str, name: str) -> dict[str, Any]:
+        """The config as it was before the last update (its `.bak`); NotFound when none."""
+        backup = self.require(namespace, name).with_name(BACKUP_FILE)
+        if not backup.is_file():
+            raise NotFound(f"Project {namespace}/{name} has no previous config version")
+        try:
+            return read_document(backup)
+        except ConfigInvalid as exc:
+            raise ConfigInvalid(
+                f"Project {namespace}/{name} (previous version): {exc.detail}"
+            ) from exc
 
     def edit(
         self,

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llamafarm.api.deps import ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
-from llamafarm.api.schemas.projects import ProjectList, ProjectPublic, ProjectResponse
+from llamafarm.api.schemas.projects import (
+    ConfigChecked,
+    ConfigVersion,
+    ProjectList,
+    ProjectPublic,
+    ProjectResponse,
+)
 from llamafarm.projects import ProjectRef, lifecycle
 from llamafarm.rag.stores import release
 
@@ -90,6 +96,39 @@ def update_project(
         projects=store, db=db, ref=ProjectRef(namespace, project), document=body.config
     )
     return ProjectResponse(project=ProjectPublic.of(updated))
+
+
+config_router = APIRouter(
+    prefix="/projects", tags=["projects"], responses=errors(400, 404, 409, 413, 422)
+)
+"""The config editor's routes (the Designer's): not MCP tools, since project_update checks the
+same and an agent keeps no previous version to go back to."""
+
+
+@config_router.post(
+    "/{namespace}/{project}/config/validate",
+    operation_id="project_config_validate",
+    summary="Check a config without saving it",
+    description="Everything project_update checks, without writing: `{valid, warnings}`, or the "
+    "same 400/422 it would answer (a 422 names each bad key's path: `Invalid config: "
+    "runtime.models[0].provider: ...; ...`).",
+)
+def validate_config(
+    namespace: str, project: str, body: ProjectUpdate, store: ProjectStoreDep
+) -> ConfigChecked:
+    warnings = store.check_update(namespace, project, body.config)
+    return ConfigChecked(valid=True, warnings=warnings)
+
+
+@config_router.get(
+    "/{namespace}/{project}/config/previous",
+    operation_id="project_config_previous",
+    summary="The config before the last update",
+    description="The llamafarm.yaml as it was before the last project_update (its `.bak`), to "
+    "undo an update by sending it back with project_update; 404 when there is none.",
+)
+def previous_config(namespace: str, project: str, store: ProjectStoreDep) -> ConfigVersion:
+    return ConfigVersion(config=store.previous(namespace, project))
 
 
 @router.delete(

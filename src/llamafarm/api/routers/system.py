@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from llamafarm import __version__
 from llamafarm.api.deps import SettingsDep, VersionCheckerDep
@@ -14,6 +14,7 @@ from llamafarm.api.schemas.system import (
     Liveness,
     VersionCheck,
 )
+from llamafarm.api.ui import accepts_html, shell
 from llamafarm.system.health import check_components, report
 
 router = APIRouter()
@@ -21,9 +22,19 @@ router = APIRouter()
 HEALTH_TIMEOUT = 5.0
 
 
-@router.get("/", operation_id="root", tags=["system"], summary="Hello")
-def root() -> Hello:
-    return Hello(message="Hello, World!")
+@router.get(
+    "/",
+    operation_id="root",
+    tags=["system"],
+    summary="Hello",
+    description="`{message}` for API clients; a browser (`Accept: text/html`) gets the "
+    "Designer, the web UI, instead.",
+    response_model=Hello,
+)
+def root(request: Request) -> Response:
+    if accepts_html(request.scope["headers"]):
+        return shell()
+    return JSONResponse(Hello(message="Hello, World!").model_dump())
 
 
 @router.get("/info", operation_id="info", tags=["system"], summary="Version and data directory")

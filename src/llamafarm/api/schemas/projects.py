@@ -45,3 +45,15 @@ class ProjectResponse(Public):
 class ProjectList(Public):
     total: int
     projects: list[ProjectPublic]
+
+
+class ConfigChecked(Public):
+    valid: bool = Field(description="Always true: an invalid config is a 422 naming each path.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="`path: message` for each key the config sets that the server does not act on.",
+    )
+
+
+class ConfigVersion(Public):
+    config: dict[str, Any] = Field(description="The previous llamafarm.yaml as written.")

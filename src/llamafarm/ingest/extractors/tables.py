@@ -1,4 +1,6 @@
-"""TableExtractor: the tables a parser wrote as rows of `a | b | c` (DOCX, HTML, Markdown)."""
+"""TableExtractor: the tables a parser wrote, as rows of `a | b | c` (Markdown, PPTX) or as rows
+that name their columns, `Title — Name: value; Name: value` (XLSX, CSV, HTML, DOCX: see
+`ingest/parsers/tables.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any, ClassVar
 from llamafarm.documents import Chunk, MetadataValue
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.extractors.base import flag, integer
+from llamafarm.ingest.parsers.tables import TITLE_SEPARATOR
 
 FORMATS = ("dict", "list", "csv", "markdown")
 _RULE = set("|-: ")
@@ -63,6 +66,39 @@ class TableExtractor:
 
 
 def tables_in(text: str) -> list[list[list[str]]]:
+    """The tables of a text, each a header row and its rows: runs of consecutive lines holding
+    `|` with the same number of cells, then runs of consecutive named rows."""
+    return [*_bar_tables(text), *_named_tables(text)]
+
+
+def _named_row(line: str) -> list[tuple[str, str]] | None:
+    """`Title — Name: value; Name: value` as its (name, value) pairs; None for a line of
+    prose (fewer than two pairs)."""
+    body = line.split(TITLE_SEPARATOR, 1)[-1]
+    pairs = [part.partition(": ") for part in body.split("; ")]
+    if len(pairs) < 2 or any(not sep or not name.strip() for name, sep, _ in pairs):
+        return None
+    return [(name.strip(), value.strip()) for name, _, value in pairs]
+
+
+def _named_tables(text: str) -> list[list[list[str]]]:
+    """Runs of named rows; their header is every name in the order first seen."""
+    tables: list[list[list[str]]] = []
+    run: list[list[tuple[str, str]]] = []
+    for line in [*text.split("\n"), ""]:
+        row = _named_row(line.strip())
+        if row is not None:
+            run.append(row)
+            continue
+        if run:
+            header = list(dict.fromkeys(name for row in run for name, _ in row))
+            values = [dict(row) for row in run]
+            tables.append([header, *([v.get(name, "") for name in header] for v in values)])
+        run = []
+    return tables
+
+
+def _bar_tables(text: str) -> list[list[list[str]]]:
     """Runs of consecutive lines holding `|` with the same number of cells."""
     tables: list[list[list[str]]] = []
     current: list[list[str]] = []

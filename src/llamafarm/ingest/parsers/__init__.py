@@ -19,9 +19,11 @@ from llamafarm.ingest.parsers.auto import AutoParser
 from llamafarm.ingest.parsers.base import Parser
 from llamafarm.ingest.parsers.csv import CSVParser
 from llamafarm.ingest.parsers.docx import DocxParser
+from llamafarm.ingest.parsers.eml import EmlParser
 from llamafarm.ingest.parsers.epub import EPUBParser
 from llamafarm.ingest.parsers.excel import ExcelParser
 from llamafarm.ingest.parsers.html import HTMLParser
+from llamafarm.ingest.parsers.image import ImageParser
 from llamafarm.ingest.parsers.json import JSONParser
 from llamafarm.ingest.parsers.markdown import MarkdownParser
 from llamafarm.ingest.parsers.msg import MsgParser
@@ -56,6 +58,8 @@ FORMATS: tuple[type[Parser], ...] = (
     JSONParser,
     EPUBParser,
     MsgParser,
+    EmlParser,
+    ImageParser,
 )
 for _parser in FORMATS:
     PARSERS.register(_parser.__name__, _parser)
@@ -86,19 +90,23 @@ for _name, _parser in LLAMAFARM_NAMES.items():
 AutoParser.formats = {ext: cls for cls in FORMATS for ext in cls.extensions}
 AutoParser.extensions = tuple(AutoParser.formats)
 
+OCR_OPTIONS = frozenset({"use_ocr", "ocr_max_pages", "ocr_timeout_s"})
+"""The `config` keys of the parsers that read text by OCR (PDF, images)."""
 CHUNK_KEYS = frozenset({"chunk_size", "chunk_overlap", "chunk_strategy"})
 """Keys of every parser's `config` that the pipeline's chunker honours."""
 OPTIONS: dict[type[Parser], frozenset[str]] = {
     TextParser: frozenset({"encoding"}),
     MarkdownParser: frozenset({"encoding"}),
-    PDFParser: frozenset({"password"}),
+    PDFParser: frozenset({"password", *OCR_OPTIONS}),
+    ImageParser: OCR_OPTIONS,
     CSVParser: frozenset({"delimiter", "has_header", "encoding"}),
     HTMLParser: frozenset({"encoding"}),
     JSONParser: frozenset({"encoding"}),
     MsgParser: frozenset(
         {"extract_headers", "extract_attachments", "include_attachment_content", "encoding"}
     ),
-    AutoParser: frozenset({"encoding", "password", "delimiter", "has_header"}),
+    EmlParser: frozenset({"extract_headers", "extract_attachments", "include_attachment_content"}),
+    AutoParser: frozenset({"encoding", "password", "delimiter", "has_header", *OCR_OPTIONS}),
 }
 """The `config` keys each parser reads, beyond `CHUNK_KEYS`; any other key is warned about."""
 

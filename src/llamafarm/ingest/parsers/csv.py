@@ -1,4 +1,4 @@
-"""CSV/TSV: sniff the dialect, take the first row as header, render rows as `col: value; ...`."""
+"""CSV/TSV: sniff the dialect; table blocks with their titles and headers (see `tables`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import io
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llamafarm.documents import ParsedDocument, Section
+from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.parsers.base import clean_inline, decode_text_file, finish, read_bytes
+from llamafarm.ingest.parsers.tables import render_grid
 
 _SNIFF_BYTES = 64 * 1024
 
@@ -32,15 +33,20 @@ class CSVParser:
             ]
         except csv.Error as exc:
             raise ParseFailed(f"'{filename}' is not valid CSV: {exc}") from exc
-        rows = [row for row in rows if any(row)]
-        header: list[str] = []
-        if self.has_header and len(rows) > 1:
-            header, rows = rows[0], rows[1:]
-        lines = [_render(row, header) for row in rows]
+        tables = render_grid(rows, find_header=self.has_header)
+        sections = [
+            Section("\n".join(t.lines), heading=t.title or None, metadata=_where(t.title))
+            for t in tables
+        ]
+        columns = next((t.columns for t in tables if t.columns), [])
         return finish(
-            [Section("\n".join(line for line in lines if line))],
+            sections,
             filename,
-            {"format": "csv", "rows": len(rows), "columns": ", ".join(h for h in header if h)},
+            {
+                "format": "csv",
+                "rows": sum(t.rows for t in tables),
+                "columns": ", ".join(c for c in columns if c),
+            },
         )
 
     def _dialect(self, text: str, filename: str) -> type[csv.Dialect] | csv.Dialect:
@@ -62,12 +68,5 @@ def _with_delimiter(delimiter: str) -> type[csv.Dialect]:
     return Configured
 
 
-def _render(row: list[str], header: list[str]) -> str:
-    if not header:
-        return "; ".join(cell for cell in row if cell)
-    parts = []
-    for i, cell in enumerate(row):
-        if cell:
-            name = header[i] if i < len(header) and header[i] else f"column {i + 1}"
-            parts.append(f"{name}: {cell}")
-    return "; ".join(parts)
+def _where(title: str) -> dict[str, MetadataValue]:
+    return {"table": title} if title else {}

@@ -8,12 +8,14 @@ from typing import Any, ClassVar
 
 import docx
 from docx.document import Document
-from docx.table import Table, _Cell
+from docx.oxml.ns import qn
+from docx.table import Table, _Cell, _Row
 from docx.text.paragraph import Paragraph
 
 from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.parsers.base import SectionBuilder, check_package, clean_inline, finish
+from llamafarm.ingest.parsers.tables import render_table as render_grid_table
 
 Block = Paragraph | Table
 
@@ -78,27 +80,42 @@ def _block_text(blocks: Iterable[Block]) -> Iterator[str]:
 
 
 def render_table(table: Table) -> str:
-    """One line per row, cells joined by ` | `; merged cells once, nested tables inline."""
-    lines = []
-    for row in table._tbl.tr_lst:
-        cells = []
-        for tc in row.tc_lst:
-            if tc.vMerge == "continue":
-                continue  # the lower part of a vertically merged cell: its text is above
-            text = _cell_text(_Cell(tc, table))
-            if text:
-                cells.append(text)
-        if cells:
-            lines.append(" | ".join(cells))
-    return "\n".join(lines)
+    """One line per data row naming its columns (see `tables`): a merged cell fills the grid
+    cells it covers, rows marked "repeat as header row" are the header."""
+    grid: list[list[str]] = []
+    joined: set[tuple[int, int]] = set()
+    header_rows = 0
+    texts: dict[Any, str] = {}  # keyed by the <w:tc> element, which keeps its proxy alive
+    for r, row in enumerate(table.rows):
+        line: list[str] = []
+        previous = None
+        for cell in row.cells:
+            key = cell._tc
+            if key not in texts:
+                texts[key] = _cell_text(cell)
+            if key is previous:
+                joined.add((r, len(line)))
+            line.append(texts[key])
+            previous = key
+        grid.append(line)
+        if header_rows == r and _repeats_as_header(row):
+            header_rows += 1
+    return "\n".join(
+        render_grid_table(grid, header_rows=header_rows or None, joined=frozenset(joined)).lines
+    )
+
+
+def _repeats_as_header(row: _Row) -> bool:
+    properties = row._tr.trPr
+    marker = properties.find(qn("w:tblHeader")) if properties is not None else None
+    return marker is not None and marker.get(qn("w:val")) not in ("0", "false", "off")
 
 
 def _cell_text(cell: _Cell) -> str:
     parts = []
     for block in cell.iter_inner_content():
         if isinstance(block, Table):
-            rows = render_table(block).split("\n")
-            parts.append("; ".join(row.replace(" | ", ", ") for row in rows))
+            parts.append("; ".join(render_table(block).split("\n")))
         else:
             parts.append(block.text)
     return clean_inline(" ".join(parts))

@@ -1,9 +1,16 @@
-"""HTML with BeautifulSoup: the main content only, headings start sections, tables as rows."""
+"""HTML with BeautifulSoup and lxml: the main content only, headings start sections, tables as
+rows that name their columns.
+
+lxml repairs markup as browsers do: a table opened inside `<center>` that closes first keeps its
+rows (Python's `html.parser` ends the table there and leaves the rest as loose cells). The page's
+`<title>` is the document's title, and its heading where the page has no `<h1>`.
+"""
 
 from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +27,7 @@ from llamafarm.ingest.parsers.base import (
     finish,
     read_bytes,
 )
+from llamafarm.ingest.parsers.tables import render_table
 
 
 def _words(text: str) -> frozenset[str]:
@@ -43,8 +51,18 @@ _DROP_ROLES = _words("navigation banner contentinfo search complementary menu me
 _DROP_WORDS = _words(
     "navbox navbar navigation nav menu breadcrumb breadcrumbs sidebar toc skip-link skiplink "
     "mw-editsection mw-jump-link catlinks printfooter noprint mw-navigation vector-toc "
-    "cookie-banner"
+    "footer site-footer page-footer mw-footer"
 )
+# Class/id words of cookie and consent banners: `cookie-banner`, `gdpr-notice`, `consent-modal`,
+# the common consent tools; not any word with "cookie" in it (a recipe's `cookie-card` stays).
+_CONSENT = re.compile(
+    r"(cookie|consent|gdpr).*(banner|bar|notice|popup|modal|dialog|wall|overlay|consent|prompt)"
+    r"|(banner|notice|popup|modal|dialog).*(cookie|consent|gdpr)"
+    r"|cookiebot|onetrust|cookieconsent|usercentrics|didomi|qc-cmp",
+    re.IGNORECASE,
+)
+_MAX_SPAN = 1000
+"""The most columns or rows one cell may span (browsers cap `colspan` at 1000 too)."""
 # WHATWG: pages labelled Latin-1 or ASCII are decoded as windows-1252 by every browser.
 _WHATWG_ALIASES = {
     "iso-8859-1": "cp1252",
@@ -64,12 +82,22 @@ class HTMLParser:
 
     def parse(self, path: Path, *, filename: str) -> ParsedDocument:
         soup = make_soup(read_bytes(path, filename), filename, encoding=self.encoding)
-        metadata: dict[str, MetadataValue] = {"format": "html"}
-        if soup.title is not None:
-            metadata["title"] = clean_inline(soup.title.get_text())
+        root = content_root(soup)
+        title = clean_inline(soup.title.get_text()) if soup.title is not None else ""
+        h1 = root.find("h1")
+        metadata: dict[str, MetadataValue] = {
+            "format": "html",
+            "title": title or (inline_text(h1) if isinstance(h1, Tag) else ""),
+        }
         builder = SectionBuilder()
-        add_html(content_root(soup), builder, filename)
-        return finish(builder.build(), filename, metadata)
+        if title and h1 is None:
+            builder.heading(title)  # the heading of the text above the page's first heading
+        add_html(root, builder, filename)
+        sections = builder.build()
+        if metadata["title"]:  # every chunk says which page it is from
+            where: dict[str, MetadataValue] = {"title": metadata["title"]}
+            sections = [replace(section, metadata=where) for section in sections]
+        return finish(sections, filename, metadata)
 
 
 def make_soup(data: bytes, filename: str, *, encoding: str | None = None) -> BeautifulSoup:
@@ -82,7 +110,7 @@ def make_soup(data: bytes, filename: str, *, encoding: str | None = None) -> Bea
         # XHTML (EPUB chapters) is parsed as HTML on purpose, and a tiny page can look like a URL.
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        soup = BeautifulSoup(text, "html.parser")
+        soup = BeautifulSoup(text, "lxml")
     strip_boilerplate(soup)
     return soup
 
@@ -104,6 +132,7 @@ def _is_chrome(tag: Tag) -> bool:
     words = {*tag.get_attribute_list("class"), tag.get("id") or ""}
     return (
         not words.isdisjoint(_DROP_WORDS)
+        or any(_CONSENT.search(str(word)) for word in words)
         or tag.get("role") in _DROP_ROLES
         or tag.get("aria-hidden") == "true"
         or tag.has_attr("hidden")
@@ -183,12 +212,77 @@ def inline_text(tag: Tag) -> str:
 
 
 def table_text(table: Tag) -> str:
-    """One line per row, cells joined by ` | `; nested tables fold into their cell."""
-    lines = []
-    for row in table.find_all("tr"):
-        if row.find_parent("table") is not table:
+    """One line per data row naming its columns (see `tables`); nested tables fold into their
+    cell; `<caption>` is the title, `<thead>` or leading rows of `<th>` the header."""
+    grid: list[list[str]] = []
+    joined: set[tuple[int, int]] = set()
+    below: dict[int, tuple[int, str]] = {}  # column → (rows still covered, text) of rowspans
+    header_rows = 0
+    in_header = True
+    marked = False  # whether the table marks any cell as a header cell
+    labels = []  # per body row: whether its first cell is a <th> labelling the rest
+    for row in _own_rows(table):
+        cells = row.find_all(["td", "th"], recursive=False)
+        if not cells:
             continue
-        cells = [inline_text(cell) for cell in row.find_all(["td", "th"], recursive=False)]
-        if any(cells):
-            lines.append(" | ".join(cell for cell in cells if cell))
-    return "\n".join(lines)
+        line: list[str] = []
+        r = len(grid)
+        for cell in cells:
+            while len(line) in below:
+                _take_rowspan(line, below)
+            text = inline_text(cell)
+            for span in range(_span(cell, "colspan")):
+                if span:
+                    joined.add((r, len(line)))
+                rows_down = min(_span(cell, "rowspan"), _MAX_SPAN) - 1
+                if rows_down > 0:
+                    below[len(line)] = (rows_down, text)
+                line.append(text)
+        while len(line) in below:
+            _take_rowspan(line, below)
+        header = row.find_parent("thead") is not None or all(c.name == "th" for c in cells)
+        marked = marked or any(c.name == "th" for c in cells)
+        if in_header and header and any(line):
+            header_rows += 1
+        else:
+            in_header = False
+            labels.append(cells[0].name == "th" and len(cells) > 1)
+        grid.append(line)
+    if not header_rows and labels and all(labels):
+        # `<th>Population</th><td>1,200</td>`: each row's label names the value beside it.
+        for line in grid:
+            line[0] = line[0] if not line[0] or line[0].endswith(":") else f"{line[0]}:"
+    caption = table.find("caption")
+    rendered = render_table(
+        grid,
+        title=inline_text(caption) if isinstance(caption, Tag) and _owns(table, caption) else "",
+        # Markup that marks header cells is trusted: `<th>` only down the first column means
+        # row labels and no header row.
+        header_rows=header_rows if header_rows or marked else None,
+        joined=frozenset(joined),
+    )
+    return "\n".join(rendered.lines)
+
+
+def _owns(table: Tag, tag: Tag) -> bool:
+    return tag.find_parent("table") is table
+
+
+def _own_rows(table: Tag) -> list[Tag]:
+    """The table's rows, not those of tables nested in its cells."""
+    return [row for row in table.find_all("tr") if row.find_parent("table") is table]
+
+
+def _span(cell: Tag, attribute: str) -> int:
+    try:
+        return max(1, min(int(str(cell.get(attribute) or 1).strip()), _MAX_SPAN))
+    except ValueError:
+        return 1
+
+
+def _take_rowspan(line: list[str], below: dict[int, tuple[int, str]]) -> None:
+    """Fill the next column of `line` from the cell above that spans down into it."""
+    left, text = below.pop(len(line))
+    if left > 1:
+        below[len(line)] = (left - 1, text)
+    line.append(text)

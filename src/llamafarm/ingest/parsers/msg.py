@@ -1,4 +1,4 @@
-"""Outlook .msg e-mails with extract-msg: a header section, the body, and text attachments."""
+"""Outlook .msg e-mails with extract-msg: headers, the body, attachments parsed by their format."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from extract_msg.exceptions import ExMsgBaseException
 
 from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
-from llamafarm.ingest.parsers.base import clean_inline, clean_text, decode_text_file, finish
-
-_TEXT_ATTACHMENTS = (".txt", ".md", ".markdown", ".csv", ".log", ".json", ".text")
-"""Attachments whose content is read as text; others are named in the metadata only."""
-MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+from llamafarm.ingest.parsers.base import clean_text, finish
+from llamafarm.ingest.parsers.mail import Attachments, header_metadata, header_section
 
 
 class MsgParser:
@@ -41,48 +38,33 @@ class MsgParser:
             message.close()
 
     def _document(self, message: Any, filename: str) -> ParsedDocument:
-        subject = clean_inline(str(getattr(message, "subject", None) or ""))
-        fields = {
-            "From": getattr(message, "sender", None),
-            "To": getattr(message, "to", None),
-            "Cc": getattr(message, "cc", None),
-            "Date": getattr(message, "date", None),
-            "Subject": subject,
-        }
-        sections: list[Section] = []
-        if self.headers:
-            lines = [f"{k}: {clean_inline(str(v))}" for k, v in fields.items() if v]
-            if lines:
-                sections.append(Section("\n".join(lines), heading="Headers"))
-        sections.append(
-            Section(clean_text(str(getattr(message, "body", None) or "")), None, subject or None)
+        headers = header_metadata(
+            {
+                "from": getattr(message, "sender", None),
+                "to": getattr(message, "to", None),
+                "cc": getattr(message, "cc", None),
+                "date": getattr(message, "date", None),
+                "subject": getattr(message, "subject", None),
+            }
         )
-        names: list[str] = []
+        sections = [header_section(headers)] if self.headers and headers else []
+        body = clean_text(str(getattr(message, "body", None) or ""))
+        sections.append(Section(body, None, str(headers.get("subject", "")) or None, headers))
+        attachments = Attachments(config={"encoding": self.encoding} if self.encoding else {})
         for attachment in getattr(message, "attachments", []) if self.attachments else []:
             name = str(
                 getattr(attachment, "longFilename", None)
                 or getattr(attachment, "shortFilename", None)
                 or ""
             )
-            names.append(name)
-            if text := self._attachment_text(attachment, name):
-                sections.append(Section(text, heading=f"Attachment: {name}"))
-        metadata: dict[str, MetadataValue] = {"format": "msg", "title": subject}
-        if fields["From"]:
-            metadata["sender"] = clean_inline(str(fields["From"]))
-        if fields["Date"]:
-            metadata["date"] = str(fields["Date"])
-        if names:
-            metadata["attachments"] = ", ".join(n for n in names if n)
+            data = getattr(attachment, "data", None)
+            readable = self.attachment_text and isinstance(data, bytes)
+            attachments.add(name, data if readable else None, headers)
+        sections += attachments.sections
+        metadata: dict[str, MetadataValue] = {
+            "format": "msg",
+            "title": headers.get("subject", ""),
+            **headers,
+            **attachments.metadata(),
+        }
         return finish(sections, filename, metadata)
-
-    def _attachment_text(self, attachment: Any, name: str) -> str:
-        data = getattr(attachment, "data", None)
-        if not (self.attachment_text and isinstance(data, bytes)):
-            return ""
-        if not name.lower().endswith(_TEXT_ATTACHMENTS) or len(data) > MAX_ATTACHMENT_BYTES:
-            return ""
-        try:
-            return clean_text(decode_text_file(data, name, encoding=self.encoding))
-        except ParseFailed:
-            return ""

@@ -1,0 +1,97 @@
+"""The Designer in a real browser: Playwright for Python driving Debian's Chromium (never a
+browser Playwright downloads) against one real `lf start` for the module.
+
+Without a browser (or without the `playwright` package) the tests skip, except under
+`CI=true`, where they fail: CI installs both (`make install`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Server, start_server  # noqa: F401 (the fixture, shared)
+
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def _missing(why: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}: CI must run the browser tests (`make install` installs it)")
+    pytest.skip(why)
+
+
+def chromium() -> str:
+    """`LF_TEST_CHROMIUM`, else Debian's Chromium."""
+    named = os.environ.get("LF_TEST_CHROMIUM")
+    found = (
+        named
+        or next((c for c in CANDIDATES if Path(c).is_file()), None)
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+    if not found or not Path(found).is_file():
+        _missing(f"No Chromium at {named!r}" if named else "No Chromium (apt-get install chromium)")
+    return str(found)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("The playwright package is not installed")
+    executable = chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(start_server: Any) -> Server:  # noqa: F811 (the fixture imported above)
+    started: Server = start_server()
+    return started
+
+
+@pytest.fixture
+def page(browser: Any, server: Server, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser tab at 1280x800 (a test may resize it). After the test: its screenshot
+    in tests/ui/screenshots/, and no request went to another host and no script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=server.url)
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    foreign: list[str] = []
+    errors: list[str] = []
+    tab.on(
+        "request",
+        lambda r: (
+            foreign.append(r.url)
+            if not (r.url.startswith(server.url + "/") or r.url.startswith("data:"))
+            else None
+        ),
+    )
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    yield tab
+    SCREENSHOTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert foreign == [], "the page sent requests to another host"
+    assert errors == [], "the page had script errors"
+
+
+def wait_task(server: Server, path: str, task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        task: dict[str, Any] = httpx.get(f"{server.url}{path}/tasks/{task_id}").json()
+        if task["state"] in ("SUCCESS", "FAILURE", "REVOKED"):
+            return task
+        time.sleep(0.3)
+    raise AssertionError(f"task {task_id} did not finish")
