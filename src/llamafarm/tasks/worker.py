@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from llamafarm.components import check_components
 from llamafarm.config.redaction import install_log_redaction
+from llamafarm.ingest.sandbox import ParseLimits, ParsePool
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
@@ -43,6 +44,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             check=check_components,
         ),
         worker=name,
+        parsing=ParsePool(ParseLimits.of(settings)),
     )
     app = create_celery(settings, context)
     beat(db, name)
@@ -63,7 +65,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             ]
         )
     finally:
-        context.models.close()  # the worker's loaded models and pools go with it
+        context.close()  # the worker's loaded models, pools and parse processes go with it
 
 
 def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
