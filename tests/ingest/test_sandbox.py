@@ -3,6 +3,9 @@ stops alone, in its own process, and the next file is parsed by a fresh one."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -98,7 +101,7 @@ def test_a_parser_that_allocates_too_much_is_stopped_at_the_memory_limit(
 
 def test_a_cancel_kills_the_process_mid_parse(pool: ParsePool, tmp_path: Path, good: Path) -> None:
     pid_file = tmp_path / "pid"
-    slow = ParsePool(LIMITS.__class__(**{**LIMITS.__dict__, "timeout_s": 600}))
+    slow = ParsePool(ParseLimits(**{**LIMITS.__dict__, "timeout_s": 600}))
     try:
         with pytest.raises(Cancelled):
             parse(slow, job(LoopParser, good, pid_file=str(pid_file)), stop=pid_file.exists)
@@ -162,3 +165,39 @@ def test_files_parse_side_by_side_in_their_own_processes(pool: ParsePool, good: 
     for thread in threads:
         thread.join()
     assert len(pids) == 4 and psutil.Process().pid not in pids
+
+
+WORKER = """
+import sys
+from pathlib import Path
+from llamafarm.ingest.sandbox import ParseLimits, ParsePool
+from tests.ingest.test_sandbox import LIMITS, job
+from tests.ingest.sandbox_parsers import LoopParser
+
+pool = ParsePool(ParseLimits(**{**LIMITS.__dict__, "timeout_s": 600}))
+with pool.run(job(LoopParser, Path(sys.argv[1]), pid_file=sys.argv[2]), lambda: False) as run:
+    list(run)
+"""
+
+
+def test_a_parse_process_does_not_outlive_a_killed_worker(good: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    root = str(Path(__file__).parent.parent.parent)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(good), str(pid_file)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([root, *sys.path])},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        parsing = int(pid_file.read_text())
+    finally:
+        worker.kill()  # as the OOM killer would: no clean-up runs
+        worker.wait()
+    deadline = time.monotonic() + 10
+    while not gone(parsing):
+        assert time.monotonic() < deadline, "the parse process outlived its worker"
+        time.sleep(0.05)

@@ -1,9 +1,10 @@
 """What runs in a parse process: one file at a time, parsed, chunked and extracted, its chunks
 sent back to the worker in batches, the next one only when the worker asks for it.
 
-The conversation on the pipe, worker → process: a `Job`, then `MORE` each time it wants the
-next batch (or `STOP`); process → worker: `("batch", chunks)` per batch, then `("done",
-Stats)`, or `("failed", error)` / `("crashed", text)` / `("memory", None)` instead.
+The conversation on the pipe: the process says `READY` once started; worker → process: a
+`Job`, then `MORE` each time it wants the next batch; process → worker: `("batch", chunks)` per
+batch, then `("done", Stats)`, or `("failed", error)` / `("crashed", text)` / `("memory",
+None)` instead. A process the worker stops asking is killed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -30,8 +32,8 @@ from llamafarm.ingest.parsers import Parser, parse_with
 from llamafarm.ingest.parsers.streams import stream_sections
 from llamafarm.ingest.sandbox.zips import check_zip
 
+READY = "ready"
 MORE = "more"
-STOP = "stop"
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,11 @@ class Stats:
     pid: int = field(default_factory=os.getpid)
 
 
-def serve(conn: Connection, max_mb: int, idle_s: float) -> None:
+def serve(conn: Connection, lifeline: Connection, max_mb: int, idle_s: float) -> None:
     """The process's loop: jobs until the pipe closes, a job stops it, or it idles `idle_s`."""
+    _die_with_worker(lifeline)
     _limit(max_mb)
+    conn.send(READY)  # started: from here on a file's time counts
     while conn.poll(idle_s):
         try:
             job = conn.recv()
@@ -73,6 +77,18 @@ def serve(conn: Connection, max_mb: int, idle_s: float) -> None:
             continue  # the ask for a next batch of a file that failed before it was read
         if not _run(conn, job):
             return  # stopped half-way, or out of memory: the worker starts a fresh process
+
+
+def _die_with_worker(lifeline: Connection) -> None:
+    """Exit when the worker is gone (even killed: its end of `lifeline` closes with it), so a
+    file stuck in a loop cannot outlive its worker."""
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # the worker never sends: this returns when its end closes
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
 def _limit(max_mb: int) -> None:

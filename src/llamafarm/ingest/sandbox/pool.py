@@ -22,16 +22,18 @@ from types import TracebackType
 from typing import Any
 
 from llamafarm.documents import Chunk
-from llamafarm.errors import ParseFailed, ParseLimitExceeded
-from llamafarm.ingest.sandbox.child import MORE, Job, Stats, serve
+from llamafarm.errors import ParseFailed, ParseLimitExceeded, Unavailable
+from llamafarm.ingest.sandbox.child import MORE, READY, Job, Stats, serve
 from llamafarm.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STOP_CHECK_S = 1.0
 """How often a worker waiting on a parse asks whether the file's task was cancelled."""
+START_S = 120.0
+"""How long a new parse process may take to start."""
 IDLE_S = 120.0
-"""A parse process unused this long exits; the next file starts a fresh one."""
+"""A parse process unused this long exits; the worker takes none unused half as long."""
 
 
 class Cancelled(Exception):
@@ -89,9 +91,10 @@ class ParsePool:
             with self._lock:
                 while self._idle:
                     child = self._idle.pop()
-                    if child.process.is_alive():
+                    # One idle for half its IDLE_S could exit just as it gets the file.
+                    if child.process.is_alive() and time.monotonic() - child.idle < IDLE_S / 2:
                         return child
-                    child.kill()  # exited idle; reaped here
+                    child.kill()
             return _Child(self._context, self.limits)
         except BaseException:
             self._slots.release()
@@ -100,6 +103,7 @@ class ParsePool:
     def _give_back(self, child: _Child, *, reusable: bool) -> None:
         try:
             if reusable and child.process.is_alive():
+                child.idle = time.monotonic()
                 with self._lock:
                     self._idle.append(child)
             else:
@@ -197,14 +201,27 @@ class _Child:
 
     def __init__(self, context: BaseContext, limits: ParseLimits) -> None:
         self.conn, theirs = context.Pipe()
+        # Never written to: the process watches it to exit with the worker (child.py).
+        lifeline, self._lifeline = context.Pipe(duplex=False)
         self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
             target=serve,
-            args=(theirs, limits.max_mb, IDLE_S),
+            args=(theirs, lifeline, limits.max_mb, IDLE_S),
             name="llamafarm-parse",
             daemon=True,
         )
         self.process.start()
+        self.idle = time.monotonic()
         theirs.close()
+        lifeline.close()
+        # Its start (the forkserver's own, with the parsers' imports, the first time) is not
+        # the first file's time.
+        try:
+            if self.conn.poll(START_S) and self.conn.recv() == READY:
+                return
+        except (EOFError, OSError):
+            pass
+        self.kill()
+        raise Unavailable(f"A parse process did not start within {START_S:g} s")
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -212,6 +229,7 @@ class _Child:
         self.process.join()
         self.process.close()
         self.conn.close()
+        self._lifeline.close()
 
 
 def _context() -> BaseContext:
