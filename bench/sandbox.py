@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -30,11 +31,14 @@ from llamafarm.ingest.chunking import chunk_document
 from llamafarm.ingest.extractors import apply_extractors
 from llamafarm.ingest.parsers import parse_file
 from llamafarm.ingest.parsers.text import TextParser
-from llamafarm.ingest.pipeline import Plan, process_file
 from llamafarm.ingest.sandbox import Job, ParseLimits, ParsePool
-from llamafarm.rag.embedders import create_embedder
-from llamafarm.rag.embedders.base import Embedder
-from llamafarm.rag.stores import ChromaClients
+
+# A parse process imports the worker's main module again (as multiprocessing does, unless it is
+# a package's __main__, like `python -m llamafarm.cli worker`): what only the worker needs
+# (Chroma, the pipeline, the embedders) is imported where it is used, as in `lf`.
+if TYPE_CHECKING:
+    from llamafarm.ingest.pipeline import Plan
+    from llamafarm.rag.stores import ChromaClients
 
 PARAGRAPH = (
     "Paragraph {i} of the orchard log. The pickers counted {n} crates of apples on row {i} "
@@ -107,6 +111,13 @@ def hop(work: Path, rounds: int) -> None:
     for _ in range(rounds):
         sandboxed(pool, small)
     isolated = (time.perf_counter() - begun) / rounds
+    for server in psutil.Process().children():
+        for child in server.children():
+            info = child.memory_full_info()
+            print(
+                f"an idle parse process: RSS {info.rss / 2**20:.0f} MiB, "
+                f"USS (its own pages) {info.uss / 2**20:.0f} MiB"
+            )
     pool.close()
     begun = time.perf_counter()
     fresh = ParsePool(LIMITS)
@@ -121,6 +132,11 @@ def hop(work: Path, rounds: int) -> None:
 
 
 def big(work: Path, size_mb: int, embedder_kind: str) -> None:
+    from llamafarm.ingest.pipeline import Plan
+    from llamafarm.rag.embedders import create_embedder
+    from llamafarm.rag.embedders.base import Embedder
+    from llamafarm.rag.stores import ChromaClients
+
     path = work / "big.txt"
     with path.open("w") as out:
         i = 0
@@ -192,6 +208,8 @@ def run(
     progress: list[tuple[float, int]],
     begun: float = 0.0,
 ) -> int:
+    from llamafarm.ingest.pipeline import process_file
+
     outcome = process_file(
         plan=plan,
         dataset="d",

@@ -2,8 +2,9 @@
 sent back to the worker in batches, the next one only when the worker asks for it.
 
 The conversation on the pipe: the process says `READY` once started; worker → process: a
-`Job`, then `MORE` each time it wants the next batch; process → worker: `("batch", chunks)` per
-batch, then `("done", Stats)`, or `("failed", error)` / `("crashed", text)` / `("memory",
+`Job`, then `MORE` each time it wants the next batch; process → worker: for a file read
+whole `("whole", (chunks, Stats))`, for a file streamed `("batch", chunks)` per batch, then
+`("done", Stats)`; or `("failed", error)` / `("crashed", text)` / `("memory",
 None)` instead. A process the worker stops asking is killed.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 import psutil
 
 from llamafarm.config.models import DataProcessingStrategy
-from llamafarm.documents import Chunk, ParsedDocument
+from llamafarm.documents import Chunk, ParsedDocument, Section
 from llamafarm.errors import LfError, ParseFailed
 from llamafarm.ingest.chunking import chunk_document
 from llamafarm.ingest.extractors import apply_extractors
@@ -105,11 +106,19 @@ def _run(conn: Connection, job: Job) -> bool:
     """Process one job; whether the process can take another."""
     stats = Stats()
     try:
-        for batch in _batches(job, stats):
-            if conn.recv() != MORE:
+        if conn.recv() != MORE:
+            return False
+        parsed = _parse(job, stats)
+        if isinstance(parsed, list):
+            conn.send(("whole", (parsed, stats)))
+            return True
+        asked = True
+        for batch in parsed:  # the next batch is built while the worker stores this one
+            if not asked and conn.recv() != MORE:
                 return False
             conn.send(("batch", batch))
-        if conn.recv() != MORE:
+            asked = False
+        if not asked and conn.recv() != MORE:
             return False
         conn.send(("done", stats))
         return True
@@ -125,8 +134,9 @@ def _run(conn: Connection, job: Job) -> bool:
     return False
 
 
-def _batches(job: Job, stats: Stats) -> Iterator[list[Chunk]]:
-    """The file's chunks, `job.batch` at a time."""
+def _parse(job: Job, stats: Stats) -> list[Chunk] | Iterator[list[Chunk]]:
+    """A file read whole: all its chunks (the worker has them at once and the process is free
+    for the next file); a file streamed: its chunks `job.batch` at a time."""
     begun = time.perf_counter()
     check_zip(job.path, job.filename, max_bytes=job.max_unzipped_bytes, max_ratio=job.max_zip_ratio)
     sections = stream_sections(job.parser(job.options), job.path, job.filename)
@@ -136,10 +146,12 @@ def _batches(job: Job, stats: Stats) -> Iterator[list[Chunk]]:
         )
         stats.characters = sum(len(section.text) for section in document.sections)
         stats.parse_s += time.perf_counter() - begun
-        chunks = _chunk(job, document, stats, first=0)
-        yield from (chunks[i : i + job.batch] for i in range(0, len(chunks), job.batch))
-        return
+        return _chunk(job, document, stats, first=0)
     stats.streamed = True
+    return _stream(job, sections, stats)
+
+
+def _stream(job: Job, sections: Iterator[Section], stats: Stats) -> Iterator[list[Chunk]]:
     pending: list[Chunk] = []
     while True:
         begun = time.perf_counter()

@@ -135,6 +135,9 @@ class ParseRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._release()
+
+    def _release(self) -> None:
         if self._child is not None:
             self._pool._give_back(self._child, reusable=self._reusable)
             self._child = None
@@ -145,6 +148,13 @@ class ParseRun:
             if kind == "batch":
                 yield value
                 continue
+            if kind == "whole":
+                chunks, self.stats = value
+                self._reusable = True
+                self._release()  # free for the next file while this one's are embedded
+                step = self._job.batch
+                yield from (chunks[i : i + step] for i in range(0, len(chunks), step))
+                return
             if kind == "done":
                 self.stats, self._reusable = value, True
                 return
