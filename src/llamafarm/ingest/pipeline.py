@@ -123,9 +123,9 @@ def process_file(
                     with steps.timed("embed"):
                         vectors = _embed(plan.embedder, texts, should_stop)
                     _stop_if(should_stop)
+                    stored.extend(ids)  # first: a write that fails half-way is removed too
                     with steps.timed("store"):
                         store.upsert(ids, texts, vectors, [{**c.metadata, **base} for c in batch])
-                    stored.extend(ids)
                     on_stored(len(stored))
             except BaseException as exc:
                 if not steps.errors:  # not embedding's or storing's: the parse's own
