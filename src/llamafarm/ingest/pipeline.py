@@ -19,7 +19,7 @@ from llamafarm.config.models import (
     EmbeddingStrategy,
     ProjectConfig,
 )
-from llamafarm.documents import MetadataValue
+from llamafarm.documents import Chunk, MetadataValue
 from llamafarm.events import Timeline
 from llamafarm.ingest.parsers import resolve, select_parser
 from llamafarm.ingest.sandbox import Cancelled, Job, ParsePool, Stats
@@ -113,8 +113,9 @@ def process_file(
     stored: list[str] = []
     try:
         with parsing.run(job, should_stop) as run:
+            batches = iter(run)
             try:
-                for batch in run:
+                while (batch := _next(batches, steps)) is not None:
                     ids = [
                         chunk_id(dataset, file_hash, fingerprint, int(c.metadata["chunk_index"]))
                         for c in batch
@@ -127,10 +128,6 @@ def process_file(
                     with steps.timed("store"):
                         store.upsert(ids, texts, vectors, [{**c.metadata, **base} for c in batch])
                     on_stored(len(stored))
-            except BaseException as exc:
-                if not steps.errors:  # not embedding's or storing's: the parse's own
-                    steps.errors["parse"] = type(exc).__name__
-                raise
             finally:
                 steps.stats, steps.waited_s = run.stats, run.waited_s
         _stop_if(should_stop)
@@ -144,6 +141,16 @@ def process_file(
     finally:
         steps.record(len(stored))
     return Outcome(FileState.SUCCESS, len(stored), fingerprint)
+
+
+def _next(batches: Iterator[list[Chunk]], steps: _Steps) -> list[Chunk] | None:
+    """The parse process's next batch; its failure (or a cancel while waiting on it) is the
+    parse step's error."""
+    try:
+        return next(batches, None)
+    except BaseException as exc:
+        steps.errors["parse"] = type(exc).__name__
+        raise
 
 
 def _embed(embedder: Embedder, texts: list[str], should_stop: Callable[[], bool]) -> list[Any]:

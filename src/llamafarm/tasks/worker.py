@@ -46,6 +46,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
         worker=name,
         parsing=ParsePool(ParseLimits.of(settings)),
     )
+    context.parsing.warm()
     app = create_celery(settings, context)
     beat(db, name)
     requeue_interrupted(db, app, settings)

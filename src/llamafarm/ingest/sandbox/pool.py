@@ -76,6 +76,24 @@ class ParsePool:
         """A context manager that holds a process for the file; iterate it for its batches."""
         return ParseRun(self, job, should_stop)
 
+    def warm(self) -> None:
+        """Start the processes now, in the background: the forkserver's imports (seconds) are
+        paid at the worker's start, not by its first files."""
+
+        def start() -> None:
+            for _ in range(self.limits.processes):
+                if not self._slots.acquire(blocking=False):
+                    return  # files took the slots meanwhile
+                try:
+                    child = _Child(self._context, self.limits)
+                except Exception:
+                    self._slots.release()
+                    log.exception("could not start a parse process")
+                    return
+                self._give_back(child, reusable=True)
+
+        threading.Thread(target=start, name="parse-warm", daemon=True).start()
+
     def close(self) -> None:
         """Stop the idle processes (a running file's process stops when its run ends)."""
         with self._lock:
