@@ -10,6 +10,7 @@
      ├── Unprocessable (422)
      │    ├── ConfigInvalid
      │    └── ParseFailed
+     │         └── ParseLimitExceeded
      ├── BadGateway (502)
      ├── Unavailable (503)
      │    ├── EmbedderUnavailable
@@ -75,6 +76,11 @@ class PayloadTooLarge(LfError):
 
 class ParseFailed(Unprocessable):
     """A file that no parser handles, or that yields no usable text; it fails alone."""
+
+
+class ParseLimitExceeded(ParseFailed):
+    """A file's parse went past a limit of the parse sandbox (time, memory, zip size); the
+    detail names the setting."""
 
 
 class EmbedderUnavailable(Unavailable):

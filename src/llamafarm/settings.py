@@ -69,6 +69,38 @@ class Settings(BaseSettings):
         description="Size of each RAG database's cache of chunk vectors, in MiB; the least "
         "recently used go beyond it. 0: every chunk is embedded again.",
     )
+    parse_processes: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Parse processes of an ingestion worker: files it parses at once, each in a "
+        "process of its own that a hung or oversized file cannot take the worker down with.",
+    )
+    parse_timeout_s: float = Field(
+        default=300,
+        gt=0,
+        description="Seconds a worker waits, in all, for one file's parser (time spent embedding "
+        "and storing its chunks is not counted); past it the parse process is killed and the "
+        "file fails alone.",
+    )
+    parse_max_mb: int = Field(
+        default=2048,
+        ge=64,
+        description="MiB of address space one file's parse may take beyond its process's "
+        "start-up size (RLIMIT_AS, Linux); past it the parse stops and the file fails alone.",
+    )
+    parse_max_unzipped_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="MiB a zip-based file (DOCX, XLSX, PPTX, EPUB) may unpack to, from its "
+        "central directory, before it is opened; more is refused as a zip bomb.",
+    )
+    parse_max_zip_ratio: float = Field(
+        default=100,
+        ge=2,
+        description="Largest unpacked/packed size ratio of one entry (of more than 1 MiB) in a "
+        "zip-based file; more is refused as a zip bomb.",
+    )
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted upload, in MiB.")
     max_json_kb: int = Field(
         default=2048,

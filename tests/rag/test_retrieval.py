@@ -330,6 +330,26 @@ def test_deletes_reach_lexical_rows_the_vectors_no_longer_have(
     assert store.count({"source": "dishwasher.txt"}) == 0
 
 
+def test_a_files_batches_go_in_one_by_one_and_out_by_id_or_all_but_some(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    """What the pipeline does with a streamed file: `upsert` per batch, then `delete` of the
+    file's chunks not among the new ones, or `remove` of the batches when the run stops."""
+    where = {"source": "big.txt"}
+    texts = [f"Batch {i} of the glacier survey E99{i}" for i in range(4)]
+    vectors = embedder.embed(texts)
+    for i in range(4):
+        store.upsert([f"b{i}"], [texts[i]], [vectors[i]], [where])
+    assert store.count(where) == 4
+    assert store.delete(where, keep=["b1", "b2"]) == 2
+    assert store.count(where) == 2 and [h.id for h in store.keyword_search("E991", top_k=3)] == [
+        "b1"
+    ]
+    store.remove(["b1", "b2"])
+    assert store.count(where) == 0 and store.keyword_search("E992", top_k=3) == []
+    assert store.count() == len(CORPUS)  # the other files' chunks stay
+
+
 @pytest.mark.parametrize("store", ["chroma", "chroma-server"], indirect=True)
 def test_an_old_store_gets_its_lexical_index_once(
     store: VectorStore, embedder: UniversalEmbedder

@@ -15,12 +15,14 @@ from llamafarm.config.models import Database
 from llamafarm.datasets.service import blobs, dataset_store, file_query
 from llamafarm.errors import LfError
 from llamafarm.events import Timeline
-from llamafarm.ingest.pipeline import Cancelled, Outcome, plan, process_file
+from llamafarm.ingest.pipeline import Outcome, plan, process_file
+from llamafarm.ingest.sandbox import Cancelled, ParseLimits, ParsePool
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.embedders.reuse import CACHE_FILE, ReusingEmbedder, VectorCache
 from llamafarm.rag.index import index_folder
 from llamafarm.rag.stores import ChromaClients, create_store, release_missing
+from llamafarm.settings import Settings
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
 
@@ -38,6 +40,13 @@ class WorkerContext:
     """One embedder per strategy and process, shared by the files processed at once."""
     embedding_cache_bytes: int = 256 << 20
     """Each database's cache of chunk vectors (`LF_EMBEDDING_CACHE_MB`); 0: none."""
+    parsing: ParsePool = field(default_factory=lambda: ParsePool(ParseLimits.of(Settings())))
+    """The parse processes, shared by the files processed at once."""
+
+    def close(self) -> None:
+        """Let go of the worker's models, pools and parse processes."""
+        self.parsing.close()
+        self.models.close()
 
 
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
@@ -139,12 +148,16 @@ def _process(
             stored_fingerprint=record.fingerprint,
             project_dir=project_dir,
             chroma=ctx.models.chroma,
+            parsing=ctx.parsing,
             should_stop=cancelled,
+            on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
             timeline=timeline,
         )
     except Cancelled:
         with ctx.db.session() as session:
-            _finish(session.get_one(TaskFile, task_file_id), FileState.CANCELLED)
+            item = session.get_one(TaskFile, task_file_id)
+            item.chunks = 0  # the batches it had stored were taken out again
+            _finish(item, FileState.CANCELLED)
         return FileState.CANCELLED
     except LfError as exc:
         return _fail(ctx, task_file_id, exc.detail, type(exc).__name__)
@@ -172,6 +185,12 @@ def _process(
         )
         return FileState.REVERTED
     return outcome.state
+
+
+def _progress(ctx: WorkerContext, task_file_id: int, chunks: int) -> None:
+    """The file's chunks stored so far, for the task's progress while it runs."""
+    with ctx.db.session() as session:
+        session.execute(update(TaskFile).where(TaskFile.id == task_file_id).values(chunks=chunks))
 
 
 def _log_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timeline) -> None:
@@ -268,6 +287,7 @@ def _fail(
         item = session.get(TaskFile, task_file_id)
         if item is not None:
             item.error, item.error_type = error, kind
+            item.chunks = 0  # the batches it had stored were taken out again
             item.traceback = traceback.format_exc() if with_trace else None
             _finish(item, FileState.FAILURE)
     return FileState.FAILURE

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from llamafarm.components import check_components
 from llamafarm.config.redaction import install_log_redaction
 from llamafarm.errors import LfError
+from llamafarm.ingest.sandbox import ParseLimits, ParsePool
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import KEPT, key_of
@@ -47,7 +48,9 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
         ),
         worker=name,
         embedding_cache_bytes=settings.embedding_cache_mb << 20,
+        parsing=ParsePool(ParseLimits.of(settings)),
     )
+    context.parsing.warm()
     app = create_celery(settings, context)
     beat(db, name)
     requeue_interrupted(db, app, settings)
@@ -69,7 +72,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             ]
         )
     finally:
-        context.models.close()  # the worker's loaded models and pools go with it
+        context.close()  # the worker's loaded models, pools and parse processes go with it
 
 
 def warm_embedders(context: WorkerContext) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import mimetypes
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from llamafarm.config.models import DataProcessingStrategy
 from llamafarm.config.models import Parser as ParserConfig
@@ -40,7 +41,9 @@ __all__ = [
     "Parser",
     "matches",
     "parse_file",
+    "parse_with",
     "parser_class",
+    "resolve",
     "select_parser",
 ]
 
@@ -176,18 +179,39 @@ def _accepted(strategy: DataProcessingStrategy) -> list[str]:
     return sorted(found)
 
 
+def resolve(parser_cfg: ParserConfig) -> tuple[type[Parser], type[Parser] | None]:
+    """The classes a parser entry names: its own and its `fallback_parser`'s (None if none)."""
+    cls = parser_class(parser_cfg.type) or PARSERS.find(parser_cfg.type, error=ParseFailed)
+    fallback = parser_cfg.fallback_parser
+    if not fallback or fallback == parser_cfg.type:
+        return cls, None
+    return cls, parser_class(fallback) or PARSERS.find(fallback, error=ParseFailed)
+
+
 def parse_file(parser_cfg: ParserConfig, path: Path, *, filename: str) -> ParsedDocument:
     """Parse one file with the configured parser, then its `fallback_parser` if that fails;
     `ParseFailed` if neither can."""
-    cls = parser_class(parser_cfg.type) or PARSERS.find(parser_cfg.type, error=ParseFailed)
+    cls, fallback = resolve(parser_cfg)
+    return parse_with(cls, fallback, parser_cfg.config, path, filename=filename)
+
+
+def parse_with(
+    cls: type[Parser],
+    fallback: type[Parser] | None,
+    options: dict[str, Any],
+    path: Path,
+    *,
+    filename: str,
+) -> ParsedDocument:
+    """`parse_file` with the classes resolved (as the parse sandbox's process gets them)."""
     try:
-        return cls(parser_cfg.config).parse(path, filename=filename)
+        return cls(options).parse(path, filename=filename)
     except ParseFailed as first:
-        fallback = parser_cfg.fallback_parser
-        if not fallback or fallback == parser_cfg.type:
+        if fallback is None:
             raise
-        other = parser_class(fallback) or PARSERS.find(fallback, error=ParseFailed)
         try:
-            return other(parser_cfg.config).parse(path, filename=filename)
+            return fallback(options).parse(path, filename=filename)
         except ParseFailed as second:
-            raise ParseFailed(f"{first.detail}; fallback {fallback}: {second.detail}") from second
+            raise ParseFailed(
+                f"{first.detail}; fallback {fallback.__name__}: {second.detail}"
+            ) from second

@@ -35,14 +35,28 @@ class VectorStore(Protocol):
         vectors: Sequence[Sequence[float]],
         metadatas: Sequence[Mapping[str, MetadataValue]],
     ) -> None:
-        """Make the chunks matching `where` exactly these: upsert them, then drop the others.
+        """Make the chunks matching `where` exactly these: `upsert` them, then `delete` the others.
 
         The old chunks stay until the new ones are stored, so a failure leaves the old set.
         """
         ...
 
-    def delete(self, where: Where) -> int:
-        """Remove matching chunks; returns how many were removed."""
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, MetadataValue]],
+    ) -> None:
+        """Store these chunks, overwriting any of the same ids (a file's batches, one by one)."""
+        ...
+
+    def delete(self, where: Where, *, keep: Sequence[str] = ()) -> int:
+        """Remove matching chunks but those in `keep`; returns how many were removed."""
+        ...
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Remove these chunks (a file's batches stored before it failed or was cancelled)."""
         ...
 
     def count(self, where: Where | None = None) -> int: ...

@@ -109,25 +109,39 @@ class ChromaStore:
         vectors: Sequence[Sequence[float]],
         metadatas: Sequence[Mapping[str, MetadataValue]],
     ) -> None:
+        self.upsert(ids, texts, vectors, metadatas)
+        self.delete(where, keep=ids)
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, MetadataValue]],
+    ) -> None:
         with self._collection(write=True) as collection:
             lexical = self._lexical(collection)
             _upsert(collection, ids, texts, vectors, metadatas)
             lexical.upsert(ids, texts, metadatas)
-            # The lexical side by metadata first: a retry after a failure here redoes it all.
-            lexical.delete_where(where, keep=ids)
-            stale = sorted(set(collection.get(where=_where(where), include=[])["ids"]) - set(ids))
-            if stale:
-                collection.delete(ids=stale)
 
-    def delete(self, where: Where) -> int:
+    def delete(self, where: Where, *, keep: Sequence[str] = ()) -> int:
         with self._collection(write=True) as collection:
             # The lexical side first, by metadata: if the vectors' delete then fails, a retry
             # still finds them; the other order could leave lexical rows no retry would see.
-            self._lexical(collection).delete_where(where)
-            ids = collection.get(where=_where(where), include=[])["ids"]
+            self._lexical(collection).delete_where(where, keep=keep)
+            kept = set(keep)
+            found = collection.get(where=_where(where), include=[])["ids"]
+            ids = sorted(i for i in found if i not in kept)
             if ids:
                 collection.delete(ids=ids)
             return len(ids)
+
+    def remove(self, ids: Sequence[str]) -> None:
+        with self._collection(write=True) as collection:
+            self._lexical(collection).delete(ids)
+            step = collection._client.get_max_batch_size()
+            for start in range(0, len(ids), step):
+                collection.delete(ids=list(ids[start : start + step]))
 
     def count(self, where: Where | None = None) -> int:
         with self._collection(write=False) as collection:

@@ -115,6 +115,16 @@ class QdrantStore:
         vectors: Sequence[Sequence[float]],
         metadatas: Sequence[Mapping[str, MetadataValue]],
     ) -> None:
+        self.upsert(ids, texts, vectors, metadatas)
+        self.delete(where, keep=ids)
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, MetadataValue]],
+    ) -> None:
         with self._client(write=True) as client:
             lexical = self._lexical()
             if ids:
@@ -128,22 +138,26 @@ class QdrantStore:
                 for start in range(0, len(points), _PAGE):
                     client.upsert(self.collection_name, points=points[start : start + _PAGE])
             lexical.upsert(ids, texts, metadatas)
-            lexical.delete_where(where, keep=ids)
-            if client.collection_exists(self.collection_name):
-                keep = {_point(i) for i in ids}
-                stale = [p for p in self._ids(client, where) if p not in keep]
-                if stale:
-                    client.delete(self.collection_name, models.PointIdsList(points=stale))
 
-    def delete(self, where: Where) -> int:
+    def delete(self, where: Where, *, keep: Sequence[str] = ()) -> int:
         with self._client(write=True) as client:
-            self._lexical().delete_where(where)
+            self._lexical().delete_where(where, keep=keep)
             if not client.collection_exists(self.collection_name):
                 return 0
-            found = self._ids(client, where)
+            kept = {_point(i) for i in keep}
+            found = [p for p in self._ids(client, where) if p not in kept]
             if found:
                 client.delete(self.collection_name, models.PointIdsList(points=found))
             return len(found)
+
+    def remove(self, ids: Sequence[str]) -> None:
+        with self._client(write=True) as client:
+            self._lexical().delete(ids)
+            if ids and client.collection_exists(self.collection_name):
+                points: list[models.ExtendedPointId] = [_point(i) for i in ids]
+                for start in range(0, len(points), _PAGE):
+                    chosen = models.PointIdsList(points=points[start : start + _PAGE])
+                    client.delete(self.collection_name, chosen)
 
     def count(self, where: Where | None = None) -> int:
         with self._client(write=False) as client:
