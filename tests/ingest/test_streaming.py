@@ -75,7 +75,13 @@ def plan() -> Plan:
     strategy = DataProcessingStrategy(
         name="s", parsers=[ParserConfig(type="TextParser", config=CHUNK)]
     )
-    database = Database(name="db", type="ChromaStore", config={"collection_name": "orchard"})
+    database = Database(
+        name="db",
+        type="ChromaStore",
+        config={"collection_name": "orchard"},
+        # what the index records as its builder; the chunks are embedded by CountingEmbedder
+        embedding_strategies=[{"name": "e", "type": "UniversalEmbedder", "config": {}}],
+    )
     return Plan(strategy, database, CountingEmbedder())
 
 
