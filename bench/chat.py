@@ -303,16 +303,20 @@ def slots(
     started: float,
     body: dict[str, Any],
     count: int,
+    *,
+    threads: int | None = None,
+    busy: int = 0,
 ) -> None:
     """8 clients at once against the bundled model served with 1 slot and with its default
     slots, in alternating rounds (each answer exactly MAX_TOKENS long: `ignore_eos`); before
     that, the cold start (the server's start to the first token of the first request, which
     loads the model) and the server's RSS with one model loaded, then two."""
     model = {"name": "default", "provider": "universal", "model": "SmolLM2-135M-Instruct"}
-    default_url = make_project(http, "slots", {**model, "extra_body": {"ignore_eos": True}})
-    one_url = make_project(
-        http, "oneslot", {**model, "extra_body": {"ignore_eos": True, "n_parallel": 1}}
-    )
+    extra: dict[str, Any] = {"ignore_eos": True}
+    if threads:
+        extra["n_threads"] = threads
+    default_url = make_project(http, "slots", {**model, "extra_body": extra})
+    one_url = make_project(http, "oneslot", {**model, "extra_body": {**extra, "n_parallel": 1}})
     base = str(http.base_url).rstrip("/")
     before = rss_mb(process)
     first = stream_sse(http, f"{base}{default_url}", body)
@@ -334,7 +338,14 @@ def slots(
         "1 slot": lambda h: stream_sse(h, f"{base}{one_url}", body),
         "default": lambda h: stream_sse(h, f"{base}{default_url}", body),
     }
-    result = rounds(paths, 8, count, lambda: 0.0)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+    try:
+        result = rounds(paths, 8, count, lambda: 0.0)
+    finally:
+        for burner in burners:
+            burner.kill()
+    if busy:
+        print(f"({busy} other process(es) kept a CPU busy each meanwhile, like an ingestion)")
     print(f"{'slots':<8} {'n':>4} {'TTFT p50 ms':>12} {'p95 ms':>8} {'agg tok/s':>10}")
     figures = {}
     for name, (samples, wall, _) in result.items():
@@ -421,6 +432,15 @@ def main() -> None:
         "--slot-rounds", type=int, default=3, help="slots: rounds of 8 clients at once per setting"
     )
     parser.add_argument(
+        "--slot-threads", type=int, help="slots: the model's n_threads (default: the server's)"
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="slots: processes that keep a CPU busy each during the rounds (an ingestion's load)",
+    )
+    parser.add_argument(
         "--pace-ms",
         type=float,
         default=0.0,
@@ -487,7 +507,15 @@ def main() -> None:
         )
 
         if "slots" in providers:  # first: it times the bundled model's cold start
-            slots(http, process, started, through, args.slot_rounds)
+            slots(
+                http,
+                process,
+                started,
+                through,
+                args.slot_rounds,
+                threads=args.slot_threads,
+                busy=args.busy,
+            )
         direct_body = {"model": "fake", "messages": messages, **knobs}
         if "openai" in providers:
             compare(

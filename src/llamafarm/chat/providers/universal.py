@@ -40,7 +40,7 @@ from llamafarm.models.gguf_header import (
 )
 from llamafarm.names import hf_model_id
 from llamafarm.shared import Shared
-from llamafarm.system.cpus import default_threads
+from llamafarm.system.cpus import chat_threads
 
 BUNDLED = bundled.CHAT
 DEFAULT_MAX_TOKENS = 512
@@ -156,8 +156,8 @@ def _load(path: Path, options: Mapping[str, Any], key: str) -> Any:
     params.n_ctx = min(options["n_ctx"], trained) * options["n_parallel"]
     params.n_parallel = options["n_parallel"]
     params.kv_unified = False  # a context per slot: one long chat never starves the others
-    params.cpuparams.n_threads = options.get("n_threads") or default_threads()
-    params.cpuparams_batch.n_threads = options.get("n_threads") or default_threads()
+    params.cpuparams.n_threads = options.get("n_threads") or chat_threads()
+    params.cpuparams_batch.n_threads = options.get("n_threads") or chat_threads()
     _apply(xllamacpp, params, options)
     params.verbosity = 1  # errors only; llama.cpp logs every request at the default
     params.api_keys = [key]
