@@ -17,7 +17,7 @@ then `top_k=10` for the latency, which is timed by the client over keep-alive HT
 server stopped, it embeds each query in this process and queries the Chroma collection directly,
 as the floor the server's `vector` strategy is compared to (row `raw chroma`: quality from 100
 results, latency of embedding plus a 10-result query). Metrics are the mean over all test queries
-of pytrec_eval's `ndcg_cut_10` and `recall_100`, as `lf eval` computes them; the folder is read
+of trec_eval's `ndcg_cut_10` and `recall_100`, as `lf eval` computes them; the folder is read
 and ingested by `lf eval`'s own code (`llamafarm.rag.beir`, `llamafarm.cli.eval`).
 """
 

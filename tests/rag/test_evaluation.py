@@ -34,3 +34,10 @@ def test_only_the_first_ten_count_for_ndcg_and_recall_at_10() -> None:
     [got] = measure({"q": {"a": 1}}, {"q": ranking}).values()
     assert got["ndcg_cut_10"] == got["recall_10"] == 0.0
     assert got["recall_100"] == 1.0 and got["recip_rank"] == pytest.approx(1 / 11)
+
+
+def test_the_ideal_ranking_is_cut_at_ten_too() -> None:
+    judged = {f"d{i}": 1 for i in range(12)}
+    [got] = measure({"q": judged}, {"q": [f"d{i}" for i in range(12)]}).values()
+    assert got["ndcg_cut_10"] == pytest.approx(1.0)
+    assert got["recall_10"] == pytest.approx(10 / 12) and got["recall_100"] == 1.0

@@ -3,18 +3,22 @@
 Each question runs as a RAG query (`search`, as `POST …/rag/query` does) for `DEPTH` results.
 With `relevant`, the results become a ranking of documents (a document ranks where its first
 chunk does, matched by file name or hash); with `expected`, each phrase is a relevant item, found
-at the first chunk that holds it. pytrec_eval (the trec_eval that BEIR reports) scores the
-rankings: nDCG@10 (gain = grade), Recall@10 and @100, MRR. Latency is the time of each search.
+at the first chunk that holds it. The rankings are scored as trec_eval (what BEIR reports)
+scores them: nDCG@10 (gain = grade), Recall@10 and @100, MRR. Latency is the time of each search.
+
+The measures are written out here rather than taken from pytrec_eval: its wheel requires scipy
+(~140 MB installed) without using it, for three formulas of a few lines each; tests check them
+against values computed by hand.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pytrec_eval
 
 from llamafarm.errors import BadRequest
 from llamafarm.projects import ProjectRef, ProjectStore
@@ -31,7 +35,6 @@ SHOWN = 5
 """Results shown for each of the worst queries."""
 EXCERPT = 200
 MAX_STRATEGIES = 10
-_MEASURES = {"ndcg_cut.10", "recall.10,100", "recip_rank"}
 MEASURE_NAMES = ("ndcg_cut_10", "recall_10", "recall_100", "recip_rank")
 """What `measure` gives for each query, as trec_eval names them."""
 
@@ -142,17 +145,22 @@ def measure(
     qrels: dict[str, dict[str, int]], rankings: dict[str, list[str]]
 ) -> dict[str, dict[str, float]]:
     """Each judged query's MEASURE_NAMES for its ranking, best first (0 for a query with no
-    ranking or an empty one)."""
-    # pytrec_eval orders a run by score: the rank, as a descending score, keeps the order.
-    run = {
-        qid: {key: float(len(ranked) - rank) for rank, key in enumerate(ranked)}
-        for qid, ranked in rankings.items()
-        if qid in qrels
-    }
-    measured = pytrec_eval.RelevanceEvaluator(qrels, _MEASURES).evaluate(run)
+    ranking or an empty one), as trec_eval computes them: relevant means a grade of 1 or more,
+    nDCG's gain is the grade and its discount log2(rank + 1)."""
+    return {qid: _measures(judged, rankings.get(qid, [])) for qid, judged in qrels.items()}
+
+
+def _measures(judged: dict[str, int], ranked: list[str]) -> dict[str, float]:
+    relevant = {d for d, grade in judged.items() if grade > 0}
+    dcg = sum(judged.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
+    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:10]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    first = next((i for i, d in enumerate(ranked) if d in relevant), None)
     return {
-        qid: {name: float(measured.get(qid, {}).get(name, 0.0)) for name in MEASURE_NAMES}
-        for qid in qrels
+        "ndcg_cut_10": dcg / idcg if idcg else 0.0,
+        "recall_10": len(relevant.intersection(ranked[:10])) / len(relevant) if relevant else 0.0,
+        "recall_100": len(relevant.intersection(ranked[:100])) / len(relevant) if relevant else 0.0,
+        "recip_rank": 0.0 if first is None else 1 / (first + 1),
     }
 
 
@@ -176,8 +184,7 @@ def _qrels(question: Question, missing: set[tuple[str, str]]) -> dict[str, int]:
 
 
 def _phrase_key(index: int) -> str:
-    # Keys that are not documents start with "/", which no file name holds (nor NUL, which
-    # pytrec_eval's C strings would cut at).
+    # Keys that are not documents start with "/", which no file name holds.
     return f"/expected/{index}"
 
 
