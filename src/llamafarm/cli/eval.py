@@ -41,7 +41,9 @@ def evaluate(
             help="Retrieval strategy (repeatable); default the database's default.",
         ),
     ] = None,
-    worst: Annotated[int, typer.Option(help="Worst queries to show per strategy.")] = 5,
+    worst: Annotated[
+        int, typer.Option(min=0, max=100, help="Worst queries to show per strategy.")
+    ] = 5,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the whole result here as JSON.")
     ] = None,
