@@ -11,7 +11,7 @@ from pathlib import Path
 from llamafarm.rag.stores import ChromaClients, ChromaStore
 
 VECTOR = [1.0, 0.0]
-BIG = 3000
+BIG = 1000
 """Chunks of the large write."""
 
 # A writer process that stops inside its write, holding the store's lock, until told to go on:
