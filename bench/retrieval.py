@@ -17,29 +17,31 @@ then `top_k=10` for the latency, which is timed by the client over keep-alive HT
 server stopped, it embeds each query in this process and queries the Chroma collection directly,
 as the floor the server's `vector` strategy is compared to (row `raw chroma`: quality from 100
 results, latency of embedding plus a 10-result query). Metrics are the mean over all test queries
-and equal pytrec_eval's `ndcg_cut_10` and `recall_100` (checked at start on a hand example).
+of trec_eval's `ndcg_cut_10` and `recall_100`, as `lf eval` computes them; the folder is read
+and ingested by `lf eval`'s own code (`llamafarm.rag.beir`, `llamafarm.cli.eval`).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from harness import free_port, wait_until_up
+
+from llamafarm.cli.client import ApiClient
+from llamafarm.cli.eval import ingest_beir
+from llamafarm.rag.beir import Beir, load_beir
+from llamafarm.rag.evaluation import measure
 
 NAMESPACE, PROJECT, DATASET, DATABASE = "bench", "beir", "documents", "main_db"
 CHUNK_SIZE = 20_000
@@ -65,72 +67,6 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class Beir:
-    corpus: dict[str, str]
-    """Document id -> `title\\n\\ntext`, in corpus order."""
-    queries: dict[str, str]
-    """Test query id -> text, in qrels order."""
-    qrels: dict[str, dict[str, int]]
-
-
-def load_beir(folder: Path, limit: int | None) -> Beir:
-    qrels: dict[str, dict[str, int]] = {}
-    with (folder / "qrels" / "test.tsv").open() as handle:
-        next(handle)  # header: query-id corpus-id score
-        for line in handle:
-            query_id, doc_id, score = line.rstrip("\n").split("\t")
-            qrels.setdefault(query_id, {})[doc_id] = int(score)
-    if limit is not None:
-        qrels = dict(list(qrels.items())[:limit])
-    texts = {q["_id"]: q["text"] for q in jsonl(folder / "queries.jsonl")}
-    queries = {query_id: texts[query_id] for query_id in qrels}
-
-    name = "corpus.jsonl" if (folder / "corpus.jsonl").exists() else "corpus.jsonl.gz"
-    corpus = {d["_id"]: f"{d['title']}\n\n{d['text']}" for d in jsonl(folder / name)}
-    if limit is not None:
-        # The judged-relevant documents of the kept queries, then distractors from the top of the
-        # corpus up to limit * 10 documents in all.
-        keep = {d for judged in qrels.values() for d, score in judged.items() if score > 0}
-        for doc_id in corpus:
-            if len(keep) >= limit * 10:
-                break
-            keep.add(doc_id)
-        corpus = {d: text for d, text in corpus.items() if d in keep}
-    return Beir(corpus, queries, qrels)
-
-
-def jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
-def ndcg(ranked: Sequence[str], judged: dict[str, int], k: int = 10) -> float:
-    """nDCG@k as BEIR (pytrec_eval) computes it: gain = grade, discount log2(rank + 1)."""
-    dcg = sum(judged.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def recall(ranked: Sequence[str], judged: dict[str, int], k: int = 100) -> float:
-    relevant = {d for d, g in judged.items() if g > 0}
-    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
-
-
-def self_test() -> None:
-    judged = {"a": 2, "b": 1, "c": 1, "z": 0}
-    # DCG = 2/log2(3) + 1/log2(4); IDCG = 2/1 + 1/log2(3) + 1/log2(4)
-    assert math.isclose(ndcg(["x", "a", "c", "z"], judged), 1.761860 / 3.130930, rel_tol=1e-5)
-    assert math.isclose(ndcg(["a", "b", "c"], judged), 1.0)
-    assert ndcg(["x", "y"], judged) == 0.0 and ndcg(["a"], judged, k=0) == 0.0
-    assert math.isclose(recall(["x", "a", "c", "z"], judged, k=2), 1 / 3)
-    assert recall(["c", "b", "a"], judged) == 1.0
-
-
 def doc_ids(results: list[dict[str, Any]]) -> list[str]:
     """BEIR ids of the ranked results, each once (the first chunk of a document ranks it)."""
     ranked: dict[str, None] = {}
@@ -150,7 +86,8 @@ def uploaded(http: httpx.Client, base: str) -> list[dict[str, Any]]:
 
 
 def ingest(http: httpx.Client, base: str, beir: Beir) -> None:
-    """Create the project and ingest the corpus, unless the cache already holds it all."""
+    """Create the project and ingest the corpus (`lf eval`'s own ingestion), unless the cache
+    already holds it all."""
     if http.get(base).status_code == 404:
         response = http.post(f"/v1/projects/{NAMESPACE}", json={"name": PROJECT})
         response.raise_for_status()
@@ -168,37 +105,13 @@ def ingest(http: httpx.Client, base: str, beir: Beir) -> None:
             }
         ]
         http.put(base, json={"config": config}).raise_for_status()
-    files = uploaded(http, base)
-    if len(files) == len(beir.corpus) and all(f["processed"] and f["chunks"] for f in files):
-        print(f"cached: {len(files)} documents already ingested")
-        return
-
     started = time.perf_counter()
-    have = {f["original_filename"] for f in files}
-    for doc_id, text in beir.corpus.items():
-        if f"{doc_id}.txt" not in have:
-            http.post(
-                f"{base}/datasets/{DATASET}/data",
-                files={"file": (f"{doc_id}.txt", text.encode())},
-            ).raise_for_status()
-    upload = time.perf_counter() - started
-    task_id = http.post(
-        f"{base}/datasets/{DATASET}/actions", json={"action_type": "process"}
-    ).json()["task_id"]
-    while (task := http.get(f"{base}/tasks/{task_id}").json())["state"] in ("PENDING", "STARTED"):
-        time.sleep(1)  # each answer lists every file: do not take the worker's CPU
-    if task["state"] != "SUCCESS":
-        failed = [f for f in task["meta"]["files"] if f["state"] == "FAILURE"][:5]
-        raise SystemExit(f"processing ended {task['state']}: {task['error']} {failed}")
+    ingest_beir(ApiClient(str(http.base_url), timeout=300), base, DATASET, beir)
     files = uploaded(http, base)
     chunks = sum(f["chunks"] or 0 for f in files)
     if len(files) != len(beir.corpus) or chunks != len(beir.corpus):
         raise SystemExit(f"{len(beir.corpus)} documents gave {len(files)} files, {chunks} chunks")
-    total = time.perf_counter() - started
-    print(
-        f"ingested {len(files)} documents in {total:.1f} s "
-        f"(upload {upload:.1f} s, processing {total - upload:.1f} s)"
-    )
+    print(f"corpus ready in {time.perf_counter() - started:.1f} s")
 
 
 def configure(http: httpx.Client, base: str) -> None:
@@ -265,8 +178,9 @@ def raw_queries(store: Path, beir: Beir) -> tuple[dict[str, list[str]], list[flo
 
 
 def row(name: str, beir: Beir, rankings: dict[str, list[str]], latencies: list[float]) -> str:
-    n = np.mean([ndcg(rankings[q], beir.qrels[q]) for q in beir.queries])
-    r = np.mean([recall(rankings[q], beir.qrels[q]) for q in beir.queries])
+    measured = measure(beir.qrels, rankings)
+    n = np.mean([measured[q]["ndcg_cut_10"] for q in beir.queries])
+    r = np.mean([measured[q]["recall_100"] for q in beir.queries])
     p50, p95 = ms(latencies, 50), ms(latencies, 95)
     return f"{name:<15} {n:7.3f}  {r:10.3f}  {p50:6.1f}  {p95:6.1f}"
 
@@ -287,10 +201,9 @@ def main() -> None:
         "--cache", type=Path, help="data directory (default bench/.cache/retrieval-HASH)"
     )
     args = parser.parse_args()
-    self_test()
 
     folder = args.folder.resolve()
-    beir = load_beir(folder, args.limit)
+    beir = load_beir(folder, limit=args.limit)
     key = hashlib.sha256(f"{folder}\0{args.limit}".encode()).hexdigest()[:12]
     data = (args.cache or Path(__file__).parent / ".cache" / f"retrieval-{key}").resolve()
     data.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,9 @@ from tests.chat.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.slow
 
+# The question set of rag_evaluate: JSON lines, sent as the text they are.
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
+
 EXAMPLES = 30
 """Cases per operation; generation is derandomized, so each run sends the same ones."""
 
@@ -50,6 +53,7 @@ GOOD_BODIES: dict[str, list[dict[str, Any]]] = {
         {"query": "glaciers", "top_k": 2},
         {"query": "glaciers", "distance_metric": "ip"},  # rescored apart from the index
     ],
+    "rag_evaluate": ['{"query": "glaciers", "relevant": ["glaciers.md"]}'],
     "project_create": [{"name": "other", "config_template": "server"}],
     "dataset_create": [
         {"name": "more", "data_processing_strategy": "default_processor", "database": "main_db"}

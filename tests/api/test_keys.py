@@ -139,6 +139,12 @@ def test_a_read_only_key_reads_and_queries_but_writes_nothing(
     assert authed.get(base, headers=reader).status_code == 200
     query = authed.post(f"{base}/rag/query", json={"query": "ice"}, headers=reader)
     assert query.status_code == 200, query.text
+    # Evaluating only asks too: past the key check, an empty store knows no such document.
+    evaluated = authed.post(
+        f"{base}/rag/evaluate", content='{"query": "ice", "relevant": ["a.txt"]}', headers=reader
+    )
+    assert evaluated.status_code == 400, evaluated.text
+    assert "unknown: a.txt" in evaluated.json()["detail"]
     datasets = authed.get(f"{base}/datasets", headers=reader).json()["datasets"]
     assert [d["files"] for d in datasets] == [[]]
 

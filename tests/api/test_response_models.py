@@ -199,6 +199,16 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
         ("task_get", lambda c, n, cfg: c.get(f"{b}/tasks/{queued(c)}")),  # PENDING
         ("rag_query", lambda c, n, cfg: c.post(f"{b}/rag/query", json={"query": "glaciers"})),
         (
+            "rag_evaluate",
+            lambda c, n, cfg: c.post(
+                f"{b}/rag/evaluate?strategy=basic&strategy=hybrid_search",
+                content='{"query": "Why do glaciers retreat?", "relevant": ["glaciers.md"]}\n'
+                '{"query": "retreat", "expected": ["every summer"]}\n'
+                '{"query": "ice", "relevant": ["elsewhere.md"]}',
+                headers={"Content-Type": "application/x-ndjson"},
+            ),
+        ),
+        (
             "chat_completions",
             lambda c, n, cfg: c.post(
                 f"{b}/chat/completions",

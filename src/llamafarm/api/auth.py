@@ -153,12 +153,12 @@ def _refusal(grant: Grant, method: str, path: str) -> JSONResponse | None:
 
 
 def _asks_only(parts: list[str], in_projects: bool) -> bool:
-    """POSTs that change nothing a client owns: a chat completion, a RAG query, an MCP message."""
+    """POSTs that change nothing a client owns: a chat completion, a RAG query or evaluation,
+    an MCP message."""
     if parts == ["", "mcp"]:
         return True
-    return (
-        in_projects and len(parts) == 7 and parts[5:] in (["chat", "completions"], ["rag", "query"])
-    )
+    asking = (["chat", "completions"], ["rag", "query"], ["rag", "evaluate"])
+    return in_projects and len(parts) == 7 and parts[5:] in asking
 
 
 def check_namespace(grant: Grant | None, namespace: str) -> None:

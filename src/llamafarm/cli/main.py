@@ -18,6 +18,7 @@ from llamafarm.cli.client import ApiClient, CliError
 from llamafarm.cli.common import GlobalOptionsGroup, client, err, out, segment
 from llamafarm.cli.config_cmd import config_app
 from llamafarm.cli.datasets import datasets_app, tasks_app
+from llamafarm.cli.eval import evaluate
 from llamafarm.cli.events import events_app
 from llamafarm.cli.examples import examples_app
 from llamafarm.cli.keys import keys_app
@@ -40,6 +41,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(rag_app, name="rag")
+app.command("eval")(evaluate)
 app.command("chat")(chat)
 app.add_typer(events_app, name="events")
 app.add_typer(examples_app, name="examples")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +24,7 @@ from llamafarm.api.schemas.rag import (
     DatabasePublic,
     DatabaseResponse,
     DatabaseSummary,
+    EvaluationPublic,
     QueryAnswer,
     RagComponentHealth,
     RagDocument,
@@ -31,7 +33,9 @@ from llamafarm.api.schemas.rag import (
     RagStats,
 )
 from llamafarm.datasets import maintenance
-from llamafarm.rag import databases, service
+from llamafarm.errors import BadRequest
+from llamafarm.rag import databases, evaluation, service
+from llamafarm.rag.questions import parse_questions
 from llamafarm.rag.retrieval import MAX_TOP_K
 from llamafarm.rag.stores.base import DistanceMetric, Hit
 
@@ -121,6 +125,53 @@ def _result(hit: Hit) -> dict[str, Any]:
         "chunk_id": hit.id,
         "document_id": hit.metadata.get("document_id"),
     }
+
+
+@router.post(
+    "/evaluate",
+    operation_id="rag_evaluate",
+    summary="Measure retrieval on a question set",
+    description="The body is a question set, one JSON object per line: `query`, and either "
+    "`relevant` (document file names or hashes, a list or an object of grades) or `expected` "
+    "(phrases a relevant chunk holds). Each question runs as a RAG query through each "
+    "`strategy` (repeatable; default the database's default) of `database`; the answer gives "
+    "nDCG@10, Recall@10/@100, MRR and p50/p95 latency per strategy, the `worst` queries with "
+    "what came back, and every `relevant` document the database does not hold. A malformed "
+    "line is a 400 that names it.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def evaluate(
+    request: Request,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    models: ModelCacheDep,
+    database: Annotated[str | None, Query(min_length=1)] = None,
+    strategy: Annotated[list[str] | None, Query()] = None,
+    worst: Annotated[int, Query(ge=0, le=100)] = 5,
+) -> EvaluationPublic:
+    # The body is read raw whatever its content type: JSON lines are not one JSON document.
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"The question set is not UTF-8 text ({exc})") from exc
+    questions = parse_questions(text)
+    result = await run_in_threadpool(
+        lambda: evaluation.evaluate(
+            projects=projects,
+            models=models,
+            ref=ref,
+            questions=questions,
+            database=database,
+            strategies=strategy or [],
+            worst=worst,
+        )
+    )
+    return EvaluationPublic.model_validate(result, from_attributes=True)
 
 
 @router.get("/health", operation_id="rag_health", summary="Health of a RAG database")

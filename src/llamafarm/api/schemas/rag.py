@@ -173,3 +173,48 @@ class RagPreview(Public):
     total_chunks: int
     avg_chunk_size: float
     chunks: list[ChunkPreview]
+
+
+class EvaluationReturned(Public):
+    rank: int
+    document: str
+    file_hash: str
+    chunk_id: str
+    score: float
+    grade: int
+    """The grade the question gives what this result ranked (0: not relevant)."""
+    excerpt: str
+
+
+class EvaluationQuery(Public):
+    id: str
+    query: str
+    ndcg_10: float
+    recall_100: float
+    relevant: list[str]
+    returned: list[EvaluationReturned]
+
+
+class EvaluationStrategy(Public):
+    strategy: str
+    ndcg_10: float
+    recall_10: float
+    recall_100: float
+    mrr: float
+    p50_ms: float
+    p95_ms: float
+    worst: list[EvaluationQuery]
+
+
+class EvaluationUnknownDocument(Public):
+    question: str
+    line: int
+    document: str
+
+
+class EvaluationPublic(Public):
+    database: str
+    questions: int
+    skipped: list[str]
+    unknown_documents: list[EvaluationUnknownDocument]
+    strategies: list[EvaluationStrategy]

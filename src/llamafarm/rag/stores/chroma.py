@@ -29,11 +29,15 @@ from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
 from llamafarm.rag.stores.chroma_clients import (
     LOCK,
     ChromaClients,
+    CollectionKey,
     bump,
     close_http,
     forget,
     http_client,
+    is_current,
     locked,
+    locked_unless_busy,
+    process_locked,
 )
 from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.metrics import (
@@ -187,9 +191,11 @@ class ChromaStore:
                 len(ids), query.shape[1]
             )
             scores = [similarity(space, d) for d in distances(space, query[0], stored)]
+        # A chunk without text was removed by a write since this process loaded the index.
         hits = [
-            Hit(id=i, text=t or "", metadata=_scalars(m), score=s)
+            Hit(id=i, text=t, metadata=_scalars(m), score=s)
             for i, t, m, s in zip(ids, texts, metadatas, scores, strict=True)
+            if t is not None
         ]
         hits.sort(key=lambda hit: (-hit.score, hit.id))
         return hits[:top_k]
@@ -277,11 +283,46 @@ class ChromaStore:
             finally:
                 close_http(client)
             return
+        key = (self.path, self.collection_name, self.space)
+        if not write:
+            with self._reading(key) as collection:
+                yield collection
+            return
         with locked(self.path):
-            key = (self.path, self.collection_name, self.space)
             yield self.clients.collection(key, self._open)
-            if write:
-                bump(self.path)
+            bump(self.path)
+
+    @contextlib.contextmanager
+    def _reading(self, key: CollectionKey) -> Iterator[Collection]:
+        """A collection to read, without waiting for another process's write when this
+        process has the collection open already.
+
+        Chroma answers a query from the index its system loaded, in memory, and reads the
+        texts from SQLite, which serves readers beside a writer (so does the BM25 index, in
+        WAL mode): a reader needs the folder's lock only to load the files' index again, which
+        a write in progress may be changing. So an open collection that has read the latest
+        generation answers with no folder lock; one that is stale reloads under the lock when
+        it is free, and while a write holds the lock, answers as of its last load (a write
+        behind, never torn: chunks the write removed come back without text and are dropped
+        by `search`). Only a process with nothing open waits for the write.
+        """
+        lexical = (self.path / f"{self.collection_name}.lexical.sqlite3").exists()
+        with process_locked():
+            # Without the BM25 index a read would fill it: a write, under the lock below.
+            opened = self.clients.opened(key) if lexical else None
+            if opened is not None and is_current(self.path):
+                yield opened
+                return
+        with locked_unless_busy(self.path) as held:
+            if held:
+                yield self.clients.collection(key, self._open)
+                return
+            opened = self.clients.opened(key) if lexical else None
+            if opened is not None:
+                yield opened
+                return
+        with locked(self.path):
+            yield self.clients.collection(key, self._open)
 
 
 def _server(config: Mapping[str, Any]) -> tuple[str, int] | None:

@@ -118,6 +118,15 @@ class ChromaClients:
                 if _system_of(path) is system:  # else closed already, with its count
                     cast(Client, client).close()
 
+    def opened(self, key: CollectionKey) -> Collection | None:
+        """The collection this owner has open for `key`, as its system last read the files
+        (whatever was written since), or None when it has none open."""
+        collection = self._collections.get(key)
+        cached = self._clients.get(key[0])
+        if collection is None or cached is None or _system_of(key[0]) is not cached[1]:
+            return None
+        return collection
+
     def __contains__(self, path: object) -> bool:
         return path in self._clients
 
@@ -146,6 +155,38 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def process_locked() -> Iterator[None]:
+    """This process's lock alone: for a read that needs nothing from the files' index."""
+    with _process_lock:
+        yield
+
+
+@contextlib.contextmanager
+def locked_unless_busy(path: Path) -> Iterator[bool]:
+    """The process lock, and the folder's lock unless another process holds it (a write):
+    True when it is held, False when it is busy and was not waited for."""
+    with _process_lock, (path / LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_current(path: Path) -> bool:
+    """Whether this process's system of `path` has read the files' latest generation."""
+    system = _system_of(path)
+    current = generation(path)
+    return system is not None and bool(current) and _loaded.get(system) == current
 
 
 def generation(path: Path) -> str:
