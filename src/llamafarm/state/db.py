@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +50,21 @@ def _with_driver(url: str) -> str:
     return url
 
 
+def _wal(cursor: Any, *, patience: float = 30.0) -> None:
+    """Put the database in WAL mode (kept in the file: once one connection did, the others
+    find it so). Changing the mode needs the database to itself, and SQLite answers "database
+    is locked" at once, without its busy timeout, when another connection is in a transaction:
+    seen when several processes open a new database together while one migrates it."""
+    deadline = time.monotonic() + patience
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
@@ -59,7 +76,7 @@ def _create_engine(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
         cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        _wal(cursor)  # readers never block the writer
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
