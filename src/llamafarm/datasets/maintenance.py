@@ -16,8 +16,8 @@ from llamafarm.datasets.blobs import check_hash
 from llamafarm.datasets.service import (
     clean_filename,
     dataset_store,
-    file_query,
     find_dataset,
+    find_file,
     in_project,
 )
 from llamafarm.errors import BadRequest, NotFound, ParseFailed, PayloadTooLarge
@@ -199,12 +199,7 @@ def delete_file_chunks(
     """Remove a file's chunks; the file stays in the dataset, to process again."""
     check_hash(file_hash)
     store = dataset_store(projects, ref, dataset, chroma)
-    with db.session() as session:
-        record = session.scalars(
-            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
-        ).one_or_none()
-        if record is None:
-            raise NotFound(f"File {file_hash} is not in dataset {dataset!r}")
+    record = find_file(db, ref, dataset, file_hash)
     deleted = store.delete({"dataset": dataset, "file_hash": file_hash})
     with db.session() as session:
         session.execute(

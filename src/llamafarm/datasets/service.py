@@ -224,12 +224,7 @@ def remove_file(
 ) -> FileRemoval:
     check_hash(file_hash)
     store = dataset_store(projects, ref, dataset, chroma)
-    with db.session() as session:
-        record = session.scalars(
-            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
-        ).one_or_none()
-    if record is None:
-        raise NotFound(f"File {file_hash} is not in dataset {dataset!r}")
+    record = find_file(db, ref, dataset, file_hash)
     removed = store.delete({"dataset": dataset, "file_hash": file_hash})
     with db.session() as session:
         session.execute(delete(FileRecord).where(FileRecord.id == record.id))
@@ -310,3 +305,15 @@ def _details(records: list[FileRecord]) -> DatasetDetails:
             for r in records
         ],
     )
+
+
+def find_file(db: StateDB, ref: ProjectRef, dataset: str, file_hash: str) -> FileRecord:
+    """The dataset's record of a file, by its (checked) hash; 404 when it has none."""
+    with db.session() as session:
+        record = session.scalars(
+            file_query(ref, dataset).where(FileRecord.file_hash == file_hash)
+        ).one_or_none()
+    if record is None:
+        raise NotFound(f"File {file_hash} is not in dataset {dataset!r}")
+    found: FileRecord = record
+    return found
