@@ -3,9 +3,9 @@
     nice -n 10 .venv/bin/python bench/scale.py --data DIR [--sizes 10000 100000 1000000]
         [--queries 50] [--seed 7] [--keep]
 
-Not part of `make bench`: at 1M it takes tens of minutes and several GB of disk (DIR must not
-exist yet, or hold an earlier run's database to grow, and is removed at the end unless
-`--keep`).
+Not part of `make bench`: at 1M it takes tens of minutes and about 15 GB of disk. DIR is made,
+or holds an earlier run's database (same `--seed`), which is grown; it is removed at the end
+unless `--keep`.
 
 It loads generated chunks into ONE ChromaStore database of a project made from the `rag`
 template, through the pipeline's own code: `create_store`, `record_write`, `chunk_id`, the
@@ -34,13 +34,14 @@ by `{"dataset", "file_hash"}`, as `DELETE .../datasets/{dataset}/files/{hash}/ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import resource
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,22 @@ def store_file(store: VectorStore, found: File) -> None:
     store.delete({"dataset": found.dataset, "file_hash": found.file_hash}, keep=ids)
 
 
+@dataclass
+class Timing:
+    wall: float = 0.0
+    cpu: float = 0.0
+    """This process's CPU time, all threads (Chroma's and the hybrid's lexical side too): on a
+    busy machine the wall-clock time includes waits for a core, the CPU time does not."""
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Timing]:
+    took = Timing()
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield took
+    took.wall, took.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
 def disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
 
@@ -193,10 +210,15 @@ def ms(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
+def summary(timings: Sequence[Timing]) -> tuple[float, float, float]:
+    """p50 and p95 of the wall-clock times, and p50 of the CPU times, in ms."""
+    walls, cpus = [t.wall for t in timings], [t.cpu for t in timings]
+    return ms(walls, 50), ms(walls, 95), ms(cpus, 50)
+
+
 class Bench:
-    def __init__(self, data: Path, seed: int, queries: int) -> None:
+    def __init__(self, data: Path, seed: int) -> None:
         self.corpus = Corpus(seed)
-        self.queries = queries
         self.rng = np.random.default_rng([seed, 1])
         self.vectors = Vectors()
         self.models = BenchModels(self.vectors)
@@ -209,39 +231,44 @@ class Bench:
         self.folder = index_folder(self.project_dir, self.database)
         self.files = 0
         self.chunks = 0
-        self.last_delete: File | None = None
+        stored = self.store().count()
+        while self.chunks < stored:  # an earlier run's database, grown again
+            self.chunks += len(self.corpus.file(self.files).texts)
+            self.files += 1
+        if self.chunks != stored:
+            raise SystemExit(f"{data} holds {stored} chunks, not an earlier run's files")
 
     def store(self) -> VectorStore:
         return create_store(self.database, project_dir=self.project_dir, clients=self.models.chroma)
 
-    def grow(self, size: int) -> float:
-        """Files stored until the database holds `size` chunks; returns chunks a second."""
+    def grow(self, size: int) -> tuple[float, float]:
+        """Files stored until the database holds `size` chunks; returns chunks a second of
+        wall-clock time and of this process's CPU time (the text's generation included)."""
         store = self.store()
         record_write(self.database, self.folder, store.count)
-        added, started = 0, time.perf_counter()
-        while self.chunks < size:
-            found = self.corpus.file(self.files)
-            store_file(store, found)
-            self.files += 1
-            self.chunks += len(found.texts)
-            added += len(found.texts)
-        took = time.perf_counter() - started
-        return added / took if took else 0.0
+        added = 0
+        with timed() as took:
+            while self.chunks < size:
+                found = self.corpus.file(self.files)
+                store_file(store, found)
+                self.files += 1
+                self.chunks += len(found.texts)
+                added += len(found.texts)
+        return added / max(took.wall, 1e-9), added / max(took.cpu, 1e-9)
 
-    def ask(self, text: str, vector: np.ndarray, options: QueryOptions) -> float:
+    def ask(self, text: str, vector: np.ndarray, options: QueryOptions) -> Timing:
         self.vectors.known[text] = vector.tolist()
-        started = time.perf_counter()
-        answer = query(
-            projects=self.projects, models=self.models, ref=self.ref, text=text, options=options
-        )
-        took = time.perf_counter() - started
+        with timed() as took:
+            answer = query(
+                projects=self.projects, models=self.models, ref=self.ref, text=text, options=options
+            )
         if not answer.hits:
             raise SystemExit(f"no hits for {text!r} ({options})")
         return took
 
-    def latencies(self) -> dict[str, list[float]]:
-        found: dict[str, list[float]] = {kind: [] for kind in KINDS}
-        for _ in range(self.queries):
+    def latencies(self, count: int) -> dict[str, list[Timing]]:
+        found: dict[str, list[Timing]] = {kind: [] for kind in KINDS}
+        for _ in range(count):
             text, vector, source = self.corpus.question(
                 self.rng, int(self.rng.integers(self.files))
             )
@@ -254,19 +281,18 @@ class Bench:
                 found[kind].append(self.ask(text, vector, options))
         return found
 
-    def reload(self) -> float:
+    def reload(self) -> Timing:
         """The first query after another process's write: this process loads the index again."""
         (self.folder / GENERATION).write_text(uuid.uuid4().hex)  # as another process's write
         text, vector, _ = self.corpus.question(self.rng, int(self.rng.integers(self.files)))
         return self.ask(text, vector, QueryOptions())
 
-    def delete(self) -> float:
+    def delete(self) -> Timing:
         """One file's chunks deleted as the datasets API does; the file is stored again after."""
         found = self.corpus.file(int(self.rng.integers(self.files)))
         store = self.store()
-        started = time.perf_counter()
-        removed = store.delete({"dataset": found.dataset, "file_hash": found.file_hash})
-        took = time.perf_counter() - started
+        with timed() as took:
+            removed = store.delete({"dataset": found.dataset, "file_hash": found.file_hash})
         if removed != len(found.texts):
             raise SystemExit(f"deleted {removed} chunks of a file of {len(found.texts)}")
         store_file(store, found)
@@ -281,17 +307,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
     args = parser.parse_args()
-    if args.data.exists():
-        raise SystemExit(f"{args.data} exists: give a new folder (it is removed at the end)")
-
     rows: list[dict[str, Any]] = []
-    bench = Bench(args.data, args.seed, args.queries)
+    bench = Bench(args.data, args.seed)
+    print("\n".join(table([]).splitlines()[:2]), flush=True)
     try:
         for size in sorted(args.sizes):
             rate = bench.grow(size)
             reload = bench.reload()
-            bench.latencies()  # warm-up: the first queries of a size load pages from disk
-            latencies = bench.latencies()
+            bench.latencies(max(5, args.queries // 5))  # warm-up: pages read from disk
+            latencies = bench.latencies(args.queries)
             deleted = bench.delete()
             row = {
                 "chunks": bench.chunks,
@@ -300,10 +324,10 @@ def main() -> None:
                 "rss": psutil.Process().memory_info().rss,
                 "reload": reload,
                 "delete": deleted,
-                **{kind: (ms(v, 50), ms(v, 95)) for kind, v in latencies.items()},
+                **{kind: summary(v) for kind, v in latencies.items()},
             }
             rows.append(row)
-            print(progress(row), flush=True)
+            print(progress(row), f"(load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         bench.models.close()
         if not args.keep:
@@ -320,24 +344,23 @@ def main() -> None:
 
 
 def progress(row: dict[str, Any]) -> str:
-    return f"{row['chunks']:,} chunks: " + ", ".join(
-        f"{kind} {row[kind][0]:.1f}/{row[kind][1]:.1f} ms" for kind in KINDS
-    )
+    """The row of the table, as soon as its size is measured."""
+    return table([row]).splitlines()[-1]
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["chunks", "insert/s", "disk", "RSS", "reload"]
-    head += [f"{kind} p50/p95 ms" for kind in KINDS] + ["delete"]
+    head = ["chunks", "insert/s (cpu)", "disk", "RSS", "reload"]
+    head += [f"{kind} p50/p95 (cpu) ms" for kind in KINDS] + ["delete (cpu)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [
             f"{row['chunks']:,}",
-            f"{row['insert/s']:,.0f}",
+            f"{row['insert/s'][0]:,.0f} ({row['insert/s'][1]:,.0f})",
             f"{row['disk'] / 2**30:.2f} GiB",
             f"{row['rss'] / 2**30:.2f} GiB",
-            f"{row['reload'] * 1000:,.0f} ms",
-            *(f"{row[kind][0]:.1f} / {row[kind][1]:.1f}" for kind in KINDS),
-            f"{row['delete'] * 1000:.0f} ms",
+            f"{row['reload'].wall * 1000:,.0f} ms",
+            *(f"{row[kind][0]:.1f} / {row[kind][1]:.1f} ({row[kind][2]:.1f})" for kind in KINDS),
+            f"{row['delete'].wall * 1000:.0f} ms ({row['delete'].cpu * 1000:.0f})",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
