@@ -29,6 +29,8 @@ both with `metadata_filters: {"dataset": ...}`. A query's text is 4 words of a s
 in for the model. `reload` is the first query after another process's write (the generation
 bump makes this process load the index again), `delete` the time to delete one file's chunks
 by `{"dataset", "file_hash"}`, as `DELETE .../datasets/{dataset}/files/{hash}/chunks` does.
+Figures in parentheses are this process's CPU time (all its threads; for the insert rate,
+chunks per CPU-second): on a shared machine the wall-clock time includes waits for a core.
 """
 
 from __future__ import annotations
@@ -349,16 +351,16 @@ def progress(row: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["chunks", "insert/s (cpu)", "disk", "RSS", "reload"]
+    head = ["chunks", "insert/s (cpu)", "disk", "RSS", "reload (cpu)"]
     head += [f"{kind} p50/p95 (cpu) ms" for kind in KINDS] + ["delete (cpu)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [
             f"{row['chunks']:,}",
-            f"{row['insert/s'][0]:,.0f} ({row['insert/s'][1]:,.0f})",
+            f"{row['insert/s'][0]:,.0f} ({row['insert/s'][1]:,.0f})" if row["insert/s"][0] else "-",
             f"{row['disk'] / 2**30:.2f} GiB",
             f"{row['rss'] / 2**30:.2f} GiB",
-            f"{row['reload'].wall * 1000:,.0f} ms",
+            f"{row['reload'].wall * 1000:,.0f} ms ({row['reload'].cpu * 1000:,.0f})",
             *(f"{row[kind][0]:.1f} / {row[kind][1]:.1f} ({row[kind][2]:.1f})" for kind in KINDS),
             f"{row['delete'].wall * 1000:.0f} ms ({row['delete'].cpu * 1000:.0f})",
         ]
