@@ -134,6 +134,58 @@ def test_hybrid_alpha_one_is_the_vector_ranking(
     assert run(store, embedder, BOTH, "hybrid", top_k=5, hybrid_alpha=1.0) == vector
 
 
+def test_candidates_come_without_texts_and_the_kept_ones_are_fetched(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    vector = embedder.embed([BOTH])[0]
+    full = store.search(vector, top_k=4)
+    bare = store.search(vector, top_k=4, texts=False)
+    assert [(h.id, h.score) for h in bare] == [(h.id, h.score) for h in full]
+    fetched = store.fetch([h.id for h in bare] + ["never-stored"])
+    assert {i: (h.text, dict(h.metadata)) for i, h in fetched.items()} == {
+        h.id: (h.text, dict(h.metadata)) for h in full
+    }
+    assert store.fetch([]) == {}
+
+
+def hybrid(store: VectorStore, embedder: UniversalEmbedder, query: str, top_k: int) -> list[Hit]:
+    strategies = Strategies(database())
+    return strategies.get("hybrid").retrieve(
+        Search(store=store, embedder=embedder), query, top_k=top_k
+    )
+
+
+def test_hybrid_hits_found_by_vectors_alone_carry_their_texts(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    # No word of the paraphrase is in the cat's text: only the vector side finds it, without
+    # its text, which is read for the hits kept.
+    cat = hybrid(store, embedder, PARAPHRASE, top_k=3)[0]
+    assert (cat.id, cat.text, cat.metadata["topic"]) == ("cat", CORPUS["cat"][0], "pets")
+
+
+class Removed:
+    """A store whose chunk `gone` was removed by a write after a search found it."""
+
+    def __init__(self, store: VectorStore, gone: str) -> None:
+        self.store, self.gone = store, gone
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def fetch(self, ids: list[str]) -> dict[str, Hit]:
+        return {i: hit for i, hit in self.store.fetch(ids).items() if i != self.gone}
+
+
+def test_hybrid_fills_the_place_of_a_candidate_removed_since_its_search(
+    store: VectorStore, embedder: UniversalEmbedder
+) -> None:
+    ranked = [hit.id for hit in hybrid(store, embedder, PARAPHRASE, top_k=4)]
+    assert ranked[0] == "cat"
+    removed = cast(VectorStore, Removed(store, "cat"))
+    assert [hit.id for hit in hybrid(removed, embedder, PARAPHRASE, top_k=3)] == ranked[1:]
+
+
 def test_llamafarm_retriever_names_run_their_equivalents(
     store: VectorStore, embedder: UniversalEmbedder
 ) -> None:

@@ -62,12 +62,15 @@ class Search:
         top_k: int,
         where: Filter | None = None,
         metric: DistanceMetric | None = None,
+        texts: bool = True,
     ) -> list[Hit]:
+        """The nearest chunks; `texts=False`: maybe without texts (`VectorStore.search`)."""
         return self.store.search(
             self.vector(text),
             top_k=top_k,
             where=combine(self.filters, where),
             metric=self.distance_metric or metric,
+            texts=texts,
         )
 
     def keywords(self, text: str, *, top_k: int, where: Filter | None = None) -> list[Hit]:

@@ -69,7 +69,10 @@ class HybridUniversalStrategy:
         )
         vector: list[Hit] = []
         if alpha > 0:
-            vector = search.nearest(query, top_k=wanted, metric=self.config.distance_metric)
+            # Only the few chunks kept need their texts: read below, not for every candidate.
+            vector = search.nearest(
+                query, top_k=wanted, metric=self.config.distance_metric, texts=False
+            )
         lexical = search.keywords(query, top_k=wanted) if words is None else words.result()
         sides = [
             # A chunk the lexical side lacks shares no term with the query (BM25 0) unless
@@ -80,12 +83,28 @@ class HybridUniversalStrategy:
         if self.config.fusion != "weighted":  # the relative fusions rank what was returned
             sides = [side for side in sides if side.scores]
         fused = FUSIONS[self.config.fusion](sides, self.config)
-        chunks = {hit.id: hit for hit in (*lexical, *vector)}
-        ranked = sorted(fused.items(), key=lambda item: (-item[1][0], item[0]))[:top_k]
-        return [
-            Hit(id=i, text=chunks[i].text, metadata=chunks[i].metadata, score=score)
-            for i, (_, score) in ranked
-        ]
+        ranked = sorted(fused.items(), key=lambda item: (-item[1][0], item[0]))
+        return _with_texts(search, [(i, score) for i, (_, score) in ranked], lexical, top_k)
+
+
+def _with_texts(
+    search: Search, ranked: Sequence[tuple[str, float]], lexical: Sequence[Hit], top_k: int
+) -> list[Hit]:
+    """The first `top_k` of `ranked` with their texts: the lexical side's hits have theirs, the
+    others are fetched from the store. One that a write removed since the vector index was
+    loaded has none, and the next in line takes its place."""
+    known = {hit.id: hit for hit in lexical}
+    hits: list[Hit] = []
+    start = 0
+    while len(hits) < top_k and start < len(ranked):
+        batch = ranked[start : start + top_k - len(hits)]
+        start += len(batch)
+        found = search.store.fetch([i for i, _ in batch if i not in known])
+        for i, score in batch:
+            chunk = known.get(i) or found.get(i)
+            if chunk is not None:
+                hits.append(Hit(id=i, text=chunk.text, metadata=chunk.metadata, score=score))
+    return hits
 
 
 def weighted(sides: Sequence[Side], config: HybridConfig) -> Fused:

@@ -68,8 +68,18 @@ class VectorStore(Protocol):
         top_k: int,
         where: Filter | None = None,
         metric: DistanceMetric | None = None,
+        texts: bool = True,
     ) -> list[Hit]:
-        """The `top_k` nearest chunks; `metric` other than the store's re-scores its candidates."""
+        """The `top_k` nearest chunks; `metric` other than the store's re-scores its candidates.
+
+        `texts=False`: the hits may come without their text and metadata (empty), which a store
+        may then skip reading: a fusion keeps few of its candidates and `fetch`es those.
+        """
+        ...
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
+        """The stored text and metadata of these chunks (score 0), by id; ids not stored (a
+        chunk removed since a search found it) are left out."""
         ...
 
     def keyword_search(self, text: str, *, top_k: int, where: Filter | None = None) -> list[Hit]:

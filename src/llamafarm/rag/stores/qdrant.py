@@ -173,7 +173,10 @@ class QdrantStore:
         top_k: int,
         where: Filter | None = None,
         metric: DistanceMetric | None = None,
+        texts: bool = True,
     ) -> list[Hit]:
+        # Texts come whatever `texts` says: the payload holds them, and the exact filter below
+        # reads it anyway.
         space = self.space if metric is None else space_of(metric)
         wanted = top_k if space == self.space else max(top_k, RESCORE_CANDIDATES)
         with self._client(write=False) as client:
@@ -212,6 +215,26 @@ class QdrantStore:
         ]
         hits.sort(key=lambda hit: (-hit.score, hit.id))
         return hits[:top_k]
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, Hit]:
+        if not ids:
+            return {}
+        with self._client(write=False) as client:
+            if not client.collection_exists(self.collection_name):
+                return {}
+            found = client.retrieve(
+                self.collection_name, ids=[_point(i) for i in ids], with_payload=True
+            )
+        return {
+            str(p.payload[_ID]): Hit(
+                id=str(p.payload[_ID]),
+                text=str(p.payload.get(_TEXT, "")),
+                metadata=_metadata(p.payload),
+                score=0.0,
+            )
+            for p in found
+            if p.payload
+        }
 
     def keyword_search(self, text: str, *, top_k: int, where: Filter | None = None) -> list[Hit]:
         with self._locked():
