@@ -23,7 +23,7 @@ from llamafarm.rag.embedders.reuse import CACHE_FILE, ReusingEmbedder, VectorCac
 from llamafarm.rag.index import index_folder
 from llamafarm.rag.stores import ChromaClients, create_store, release_missing
 from llamafarm.settings import Settings
-from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
+from llamafarm.state import FilePhase, FileRecord, FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
             )
             .values(
                 state=FileState.STARTED.value,
+                phase=FilePhase.PARSING.value,
                 started_at=time.time(),
                 worker=ctx.worker,
                 attempts=item.attempts + 1,
@@ -150,6 +151,7 @@ def _process(
             chroma=ctx.models.chroma,
             parsing=ctx.parsing,
             should_stop=cancelled,
+            on_parsed=lambda: _phase(ctx, task_file_id, FilePhase.EMBEDDING),
             on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
             timeline=timeline,
         )
@@ -185,6 +187,13 @@ def _process(
         )
         return FileState.REVERTED
     return outcome.state
+
+
+def _phase(ctx: WorkerContext, task_file_id: int, phase: FilePhase) -> None:
+    with ctx.db.session() as session:
+        session.execute(
+            update(TaskFile).where(TaskFile.id == task_file_id).values(phase=phase.value)
+        )
 
 
 def _progress(ctx: WorkerContext, task_file_id: int, chunks: int) -> None:

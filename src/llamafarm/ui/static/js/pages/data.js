@@ -9,6 +9,12 @@ const STATE_TEXT = {
 };
 const PARALLEL = 3;
 
+// A started file says the step it is at (parsing, then embedding); the others their state.
+function stateText(f) {
+  if (f.state === "STARTED" && f.phase) return f.phase;
+  return STATE_TEXT[f.state] || f.state;
+}
+
 export function render(root, { ns, name }) {
   let datasets = [];
   let stopped = false;
@@ -123,14 +129,14 @@ export function render(root, { ns, name }) {
       const task = await watchTask(ns, name, taskId, (t) => {
         bar.max = t.meta.total || 1; bar.value = t.meta.current || 0;
         summary.textContent = `${t.meta.current}/${t.meta.total} file(s) · ${t.state}`;
-        clear(list, t.meta.files.map((f) => h("li", { "data-state": f.state, "data-file": f.filename },
+        clear(list, t.meta.files.map((f) => h("li", { "data-state": f.state, "data-phase": f.phase, "data-file": f.filename },
           h("span", { class: "fname" }, f.filename),
-          h("span", { class: `badge ${STATE_TEXT[f.state] ? f.state.toLowerCase() : ""}` }, STATE_TEXT[f.state] || f.state),
+          h("span", { class: `badge ${STATE_TEXT[f.state] ? f.state.toLowerCase() : ""}` }, stateText(f)),
           f.chunks != null ? h("span", { class: "muted" }, `${f.chunks} chunk(s)`) : null,
           f.error ? h("span", { class: "error" }, f.error) : null)));
         for (const f of t.meta.files) {
           const row = rows.find((r) => r.hash === f.hash);
-          if (row) row.state.textContent = STATE_TEXT[f.state] || f.state;
+          if (row) row.state.textContent = stateText(f);
         }
       }, { signal: { get aborted() { return stopped; } } });
       cancel.disabled = true;
