@@ -9,6 +9,15 @@ const STATE_TEXT = {
 };
 const PARALLEL = 3;
 
+// "Finished: 3 processed, 1 failed" (the counts that are not 0).
+function finished(task) {
+  const r = task.result;
+  if (!r) return `Finished: ${task.state}`;
+  const parts = [[r.processed_files, "processed"], [r.skipped_files, "unchanged"], [r.failed_files, "failed"]]
+    .filter(([n]) => n).map(([n, what]) => `${n} ${what}`);
+  return `Finished: ${parts.join(", ") || "nothing to do"}`;
+}
+
 // A started file says the step it is at (parsing, then embedding); the others their state.
 function stateText(f) {
   if (f.state === "STARTED" && f.phase) return f.phase;
@@ -141,8 +150,8 @@ export function render(root, { ns, name }) {
       }, { signal: { get aborted() { return stopped; } } });
       cancel.disabled = true;
       summary.textContent = task.state === "REVOKED"
-        ? `Cancelled: ${task.meta.files.filter((f) => f.state === "REVERTED").length} file(s) reverted, ${task.meta.files.filter((f) => f.state === "CANCELLED").length} never processed`
-        : `Finished: ${task.state}${task.result ? ` · ${task.result.processed_files} processed` : ""}`;
+        ? `Cancelled: ${task.meta.files.filter((f) => f.state === "REVERTED").length} file(s) reverted (their chunks removed), ${task.meta.files.filter((f) => f.state === "CANCELLED").length} left unprocessed`
+        : finished(task);
       taskBox.dataset.done = task.state;
       loadDatasets();
     } catch (error) { taskBox.append(errorBox(error)); }
