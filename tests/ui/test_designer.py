@@ -344,12 +344,13 @@ def test_import_an_example_with_progress(page: Any) -> None:
 
 def test_narrow_screen_and_event_timeline(page: Any, ingested: str) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
-    for tab in ("overview", "data", "chat", "retrieval", "config"):
-        page.goto(f"/{ingested}/{tab}")
+    tabs = ("overview", "data", "chat", "retrieval", "config", "events")
+    for path in ["/", "/#/models", *(f"/{ingested}/{tab}" for tab in tabs)]:
+        page.goto(path)
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"{tab} is {width}px wide at 390px"
-        assert page.evaluate(UNLABELLED) == [], f"{tab} has controls without a label"
+        assert width <= 390, f"{path} is {width}px wide at 390px"
+        assert page.evaluate(UNLABELLED) == [], f"{path} has controls without a label"
     page.goto(f"/{ingested}/events")
     rows = page.locator("tbody tr")
     rows.first.wait_for()

@@ -170,10 +170,16 @@ def _process(
         if reusing is not None:
             reusing.close()
 
-    still_listed = _record(ctx, task_file_id, record.id, outcome, reused=reusing.reused)
-    # A cancel, or the file's removal, may have come while the chunks were being stored: they
+    # A cancel that came while the last chunks were stored: reverted before the file is ever
+    # reported SUCCESS (a client watching the cancelled task would take that as final).
+    stored = outcome.state == FileState.SUCCESS
+    cancelled_first = stored and cancelled()
+    still_listed = cancelled_first or _record(
+        ctx, task_file_id, record.id, outcome, reused=reusing.reused
+    )
+    # A cancel, or the file's removal, may also come between that look and the record: they
     # revert what they can see as stored, and this check catches what they could not see yet.
-    if outcome.state == FileState.SUCCESS and (cancelled() or not still_listed):
+    if stored and (cancelled_first or cancelled() or not still_listed):
         # Through the database the chunks went to: a deleted dataset no longer names it.
         revert_file(
             ctx.projects,
