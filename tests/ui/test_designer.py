@@ -340,6 +340,12 @@ def test_import_an_example_with_progress(page: Any) -> None:
     assert int(cells.nth(1).inner_text()) >= 1  # its files
     databases = page.locator("section.card", has=page.get_by_role("heading", name="Databases"))
     assert int(databases.locator("tbody tr td").nth(2).inner_text()) > 0  # its chunks
+    # Health: the server's components, then the project's database, embedder and index.
+    health = page.locator("section.card", has=page.get_by_role("heading", name="Health"))
+    assert "worker" in health.inner_text() and "model_server" in health.inner_text()
+    retrieval = health.locator(".rag-health table")
+    retrieval.wait_for()
+    assert {"vector_store", "embeddings", "index"} <= set(retrieval.inner_text().split())
 
 
 def test_narrow_screen_and_event_timeline(page: Any, ingested: str) -> None:
@@ -450,7 +456,7 @@ def test_models_list_download_with_progress_and_delete(page: Any, hub: FakeHub) 
     row.wait_for(state="detached")
 
 
-def test_with_api_keys_the_designer_asks_for_one(page: Any, server: Server) -> None:
+def test_with_api_keys_the_designer_asks_for_one(page: Any, server: Server, docs: str) -> None:
     """Last in this module: from now on the server asks every client for a key."""
     created = subprocess.run(
         [LF, "keys", "create", "--data-dir", str(server.data_dir), "designer"],
