@@ -114,6 +114,16 @@ def test_sessions_keep_turns_and_stateless_does_not(client: TestClient, fake: Op
 
     stateless = chat(client, headers={"X-No-Session": "1"}, rag_enabled=False)
     assert "X-Session-ID" not in stateless.headers
+    other = chat(
+        client, messages=[{"role": "user", "content": "x" * 100}], rag_enabled=False
+    ).headers["X-Session-ID"]
+    listed = client.get(f"{BASE}/chat/sessions").json()
+    assert listed["total"] == 2
+    assert [(s["session_id"], s["title"], s["messages"]) for s in listed["sessions"]] == [
+        (other, "x" * 80, 2),  # the most recently used first, its title cut
+        (session, ASK[0]["content"], 4),
+    ]
+    assert client.delete(f"{BASE}/chat/sessions/{other}").status_code == 200
 
     assert client.delete(f"{BASE}/chat/sessions/{session}").json() == {
         "message": f"Session {session} deleted"

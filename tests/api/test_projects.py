@@ -28,6 +28,22 @@ def test_create_get_list(client: TestClient, settings: Settings) -> None:
     assert [p["name"] for p in listing["projects"]] == ["chat", "rag-bot"]
 
 
+def test_namespaces_with_projects_are_listed(client: TestClient) -> None:
+    assert client.get("/v1/projects").json() == {"total": 0, "namespaces": []}
+    client.post("/v1/projects/beta", json={"name": "one", "config_template": "server"})
+    client.post("/v1/projects/alpha", json={"name": "one", "config_template": "server"})
+    client.post("/v1/projects/alpha", json={"name": "two", "config_template": "server"})
+    client.post("/v1/projects/gone", json={"name": "one", "config_template": "server"})
+    client.delete("/v1/projects/gone/one")  # its folder may stay: not listed
+    assert client.get("/v1/projects").json() == {
+        "total": 2,
+        "namespaces": [
+            {"name": "alpha", "project_count": 2},
+            {"name": "beta", "project_count": 1},
+        ],
+    }
+
+
 def test_default_template_is_rag(client: TestClient, project: dict[str, Any]) -> None:
     config = project["config"]
     assert config["rag"]["default_database"] == "main_db"

@@ -42,6 +42,43 @@ def free_port() -> int:
         return port
 
 
+def launch(tmp_path_factory: pytest.TempPathFactory, *args: str, **env: str) -> Server:
+    """A running `lf start` on a free port with a new data dir (args: more `lf start` options,
+    env: more environment); the caller stops it."""
+    data_dir = tmp_path_factory.mktemp("data")
+    port = free_port()
+    log = data_dir.parent / f"server-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                LF,
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                *args,
+            ],
+            env={**os.environ, "LF_VERSION_CHECK_URL": "", **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", data_dir, process)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{server.url}/health/liveness").status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            pytest.fail(f"lf start did not come up:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Server]]:
     """Call `start_server(*args, **env)` to get a running Server (args: more `lf start`
@@ -49,38 +86,9 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Serv
     started: list[Server] = []
 
     def start(*args: str, **env: str) -> Server:
-        data_dir = tmp_path_factory.mktemp("data")
-        port = free_port()
-        log = data_dir.parent / f"server-{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [
-                    LF,
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--data-dir",
-                    str(data_dir),
-                    *args,
-                ],
-                env={**os.environ, "LF_VERSION_CHECK_URL": "", **env},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        server = Server(f"http://127.0.0.1:{port}", data_dir, process)
+        server = launch(tmp_path_factory, *args, **env)
         started.append(server)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{server.url}/health/liveness").status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"lf start did not come up:\n{log.read_text()}")
-            time.sleep(0.2)
+        return server
 
     yield start  # type: ignore[misc]
     for server in started:

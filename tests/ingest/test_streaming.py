@@ -158,15 +158,17 @@ def test_a_cancel_half_way_keeps_nothing_of_the_run(
     # The file's chunks of an earlier strategy stay until a run replaces them whole.
     earlier = {"dataset": "d", "file_hash": "o" * 64}
     store.upsert(["old"], ["Earlier chunk"], [[1.0, 0.0, 0.0, 0.0]], [earlier])
-    progress: list[int] = []
+    heard: list[object] = []
     with pytest.raises(Cancelled):
         ingest(
             big_text,
             pool,
             chroma,
             tmp_path,
-            should_stop=lambda: len(progress) >= 3,
-            on_stored=progress.append,
+            should_stop=lambda: len(heard) >= 4,
+            on_parsed=lambda: heard.append("parsed"),
+            on_stored=heard.append,
         )
-    assert progress == [256, 512, 768]
+    # The first batch out of the parser starts the embedding (heard once), then each stored.
+    assert heard == ["parsed", 256, 512, 768]
     assert store.count({"dataset": "d"}) == 1  # the earlier chunk, none of the run's

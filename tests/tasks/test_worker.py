@@ -8,12 +8,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from llamafarm.projects import ProjectStore
+from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat
 from llamafarm.tasks.app import PROCESS_FILE, create_celery
 from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.service import get_task
 from llamafarm.tasks.worker import requeue_interrupted, warm_embedders
 
 
@@ -133,3 +134,31 @@ def test_the_worker_loads_the_projects_local_embedders_at_start(tmp_path: Path) 
     assert [key for key in context.models.shared._items] == loaded
     context.models.close()
     db.close()
+
+
+def test_a_task_reports_the_step_each_started_file_is_at(tmp_path: Path) -> None:
+    db = StateDB(Settings(data_dir=tmp_path).state_url)
+    files = [
+        TaskFile(file_hash="a" * 64, filename="a", state="PENDING"),
+        TaskFile(file_hash="b" * 64, filename="b", state="STARTED", phase="parsing"),
+        TaskFile(file_hash="c" * 64, filename="c", state="STARTED", phase="embedding"),
+        TaskFile(file_hash="d" * 64, filename="d", state="SUCCESS", phase="embedding"),
+    ]
+    with db.session() as session:
+        session.add(
+            TaskRecord(
+                task_id="t1",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                files=files,
+            )
+        )
+    report = get_task(db=db, ref=ProjectRef("ns", "p"), task_id="t1")
+    assert [(f.filename, f.state, f.phase) for f in report.meta.files] == [
+        ("a", "PENDING", None),
+        ("b", "STARTED", "parsing"),
+        ("c", "STARTED", "embedding"),
+        ("d", "SUCCESS", None),  # only a started file is at a step
+    ]

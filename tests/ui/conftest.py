@@ -1,5 +1,9 @@
 """The Designer in a real browser: Playwright for Python driving Debian's Chromium (never a
-browser Playwright downloads) against one real `lf start` for the module.
+browser Playwright downloads) against one real `lf start`: one server and one browser for the
+whole session, a fresh browser context (tab, storage) per test.
+
+The server's Hugging Face Hub is a fake one on loopback (`tests/models/hub.py`) with its own
+empty cache, so a model download runs for real without the network.
 
 Without a browser (or without the `playwright` package) the tests skip, except under
 `CI=true`, where they fail: CI installs both (`make install`)."""
@@ -16,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, start_server  # noqa: F401 (the fixture, shared)
+from tests.e2e.conftest import Server, launch
+from tests.models.hub import FakeHub
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -42,7 +47,12 @@ def chromium() -> str:
     return str(found)
 
 
-@pytest.fixture(scope="module")
+TINY_MODEL = "acme/tiny-model"
+TINY_FILES = {"config.json": b"{}", "model.bin": b"m" * (2 << 20)}
+"""What the fake hub serves; `model.bin` is held until the test releases it (`hub.release`)."""
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -55,10 +65,18 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def server(start_server: Any) -> Server:  # noqa: F811 (the fixture imported above)
-    started: Server = start_server()
-    return started
+@pytest.fixture(scope="session")
+def hub() -> Iterator[FakeHub]:
+    with FakeHub({TINY_MODEL: TINY_FILES}, hold="model.bin") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, hub: FakeHub) -> Iterator[Server]:
+    cache = tmp_path_factory.mktemp("hf-cache")
+    started = launch(tmp_path_factory, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(cache))
+    yield started
+    started.stop()
 
 
 @pytest.fixture
@@ -88,7 +106,7 @@ def page(browser: Any, server: Server, request: pytest.FixtureRequest) -> Iterat
 
 
 def wait_task(server: Server, path: str, task_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         task: dict[str, Any] = httpx.get(f"{server.url}{path}/tasks/{task_id}").json()
         if task["state"] in ("SUCCESS", "FAILURE", "REVOKED"):

@@ -3,19 +3,24 @@ the user's own documents, plus the config editor, an example import and a narrow
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.chat.openai_server import OpenAIServer
 from tests.e2e.conftest import LF, Server
-from tests.ui.conftest import SCREENSHOTS, wait_task
+from tests.models.hub import FakeHub
+from tests.ui.conftest import SCREENSHOTS, TINY_MODEL, wait_task
 
-pytestmark = pytest.mark.slow
+# The waits on real processing and the bundled model allow for a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 UNLABELLED = """[...document.querySelectorAll('input, select, textarea, button')]
@@ -27,9 +32,15 @@ DOCS = "/v1/projects/default/docs"
 
 @pytest.fixture(scope="module")
 def docs(server: Server) -> str:
-    """The project `default/docs` (the default template): its UI path."""
+    """The project `default/docs` (the default template, its strategies retrieving 2 chunks: a
+    short prompt for the bundled model on a busy machine): its UI path."""
     created = httpx.post(f"{server.url}/v1/projects/default", json={"name": "docs"})
     assert created.status_code == 201, created.text
+    config = created.json()["project"]["config"]
+    for strategy in config["rag"]["databases"][0]["retrieval_strategies"]:
+        strategy["config"]["top_k"] = 2
+    updated = httpx.put(f"{server.url}{DOCS}", json={"config": config})
+    assert updated.status_code == 200, updated.text
     return "#/p/default/docs"
 
 
@@ -48,11 +59,49 @@ def ingested(server: Server, docs: str) -> str:
     return docs
 
 
+@pytest.fixture(scope="module")
+def fake() -> Iterator[OpenAIServer]:
+    """An OpenAI-compatible model on loopback: answers known in advance, at a pace a test sets."""
+    with OpenAIServer(text="<think>Weighing the question.</think>The answer is 42.") as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def thinker(server: Server, fake: OpenAIServer) -> str:
+    """The project `default/thinker`: chat only, its model the fake one."""
+    base = f"{server.url}/v1/projects/default"
+    created = httpx.post(base, json={"name": "thinker", "config_template": "server"})
+    assert created.status_code == 201, created.text
+    config = created.json()["project"]["config"]
+    config["runtime"] = {"provider": "openai", "model": "fake-model", "base_url": fake.base_url}
+    updated = httpx.put(f"{base}/thinker", json={"config": config})
+    assert updated.status_code == 200, updated.text
+    return "#/p/default/thinker"
+
+
 def payload(name: str, data: bytes) -> dict[str, Any]:
     return {"name": name, "mimeType": "application/octet-stream", "buffer": data}
 
 
-def test_root_is_json_for_clients_and_the_designer_for_browsers(server: Server) -> None:
+def drop(page: Any, selector: str, files: dict[str, bytes]) -> None:
+    """Drop files on an element as a user dragging them from the desktop would: a `drop` event
+    carrying a DataTransfer of File objects."""
+    transfer = page.evaluate_handle(
+        """(files) => {
+          const transfer = new DataTransfer();
+          for (const [name, data] of files) {
+            const raw = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            transfer.items.add(new File([raw], name));
+          }
+          return transfer;
+        }""",
+        [[name, base64.b64encode(data).decode()] for name, data in files.items()],
+    )
+    page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def test_root_is_json_for_clients_and_the_designer_for_browsers(page: Any, server: Server) -> None:
     api = httpx.get(f"{server.url}/")
     assert api.json() == {"message": "Hello, World!"}
     assert "content-security-policy" not in api.headers
@@ -67,10 +116,23 @@ def test_root_is_json_for_clients_and_the_designer_for_browsers(server: Server) 
     assert script.headers["content-security-policy"] == csp
     # Everything the shell loads is on this server.
     assert not re.search(r"(src|href)=\"(https?:)?//", shell.text)
-
-
-def test_create_and_delete_a_project(page: Any, docs: str) -> None:
+    # A browser gets the first page (its requests are checked by the `page` fixture).
     page.goto("/")
+    page.get_by_role("heading", name="Projects").wait_for()
+    page.get_by_role("heading", name="Start from an example").wait_for()
+
+
+def test_namespaces_create_and_delete_a_project(page: Any, server: Server, docs: str) -> None:
+    other = httpx.post(f"{server.url}/v1/projects/team-b", json={"name": "side"})
+    assert other.status_code == 201, other.text
+    page.goto("/")
+    namespaces = page.get_by_role("list", name="Namespaces")
+    namespaces.get_by_role("button", name="team-b (1)").click()
+    page.locator(".project-card", has_text="side").wait_for()
+    assert page.get_by_label("Namespace", exact=True).input_value() == "team-b"
+    namespaces.get_by_role("button", name=re.compile(r"^default \(\d+\)$")).click()
+    page.locator(".project-card", has_text="docs").wait_for()
+
     page.get_by_label("Project name").first.fill("scratch")
     page.get_by_role("button", name="Create project").click()
     page.wait_for_url(re.compile(r"#/p/default/scratch/data$"))
@@ -90,15 +152,20 @@ def test_upload_many_files_and_watch_them_process(page: Any, docs: str) -> None:
     handbook = (FIXTURES / "handbook-1p.docx").read_bytes()
     page.goto(f"/{docs}/data")
     page.locator("#dataset-select").wait_for()
-    files = ["handbook-1p.docx", "stanley-cups.xlsx", "fake-html-cp1252.html", "password.pdf"]
-    page.set_input_files(
-        "#file-input",
-        [payload(name, (FIXTURES / name).read_bytes()) for name in files]
-        + [payload("handbook-copy.docx", handbook)],
-    )
-    page.locator(".task[data-done]").wait_for(timeout=90_000)
+    names = ["handbook-1p.docx", "stanley-cups.xlsx", "fake-html-cp1252.html", "password.pdf"]
+    files = {name: (FIXTURES / name).read_bytes() for name in names}
+    drop(page, ".drop", {**files, "handbook-copy.docx": handbook})
+    page.locator(".task[data-done]").wait_for(timeout=180_000)
     uploads = page.locator(".uploads li")
     assert uploads.count() == 5
+    # Each file had its own upload progress bar, each now full.
+    for i in range(5):
+        bar = uploads.nth(i).locator("progress")
+        assert (
+            bar.get_attribute("aria-label")
+            == f"upload of {uploads.nth(i).get_attribute('data-file')}"
+        )
+        assert bar.evaluate("(p) => p.value === p.max && p.max > 0")
     # The same bytes twice: one of the two is stored, the other shown as skipped.
     assert page.locator(".uploads li.skipped").count() == 1
     assert "duplicate: skipped" in page.locator(".uploads li.skipped").inner_text()
@@ -148,7 +215,7 @@ def test_chat_streams_an_answer_with_sources(page: Any, ingested: str) -> None:
     page.get_by_label("Message").fill("What is the United States Trustee Program?")
     page.keyboard.press("Enter")
     answer = page.locator(".msg.assistant").last
-    page.locator(".msg.assistant:not(.streaming)").wait_for(timeout=90_000)
+    page.locator(".msg.assistant:not(.streaming)").wait_for(timeout=180_000)
     assert answer.locator(".text").inner_text().strip()
     assert answer.locator(".error").count() == 0
     sources = page.locator(".sources .source")
@@ -159,25 +226,62 @@ def test_chat_streams_an_answer_with_sources(page: Any, ingested: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "chat_answer_with_sources.png"))
 
-    # Stop: the request (or its stream) is aborted; the page is ready for the next question.
-    page.get_by_label("Max tokens").fill("")
-    page.get_by_label("Message").fill("Tell me everything about the Trustee Program.")
-    page.get_by_role("button", name="Send").click()
-    page.locator(".msg.assistant.streaming").wait_for()
-    page.get_by_role("button", name="Stop").click()
-    page.locator(".msg.assistant", has_text="Stopped.").wait_for()
-    assert page.get_by_role("button", name="Send").is_enabled()
 
-    # The chat is kept: a new one starts empty, the old one resumes with its history.
+def test_chat_thinking_collapsed_sessions_and_stop(
+    page: Any, thinker: str, fake: OpenAIServer
+) -> None:
+    page.goto(f"/{thinker}/chat")
+    sessions = page.get_by_role("navigation", name="Chats")
+    sessions.get_by_text("No chats yet.").wait_for()
+    page.get_by_label("Think first (thinking models)").check()
+    page.get_by_label("Message").fill("Why?")
+    page.keyboard.press("Enter")
+    answer = page.locator(".msg.assistant:not(.streaming)").last
+    answer.wait_for()
+    assert answer.locator(".text").inner_text() == "The answer is 42."
+    # The reasoning is there, collapsed: hidden until its summary is clicked.
+    thinking = answer.locator("details.thinking")
+    assert thinking.get_attribute("open") is None
+    assert not thinking.locator("pre").is_visible()
+    thinking.locator("summary").click()
+    assert thinking.locator("pre").inner_text() == "Weighing the question."
+    # The chat is listed by the server, titled by its first message.
+    first = sessions.locator("button[data-session]")
+    first.filter(has_text="Why?").wait_for()
+
+    # Stop: a slow answer is cut off; the page is ready for the next question.
+    fake.text, fake.delay = "word " * 400, 0.05
+    try:
+        page.get_by_label("Think first (thinking models)").uncheck()
+        page.get_by_label("Message").fill("Tell me everything.")
+        page.get_by_role("button", name="Send").click()
+        page.locator(".msg.assistant.streaming .text", has_text="word").wait_for()
+        page.get_by_role("button", name="Stop").click()
+        page.locator(".msg.assistant", has_text="Stopped.").wait_for()
+        assert page.get_by_role("button", name="Send").is_enabled()
+        assert len(page.locator(".msg.assistant").last.locator(".text").inner_text()) < 2000
+    finally:
+        fake.text, fake.delay = "Another answer.", 0.0
+
+    # A new chat starts empty and is listed beside the first one.
     page.get_by_role("button", name="New chat").click()
     assert page.locator(".msg").count() == 0
-    page.locator(".sessions button.link").first.click()
-    page.locator(".msg.assistant").first.wait_for()
-    assert (
-        page.locator(".msg.user")
-        .first.inner_text()
-        .endswith("What is the United States Trustee Program?")
-    )
+    page.get_by_label("Message").fill("Second chat")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant:not(.streaming)", has_text="Another answer.").wait_for()
+    sessions.locator("button[data-session]", has_text="Second chat").wait_for()
+    assert sessions.locator("button[data-session]").count() == 2
+
+    # Resume the first: its history comes back from the server.
+    sessions.locator("button[data-session]", has_text="Why?").click()
+    page.locator(".msg.user .text", has_text="Why?").wait_for()
+    assert page.locator(".msg.assistant .text").first.inner_text() == "The answer is 42."
+
+    # Delete the second (confirmed): gone from the list, and from the server.
+    page.get_by_role("button", name="Delete chat Second chat").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    sessions.locator("button[data-session]", has_text="Second chat").wait_for(state="detached")
+    assert sessions.locator("button[data-session]").count() == 1
 
 
 def test_config_error_shown_at_its_path_then_save_and_undo(
@@ -227,7 +331,7 @@ def test_import_an_example_with_progress(page: Any) -> None:
     card = page.locator('form[data-example="home_solar"]')
     card.get_by_label("Project name").fill("solar")
     card.get_by_role("button", name="Import").click()
-    card.get_by_text("Imported and processed").wait_for(timeout=90_000)
+    card.get_by_text("Imported and processed").wait_for(timeout=180_000)
     card.get_by_role("link", name="Open solar").click()
     page.get_by_role("heading", name="Datasets").wait_for()
     datasets = page.locator("section.card", has=page.get_by_role("heading", name="Datasets"))
@@ -236,21 +340,62 @@ def test_import_an_example_with_progress(page: Any) -> None:
     assert int(cells.nth(1).inner_text()) >= 1  # its files
     databases = page.locator("section.card", has=page.get_by_role("heading", name="Databases"))
     assert int(databases.locator("tbody tr td").nth(2).inner_text()) > 0  # its chunks
+    # Health: the server's components, then the project's database, embedder and index.
+    health = page.locator("section.card", has=page.get_by_role("heading", name="Health"))
+    assert "worker" in health.inner_text() and "model_server" in health.inner_text()
+    retrieval = health.locator(".rag-health table")
+    retrieval.wait_for()
+    assert {"vector_store", "embeddings", "index"} <= set(retrieval.inner_text().split())
 
 
 def test_narrow_screen_and_event_timeline(page: Any, ingested: str) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
-    for tab in ("overview", "data", "chat", "retrieval", "config"):
-        page.goto(f"/{ingested}/{tab}")
+    tabs = ("overview", "data", "chat", "retrieval", "config", "events")
+    for path in ["/", "/#/models", *(f"/{ingested}/{tab}" for tab in tabs)]:
+        page.goto(path)
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"{tab} is {width}px wide at 390px"
-        assert page.evaluate(UNLABELLED) == [], f"{tab} has controls without a label"
+        assert width <= 390, f"{path} is {width}px wide at 390px"
+        assert page.evaluate(UNLABELLED) == [], f"{path} has controls without a label"
     page.goto(f"/{ingested}/events")
+    rows = page.locator("tbody tr")
+    rows.first.wait_for()
+    # The type filter: only processed files' events.
+    page.get_by_label("Type").select_option("rag_processing")
+    page.get_by_role("button", name="Filter").click()
+    page.locator('.event-list[data-filter*="type=rag_processing"]').wait_for()
+    types = {rows.nth(i).get_attribute("data-type") for i in range(rows.count())}
+    assert types == {"rag_processing"}
+    # One event's sub-events as a timeline with durations.
     page.locator("table button.link").first.click()
-    page.locator(".timeline li").first.wait_for()
-    assert re.search(r"\d+\.\d ms", page.locator(".timeline li").first.inner_text())
+    steps = page.locator(".timeline li")
+    steps.first.wait_for()
+    assert re.search(r"\d+\.\d ms", steps.first.inner_text())
+    assert "parse" in page.locator(".timeline").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The time filter: nothing before 2001.
+    page.get_by_label("To", exact=True).fill("2001-01-01T00:00")
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_text("No events match.").wait_for()
+
+
+def test_keyboard_focus_is_visible(page: Any) -> None:
+    page.goto("/")
+    page.get_by_role("heading", name="Projects").wait_for()
+    page.keyboard.press("Tab")  # the skip link first, then the navigation
+    focused = page.locator(":focus")
+    assert focused.inner_text() == "Skip to content"
+    for _ in range(2):
+        page.keyboard.press("Tab")
+    assert page.locator(":focus").inner_text() == "Projects"
+    outline = page.locator(":focus").evaluate(
+        "(e) => { const s = getComputedStyle(e); return [s.outlineStyle, s.outlineWidth]; }"
+    )
+    assert outline == ["solid", "3px"], outline
+    # Enter on the focused link works as a click.
+    page.get_by_role("link", name="Models").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Models").wait_for()
 
 
 def test_cancel_a_task_shows_what_was_reverted(page: Any, docs: str) -> None:
@@ -258,13 +403,19 @@ def test_cancel_a_task_shows_what_was_reverted(page: Any, docs: str) -> None:
     page.goto(f"/{docs}/data")
     page.locator("#dataset-select").wait_for()
     page.set_input_files("#file-input", [payload(n, (FIXTURES / n).read_bytes()) for n in names])
+    # Live per-file state: the book takes seconds to parse and embed, long enough to be seen
+    # at its step.
+    book = page.locator('.task-files li[data-file="winter-sports.epub"][data-phase]')
+    book.wait_for(timeout=60_000)
+    assert book.locator(".badge").inner_text() in ("parsing", "embedding")
     cancel = page.get_by_role("button", name="Cancel task")
-    cancel.wait_for(timeout=60_000)
-    cancel.click()  # the book takes seconds to embed: the task is still running
-    page.locator(".task[data-done]").wait_for(timeout=90_000)
+    cancel.click()  # while the book is still being processed
+    page.locator(".task[data-done]").wait_for(timeout=180_000)
     assert page.locator(".task").get_attribute("data-done") == "REVOKED"
     summary = page.locator(".task").inner_text()
-    assert re.search(r"Cancelled: \d+ file\(s\) reverted, \d+ never processed", summary)
+    assert re.search(
+        r"Cancelled: \d+ file\(s\) reverted \(their chunks removed\), \d+ left unprocessed", summary
+    )
     states = {
         name: page.locator(f'.task-files li[data-file="{name}"]').get_attribute("data-state")
         for name in names
@@ -272,7 +423,7 @@ def test_cancel_a_task_shows_what_was_reverted(page: Any, docs: str) -> None:
     assert set(states.values()) <= {"CANCELLED", "REVERTED"}, states
 
 
-def test_models_list_sizes_and_download_errors(page: Any) -> None:
+def test_models_list_download_with_progress_and_delete(page: Any, hub: FakeHub) -> None:
     page.goto("/#/models")
     rows = page.locator("tbody tr")
     rows.nth(1).wait_for()
@@ -286,8 +437,26 @@ def test_models_list_sizes_and_download_errors(page: Any) -> None:
     error.wait_for()
     assert "Invalid model name 'not-a-repo'" in error.inner_text()  # the server's detail
 
+    # A download (from the fake hub, which holds the big file until released) shows progress.
+    page.get_by_label("Hugging Face model").fill(TINY_MODEL)
+    page.get_by_role("button", name="Download").click()
+    shown = page.locator("form .status", has_text=re.compile(r"of 2\.0 MB \(\d+%\)"))
+    shown.wait_for()
+    assert page.locator("form progress").get_attribute("max") == str(2 * 2**20 + 2)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "model_download_in_progress.png"))
+    hub.release.set()
+    page.locator("form .status.ok", has_text=f"{TINY_MODEL}: downloaded.").wait_for()
+    row = rows.filter(has_text=TINY_MODEL)
+    row.wait_for()
+    assert "cached" in row.inner_text() and re.search(r"\b2\.0 ?MB\b", row.inner_text())
+    row.get_by_role("button", name=f"Delete {TINY_MODEL}").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    page.get_by_text(re.compile(f"Deleted {TINY_MODEL}: 2.0 MB freed")).wait_for()
+    row.wait_for(state="detached")
 
-def test_with_api_keys_the_designer_asks_for_one(page: Any, server: Server) -> None:
+
+def test_with_api_keys_the_designer_asks_for_one(page: Any, server: Server, docs: str) -> None:
     """Last in this module: from now on the server asks every client for a key."""
     created = subprocess.run(
         [LF, "keys", "create", "--data-dir", str(server.data_dir), "designer"],

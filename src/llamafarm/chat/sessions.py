@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
@@ -41,6 +42,10 @@ HISTORY_MESSAGES = 1024
 HISTORY_CHARACTERS = 1_000_000
 """What a turn reads of its session, newest first: each request is capped (see the chat
 router), and so is what a session grown over many requests hands the model every time."""
+
+LISTED_SESSIONS = 100
+"""The most sessions `list_sessions` gives, newest first."""
+TITLE_CHARACTERS = 80
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NO_SYNC = {"synchronize_session": False}
@@ -68,6 +73,43 @@ def open_session(
         except IntegrityError:
             continue  # a concurrent request created it first: open that one
     raise Conflict(f"Session {session_id!r} could not be opened; try again")
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    session_id: str
+    title: str | None
+    """The start of its first user message; None before its first turn."""
+    messages: int
+    created_at: float
+    last_used_at: float
+
+
+def list_sessions(db: StateDB, *, namespace: str, project: str) -> list[SessionSummary]:
+    """A project's live sessions, the most recently used first (at most LISTED_SESSIONS)."""
+    now = time.time()
+    first_user = (
+        select(func.substr(ChatMessage.content, 1, TITLE_CHARACTERS))
+        .where(ChatMessage.session_pk == ChatSession.id, ChatMessage.role == "user")
+        .order_by(ChatMessage.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    live = or_(ChatSession.last_used_at + ChatSession.ttl >= now, ChatSession.lock_expires > now)
+    with db.session() as session:
+        rows = session.execute(
+            select(
+                ChatSession.session_id,
+                first_user,
+                ChatSession.next_seq,
+                ChatSession.created_at,
+                ChatSession.last_used_at,
+            )
+            .where(ChatSession.namespace == namespace, ChatSession.project == project, live)
+            .order_by(ChatSession.last_used_at.desc())
+            .limit(LISTED_SESSIONS)
+        )
+        return [SessionSummary(*row) for row in rows]
 
 
 def history(db: StateDB, *, namespace: str, project: str, session_id: str) -> list[Message]:

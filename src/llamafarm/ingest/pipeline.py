@@ -77,11 +77,13 @@ def process_file(
     chroma: ChromaClients,
     parsing: ParsePool,
     should_stop: Callable[[], bool],
+    on_parsed: Callable[[], None] = lambda: None,
     on_stored: Callable[[int], None] = lambda chunks: None,
     timeline: Timeline | None = None,
 ) -> Outcome:
-    """Parse (in the sandbox), chunk, embed and store one file batch by batch; `on_stored`
-    hears the count of chunks stored so far after each batch. A failure or a cancel half-way
+    """Parse (in the sandbox), chunk, embed and store one file batch by batch; `on_parsed`
+    hears when the first batch of chunks comes out of the parser (embedding starts), `on_stored`
+    the count of chunks stored so far after each batch. A failure or a cancel half-way
     removes the batches stored so far, so the file keeps the chunks it had before."""
     parser = select_parser(plan.strategy, filename)
     # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
@@ -119,6 +121,8 @@ def process_file(
             batches = iter(run)
             try:
                 while (batch := _next(batches, steps)) is not None:
+                    if not stored:
+                        on_parsed()
                     ids = [
                         chunk_id(dataset, file_hash, fingerprint, int(c.metadata["chunk_index"]))
                         for c in batch

@@ -94,16 +94,22 @@ class ProjectStore:
             return []
         return sorted(c.name for c in self.root.iterdir() if c.is_dir() and is_valid_name(c.name))
 
-    def list(self, namespace: str) -> list[Project]:
+    def names(self, namespace: str) -> list[str]:
+        """The names of a namespace's projects (folders with a config), sorted."""
         folder = self.root / check_name(namespace, kind="namespace")
         if not folder.is_dir():
             return []
+        return sorted(
+            c.name
+            for c in folder.iterdir()
+            if is_valid_name(c.name) and (c / CONFIG_FILE).is_file()
+        )
+
+    def list(self, namespace: str) -> list[Project]:
         projects = []
-        for child in sorted(folder.iterdir()):
-            if not (is_valid_name(child.name) and (child / CONFIG_FILE).is_file()):
-                continue
+        for name in self.names(namespace):
             with contextlib.suppress(NotFound):  # deleted while we list
-                projects.append(self.get(namespace, child.name))
+                projects.append(self.get(namespace, name))
         return projects
 
     def get(self, namespace: str, name: str) -> Project:

@@ -2,7 +2,7 @@
 by default, or any URL)."""
 
 from llamafarm.state.db import StateDB
-from llamafarm.state.progress import FileState, TaskState
+from llamafarm.state.progress import FilePhase, FileState, TaskState
 from llamafarm.state.tables import (
     ChatMessage,
     ChatSession,
@@ -17,6 +17,7 @@ __all__ = [
     "ChatMessage",
     "ChatSession",
     "EventLog",
+    "FilePhase",
     "FileRecord",
     "FileState",
     "StateDB",

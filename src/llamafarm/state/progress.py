@@ -23,6 +23,15 @@ class FileState(StrEnum):
     """Its chunks were removed again: the task was cancelled, or the file removed, meanwhile."""
 
 
+class FilePhase(StrEnum):
+    """What a STARTED file is doing (`task_files.phase`)."""
+
+    PARSING = "parsing"
+    """Until its first chunks come out of the parse process."""
+    EMBEDDING = "embedding"
+    """Its chunks are embedded and stored, batch by batch, while the rest is parsed."""
+
+
 class TaskState(StrEnum):
     """A whole task, derived from its files' states and its cancel flag."""
 

@@ -61,6 +61,8 @@ class TaskFile(Base):
     filename: Mapped[str] = mapped_column(String(512))
     state: Mapped[str] = mapped_column(String(16), default=FileState.PENDING.value)
     """A FileState; stored as its plain value."""
+    phase: Mapped[str | None] = mapped_column(String(16), default=None)
+    """A FilePhase while the file is STARTED (the step it is at); left as it was after."""
     chunks: Mapped[int] = mapped_column(default=0)
     chunks_reused: Mapped[int] = mapped_column(default=0, server_default="0")
     """Of `chunks`, those whose vectors came from the database's embedding cache."""

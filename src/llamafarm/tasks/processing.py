@@ -23,7 +23,7 @@ from llamafarm.rag.embedders.reuse import CACHE_FILE, ReusingEmbedder, VectorCac
 from llamafarm.rag.index import index_folder
 from llamafarm.rag.stores import ChromaClients, create_store, release_missing
 from llamafarm.settings import Settings
-from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
+from llamafarm.state import FilePhase, FileRecord, FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
             )
             .values(
                 state=FileState.STARTED.value,
+                phase=FilePhase.PARSING.value,
                 started_at=time.time(),
                 worker=ctx.worker,
                 attempts=item.attempts + 1,
@@ -150,6 +151,7 @@ def _process(
             chroma=ctx.models.chroma,
             parsing=ctx.parsing,
             should_stop=cancelled,
+            on_parsed=lambda: _phase(ctx, task_file_id, FilePhase.EMBEDDING),
             on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
             timeline=timeline,
         )
@@ -168,10 +170,16 @@ def _process(
         if reusing is not None:
             reusing.close()
 
-    still_listed = _record(ctx, task_file_id, record.id, outcome, reused=reusing.reused)
-    # A cancel, or the file's removal, may have come while the chunks were being stored: they
+    # A cancel that came while the last chunks were stored: reverted before the file is ever
+    # reported SUCCESS (a client watching the cancelled task would take that as final).
+    stored = outcome.state == FileState.SUCCESS
+    cancelled_first = stored and cancelled()
+    still_listed = cancelled_first or _record(
+        ctx, task_file_id, record.id, outcome, reused=reusing.reused
+    )
+    # A cancel, or the file's removal, may also come between that look and the record: they
     # revert what they can see as stored, and this check catches what they could not see yet.
-    if outcome.state == FileState.SUCCESS and (cancelled() or not still_listed):
+    if stored and (cancelled_first or cancelled() or not still_listed):
         # Through the database the chunks went to: a deleted dataset no longer names it.
         revert_file(
             ctx.projects,
@@ -185,6 +193,13 @@ def _process(
         )
         return FileState.REVERTED
     return outcome.state
+
+
+def _phase(ctx: WorkerContext, task_file_id: int, phase: FilePhase) -> None:
+    with ctx.db.session() as session:
+        session.execute(
+            update(TaskFile).where(TaskFile.id == task_file_id).values(phase=phase.value)
+        )
 
 
 def _progress(ctx: WorkerContext, task_file_id: int, chunks: int) -> None:

@@ -32,6 +32,8 @@ class FileProgress:
     hash: str
     state: str
     """A FileState."""
+    phase: str | None
+    """A FilePhase while `state` is STARTED, else None."""
     chunks: int
     chunks_reused: int
     """Chunks whose vectors were reused from the embedding cache, not embedded again."""
@@ -268,6 +270,7 @@ def _report(task: TaskRecord) -> TaskReport:
             filename=f.filename,
             hash=f.file_hash,
             state=f.state,
+            phase=f.phase if f.state == FileState.STARTED else None,
             chunks=f.chunks,
             chunks_reused=f.chunks_reused,
             error=f.error,

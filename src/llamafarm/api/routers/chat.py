@@ -18,6 +18,8 @@ from llamafarm.api.schemas.chat import (
     ChatModelList,
     HistoryMessage,
     SessionDeleted,
+    SessionList,
+    SessionPublic,
     SessionsDeleted,
 )
 from llamafarm.api.schemas.completions import STREAM_EVENT, ChatCompletion
@@ -81,6 +83,20 @@ def _dropped(fitted: Fitted | None) -> dict[str, str]:
     """`X-LF-Context-Dropped: turns=N; chunks=M` when the conversation was cut to fit the
     model's window."""
     return {CONTEXT_DROPPED: fitted.header()} if fitted is not None and fitted.dropped else {}
+
+
+@router.get(
+    "/chat/sessions",
+    operation_id="chat_sessions_list",
+    summary="A project's chat sessions",
+    description="The live sessions, the most recently used first (at most 100): id, title (the "
+    "start of the first user message), message count, created_at and last_used_at (Unix "
+    "seconds).",
+)
+def list_sessions(ref: ProjectRefDep, db: StateDBDep) -> SessionList:
+    found = sessions.list_sessions(db, namespace=ref.namespace, project=ref.project)
+    listed = [SessionPublic(**vars(s)) for s in found]
+    return SessionList(total=len(listed), sessions=listed)
 
 
 @router.get(

@@ -12,6 +12,8 @@ from llamafarm.api.errors import errors
 from llamafarm.api.schemas.projects import (
     ConfigChecked,
     ConfigVersion,
+    NamespaceList,
+    NamespacePublic,
     ProjectList,
     ProjectPublic,
     ProjectResponse,
@@ -101,8 +103,23 @@ def update_project(
 config_router = APIRouter(
     prefix="/projects", tags=["projects"], responses=errors(400, 404, 409, 413, 422)
 )
-"""The config editor's routes (the Designer's): not MCP tools, since project_update checks the
-same and an agent keeps no previous version to go back to."""
+"""The Designer's routes: the namespaces to pick from, and the config editor's (not MCP tools,
+since project_update checks the same and an agent keeps no previous version to go back to)."""
+
+
+@config_router.get(
+    "",
+    operation_id="namespaces_list",
+    summary="List namespaces",
+    description="The namespaces that hold at least one project, by name, each with its count "
+    "of projects.",
+)
+def list_namespaces(store: ProjectStoreDep) -> NamespaceList:
+    counted = [
+        NamespacePublic(name=n, project_count=len(store.names(n))) for n in store.namespaces()
+    ]
+    namespaces = [n for n in counted if n.project_count]
+    return NamespaceList(total=len(namespaces), namespaces=namespaces)
 
 
 @config_router.post(

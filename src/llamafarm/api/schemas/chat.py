@@ -15,6 +15,20 @@ class ChatHistory(Public):
     messages: list[HistoryMessage]
 
 
+class SessionPublic(Public):
+    session_id: str
+    title: str | None
+    """The start of its first user message; null before its first turn."""
+    messages: int
+    created_at: float
+    last_used_at: float
+
+
+class SessionList(Public):
+    total: int
+    sessions: list[SessionPublic]
+
+
 class SessionDeleted(Public):
     message: str
 

@@ -47,6 +47,16 @@ class ProjectList(Public):
     projects: list[ProjectPublic]
 
 
+class NamespacePublic(Public):
+    name: str
+    project_count: int
+
+
+class NamespaceList(Public):
+    total: int
+    namespaces: list[NamespacePublic]
+
+
 class ConfigChecked(Public):
     valid: bool = Field(description="Always true: an invalid config is a 422 naming each path.")
     warnings: list[str] = Field(

@@ -13,7 +13,10 @@ class TaskFile(Public):
     filename: str
     hash: str
     state: str
-    """PENDING, STARTED, SUCCESS, SKIPPED, FAILURE or CANCELLED."""
+    """PENDING, STARTED, SUCCESS, SKIPPED, FAILURE, CANCELLED or REVERTED."""
+    phase: str | None
+    """While STARTED: `parsing` (until its first chunks come out of the parser), then
+    `embedding` (its chunks embedded and stored while the rest is parsed); else null."""
     chunks: int
     chunks_reused: int
     """Of `chunks`, those whose vectors came from the embedding cache (not embedded again)."""

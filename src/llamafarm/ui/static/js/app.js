@@ -1,27 +1,25 @@
 // The Designer's shell: the hash router, the project tabs and the API key prompt.
+// Each page is loaded when first shown (a dynamic import): the first page fetches only its own
+// module, not the others nor the YAML library of the config editor.
 import { getKey, setKey } from "./api.js";
-import { clear, h } from "./dom.js";
-import * as projects from "./pages/projects.js";
-import * as dashboard from "./pages/dashboard.js";
-import * as data from "./pages/data.js";
-import * as chat from "./pages/chat.js";
-import * as retrieval from "./pages/retrieval.js";
-import * as config from "./pages/config.js";
-import * as events from "./pages/events.js";
-import * as models from "./pages/models.js";
+import { clear, errorBox, h } from "./dom.js";
 
+const projects = () => import("./pages/projects.js");
+const models = () => import("./pages/models.js");
 const TABS = [
-  ["overview", "Overview", dashboard],
-  ["data", "Data", data],
-  ["chat", "Chat", chat],
-  ["retrieval", "Retrieval", retrieval],
-  ["config", "Config", config],
-  ["events", "Events", events],
+  ["overview", "Overview", () => import("./pages/dashboard.js")],
+  ["data", "Data", () => import("./pages/data.js")],
+  ["chat", "Chat", () => import("./pages/chat.js")],
+  ["retrieval", "Retrieval", () => import("./pages/retrieval.js")],
+  ["config", "Config", () => import("./pages/config.js")],
+  ["events", "Events", () => import("./pages/events.js")],
 ];
 
 let cleanup = null;
+let shown = 0;  // the latest route() call: an older one whose page loads late gives way
 
-function route() {
+async function route() {
+  const mine = ++shown;
   if (cleanup) { try { cleanup(); } catch { /* a page's own teardown */ } cleanup = null; }
   const main = document.getElementById("main");
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
@@ -53,7 +51,15 @@ function route() {
     target = h("section", { class: "page", "aria-label": TABS.find((t) => t[0] === ctx.tab)[1] });
     main.append(target);
   }
-  const result = page.render(target, ctx);
+  let module;
+  try {
+    module = await page();
+  } catch (error) {
+    if (mine === shown) target.append(errorBox(`This page could not be loaded (${error.message})`));
+    return;
+  }
+  if (mine !== shown) return;
+  const result = module.render(target, ctx);
   if (typeof result === "function") cleanup = result;
 }
 

@@ -3,12 +3,6 @@
 import { api, events, get, projectPath, raw } from "../api.js";
 import { clear, confirm, errorBox, field, h, select, status } from "../dom.js";
 
-function sessionsKey(ns, name) { return `lf.sessions.${ns}/${name}`; }
-function loadSessions(ns, name) {
-  try { return JSON.parse(localStorage.getItem(sessionsKey(ns, name))) || []; } catch { return []; }
-}
-function saveSessions(ns, name, list) { localStorage.setItem(sessionsKey(ns, name), JSON.stringify(list.slice(0, 50))); }
-
 export function render(root, { ns, name }) {
   let sessionId = null;
   let controller = null;
@@ -25,20 +19,24 @@ export function render(root, { ns, name }) {
   const sourcesPanel = h("aside", { class: "sources", "aria-label": "Sources" }, h("h2", {}, "Sources"), h("p", { class: "muted" }, "The chunks an answer used appear here."));
   const chatStatus = h("div", { class: "status" });
 
-  function renderSessions() {
-    const list = loadSessions(ns, name);
-    clear(sessionList, list.length ? list.map((s) => {
-      const open = h("button", { type: "button", class: `link${s.id === sessionId ? " current" : ""}` }, s.title || s.id);
-      open.addEventListener("click", () => resume(s.id));
-      const del = h("button", { type: "button", class: "ghost small", "aria-label": `Delete chat ${s.title}` }, "×");
+  // The project's chats, from the server (newest first).
+  async function renderSessions() {
+    let listed;
+    try {
+      listed = (await get(projectPath(ns, name, "/chat/sessions"))).sessions;
+    } catch (error) { clear(sessionList, h("li", {}, errorBox(error))); return; }
+    clear(sessionList, listed.length ? listed.map((s) => {
+      const title = s.title || "(empty chat)";
+      const open = h("button", { type: "button", class: `link${s.session_id === sessionId ? " current" : ""}`,
+        "data-session": s.session_id, title: `${s.messages} message(s) · ${new Date(s.last_used_at * 1000).toLocaleString()}` }, title);
+      open.addEventListener("click", () => resume(s.session_id));
+      const del = h("button", { type: "button", class: "ghost small", "aria-label": `Delete chat ${title}` }, "×");
       del.addEventListener("click", async () => {
-        if (!await confirm(`Delete the chat "${s.title}"?`)) return;
+        if (!await confirm(`Delete the chat "${title}"?`)) return;
         try {
-          await api("DELETE", projectPath(ns, name, `/chat/sessions/${encodeURIComponent(s.id)}`));
+          await api("DELETE", projectPath(ns, name, `/chat/sessions/${encodeURIComponent(s.session_id)}`));
         } catch (error) { if (error.status !== 404) { status(chatStatus, errorBox(error)); return; } }
-        saveSessions(ns, name, loadSessions(ns, name).filter((x) => x.id !== s.id));
-        if (s.id === sessionId) newChat();
-        renderSessions();
+        if (s.session_id === sessionId) newChat(); else renderSessions();
       });
       return h("li", {}, open, del);
     }) : h("li", { class: "muted" }, "No chats yet."));
@@ -109,13 +107,7 @@ export function render(root, { ns, name }) {
     try {
       const response = await raw("POST", projectPath(ns, name, "/chat/completions"), { body, signal: controller.signal, extraHeaders });
       const sid = response.headers.get("X-Session-ID");
-      if (sid && sid !== sessionId) {
-        sessionId = sid;
-        const list = loadSessions(ns, name).filter((s) => s.id !== sid);
-        list.unshift({ id: sid, title: text.slice(0, 60) });
-        saveSessions(ns, name, list);
-        renderSessions();
-      }
+      if (sid && sid !== sessionId) sessionId = sid;
       status(chatStatus, "Answering…");
       for await (const chunk of events(response)) {
         if (chunk.error) { answer.append(errorBox({ detail: chunk.error.message })); continue; }
@@ -127,7 +119,8 @@ export function render(root, { ns, name }) {
           log.scrollTop = log.scrollHeight;
         }
         if (chunk.thinking && chunk.thinking.content) {
-          answer.insertBefore(h("details", { class: "thinking" }, h("summary", {}, "Thinking"), h("pre", {}, chunk.thinking.content)), answerText);
+          // Collapsed: the answer first, the reasoning a click away.
+          answer.insertBefore(h("details", { class: "thinking" }, h("summary", {}, "Thinking"), h("pre", {}, chunk.thinking.content.trim())), answerText);
         }
       }
       status(chatStatus, "");
@@ -143,6 +136,7 @@ export function render(root, { ns, name }) {
       answer.classList.remove("streaming");
       send.disabled = false; stop.disabled = true;
       controller = null;
+      renderSessions();
     }
   }
 

@@ -1,5 +1,6 @@
-// A project's overview: datasets (files, sizes), databases (chunks), models, health, events.
-import { get, projectPath } from "../api.js";
+// A project's overview: datasets (files, sizes), databases (chunks), models, health (the
+// server's components, and the project's database, embedder and index), events.
+import { get, headers, projectPath } from "../api.js";
 import { bytes, clear, errorBox, h, when } from "../dom.js";
 
 function section(title, body) {
@@ -54,10 +55,22 @@ export function render(root, { ns, name }) {
     parts.push(section("Models", models.e ? errorBox(models.e) : table(
       ["Name", "Provider", "Model", ""],
       models.v.models.map((m) => [m.name, m.provider, m.model, m.default ? "default" : ""]), "No models.")));
+    // The project's retrieval (its default database's store, embedder and index) comes after:
+    // its first check may load the embedder, and the rest of the page does not wait for it.
+    const retrieval = h("div", { class: "rag-health", "aria-live": "polite" });
+    if (databases.v && databases.v.databases.length) {
+      retrieval.append(h("p", { class: "muted" }, "Checking the database and its embedder…"));
+      get(projectPath(ns, name, "/rag/health")).then((r) => clear(retrieval,
+        h("p", {}, `Retrieval (${r.database}): `, badge(r.status)),
+        table(["Component", "Status", "Latency", "Message"],
+          Object.values(r.components).map((c) => [c.name, badge(c.status), c.latency == null ? "–" : `${Math.round(c.latency)} ms`, c.message || ""]), "")),
+      (error) => clear(retrieval, errorBox(error)));
+    }
     parts.push(section("Health", health.e ? errorBox(health.e) : h("div", {},
       h("p", {}, "Server: ", badge(health.v.status)),
       table(["Component", "Status", "Latency", "Message"],
-        health.v.components.map((c) => [c.name, badge(c.status), c.latency_ms == null ? "–" : `${Math.round(c.latency_ms)} ms`, c.message || ""]), ""))));
+        health.v.components.map((c) => [c.name, badge(c.status), c.latency_ms == null ? "–" : `${Math.round(c.latency_ms)} ms`, c.message || ""]), ""),
+      retrieval)));
     parts.push(section("Newest events", events.e ? errorBox(events.e) : table(
       ["When", "Type", "Summary"],
       events.v.events.map((e) => [when(e.timestamp), h("a", { href: `#/p/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/events/${encodeURIComponent(e.event_id)}` }, e.type),
@@ -73,7 +86,7 @@ async function fetchHealth() {
     return await get("/health");
   } catch (error) {
     if (error.status === 503) {
-      const response = await fetch("/health", { headers: { Accept: "application/json" } });
+      const response = await fetch("/health", { headers: headers() });
       return response.json();
     }
     throw error;

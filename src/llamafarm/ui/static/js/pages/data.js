@@ -9,6 +9,21 @@ const STATE_TEXT = {
 };
 const PARALLEL = 3;
 
+// "Finished: 3 processed, 1 failed" (the counts that are not 0).
+function finished(task) {
+  const r = task.result;
+  if (!r) return `Finished: ${task.state}`;
+  const parts = [[r.processed_files, "processed"], [r.skipped_files, "unchanged"], [r.failed_files, "failed"]]
+    .filter(([n]) => n).map(([n, what]) => `${n} ${what}`);
+  return `Finished: ${parts.join(", ") || "nothing to do"}`;
+}
+
+// A started file says the step it is at (parsing, then embedding); the others their state.
+function stateText(f) {
+  if (f.state === "STARTED" && f.phase) return f.phase;
+  return STATE_TEXT[f.state] || f.state;
+}
+
 export function render(root, { ns, name }) {
   let datasets = [];
   let stopped = false;
@@ -123,20 +138,20 @@ export function render(root, { ns, name }) {
       const task = await watchTask(ns, name, taskId, (t) => {
         bar.max = t.meta.total || 1; bar.value = t.meta.current || 0;
         summary.textContent = `${t.meta.current}/${t.meta.total} file(s) · ${t.state}`;
-        clear(list, t.meta.files.map((f) => h("li", { "data-state": f.state, "data-file": f.filename },
+        clear(list, t.meta.files.map((f) => h("li", { "data-state": f.state, "data-phase": f.phase, "data-file": f.filename },
           h("span", { class: "fname" }, f.filename),
-          h("span", { class: `badge ${STATE_TEXT[f.state] ? f.state.toLowerCase() : ""}` }, STATE_TEXT[f.state] || f.state),
+          h("span", { class: `badge ${STATE_TEXT[f.state] ? f.state.toLowerCase() : ""}` }, stateText(f)),
           f.chunks != null ? h("span", { class: "muted" }, `${f.chunks} chunk(s)`) : null,
           f.error ? h("span", { class: "error" }, f.error) : null)));
         for (const f of t.meta.files) {
           const row = rows.find((r) => r.hash === f.hash);
-          if (row) row.state.textContent = STATE_TEXT[f.state] || f.state;
+          if (row) row.state.textContent = stateText(f);
         }
       }, { signal: { get aborted() { return stopped; } } });
       cancel.disabled = true;
       summary.textContent = task.state === "REVOKED"
-        ? `Cancelled: ${task.meta.files.filter((f) => f.state === "REVERTED").length} file(s) reverted, ${task.meta.files.filter((f) => f.state === "CANCELLED").length} never processed`
-        : `Finished: ${task.state}${task.result ? ` · ${task.result.processed_files} processed` : ""}`;
+        ? `Cancelled: ${task.meta.files.filter((f) => f.state === "REVERTED").length} file(s) reverted (their chunks removed), ${task.meta.files.filter((f) => f.state === "CANCELLED").length} left unprocessed`
+        : finished(task);
       taskBox.dataset.done = task.state;
       loadDatasets();
     } catch (error) { taskBox.append(errorBox(error)); }

@@ -1,16 +1,16 @@
 // Events: a project's event log with type and time filters; one event's sub-events as a
 // timeline with durations.
 import { get, projectPath } from "../api.js";
-import { clear, errorBox, field, h, status, when } from "../dom.js";
+import { clear, errorBox, field, h, select, status, when } from "../dom.js";
 
 const PAGE = 25;
 
 export function render(root, { ns, name }) {
-  const type = h("input", { placeholder: "e.g. rag_query, chat, ingest", autocomplete: "off" });
+  const type = select([["", "(all types)"], ["inference", "inference (chat)"], ["rag_processing", "rag_processing (a processed file)"]], "");
   const start = h("input", { type: "datetime-local" });
   const end = h("input", { type: "datetime-local" });
   const note = h("div", { class: "status", "aria-live": "polite" });
-  const list = h("div", {});
+  const list = h("div", { class: "event-list" });
   const detail = h("div", { class: "event-detail", "aria-live": "polite" });
   let offset = 0;
 
@@ -18,7 +18,7 @@ export function render(root, { ns, name }) {
 
   async function load() {
     const params = new URLSearchParams({ limit: PAGE, offset });
-    if (type.value.trim()) params.set("type", type.value.trim());
+    if (type.value) params.set("type", type.value);
     if (start.value) params.set("start_time", iso(start.value));
     if (end.value) params.set("end_time", iso(end.value));
     status(note, "Loading…");
@@ -33,10 +33,11 @@ export function render(root, { ns, name }) {
         h("tbody", {}, body.events.map((e) => {
           const open = h("button", { type: "button", class: "link" }, e.type);
           open.addEventListener("click", () => show(e.event_id));
-          return h("tr", {}, h("td", {}, when(e.timestamp)), h("td", {}, open),
+          return h("tr", { "data-type": e.type }, h("td", {}, when(e.timestamp)), h("td", {}, open),
             h("td", {}, Object.entries(e.summary || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ")));
         })))) : h("p", { class: "muted" }, "No events match."),
       h("div", { class: "row" }, prev, h("span", { class: "muted" }, `${offset + 1}–${Math.min(offset + PAGE, body.total)} of ${body.total}`), next));
+      list.dataset.filter = params.toString();  // what the list shows (for tests, and a reload)
       status(note, "");
     } catch (error) { status(note, errorBox(error)); }
   }

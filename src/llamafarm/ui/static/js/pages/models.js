@@ -30,11 +30,14 @@ export function render(root) {
     } catch (error) { clear(list, errorBox(error)); }
   }
 
+  const downloadButton = h("button", { type: "submit" }, "Download");
   const form = h("form", { class: "card form" }, h("h2", {}, "Download a model"),
     field("Hugging Face model", nameInput, "From the Hugging Face Hub (HF_ENDPOINT): needs network access."),
-    h("button", { type: "submit" }, "Download"), dlStatus);
+    downloadButton, dlStatus);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (controller) return;  // one download at a time
+    downloadButton.disabled = true;
     const bar = progress(null, 1, "download");
     const text = h("span", {}, "Starting…");
     const cancel = h("button", { type: "button", class: "ghost small" }, "Cancel");
@@ -58,6 +61,7 @@ export function render(root) {
       status(dlStatus, error.name === "AbortError" ? "Download cancelled." : errorBox(error));
     }
     controller = null;
+    downloadButton.disabled = false;
   });
 
   root.append(h("h1", {}, "Models"), note, list, h("div", { class: "spacer" }), form);

@@ -1,5 +1,5 @@
-// Projects: list a namespace's projects, create one from a template, import an example
-// (with its processing progress), delete one.
+// Projects: the namespaces, a namespace's projects, create one from a template, import an
+// example (with its processing progress), delete one.
 import { api, get, projectPath, watchTask } from "../api.js";
 import { clear, confirm, errorBox, field, h, progress, select, status, when } from "../dom.js";
 
@@ -12,10 +12,26 @@ export function render(root) {
   const nsInput = h("input", { value: namespace, autocomplete: "off", pattern: "[A-Za-z0-9_.\\-]{1,64}" });
   const list = h("div", { class: "cards", "aria-live": "polite" });
   const listStatus = h("div", { class: "status" });
+  const nsList = h("ul", { class: "namespaces", "aria-label": "Namespaces" });
+
+  async function loadNamespaces() {
+    try {
+      const body = await get("/v1/projects");
+      const shown = body.namespaces.some((n) => n.name === namespace) ? body.namespaces
+        : [...body.namespaces, { name: namespace, project_count: 0 }];
+      clear(nsList, shown.map((n) => {
+        const pick = h("button", { type: "button", class: "ghost small", "data-namespace": n.name,
+          "aria-pressed": n.name === namespace ? "true" : "false" }, `${n.name} (${n.project_count})`);
+        pick.addEventListener("click", () => { nsInput.value = n.name; load(); });
+        return h("li", {}, pick);
+      }));
+    } catch (error) { clear(nsList, h("li", {}, errorBox(error))); }
+  }
 
   async function load() {
     namespace = nsInput.value.trim() || "default";
     localStorage.setItem(NS_KEY, namespace);
+    loadNamespaces();
     status(listStatus, "Loading projects…");
     try {
       const body = await get(`/v1/projects/${encodeURIComponent(namespace)}`);
@@ -117,7 +133,7 @@ export function render(root) {
   const nsForm = h("form", { class: "inline", onsubmit: (e) => { e.preventDefault(); load(); } },
     field("Namespace", nsInput), h("button", { type: "submit" }, "Show projects"));
   root.append(
-    h("h1", {}, "Projects"), nsForm, listStatus, list,
+    h("h1", {}, "Projects"), h("div", { class: "inline" }, nsForm, nsList), listStatus, list,
     h("div", { class: "grid2" }, createForm,
       h("section", { class: "examples" }, h("h2", {}, "Start from an example"), examples)),
   );
