@@ -288,6 +288,7 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
             lambda c, n, cfg: c.delete(f"{b}/chat/sessions/{n['session_id']}"),
         ),
         ("chat_sessions_delete", lambda c, n, cfg: c.delete(f"{b}/chat/sessions")),
+        ("database_reindex", lambda c, n, cfg: c.post(f"{b}/rag/databases/third_db/reindex")),
         ("database_delete", lambda c, n, cfg: c.delete(f"{b}/rag/databases/third_db")),
         ("dataset_delete", lambda c, n, cfg: c.delete(f"{b}/datasets/more")),
         ("project_delete", lambda c, n, cfg: c.delete("/v1/projects/acme/other")),

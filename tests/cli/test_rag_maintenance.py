@@ -1,5 +1,5 @@
-"""`lf rag stats|list|clear` against a real server (uvicorn in a thread); files processed with
-the worker's own function in this process."""
+"""`lf rag stats|list|clear|reindex` against a real server (uvicorn in a thread); files
+processed with the worker's own function in this process."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile
 from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.reindex import run_reindex
 
 BASE = "/v1/projects/acme/bot"
 FILES = {
@@ -57,6 +58,15 @@ def test_stats_list_and_clear(live_server: str, settings: Settings) -> None:
     assert "orchard.txt" not in output
     code, output = lf(live_server, "rag", "list", "--offset", "1")
     assert "orchard.txt" in output and "glaciers.md" not in output
+
+    code, output = lf(live_server, "rag", "reindex", "main_db", "--no-wait")
+    assert code == 0, output
+    task_id = output.split("task ")[1].split()[0]
+    assert run_reindex(context, task_id) == "SUCCESS"
+    code, output = lf(live_server, "tasks", "show", task_id)
+    assert code == 0 and "SUCCESS (2/2)" in output, output
+    code, output = lf(live_server, "rag", "reindex", "nope")
+    assert code == 1 and "nope" in output
 
     code, output = lf(live_server, "rag", "clear", "documents", "--file", hashes["orchard.txt"])
     assert code != 0  # asked for a confirmation, and none came

@@ -80,11 +80,15 @@ def process_file(
     on_parsed: Callable[[], None] = lambda: None,
     on_stored: Callable[[int], None] = lambda chunks: None,
     timeline: Timeline | None = None,
+    generation: int | None = None,
 ) -> Outcome:
     """Parse (in the sandbox), chunk, embed and store one file batch by batch; `on_parsed`
     hears when the first batch of chunks comes out of the parser (embedding starts), `on_stored`
     the count of chunks stored so far after each batch. A failure or a cancel half-way
-    removes the batches stored so far, so the file keeps the chunks it had before."""
+    removes the batches stored so far, so the file keeps the chunks it had before.
+
+    `generation`: store into that collection of the database, not the serving one (a
+    reindex, which records the index itself when it switches)."""
     parser = select_parser(plan.strategy, filename)
     # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
     fingerprint = _fingerprint(plan, parser.model_dump(mode="json", exclude_none=True))
@@ -111,9 +115,13 @@ def process_file(
         "file_hash": file_hash,
         "dataset": dataset,
     }
-    store = create_store(plan.database, project_dir=project_dir, clients=chroma)
-    # Refused (a 409) when the database's index was built by another embedder; else recorded.
-    record_write(plan.database, index_folder(project_dir, plan.database), store.count)
+    store = create_store(
+        plan.database, project_dir=project_dir, clients=chroma, generation=generation
+    )
+    if generation is None:
+        # Refused (a 409) when the database's index was built by another embedder; else
+        # recorded.
+        record_write(plan.database, index_folder(project_dir, plan.database), store.count)
     steps = _Steps(timeline or Timeline(), parser.type, plan.database.name)
     stored: list[str] = []
     try:

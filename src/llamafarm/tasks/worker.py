@@ -122,7 +122,12 @@ def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
         open_files = session.scalars(
             select(TaskFile)
             .join(TaskRecord)
-            .where(TaskFile.state.in_(OPEN_FILE_STATES), TaskRecord.cancelled_at.is_(None))
+            .where(
+                TaskFile.state.in_(OPEN_FILE_STATES),
+                TaskRecord.cancelled_at.is_(None),
+                # A reindex is one job, not one per file (its files are not queued).
+                TaskRecord.kind == "process",
+            )
         ).all()
         again = [
             item
