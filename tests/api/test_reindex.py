@@ -255,3 +255,33 @@ def test_reindex_bad_input(client: TestClient) -> None:
         assert response.json()["detail"]
     response = client.post("/v1/projects/acme/nobody/rag/databases/main_db/reindex")
     assert response.status_code == 404 and response.json()["detail"]
+
+
+@pytest.mark.usefixtures("project")
+def test_files_removed_or_cleared_during_a_reindex_stay_out_of_the_new_index(
+    client: TestClient,
+) -> None:
+    details = process(client, "documents", FILES)
+    by_name = {f["filename"]: f["hash"] for f in details.values()}
+    task_id = start(client)
+
+    def after_file(name: str) -> None:
+        if name != "glaciers.md":
+            return
+        action = f"{BASE}/datasets/documents/actions"
+        cleared = client.post(
+            action, json={"action_type": "delete_file_chunks", "file_hash": by_name["kitchen.txt"]}
+        )
+        assert cleared.status_code == 200, cleared.text
+        removed = client.delete(f"{BASE}/datasets/documents/data/{by_name['orchard.txt']}")
+        assert removed.status_code == 200, removed.text
+
+    assert run_reindex(worker(client), task_id, after_file=after_file) == "SUCCESS"
+    stats = client.get(f"{BASE}/rag/stats").json()
+    assert (stats["document_count"], stats["chunk_count"]) == (
+        1,
+        details[by_name["glaciers.md"]]["chunks"],
+    )
+    assert sources(search(client, "dishwasher error E4417")) == ["glaciers.md"]
+    listed = client.get(f"{BASE}/rag/databases/main_db/documents").json()
+    assert [d["filename"] for d in listed] == ["glaciers.md"]

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, select, update
 
 from llamafarm.datasets.service import blobs, file_query
 from llamafarm.errors import LfError
+from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Outcome, Plan, process_file
 from llamafarm.ingest.sandbox import Cancelled
 from llamafarm.projects import ProjectRef
@@ -32,7 +33,7 @@ from llamafarm.rag.service import find_database
 from llamafarm.rag.stores import VectorStore, create_store
 from llamafarm.state import FileRecord, FileState, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
-from llamafarm.tasks.processing import WorkerContext
+from llamafarm.tasks.processing import FileJob, WorkerContext, log_file_event
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,30 @@ class _Item:
     filename: str
 
 
+def interrupted(session: Any, alive: set[str]) -> list[str]:
+    """Open reindexes whose worker died (none of the workers that held them is alive): made
+    claimable again, their files pending; their ids, to queue again. A cancelled one is queued
+    too, so that its job drops what was built and lets the database be reindexed again."""
+    tasks = session.scalars(
+        select(TaskRecord).where(
+            TaskRecord.kind == KIND,
+            TaskRecord.running_key.is_not(None),
+            TaskRecord.started_at.is_not(None),
+        )
+    ).all()
+    again = []
+    for task in tasks:
+        holders = {f.worker for f in task.files if f.worker}
+        if holders & alive:
+            continue
+        task.started_at = None
+        for item in task.files:
+            if item.state in OPEN_FILE_STATES:
+                item.state, item.chunks = FileState.PENDING.value, 0
+        again.append(task.task_id)
+    return again
+
+
 def run_reindex(
     ctx: WorkerContext, task_id: str, *, after_file: Callable[[str], None] = lambda name: None
 ) -> str:
@@ -69,6 +94,10 @@ def run_reindex(
         )
         if cast(CursorResult[Any], claimed).rowcount != 1:
             return "CLAIMED"
+        # Who holds it, for `requeue_interrupted` when this worker dies.
+        session.execute(
+            update(TaskFile).where(TaskFile.task_id == task_id).values(worker=ctx.worker)
+        )
         ref = ProjectRef(task.namespace, task.project)
         name = task.dataset
         items = [_Item(f.id, f.dataset or "", f.file_hash, f.filename) for f in task.files]
@@ -100,6 +129,7 @@ def run_reindex(
                     raise Cancelled
                 _start(ctx, item.id)
                 before = reusing.reused
+                timeline = Timeline()
                 try:
                     built[item.id] = process_file(
                         plan=Plan(
@@ -115,13 +145,19 @@ def run_reindex(
                         parsing=ctx.parsing,
                         should_stop=cancelled,
                         on_stored=functools.partial(_chunks, ctx, item.id),
+                        timeline=timeline,
                         generation=old + 1,
                     )
                 except LfError as exc:
                     _end(ctx, item.id, FileState.FAILURE, error=(exc.detail, type(exc).__name__))
                     raise
-                _end(ctx, item.id, FileState.SUCCESS, outcome=built[item.id])
-                _reused(ctx, item.id, reusing.reused - before)
+                else:
+                    _end(ctx, item.id, FileState.SUCCESS, outcome=built[item.id])
+                    _reused(ctx, item.id, reusing.reused - before)
+                finally:
+                    job = FileJob(ref, item.dataset, item.file_hash, item.filename, task_id)
+                    # Its `rag_processing` event, as a processed file's: the steps' timings.
+                    log_file_event(ctx, item.id, job, timeline)
                 after_file(item.filename)
         finally:
             reusing.close()
@@ -222,19 +258,21 @@ def _drop_removed(
     items: list[_Item],
     built: dict[int, Outcome],
 ) -> None:
-    """Files removed from their datasets while the reindex ran leave the new collection too."""
+    """Files removed from their datasets, or whose chunks were cleared, while the reindex ran
+    leave the new collection too (and `built`, so their records stay as they are)."""
     with ctx.db.session() as session:
-        gone = [
-            item
-            for item in items
-            if item.id in built
-            and session.scalars(
+        gone = []
+        for item in items:
+            if item.id not in built:
+                continue
+            record = session.scalars(
                 file_query(ref, item.dataset).where(FileRecord.file_hash == item.file_hash)
             ).one_or_none()
-            is None
-        ]
+            if record is None or record.fingerprint is None:
+                gone.append(item)
     for item in gone:
         target.delete({"dataset": item.dataset, "file_hash": item.file_hash})
+        del built[item.id]
 
 
 def _settle(
