@@ -90,8 +90,7 @@ def process_file(
     `generation`: store into that collection of the database, not the serving one (a
     reindex, which records the index itself when it switches)."""
     parser = select_parser(plan.strategy, filename)
-    # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
-    fingerprint = _fingerprint(plan, parser.model_dump(mode="json", exclude_none=True))
+    fingerprint = file_fingerprint(plan, filename)
     if stored_fingerprint == fingerprint:
         return Outcome(FileState.SKIPPED, 0, fingerprint)
 
@@ -234,6 +233,15 @@ class _Steps:
 def chunk_id(dataset: str, file_hash: str, fingerprint: str, index: int) -> str:
     key = f"{dataset}\0{file_hash}\0{fingerprint}\0{index}"
     return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def file_fingerprint(plan: Plan, filename: str) -> str:
+    """What decides a file's chunks and vectors: its parser (as the strategy picks it for the
+    name), the extractors, the embedder and the database. A file stored with the same one is
+    skipped."""
+    parser = select_parser(plan.strategy, filename)
+    # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
+    return _fingerprint(plan, parser.model_dump(mode="json", exclude_none=True))
 
 
 def _fingerprint(plan: Plan, parser: object) -> str:

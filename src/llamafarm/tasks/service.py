@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
@@ -13,8 +14,10 @@ from celery import Celery
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
+from llamafarm.config.models import ProjectConfig
 from llamafarm.datasets.service import file_query, find_dataset, in_project
-from llamafarm.errors import Conflict, NotFound, Unavailable
+from llamafarm.errors import Conflict, LfError, NotFound, Unavailable
+from llamafarm.ingest.pipeline import file_fingerprint, plan
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.index import check_writable, index_folder
 from llamafarm.rag.service import find_database
@@ -151,19 +154,34 @@ def queue_processing(
     query = file_query(ref, dataset).order_by(FileRecord.id)
     if file_hashes is not None:
         query = query.where(FileRecord.file_hash.in_(file_hashes))
+    stored = _stored_as(config, dataset)
     with db.session() as session:
         records = session.scalars(query).all()
+        now = time.time()
         task = TaskRecord(
             task_id=task_id,
             namespace=ref.namespace,
             project=ref.project,
             dataset=dataset,
-            created_at=time.time(),
-            files=[TaskFile(file_hash=r.file_hash, filename=r.filename) for r in records],
+            created_at=now,
+            files=[
+                # Stored already with these settings: skipped here, with no job to run.
+                TaskFile(
+                    file_hash=r.file_hash,
+                    filename=r.filename,
+                    state=FileState.SKIPPED.value,
+                    chunks=r.chunk_count,
+                    started_at=now,
+                    finished_at=now,
+                )
+                if r.fingerprint is not None and r.fingerprint == stored(r.filename)
+                else TaskFile(file_hash=r.file_hash, filename=r.filename)
+                for r in records
+            ],
         )
         session.add(task)
         session.flush()
-        items = [item.id for item in task.files]
+        items = [item.id for item in task.files if item.state == FileState.PENDING]
     try:
         for item in items:
             celery.send_task(PROCESS_FILE, args=[item], task_id=job_id(task_id, item))
@@ -174,6 +192,23 @@ def queue_processing(
                     entry.state, entry.error = FileState.FAILURE, f"could not be queued: {exc}"
         raise Unavailable(f"The task broker is unavailable: {type(exc).__name__}: {exc}") from exc
     return task_id
+
+
+def _stored_as(config: ProjectConfig, dataset: str) -> Callable[[str], str | None]:
+    """The fingerprint a file of the dataset would be stored with now (None when that cannot
+    be told here: its job decides). The embedder is made, not loaded."""
+    try:
+        steps = plan(config, dataset)
+    except LfError:
+        return lambda filename: None
+
+    def stored(filename: str) -> str | None:
+        try:
+            return file_fingerprint(steps, filename)
+        except LfError:
+            return None  # no parser for it: its job reports why
+
+    return stored
 
 
 def queue_reindex(
