@@ -31,7 +31,7 @@ from llamafarm.rag.embedders.reuse import CACHE_FILE, ReusingEmbedder, VectorCac
 from llamafarm.rag.index import active_generation, index_folder, record_of, write_record
 from llamafarm.rag.service import find_database
 from llamafarm.rag.stores import VectorStore, create_store
-from llamafarm.state import FileRecord, FileState, TaskFile, TaskRecord
+from llamafarm.state import FilePhase, FileRecord, FileState, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
 from llamafarm.tasks.processing import FileJob, WorkerContext, log_file_event
 
@@ -144,6 +144,7 @@ def run_reindex(
                         chroma=chroma,
                         parsing=ctx.parsing,
                         should_stop=cancelled,
+                        on_parsed=functools.partial(_embedding, ctx, item.id),
                         on_stored=functools.partial(_chunks, ctx, item.id),
                         timeline=timeline,
                         generation=old + 1,
@@ -199,7 +200,15 @@ def _start(ctx: WorkerContext, item_id: int) -> None:
     with ctx.db.session() as session:
         item = session.get_one(TaskFile, item_id)
         item.state, item.started_at, item.worker = FileState.STARTED.value, time.time(), ctx.worker
+        item.phase = FilePhase.PARSING.value
         item.attempts += 1
+
+
+def _embedding(ctx: WorkerContext, item_id: int) -> None:
+    with ctx.db.session() as session:
+        session.execute(
+            update(TaskFile).where(TaskFile.id == item_id).values(phase=FilePhase.EMBEDDING.value)
+        )
 
 
 def _chunks(ctx: WorkerContext, item_id: int, chunks: int) -> None:
