@@ -10,7 +10,11 @@ prints the rates, their ratios and the worker's peak memory.
 
 Then it changes `--edit` (default 10 %) of the paragraphs, uploads the edited files and times
 their processing again: unchanged chunks reuse their cached vectors (issue 19), so this is
-compared with the full ingest of the same run.
+compared with the full ingest of the same run. Last it reindexes the database (a blue/green
+rebuild of every stored file, the embedder unchanged, so vectors come from the cache) and
+compares its rate with the full ingest's. For each run it prints where the worker's time went:
+each step (parse, chunk, embed, store) summed over the files from their `rag_processing`
+events.
 """
 
 from __future__ import annotations
@@ -165,13 +169,32 @@ def main() -> None:
         redone = [f for f in again["meta"]["files"] if f["state"] == "SUCCESS"]
         reused = sum(f["chunks_reused"] for f in redone)
         re_chunks = sum(f["chunks"] for f in redone)
+
+        started = time.perf_counter()
+        reindex_id = http.post(f"{base}/rag/databases/main_db/reindex").json()["task_id"]
+        while (rebuilt := http.get(f"{base}/tasks/{reindex_id}").json())["state"] not in (
+            "SUCCESS",
+            "FAILURE",
+            "REVOKED",
+        ):
+            time.sleep(0.2)
+        reindex = time.perf_counter() - started
+        if rebuilt["state"] != "SUCCESS":
+            raise SystemExit(f"reindex failed: {rebuilt['error']}")
+        reindex_chunks = sum(f["chunks"] for f in rebuilt["meta"]["files"])
+        reindex_reused = sum(f["chunks_reused"] for f in rebuilt["meta"]["files"])
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
 
     busy = job_seconds(work / "data" / "state.db", task_id)
+    steps = {
+        run: step_seconds(work / "data" / "state.db", run_id)
+        for run, run_id in (("ingest", task_id), ("re-ingest", again_id), ("reindex", reindex_id))
+    }
     store_dir = work / "data" / "projects" / "bench" / "kb" / "stores" / "main_db"
-    stored = stored_chunks(ChromaStore(path=store_dir, collection_name="documents"))
+    # The reindex built generation 1 of the collection.
+    stored = stored_chunks(ChromaStore(path=store_dir, collection_name="documents_g1"))
     by_file = [stored[f["hash"]] for f in task["meta"]["files"]]  # the first run's files
     texts = [text for chunks_of_file in by_file for text in chunks_of_file]
     assert len(texts) == chunks, (len(texts), chunks)
@@ -204,6 +227,18 @@ def main() -> None:
     )
     print(f"re-ingest (request -> task done):   {re_ingest:6.2f} s")
     print(f"full ingest / re-ingest:            {end_to_end / re_ingest:6.2f}x")
+    reindex_rate = reindex_chunks / reindex
+    print(
+        f"reindex (request -> switched):      {reindex:6.2f} s  {reindex_rate:7.1f} chunks/s "
+        f"({reindex_chunks} chunks of {len(rebuilt['meta']['files'])} files, "
+        f"{reindex_reused} reused)"
+    )
+    print(f"reindex rate / full ingest rate:    {reindex_rate / e2e_rate:6.2f}x")
+    print("worker time by step, summed over files (s):")
+    names = ["parse", "chunk", "embed", "store"]
+    print(f"  {'':10s}" + "".join(f"{n:>9s}" for n in names))
+    for run, seconds in steps.items():
+        print(f"  {run:10s}" + "".join(f"{seconds.get(n, 0.0):9.2f}" for n in names))
 
 
 def edit(paths: list[Path], folder: Path, share: float, seed: int = 11) -> list[Path]:
@@ -230,6 +265,23 @@ def job_seconds(state_db: Path, task_id: str) -> float:
             "SELECT started_at, finished_at FROM task_files WHERE task_id = ?", (task_id,)
         ).fetchall()
     return float(sum(end - start for start, end in rows))
+
+
+def step_seconds(state_db: Path, task_id: str) -> dict[str, float]:
+    """Seconds of each step (parse, chunk, embed, store) summed over a task's files, from
+    their `rag_processing` events."""
+    import json
+    import sqlite3
+
+    totals: dict[str, float] = {}
+    with sqlite3.connect(state_db) as connection:
+        rows = connection.execute("SELECT data, sub_events FROM event_logs").fetchall()
+    for data, sub_events in rows:
+        if json.loads(data).get("task_id") != task_id:
+            continue
+        for sub in json.loads(sub_events):
+            totals[sub["name"]] = totals.get(sub["name"], 0.0) + sub["duration_ms"] / 1000
+    return totals
 
 
 def stored_chunks(store: ChromaStore) -> dict[str, list[str]]:

@@ -24,8 +24,8 @@ from tests.api.populated import BASE, populate
 from tests.chat.openai_server import OpenAIServer
 from tests.models.hub import FakeHub
 
-UNTYPED: set[str] = set()
-"""Routes whose success answer has no typed schema: none."""
+UNTYPED: set[str] = {"database_export"}
+"""Routes whose success answer has no typed schema: a database's archive (a zip file)."""
 
 
 def _spec() -> dict[str, Any]:
@@ -185,6 +185,14 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
             lambda c, n, cfg: c.get(f"{b}/rag/databases/main_db/documents?limit=5"),
         ),
         (
+            "database_import",
+            lambda c, n, cfg: c.post(
+                f"{b}/rag/databases/main_db/import",
+                files={"file": ("a.zip", c.get(f"{b}/rag/databases/main_db/export").content)},
+            ),
+        ),
+        ("database_compact", lambda c, n, cfg: c.post(f"{b}/rag/databases/main_db/compact")),
+        (
             "dataset_actions",
             lambda c, n, cfg: c.post(
                 f"{b}/datasets/documents/actions",
@@ -288,6 +296,7 @@ def _calls(hf_cache: Path) -> list[tuple[str, Call]]:
             lambda c, n, cfg: c.delete(f"{b}/chat/sessions/{n['session_id']}"),
         ),
         ("chat_sessions_delete", lambda c, n, cfg: c.delete(f"{b}/chat/sessions")),
+        ("database_reindex", lambda c, n, cfg: c.post(f"{b}/rag/databases/third_db/reindex")),
         ("database_delete", lambda c, n, cfg: c.delete(f"{b}/rag/databases/third_db")),
         ("dataset_delete", lambda c, n, cfg: c.delete(f"{b}/datasets/more")),
         ("project_delete", lambda c, n, cfg: c.delete("/v1/projects/acme/other")),

@@ -1,7 +1,9 @@
-"""`lf rag stats|list|clear` against a real server (uvicorn in a thread); files processed with
-the worker's own function in this process."""
+"""`lf rag stats|list|reindex|export|import|compact|clear` against a real server (uvicorn in
+a thread); files processed with the worker's own function in this process."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 from sqlalchemy import select
@@ -13,6 +15,7 @@ from llamafarm.projects import ProjectStore
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile
 from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.reindex import run_reindex
 
 BASE = "/v1/projects/acme/bot"
 FILES = {
@@ -29,7 +32,9 @@ def lf(url: str, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output + str(result.exception or "")
 
 
-def test_stats_list_and_clear(live_server: str, settings: Settings) -> None:
+def test_stats_list_reindex_export_import_compact_and_clear(
+    live_server: str, settings: Settings, tmp_path: Path
+) -> None:
     http = httpx.Client(base_url=live_server, timeout=60)
     assert http.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
     hashes = {}
@@ -57,6 +62,28 @@ def test_stats_list_and_clear(live_server: str, settings: Settings) -> None:
     assert "orchard.txt" not in output
     code, output = lf(live_server, "rag", "list", "--offset", "1")
     assert "orchard.txt" in output and "glaciers.md" not in output
+
+    code, output = lf(live_server, "rag", "reindex", "main_db", "--no-wait")
+    assert code == 0, output
+    task_id = output.split("task ")[1].split()[0]
+    assert run_reindex(context, task_id) == "SUCCESS"
+    code, output = lf(live_server, "tasks", "show", task_id)
+    assert code == 0 and "SUCCESS (2/2)" in output, output
+    code, output = lf(live_server, "rag", "reindex", "nope")
+    assert code == 1 and "nope" in output
+
+    archive = tmp_path / "main.zip"
+    code, output = lf(live_server, "rag", "export", "main_db", "-o", str(archive))
+    assert code == 0 and f"Exported main_db to {archive}" in output, output
+    code, output = lf(live_server, "rag", "import", "main_db", str(archive))
+    assert code == 0 and "Imported 2 chunk(s) into main_db (2 in all)" in output, output
+    code, output = lf(live_server, "rag", "import", "main_db", str(tmp_path / "none.zip"))
+    assert code == 1 and "No such file" in output
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    code, output = lf(live_server, "rag", "import", "main_db", str(tmp_path / "bad.zip"))
+    assert code == 1 and "Error 400" in output
+    code, output = lf(live_server, "rag", "compact", "main_db")
+    assert code == 0 and "Compacted main_db" in output, output
 
     code, output = lf(live_server, "rag", "clear", "documents", "--file", hashes["orchard.txt"])
     assert code != 0  # asked for a confirmation, and none came

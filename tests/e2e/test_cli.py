@@ -145,11 +145,11 @@ def test_datasets_upload_process_list_and_tasks(start_server: Any, tmp_path: Pat
     assert missing.returncode == 1
     assert "No such file" in missing.stderr
 
-    # The worker (another process) logged each processed file: a.txt and b.md, then both
-    # again (SKIPPED) beside broken.pdf.
+    # The worker (another process) logged each processed file: a.txt and b.md, then
+    # broken.pdf (a.txt and b.md, stored already, were skipped when queued: no job, no event).
     newest = lf(url, "events", "list", "--type", "rag_processing", "--limit", "2", cwd=tmp_path)
     assert newest.returncode == 0, newest.stderr
-    assert "Events 1-2 of 5" in newest.stdout
+    assert "Events 1-2 of 3" in newest.stdout
     page = httpx.get(f"{url}/v1/projects/default/kb/event_logs", params={"limit": 5}).json()
     broken = next(e for e in page["events"] if e["summary"]["file"] == "broken.pdf")
     shown = lf(url, "events", "show", broken["event_id"], cwd=tmp_path)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pytest
 
 from llamafarm.config.models import Database
@@ -490,3 +491,32 @@ def test_multi_turn_splits_a_compound_question(
     ]
     assert strategy.sub_queries("a short one") == ["a short one"]
     assert set(run(store, embedder, query, "turns", db=db, top_k=2)) == {"train", "harbour"}
+
+
+def test_dump_compact_and_discard(
+    store: ChromaStore | QdrantStore, embedder: UniversalEmbedder, request: pytest.FixtureRequest
+) -> None:
+    """What export, compact and a reindex ask of every store: each chunk with its vector, the
+    space of deleted chunks given back, one collection removed and the store's others kept."""
+    pages = list(store.dump(page=4))
+    assert [len(p.ids) for p in pages][:2] == [4, 4]
+    ids = [i for p in pages for i in p.ids]
+    assert sorted(ids) == sorted(CORPUS)
+    first = pages[0]
+    assert first.vectors.shape == (4, 384) and first.vectors.dtype == np.float32
+    at = first.ids.index("cat") if "cat" in first.ids else None
+    if at is not None:
+        assert first.texts[at] == CORPUS["cat"][0] and first.metadatas[at]["topic"] == "pets"
+        assert np.allclose(first.vectors[at], embedder.embed([CORPUS["cat"][0]])[0], atol=1e-5)
+
+    store.remove(["rain", "garden"])
+    store.compact()
+    assert store.count() == len(CORPUS) - 2
+    assert store.keyword_search("cheese harbour", top_k=1)[0].id == "harbour"
+
+    beside = make_store(request.node.callspec.params["store"], store.path, request)
+    beside.collection_name += "-next"
+    beside.upsert(["x"], ["Another collection's chunk."], embedder.embed(["x"]), [{"a": 1}])
+    beside.discard()
+    assert beside.count() == 0 and list(beside.dump()) == []
+    assert store.count() == len(CORPUS) - 2  # the other collection stays

@@ -80,6 +80,49 @@ def test_files_started_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None
     db.close()
 
 
+def test_a_reindex_whose_worker_died_is_queued_again(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}"
+    alive = f"{socket.gethostname()}:live"
+    beat(db, alive)
+
+    def reindex(task_id: str, worker: str | None, started: float | None) -> TaskRecord:
+        return TaskRecord(
+            task_id=task_id,
+            namespace="ns",
+            project="p",
+            dataset=f"db_{task_id}",
+            kind="reindex",
+            created_at=time.time(),
+            started_at=started,
+            running_key=f"reindex:ns/p/db_{task_id}",
+            files=[
+                TaskFile(file_hash="a" * 64, filename="a", state="SUCCESS", worker=worker),
+                TaskFile(file_hash="b" * 64, filename="b", state="STARTED", worker=worker),
+                TaskFile(file_hash="c" * 64, filename="c", state="PENDING", worker=worker),
+            ],
+        )
+
+    with db.session() as session:
+        session.add(reindex("r1", dead, time.time()))  # its worker died
+        session.add(reindex("r2", alive, time.time()))  # running
+        session.add(reindex("r3", None, None))  # queued, not started
+    app = create_celery(settings)
+    assert requeue_interrupted(db, app, settings) == 1
+    assert [(job["task"], job["id"]) for job in queued_jobs(settings)] == [
+        ("llamafarm.reindex", "r1")
+    ]
+    with db.session() as session:
+        again = session.get_one(TaskRecord, "r1")
+        assert again.started_at is None and again.running_key is not None
+        assert [f.state for f in again.files] == ["SUCCESS", "PENDING", "PENDING"]
+        assert session.get_one(TaskRecord, "r2").started_at is not None
+    db.close()
+
+
 def test_a_file_that_keeps_killing_its_worker_fails_alone(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     db = StateDB(settings.state_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,6 +75,26 @@ class ApiClient:
             f"The llamafarm server at {self.base_url} went away: the connection dropped "
             f"before the answer ended ({exc or type(exc).__name__})"
         )
+
+    def download(self, path: str, target: Path) -> int:
+        """GET a file into `target` as it arrives; its size."""
+        size = 0
+        try:
+            with httpx.stream(
+                "GET", self.base_url + path, headers=self.auth, timeout=self.timeout
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise CliError(f"Error {response.status_code}: {_detail(response)}")
+                with target.open("wb") as out:
+                    for block in response.iter_bytes():
+                        out.write(block)
+                        size += len(block)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self.unreachable(exc) from exc
+        except httpx.TransportError as exc:
+            raise self.went_away(exc) from exc
+        return size
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

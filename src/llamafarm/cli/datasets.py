@@ -184,9 +184,10 @@ def follow_tasks(api: ApiClient, path: str, task_ids: list[str]) -> list[dict[st
                     continue
                 body = reports[task_id] = api.get(f"{path}/tasks/{segment(task_id)}")
                 meta = body["meta"]
+                doing = "Reindexing" if meta.get("kind") == "reindex" else "Processing"
                 bar.update(
                     jobs[task_id],
-                    description=f"Processing {meta.get('dataset') or ''}".rstrip(),
+                    description=f"{doing} {meta.get('dataset') or ''}".rstrip(),
                     total=meta["total"],
                     completed=meta["current"],
                 )

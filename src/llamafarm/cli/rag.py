@@ -1,8 +1,10 @@
 """`lf rag ...`: query a project's RAG databases, check their health, list them, look into
-them (stats, stored documents) and clear a dataset's chunks."""
+them (stats, stored documents), clear a dataset's chunks, reindex, export, import and compact
+a database."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,10 +13,13 @@ from rich.table import Table
 
 from llamafarm.cli.client import CliError
 from llamafarm.cli.common import ProjectOption, client, out, project_path, segment
+from llamafarm.cli.datasets import follow_tasks, print_task
 from llamafarm.formats import human_size
 
 rag_app = typer.Typer(
-    no_args_is_help=True, help="RAG: query, health, databases, stats, documents, clear."
+    no_args_is_help=True,
+    help="RAG: query, health, databases, stats, documents, clear, reindex, export, import, "
+    "compact.",
 )
 
 Project = Annotated[str | None, ProjectOption]
@@ -204,6 +209,80 @@ def clear(
             f"{answer['total_files_cleared']} file(s) of {dataset}",
             highlight=False,
         )
+
+
+@rag_app.command("reindex")
+def reindex(
+    ctx: typer.Context,
+    database: Annotated[str, typer.Argument(help="The database to rebuild.")],
+    wait: Annotated[bool, typer.Option(help="Follow progress until done.")] = True,
+    project: Project = None,
+) -> None:
+    """Rebuild a database's index with its configured embedder beside the serving one; queries
+    switch to it when it is complete (cancel with `lf tasks cancel ID`)."""
+    api, path = client(ctx), project_path(project)
+    accepted = api.post(f"{path}/rag/databases/{segment(database)}/reindex")
+    out.print(f"Reindexing {database}: task {accepted['task_id']}", highlight=False)
+    if not wait:
+        return
+    [body] = follow_tasks(api, path, [accepted["task_id"]])
+    print_task(body)
+    if body["state"] != "SUCCESS":
+        raise typer.Exit(1)
+
+
+@rag_app.command("export")
+def export(
+    ctx: typer.Context,
+    database: Annotated[str, typer.Argument(help="The database to export.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Default: DATABASE.lfrag.zip.")
+    ] = None,
+    project: Project = None,
+) -> None:
+    """Write a database's chunks, vectors and index fingerprint to a portable archive."""
+    target = output or Path(f"{database}.lfrag.zip")
+    size = client(ctx).download(
+        f"{project_path(project)}/rag/databases/{segment(database)}/export", target
+    )
+    out.print(f"Exported {database} to {target} ({human_size(size)})", highlight=False)
+
+
+@rag_app.command("import")
+def import_(
+    ctx: typer.Context,
+    database: Annotated[str, typer.Argument(help="The database to import into.")],
+    archive: Annotated[Path, typer.Argument(help="An archive from `lf rag export`.")],
+    project: Project = None,
+) -> None:
+    """Store an exported archive's chunks in a database with the same embedder."""
+    if not archive.is_file():
+        raise CliError(f"No such file: {archive}")
+    with archive.open("rb") as stream:
+        found = client(ctx).post(
+            f"{project_path(project)}/rag/databases/{segment(database)}/import",
+            files={"file": (archive.name, stream, "application/zip")},
+        )
+    out.print(
+        f"Imported {found['imported_chunks']} chunk(s) into {found['database']} "
+        f"({found['total_chunks']} in all)",
+        highlight=False,
+    )
+
+
+@rag_app.command("compact")
+def compact(
+    ctx: typer.Context,
+    database: Annotated[str, typer.Argument(help="The database to compact.")],
+    project: Project = None,
+) -> None:
+    """Give back the disk space of a database's deleted chunks and collections."""
+    found = client(ctx).post(f"{project_path(project)}/rag/databases/{segment(database)}/compact")
+    out.print(
+        f"Compacted {found['database']}: {human_size(found['bytes_before'])} → "
+        f"{human_size(found['bytes_after'])}",
+        highlight=False,
+    )
 
 
 def parse_filters(items: list[str]) -> dict[str, Any]:

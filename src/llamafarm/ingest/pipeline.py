@@ -80,14 +80,17 @@ def process_file(
     on_parsed: Callable[[], None] = lambda: None,
     on_stored: Callable[[int], None] = lambda chunks: None,
     timeline: Timeline | None = None,
+    generation: int | None = None,
 ) -> Outcome:
     """Parse (in the sandbox), chunk, embed and store one file batch by batch; `on_parsed`
     hears when the first batch of chunks comes out of the parser (embedding starts), `on_stored`
     the count of chunks stored so far after each batch. A failure or a cancel half-way
-    removes the batches stored so far, so the file keeps the chunks it had before."""
+    removes the batches stored so far, so the file keeps the chunks it had before.
+
+    `generation`: store into that collection of the database, not the serving one (a
+    reindex, which records the index itself when it switches)."""
     parser = select_parser(plan.strategy, filename)
-    # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
-    fingerprint = _fingerprint(plan, parser.model_dump(mode="json", exclude_none=True))
+    fingerprint = file_fingerprint(plan, filename)
     if stored_fingerprint == fingerprint:
         return Outcome(FileState.SKIPPED, 0, fingerprint)
 
@@ -111,9 +114,13 @@ def process_file(
         "file_hash": file_hash,
         "dataset": dataset,
     }
-    store = create_store(plan.database, project_dir=project_dir, clients=chroma)
-    # Refused (a 409) when the database's index was built by another embedder; else recorded.
-    record_write(plan.database, index_folder(project_dir, plan.database), store.count)
+    store = create_store(
+        plan.database, project_dir=project_dir, clients=chroma, generation=generation
+    )
+    if generation is None:
+        # Refused (a 409) when the database's index was built by another embedder; else
+        # recorded.
+        record_write(plan.database, index_folder(project_dir, plan.database), store.count)
     steps = _Steps(timeline or Timeline(), parser.type, plan.database.name)
     stored: list[str] = []
     try:
@@ -226,6 +233,15 @@ class _Steps:
 def chunk_id(dataset: str, file_hash: str, fingerprint: str, index: int) -> str:
     key = f"{dataset}\0{file_hash}\0{fingerprint}\0{index}"
     return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def file_fingerprint(plan: Plan, filename: str) -> str:
+    """What decides a file's chunks and vectors: its parser (as the strategy picks it for the
+    name), the extractors, the embedder and the database. A file stored with the same one is
+    skipped."""
+    parser = select_parser(plan.strategy, filename)
+    # Keys left unset are left out, so a key added to the model later keeps old fingerprints.
+    return _fingerprint(plan, parser.model_dump(mode="json", exclude_none=True))
 
 
 def _fingerprint(plan: Plan, parser: object) -> str:

@@ -7,6 +7,10 @@ config change that alters the fingerprint while the collection holds chunks mark
 `needs_reindex`: queries go on embedding with the recorded strategy (the old index keeps
 answering), and storing new chunks is refused, so one collection never mixes two models'
 vectors. Once the collection is empty (its files removed) the next write records the new one.
+
+The record also names the generation of the collection that serves: a reindex
+(`tasks/reindex.py`) builds generation n+1 beside generation n and switches by replacing this
+file (one `os.replace`), which every query reads; then generation n is dropped.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class IndexRecord:
     """Its `vector_key`, for people reading the file or `rag/stats`."""
     created_at: float
     last_write: float
+    generation: int = 0
+    """Which of the database's collections serves (`collection_name`, then `_g1`, `_g2`...):
+    a reindex builds the next one beside it and switches by rewriting this file."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,12 @@ def fingerprint_of(strategy: EmbeddingStrategy) -> str:
 def index_folder(project_dir: Path, database: Database) -> Path:
     """Where a database's store keeps its files (`create_store`'s folder)."""
     return project_dir / "stores" / database.name
+
+
+def active_generation(folder: Path) -> int:
+    """The generation of the collection that serves the database (0 before any reindex)."""
+    record = read_record(folder)
+    return record.generation if record else 0
 
 
 def read_record(folder: Path) -> IndexRecord | None:
@@ -102,19 +115,28 @@ def record_write(database: Database, folder: Path, count: Callable[[], int]) -> 
     write."""
     found = check_writable(database, folder, count)
     now = time.time()
-    strategy = database.required_embedding()
     previous = (
         found.record if found.record and found.record.fingerprint == found.fingerprint else None
     )
-    record = IndexRecord(
-        fingerprint=found.fingerprint,
-        embedding=strategy.model_dump(mode="json", include={"name", "type", "config"}),
-        vectors=vector_key(strategy),
+    record = record_of(
+        database.required_embedding(),
         created_at=previous.created_at if previous else now,
-        last_write=now,
+        generation=found.record.generation if found.record else 0,
     )
     write_record(folder, record)
     return record
+
+
+def record_of(strategy: EmbeddingStrategy, *, created_at: float, generation: int) -> IndexRecord:
+    """The record of a collection built by `strategy`, written to now."""
+    return IndexRecord(
+        fingerprint=fingerprint_of(strategy),
+        embedding=strategy.model_dump(mode="json", include={"name", "type", "config"}),
+        vectors=vector_key(strategy),
+        created_at=created_at,
+        last_write=time.time(),
+        generation=generation,
+    )
 
 
 def write_record(folder: Path, record: IndexRecord) -> None:
@@ -135,7 +157,7 @@ def reindex_message(name: str, found: IndexStatus, datasets: Sequence[str] = ())
         f"stored (built with {built.get('type')} {built.get('model')!r}, fingerprint "
         f"{found.record.fingerprint if found.record else '?'}; configured now: "
         f"{found.fingerprint}), and one collection never holds two models' vectors. Queries "
-        f"still use the old index. To rebuild it with the new embedder, clear its chunks "
-        f"({clear}, or the delete_dataset_chunks action of each dataset) and process its "
-        "datasets again; or put the old embedding strategy back"
+        f"still use the old index. Rebuild it with the new embedder while it keeps answering: "
+        f"`lf rag reindex {name}` (POST .../rag/databases/{name}/reindex); or clear its chunks "
+        f"({clear}) and process its datasets again; or put the old embedding strategy back"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llamafarm.config.models import Database, ProjectConfig
@@ -13,18 +14,20 @@ from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.filters import parse_filters
-from llamafarm.rag.index import index_folder, reindex_message
+from llamafarm.rag.index import active_generation, index_folder, reindex_message
 from llamafarm.rag.index import status as index_status
 from llamafarm.rag.retrieval import DEFAULT_TOP_K, Retriever, Search, Strategies, retrieve_all
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
 from llamafarm.rag.stores import create_store
-from llamafarm.rag.stores.base import DistanceMetric, Hit
+from llamafarm.rag.stores.base import DistanceMetric, Hit, VectorStore
 from llamafarm.system.health import Check, ComponentHealth, Status, check_components, overall
 
 CHARS_PER_TOKEN = 4
 """`max_tokens` counts tokens as about four characters, whatever the chat model's tokenizer."""
 HEALTH_TIMEOUT = 10.0
+SWITCH_RETRIES = 2
+"""Times a query is asked again when a reindex switched collections while it ran."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,54 @@ def _search(
     strategies.check(name)
     chosen = _wrapped(strategies, name, options, models)
     project_dir = projects.path(ref.namespace, ref.project)
-    store = create_store(database, project_dir=project_dir, clients=models.chroma)
+    folder = index_folder(project_dir, database)
+    top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
+    for attempt in range(SWITCH_RETRIES + 1):
+        generation = active_generation(folder)
+        try:
+            hits, stale = _retrieve(
+                models,
+                database,
+                strategies,
+                chosen,
+                options,
+                texts,
+                top_k,
+                create_store(
+                    database, project_dir=project_dir, clients=models.chroma, generation=generation
+                ),
+                folder,
+            )
+        except Exception:
+            # A reindex switched collections and dropped the one this query had begun on
+            # (which may fail in any way the store fails on a deleted collection): ask the
+            # new one. An error with no switch behind it is the query's own.
+            if attempt == SWITCH_RETRIES or active_generation(folder) == generation:
+                raise
+            continue
+        if active_generation(folder) == generation:
+            break  # else the old collection may have been emptied under it: ask the new one
+    if options.score_threshold is not None:
+        hits = [hit for hit in hits if hit.score >= options.score_threshold]
+    if options.max_tokens is not None:
+        hits = _within(hits, options.max_tokens)
+    return hits, database, name, stale
+
+
+def _retrieve(
+    models: ModelCache,
+    database: Database,
+    strategies: Strategies,
+    chosen: Retriever,
+    options: QueryOptions,
+    texts: list[str],
+    top_k: int,
+    store: VectorStore,
+    folder: Path,
+) -> tuple[list[Hit], bool]:
+    """The hits from one collection, and whether the database needs a reindex."""
     # While a reindex is needed, queries embed with the model that built the index.
-    index = index_status(database, index_folder(project_dir, database), store.count)
+    index = index_status(database, folder, store.count)
     context = Search(
         store=store,
         embedder=models.embedder(index.serving),
@@ -147,16 +195,9 @@ def _search(
         reranker=models.reranker,
         pool=models.shared.pool,
     )
-    top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
     if len(texts) == 1:
-        hits = chosen.retrieve(context, texts[0], top_k=top_k)
-    else:
-        hits = retrieve_all(context, chosen, texts, top_k=top_k)
-    if options.score_threshold is not None:
-        hits = [hit for hit in hits if hit.score >= options.score_threshold]
-    if options.max_tokens is not None:
-        hits = _within(hits, options.max_tokens)
-    return hits, database, name, index.needs_reindex
+        return chosen.retrieve(context, texts[0], top_k=top_k), index.needs_reindex
+    return retrieve_all(context, chosen, texts, top_k=top_k), index.needs_reindex
 
 
 def _wrapped(

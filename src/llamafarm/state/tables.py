@@ -35,17 +35,30 @@ class FileRecord(Base):
 
 
 class TaskRecord(Base):
-    """A processing request: one row per action, with one TaskFile per file."""
+    """A processing request (one row per action) or a database's reindex, with one TaskFile
+    per file."""
 
     __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_running_key", "running_key", unique=True),)
 
     task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(64))
     project: Mapped[str] = mapped_column(String(64))
     dataset: Mapped[str] = mapped_column(String(64))
+    """The dataset processed; a reindex's database."""
     created_at: Mapped[float]
     cancelled_at: Mapped[float | None] = mapped_column(default=None)
     cancel_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    kind: Mapped[str] = mapped_column(String(16), default="process", server_default="process")
+    """"process" (a dataset's files, one job each) or "reindex" (a database, one job)."""
+    started_at: Mapped[float | None] = mapped_column(default=None)
+    """When a reindex's job claimed it."""
+    finished_at: Mapped[float | None] = mapped_column(default=None)
+    """When a reindex switched, failed or finished its cancel."""
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    """Why a reindex failed."""
+    running_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    """While a reindex is open, its database's key: unique, so one runs at a time."""
     files: Mapped[list[TaskFile]] = relationship(
         back_populates="task", order_by="TaskFile.id", cascade="all, delete-orphan"
     )
@@ -59,6 +72,8 @@ class TaskFile(Base):
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"))
     file_hash: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(512))
+    dataset: Mapped[str | None] = mapped_column(String(64), default=None)
+    """A reindex's file: its dataset (a processing task's files are all the task's)."""
     state: Mapped[str] = mapped_column(String(16), default=FileState.PENDING.value)
     """A FileState; stored as its plain value."""
     phase: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -8,8 +8,11 @@ from celery import Celery
 
 from llamafarm.settings import Settings
 from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.reindex import run_reindex
 
 PROCESS_FILE = "llamafarm.process_file"
+REINDEX = "llamafarm.reindex"
+"""A database's reindex: one job, its Celery id the task's id."""
 QUEUE = "llamafarm"
 
 
@@ -58,5 +61,9 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
         def process_file(task_file_id: int) -> str:
             return run_file(context, task_file_id)
 
+        def reindex(task_id: str) -> str:
+            return run_reindex(context, task_id)
+
         app.task(name=PROCESS_FILE)(process_file)
+        app.task(name=REINDEX)(reindex)
     return app

@@ -96,7 +96,7 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
         record = session.scalars(
             file_query(ref, dataset).where(FileRecord.file_hash == item.file_hash)
         ).one_or_none()
-        job = _Job(ref, dataset, item.file_hash, item.filename, task.task_id)
+        job = FileJob(ref, dataset, item.file_hash, item.filename, task.task_id)
 
     if record is None:
         return _fail(ctx, task_file_id, "The file was removed from the dataset", "NotFound")
@@ -104,11 +104,13 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     try:
         return _process(ctx, task_file_id, job, record, timeline)
     finally:
-        _log_event(ctx, task_file_id, job, timeline)
+        log_file_event(ctx, task_file_id, job, timeline)
 
 
 @dataclass(frozen=True)
-class _Job:
+class FileJob:
+    """A file of a task, as its event names it."""
+
     ref: ProjectRef
     dataset: str
     file_hash: str
@@ -117,7 +119,7 @@ class _Job:
 
 
 def _process(
-    ctx: WorkerContext, task_file_id: int, job: _Job, record: FileRecord, timeline: Timeline
+    ctx: WorkerContext, task_file_id: int, job: FileJob, record: FileRecord, timeline: Timeline
 ) -> str:
     """Process a claimed file; its final state."""
     ref = job.ref
@@ -208,7 +210,7 @@ def _progress(ctx: WorkerContext, task_file_id: int, chunks: int) -> None:
         session.execute(update(TaskFile).where(TaskFile.id == task_file_id).values(chunks=chunks))
 
 
-def _log_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timeline) -> None:
+def log_file_event(ctx: WorkerContext, task_file_id: int, job: FileJob, timeline: Timeline) -> None:
     """The file's `rag_processing` event, from its task entry as it was left; a failure here
     is logged and never changes the file's outcome."""
     try:
@@ -217,7 +219,7 @@ def _log_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timel
         log.exception("logging the event of %s failed", job.filename)
 
 
-def _write_event(ctx: WorkerContext, task_file_id: int, job: _Job, timeline: Timeline) -> None:
+def _write_event(ctx: WorkerContext, task_file_id: int, job: FileJob, timeline: Timeline) -> None:
     if not ctx.projects.exists(job.ref.namespace, job.ref.project):
         return  # deleted while the file was processed
     with ctx.db.session() as session:

@@ -1,25 +1,33 @@
-"""Tasks as the API sees them: queue a dataset's files, report progress, cancel and revert."""
+"""Tasks as the API sees them: queue a dataset's files or a database's reindex, report
+progress, cancel and revert."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 from celery import Celery
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
 
-from llamafarm.datasets.service import file_query, find_dataset
-from llamafarm.errors import NotFound, Unavailable
+from llamafarm.config.models import ProjectConfig
+from llamafarm.datasets.service import file_query, find_dataset, in_project
+from llamafarm.errors import Conflict, LfError, NotFound, Unavailable
+from llamafarm.ingest.pipeline import file_fingerprint, plan
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.index import check_writable, index_folder
+from llamafarm.rag.service import find_database
 from llamafarm.rag.stores import ChromaClients, create_store
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord, TaskState
 from llamafarm.state.progress import FINISHED_TASK_STATES
-from llamafarm.tasks.app import PROCESS_FILE, job_id
+from llamafarm.tasks.app import PROCESS_FILE, REINDEX, job_id
 from llamafarm.tasks.processing import revert_file
+from llamafarm.tasks.reindex import KIND as REINDEX_KIND
+from llamafarm.tasks.reindex import running_key
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,7 @@ TERMINAL = frozenset(FileState) - {FileState.PENDING, FileState.STARTED}
 class FileProgress:
     filename: str
     hash: str
+    dataset: str
     state: str
     """A FileState."""
     phase: str | None
@@ -46,8 +55,11 @@ class Progress:
     current: int
     total: int
     dataset: str
+    """The dataset processed; a reindex's database."""
     cancelled: bool
     files: list[FileProgress]
+    kind: str
+    """"process" or "reindex"."""
 
 
 @dataclass(frozen=True)
@@ -130,23 +142,46 @@ def queue_processing(
         count,
         [d.name for d in config.datasets if d.database == database.name],
     )
+    with db.session() as session:
+        reindexing = _reindexing(session, ref, database.name)
+    if reindexing is not None:
+        # Its chunks would go to the collection the reindex is about to replace.
+        raise Conflict(
+            f"Database {database.name!r} is being reindexed (task {reindexing}); process "
+            "the dataset once it has finished, or cancel it"
+        )
     task_id = uuid.uuid4().hex
     query = file_query(ref, dataset).order_by(FileRecord.id)
     if file_hashes is not None:
         query = query.where(FileRecord.file_hash.in_(file_hashes))
+    stored = _stored_as(config, dataset)
     with db.session() as session:
         records = session.scalars(query).all()
+        now = time.time()
         task = TaskRecord(
             task_id=task_id,
             namespace=ref.namespace,
             project=ref.project,
             dataset=dataset,
-            created_at=time.time(),
-            files=[TaskFile(file_hash=r.file_hash, filename=r.filename) for r in records],
+            created_at=now,
+            files=[
+                # Stored already with these settings: skipped here, with no job to run.
+                TaskFile(
+                    file_hash=r.file_hash,
+                    filename=r.filename,
+                    state=FileState.SKIPPED.value,
+                    chunks=r.chunk_count,
+                    started_at=now,
+                    finished_at=now,
+                )
+                if r.fingerprint is not None and r.fingerprint == stored(r.filename)
+                else TaskFile(file_hash=r.file_hash, filename=r.filename)
+                for r in records
+            ],
         )
         session.add(task)
         session.flush()
-        items = [item.id for item in task.files]
+        items = [item.id for item in task.files if item.state == FileState.PENDING]
     try:
         for item in items:
             celery.send_task(PROCESS_FILE, args=[item], task_id=job_id(task_id, item))
@@ -157,6 +192,99 @@ def queue_processing(
                     entry.state, entry.error = FileState.FAILURE, f"could not be queued: {exc}"
         raise Unavailable(f"The task broker is unavailable: {type(exc).__name__}: {exc}") from exc
     return task_id
+
+
+def _stored_as(config: ProjectConfig, dataset: str) -> Callable[[str], str | None]:
+    """The fingerprint a file of the dataset would be stored with now (None when that cannot
+    be told here: its job decides). The embedder is made, not loaded."""
+    try:
+        steps = plan(config, dataset)
+    except LfError:
+        return lambda filename: None
+
+    def stored(filename: str) -> str | None:
+        try:
+            return file_fingerprint(steps, filename)
+        except LfError:
+            return None  # no parser for it: its job reports why
+
+    return stored
+
+
+def queue_reindex(
+    *, projects: ProjectStore, db: StateDB, celery: Celery, ref: ProjectRef, database: str
+) -> str:
+    """Record a reindex of the database with one entry per stored file of its datasets, then
+    queue its job (`tasks/reindex.py`). A 409 while it is reindexed already or one of its
+    datasets is processed."""
+    config = projects.load(ref.namespace, ref.project)
+    name = find_database(config, database).name
+    datasets = [d.name for d in config.datasets if d.database == name]
+    task_id = uuid.uuid4().hex
+    with db.session() as session:
+        running = _reindexing(session, ref, name)
+        if running is not None:
+            raise Conflict(f"Database {name!r} is being reindexed already (task {running})")
+        processing = session.scalars(
+            select(TaskRecord).where(
+                TaskRecord.namespace == ref.namespace,
+                TaskRecord.project == ref.project,
+                TaskRecord.kind != REINDEX_KIND,
+                TaskRecord.dataset.in_(datasets),
+                TaskRecord.cancelled_at.is_(None),
+            )
+        ).all()
+        busy = [t.task_id for t in processing if _state(t) not in FINISHED_TASK_STATES]
+        if busy:
+            raise Conflict(
+                f"Database {name!r} has files being processed (task {busy[0]}): reindex it "
+                "once they are done, or cancel the task"
+            )
+        records = session.scalars(
+            select(FileRecord)
+            .where(
+                in_project(ref),
+                FileRecord.dataset.in_(datasets),
+                FileRecord.fingerprint.is_not(None),
+            )
+            .order_by(FileRecord.dataset, FileRecord.id)
+        ).all()
+        session.add(
+            TaskRecord(
+                task_id=task_id,
+                namespace=ref.namespace,
+                project=ref.project,
+                dataset=name,
+                kind=REINDEX_KIND,
+                created_at=time.time(),
+                running_key=running_key(ref, name),
+                files=[
+                    TaskFile(file_hash=r.file_hash, filename=r.filename, dataset=r.dataset)
+                    for r in records
+                ],
+            )
+        )
+        try:
+            session.flush()
+        except IntegrityError as exc:  # another request's reindex came in between
+            raise Conflict(f"Database {name!r} is being reindexed already") from exc
+    try:
+        celery.send_task(REINDEX, args=[task_id], task_id=task_id)
+    except Exception as exc:
+        with db.session() as session:
+            task = session.get_one(TaskRecord, task_id)
+            task.running_key, task.finished_at = None, time.time()
+            task.error = f"could not be queued: {exc}"
+        raise Unavailable(f"The task broker is unavailable: {type(exc).__name__}: {exc}") from exc
+    return task_id
+
+
+def _reindexing(session: Any, ref: ProjectRef, database: str) -> str | None:
+    """The id of the database's open reindex, if one is."""
+    found = session.scalars(
+        select(TaskRecord.task_id).where(TaskRecord.running_key == running_key(ref, database))
+    ).first()
+    return found  # type: ignore[no-any-return]
 
 
 def get_task(*, db: StateDB, ref: ProjectRef, task_id: str) -> TaskReport:
@@ -173,9 +301,12 @@ def cancel_task(
     task_id: str,
     chroma: ChromaClients,
 ) -> CancelReport:
-    """Stop queued files, let running ones stop at their next step, revert stored ones."""
+    """Stop queued files, let running ones stop at their next step, revert stored ones (a
+    reindex: its job drops what it built; the serving collection was never touched)."""
     with db.session() as session:
         task = _load(session, ref, task_id)
+        if task.kind == REINDEX_KIND:
+            return _cancel_reindex(db, celery, ref, task_id)
         state = _state(task)
         if state in (TaskState.SUCCESS, TaskState.FAILURE):
             return CancelReport(
@@ -235,6 +366,57 @@ def cancel_task(
     return report
 
 
+def _cancel_reindex(db: StateDB, celery: Celery, ref: ProjectRef, task_id: str) -> CancelReport:
+    with db.session() as session:
+        # Exclusive with the reindex's switch, which takes `finished_at` the same way.
+        result = session.execute(
+            update(TaskRecord)
+            .where(
+                TaskRecord.task_id == task_id,
+                TaskRecord.cancelled_at.is_(None),
+                TaskRecord.finished_at.is_(None),
+            )
+            .values(cancelled_at=time.time())
+        )
+        if not cast(CursorResult[Any], result).rowcount:
+            task = _load(session, ref, task_id)
+            if task.cancelled_at is not None:
+                return CancelReport(
+                    "Task already cancelled", task_id, cancelled=True, already_cancelled=True
+                )
+            return CancelReport(
+                f"Task already {_state(task).lower()}",
+                task_id,
+                cancelled=False,
+                already_completed=True,
+            )
+    with db.session() as session:
+        # Not started yet: taken here, so its job (if it comes at all) finds it claimed.
+        unstarted = session.execute(
+            update(TaskRecord)
+            .where(TaskRecord.task_id == task_id, TaskRecord.started_at.is_(None))
+            .values(started_at=time.time(), finished_at=time.time(), running_key=None)
+        )
+        task = _load(session, ref, task_id)
+        pending = [f for f in task.files if f.state == FileState.PENDING]
+        for item in pending:
+            item.state, item.finished_at = FileState.CANCELLED, time.time()
+    running = 1  # its one job, which stops at its next step and drops what it built
+    if cast(CursorResult[Any], unstarted).rowcount:
+        running = 0
+        _revoke(celery, [task_id])
+    report = CancelReport(
+        "Reindex cancelled: the database's current index keeps serving",
+        task_id,
+        cancelled=True,
+        pending_tasks_cancelled=len(pending),
+        running_tasks_at_cancel=running,
+    )
+    with db.session() as session:
+        session.get_one(TaskRecord, task_id).cancel_report = asdict(report)
+    return report
+
+
 def _revoke(celery: Celery, job_ids: list[str]) -> None:
     if not job_ids:
         return
@@ -256,6 +438,13 @@ def _state(task: TaskRecord) -> TaskState:
     states = [f.state for f in task.files]
     if task.cancelled_at is not None:
         return TaskState.REVOKED
+    if task.kind == REINDEX_KIND:
+        # Done when switched and closed, whatever its files' states.
+        if task.error:
+            return TaskState.FAILURE
+        if task.finished_at is not None and task.running_key is None:
+            return TaskState.SUCCESS
+        return TaskState.PENDING if task.started_at is None else TaskState.STARTED
     if all(s in TERMINAL for s in states):
         return TaskState.FAILURE if FileState.FAILURE in states else TaskState.SUCCESS
     if all(s == FileState.PENDING for s in states):
@@ -269,6 +458,7 @@ def _report(task: TaskRecord) -> TaskReport:
         FileProgress(
             filename=f.filename,
             hash=f.file_hash,
+            dataset=f.dataset or task.dataset,
             state=f.state,
             phase=f.phase if f.state == FileState.STARTED else None,
             chunks=f.chunks,
@@ -291,6 +481,8 @@ def _report(task: TaskRecord) -> TaskReport:
     error = None
     if state == TaskState.REVOKED:
         error = "Task was cancelled"
+    elif task.error:
+        error = task.error
     elif failed:
         error = f"{len(failed)} of {len(files)} file(s) failed"
     progress = Progress(
@@ -299,6 +491,7 @@ def _report(task: TaskRecord) -> TaskReport:
         dataset=task.dataset,
         cancelled=task.cancelled_at is not None,
         files=files,
+        kind=task.kind,
     )
     return TaskReport(
         task_id=task.task_id,

@@ -24,8 +24,9 @@ from llamafarm.settings import Settings
 from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
 from llamafarm.state.progress import OPEN_FILE_STATES
-from llamafarm.tasks.app import PROCESS_FILE, create_celery, job_id
+from llamafarm.tasks.app import PROCESS_FILE, REINDEX, create_celery, job_id
 from llamafarm.tasks.processing import WorkerContext
+from llamafarm.tasks.reindex import interrupted
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def warm_embedders(context: WorkerContext) -> list[str]:
 
 
 def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
-    """Queue again the files a dead worker had taken.
+    """Queue again the files a dead worker had taken, and the reindexes it ran.
 
     Files it had started: the embedded broker cannot redeliver them at all, and Redis only
     after its visibility timeout (an hour). On the embedded broker also the files it had
@@ -122,7 +123,12 @@ def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
         open_files = session.scalars(
             select(TaskFile)
             .join(TaskRecord)
-            .where(TaskFile.state.in_(OPEN_FILE_STATES), TaskRecord.cancelled_at.is_(None))
+            .where(
+                TaskFile.state.in_(OPEN_FILE_STATES),
+                TaskRecord.cancelled_at.is_(None),
+                # A reindex is one job, not one per file (its files are not queued).
+                TaskRecord.kind == "process",
+            )
         ).all()
         again = [
             item
@@ -135,10 +141,15 @@ def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
             )
         ]
         ids = [(item.task_id, item.id) for item in again]
+        reindexes = interrupted(session, alive)
     for task_id, item_id in ids:
         log.warning("re-queueing file %s of task %s: its worker stopped", item_id, task_id)
         app.send_task(PROCESS_FILE, args=[item_id], task_id=job_id(task_id, item_id))
-    return len(ids)
+    for task_id in reindexes:
+        # Built again from the start: its job first drops what the dead one had built.
+        log.warning("re-queueing reindex %s: its worker stopped", task_id)
+        app.send_task(REINDEX, args=[task_id], task_id=task_id)
+    return len(ids) + len(reindexes)
 
 
 def _queued_jobs(settings: Settings) -> set[str] | None:

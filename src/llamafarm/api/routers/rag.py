@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from llamafarm.api.deps import (
+    CeleryDep,
     ChromaClientsDep,
     ModelCacheDep,
     ProjectRefDep,
@@ -18,6 +20,7 @@ from llamafarm.api.deps import (
     StateDBDep,
 )
 from llamafarm.api.errors import errors
+from llamafarm.api.schemas.datasets import TaskAccepted
 from llamafarm.api.schemas.rag import (
     DatabaseDeleted,
     DatabaseList,
@@ -26,18 +29,21 @@ from llamafarm.api.schemas.rag import (
     DatabaseSummary,
     EvaluationPublic,
     QueryAnswer,
+    RagCompacted,
     RagComponentHealth,
     RagDocument,
     RagHealth,
+    RagImported,
     RagPreview,
     RagStats,
 )
-from llamafarm.datasets import maintenance
+from llamafarm.datasets import archive, maintenance
 from llamafarm.errors import BadRequest
 from llamafarm.rag import databases, evaluation, service
 from llamafarm.rag.questions import parse_questions
 from llamafarm.rag.retrieval import MAX_TOP_K
 from llamafarm.rag.stores.base import DistanceMetric, Hit
+from llamafarm.tasks.service import queue_reindex
 
 router = APIRouter(
     prefix="/projects/{namespace}/{project}/rag",
@@ -365,3 +371,97 @@ def delete_database(
         chroma=chroma,
     )
     return DatabaseDeleted.model_validate(deleted, from_attributes=True)
+
+
+@router.post(
+    "/databases/{database}/reindex",
+    operation_id="database_reindex",
+    summary="Rebuild a database's index without downtime",
+    description="Queue a reindex: the stored files of every dataset of the database are "
+    "processed again with its configured embedder and strategies into a new collection beside "
+    "the one that serves (vectors of unchanged chunks come from the embedding cache when the "
+    "embedder is unchanged). Queries keep using the old collection until the new one is "
+    "complete, then switch to it at once; needs_reindex is cleared and the old collection "
+    "dropped. Answers 202 with a task_id (task_get shows each file's progress; task_cancel "
+    "stops it and leaves the old index serving). 409 while the database is reindexed "
+    "already or one of its datasets is processed.",
+    status_code=202,
+)
+def reindex(
+    database: str,
+    request: Request,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    db: StateDBDep,
+    celery: CeleryDep,
+) -> TaskAccepted:
+    task_id = queue_reindex(projects=projects, db=db, celery=celery, ref=ref, database=database)
+    uri = request.url_for("task_get", namespace=ref.namespace, project=ref.project, task_id=task_id)
+    return TaskAccepted(message="Accepted", task_uri=str(uri), task_id=task_id)
+
+
+@router.get(
+    "/databases/{database}/export",
+    operation_id="database_export",
+    summary="Export a database's chunks and vectors",
+    description="A zip of `manifest.json` (format, the fingerprint and embedder that made the "
+    "vectors, dimension, count), `chunks.jsonl` ({id, text, metadata} per line) and "
+    "`vectors.npy` (float32, one row per line), for database_import on another project or "
+    "server.",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "The archive"}},
+)
+def export_database(
+    database: str, ref: ProjectRefDep, projects: ProjectStoreDep, chroma: ChromaClientsDep
+) -> FileResponse:
+    path = archive.export_database(projects=projects, ref=ref, database=database, chroma=chroma)
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"{database}.lfrag.zip",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.post(
+    "/databases/{database}/import",
+    operation_id="database_import",
+    summary="Import an exported archive into a database",
+    description="Store the chunks and vectors of an archive from database_export (multipart "
+    "field `file`) in the database, upserted by id. 409 when the archive's vectors were made "
+    "by another embedder than the database's (its fingerprint), or the database needs a "
+    "reindex; 400 for a file that is not such an archive.",
+)
+def import_database(
+    database: str,
+    ref: ProjectRefDep,
+    projects: ProjectStoreDep,
+    chroma: ChromaClientsDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="The archive, as multipart field `file`.")],
+) -> RagImported:
+    imported = archive.import_database(
+        projects=projects,
+        ref=ref,
+        database=database,
+        source=file.file,
+        limit=settings.max_upload_bytes,
+        max_unzipped=settings.parse_max_unzipped_mb << 20,
+        chroma=chroma,
+    )
+    return RagImported.model_validate(imported, from_attributes=True)
+
+
+@router.post(
+    "/databases/{database}/compact",
+    operation_id="database_compact",
+    summary="Give back the disk space of deleted chunks",
+    description="Vacuum the database's store (and remove what Chroma left of collections "
+    "deleted earlier, a reindex's old one), optimize and vacuum its BM25 indexes and its "
+    "embedding cache; the bytes of its folder before and after.",
+)
+def compact_database(
+    database: str, ref: ProjectRefDep, projects: ProjectStoreDep, chroma: ChromaClientsDep
+) -> RagCompacted:
+    found = archive.compact_database(projects=projects, ref=ref, database=database, chroma=chroma)
+    return RagCompacted.model_validate(found, from_attributes=True)

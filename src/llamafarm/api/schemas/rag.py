@@ -144,6 +144,20 @@ class RagStats(Public):
     datasets: list[str]
 
 
+class RagImported(Public):
+    database: str
+    fingerprint: str
+    imported_chunks: int
+    total_chunks: int
+    """The database's chunks after the import."""
+
+
+class RagCompacted(Public):
+    database: str
+    bytes_before: int
+    bytes_after: int
+
+
 class RagDocument(Public):
     id: str
     filename: str

@@ -12,6 +12,7 @@ TaskState = Literal["PENDING", "STARTED", "SUCCESS", "FAILURE", "REVOKED"]
 class TaskFile(Public):
     filename: str
     hash: str
+    dataset: str
     state: str
     """PENDING, STARTED, SUCCESS, SKIPPED, FAILURE, CANCELLED or REVERTED."""
     phase: str | None
@@ -28,8 +29,10 @@ class TaskProgress(Public):
     current: int
     total: int
     dataset: str
+    """The dataset processed; for a reindex, the database."""
     cancelled: bool
     files: list[TaskFile]
+    kind: Literal["process", "reindex"]
 
 
 class TaskResult(Public):

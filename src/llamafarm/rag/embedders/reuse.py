@@ -97,6 +97,12 @@ class VectorCache:
             self._connection.close()
             self._connection = None
 
+    def vacuum(self) -> None:
+        """Give back the pages of evicted entries."""
+        db = self._open()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("VACUUM")
+
     def _evict(self, db: sqlite3.Connection) -> None:
         (total,) = db.execute("SELECT COALESCE(SUM(size), 0) FROM vectors").fetchone()
         excess = int(total) - self.max_bytes

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from llamafarm.config.models import Database
 from llamafarm.errors import NotFound
+from llamafarm.rag.index import active_generation
 from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore
 from llamafarm.rag.stores.chroma_clients import ChromaClients, release, release_missing
@@ -41,16 +42,31 @@ UNHONOURED: dict[str, frozenset[str]] = {
 project's folder; the size is the embedder's; chunks are deduplicated by id anyway)."""
 
 
-def create_store(database: Database, *, project_dir: Path, clients: ChromaClients) -> VectorStore:
+def create_store(
+    database: Database,
+    *,
+    project_dir: Path,
+    clients: ChromaClients,
+    generation: int | None = None,
+) -> VectorStore:
     """The store of a project database; embedded stores live in `stores/{database}/` and open
-    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`)."""
+    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`).
+
+    `generation`: which of its collections (a reindex builds the next beside the serving one);
+    None: the one that serves now, as `index.json` records it."""
     store_class = STORES.find(database.type, owner=database.name)
     if not project_dir.is_dir():
         # The project was deleted: never recreate its folder by writing to its store.
         raise NotFound(f"Project folder {project_dir.name!r} no longer exists")
     path = project_dir / "stores" / database.name
+    if generation is None:
+        generation = active_generation(path)
+    config = database.config
+    if generation:
+        base = config.get("collection_name") or database.name
+        config = {**config, "collection_name": f"{base}_g{generation}"}
     return store_class.from_config(
-        path=path, database=database.name, config=database.config, clients=clients
+        path=path, database=database.name, config=config, clients=clients
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter
@@ -24,6 +27,17 @@ class Hit:
     metadata: Mapping[str, MetadataValue]
     score: float
     """A similarity in [0, 1], higher is better (raw BM25 from `keyword_search`)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A page of a collection's chunks as stored, vectors included (an export)."""
+
+    ids: list[str]
+    texts: list[str]
+    vectors: npt.NDArray[np.float32]
+    """One row per chunk."""
+    metadatas: list[dict[str, MetadataValue]]
 
 
 class VectorStore(Protocol):
@@ -92,4 +106,17 @@ class VectorStore(Protocol):
 
     def drop(self) -> None:
         """Remove the whole store: its vectors and its lexical index."""
+        ...
+
+    def dump(self, *, page: int = 1000) -> Iterator[Stored]:
+        """Every chunk of the collection, `page` at a time."""
+        ...
+
+    def compact(self) -> None:
+        """Give back the space of deleted chunks and collections (vacuum, index merges)."""
+        ...
+
+    def discard(self) -> None:
+        """Remove this collection and its lexical index, and nothing else of the store's
+        folder (a reindex's old generation, or its partial new one)."""
         ...

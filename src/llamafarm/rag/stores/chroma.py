@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sqlite3
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +27,7 @@ from chromadb.errors import InvalidArgumentError
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.rag.filters import Filter, to_chroma
-from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
+from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where
 from llamafarm.rag.stores.chroma_clients import (
     LOCK,
     ChromaClients,
@@ -54,6 +56,8 @@ LLAMAFARM_KEYS = frozenset(
     {"embedding_dimension", "enable_deduplication", "embedding_function", "persist_directory"}
 )
 """LlamaFarm's keys accepted and not acted on (warned about at validation)."""
+CHROMA_FILE = "chroma.sqlite3"
+LEXICAL_SUFFIX = ".lexical.sqlite3"
 
 
 class ChromaStore:
@@ -246,9 +250,62 @@ class ChromaStore:
                     entry.unlink()
             bump(self.path)
 
+    def dump(self, *, page: int = 1000) -> Iterator[Stored]:
+        offset = 0
+        while True:
+            with self._collection(write=False) as collection:
+                found = collection.get(
+                    include=["documents", "metadatas", "embeddings"], limit=page, offset=offset
+                )
+            if not found["ids"]:
+                return
+            vectors = np.asarray(found["embeddings"], dtype=np.float32)
+            yield Stored(
+                ids=list(found["ids"]),
+                texts=[t or "" for t in found["documents"] or []],
+                vectors=vectors.reshape(len(found["ids"]), -1),
+                metadatas=[_scalars(m) for m in found["metadatas"] or []],
+            )
+            offset += len(found["ids"])
+
+    def compact(self) -> None:
+        if self.server is not None:
+            with locked(self.path):
+                for lexical in self.path.glob(f"*{LEXICAL_SUFFIX}"):
+                    LexicalIndex(lexical).compact()
+            return
+        if not (self.path / CHROMA_FILE).exists():
+            return
+        with locked(self.path):
+            # This process's system closed first: its connections and any folder it still
+            # holds of a collection deleted since (Chroma leaves those folders behind).
+            forget(self.path)
+            with contextlib.closing(sqlite3.connect(self.path / CHROMA_FILE, timeout=30)) as db:
+                segments = {row[0] for row in db.execute("SELECT id FROM segments")}
+                collections = {row[0] for row in db.execute("SELECT name FROM collections")}
+                db.execute("VACUUM")
+            for entry in self.path.iterdir():
+                if entry.is_dir() and _is_uuid(entry.name) and entry.name not in segments:
+                    shutil.rmtree(entry)  # the vectors of a collection deleted earlier
+                elif entry.name.endswith(LEXICAL_SUFFIX):
+                    if entry.name.removesuffix(LEXICAL_SUFFIX) in collections:
+                        LexicalIndex(entry).compact()
+                    else:
+                        LexicalIndex(entry).drop()  # of a collection deleted earlier
+            bump(self.path)
+
+    def discard(self) -> None:
+        with self._collection(write=True) as collection:
+            collection._client.delete_collection(self.collection_name)
+            self.clients.forget_collection(self.path, self.collection_name)
+            LexicalIndex(self._lexical_path()).drop()
+
+    def _lexical_path(self) -> Path:
+        return self.path / f"{self.collection_name}{LEXICAL_SUFFIX}"
+
     def _lexical(self, collection: Collection) -> LexicalIndex:
         """The collection's BM25 index; a store made before there was one gets it filled once."""
-        lexical = LexicalIndex(self.path / f"{self.collection_name}.lexical.sqlite3")
+        lexical = LexicalIndex(self._lexical_path())
         if not lexical.exists and collection.count():
             # Filled under another name and renamed when complete: an interrupted fill
             # leaves no partial index that would pass for a whole one.
@@ -324,7 +381,7 @@ class ChromaStore:
         behind, never torn: chunks the write removed come back without text and are dropped
         by `search`). Only a process with nothing open waits for the write.
         """
-        lexical = (self.path / f"{self.collection_name}.lexical.sqlite3").exists()
+        lexical = self._lexical_path().exists()
         with process_locked():
             # Without the BM25 index a read would fill it: a write, under the lock below.
             opened = self.clients.opened(key) if lexical else None
@@ -374,6 +431,13 @@ def _upsert(
 def _scalars(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:
     """A chunk's metadata as stored: this project writes scalars only."""
     return {k: v for k, v in (metadata or {}).items() if isinstance(v, str | int | float | bool)}
+
+
+def _is_uuid(name: str) -> bool:
+    try:
+        return str(uuid.UUID(name)) == name
+    except ValueError:
+        return False
 
 
 def _valid_collection(name: str) -> bool:

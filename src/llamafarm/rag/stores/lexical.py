@@ -212,6 +212,14 @@ class LexicalIndex:
             for term in terms
         }
 
+    def compact(self) -> None:
+        """Merge the full-text index's segments and give back the file's free pages."""
+        if not self.exists:
+            return
+        with self._connect() as conn:
+            conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+            conn.execute("VACUUM")
+
     def drop(self) -> None:
         """Remove the index's files."""
         for suffix in ("", "-wal", "-shm", "-journal"):

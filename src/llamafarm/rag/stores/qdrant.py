@@ -26,7 +26,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import ConfigInvalid, Unavailable
 from llamafarm.rag.filters import All, AnyOf, Condition, Filter, matches
-from llamafarm.rag.stores.base import DistanceMetric, Hit, Where
+from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where
 from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.metrics import (
     RESCORE_CANDIDATES,
@@ -260,6 +260,40 @@ class QdrantStore:
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
+
+    def dump(self, *, page: int = 1000) -> Iterator[Stored]:
+        offset: Any = None
+        while True:
+            with self._client(write=False) as client:
+                if not client.collection_exists(self.collection_name):
+                    return
+                points, offset = client.scroll(
+                    self.collection_name,
+                    limit=page,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+            kept = [p for p in points if p.payload]
+            if kept:
+                yield Stored(
+                    ids=[str(p.payload[_ID]) for p in kept if p.payload],
+                    texts=[str(p.payload.get(_TEXT, "")) for p in kept if p.payload],
+                    vectors=np.asarray([p.vector for p in kept], dtype=np.float32),
+                    metadatas=[dict(_metadata(p.payload)) for p in kept],
+                )
+            if offset is None:
+                return
+
+    def compact(self) -> None:
+        with self._locked():
+            self._lexical().compact()
+
+    def discard(self) -> None:
+        with self._client(write=True) as client:
+            if client.collection_exists(self.collection_name):
+                client.delete_collection(self.collection_name)
+            self._lexical().drop()
 
     def _similarity(self, score: float) -> float:
         """Qdrant's score as a similarity in [0, 1], as ChromaStore reports it."""
