@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds to wait for another process migrating the state database before "
         "refusing to start.",
+    )
+    blob_store: Literal["local", "database"] = Field(
+        default="local",
+        description="Shared mode: 'database' keeps uploaded files and project configs in the "
+        "state database (LF_DATABASE_URL; PostgreSQL when processes run on several machines), "
+        "so API replicas (`lf start --no-worker`) and workers (`lf worker`) with data dirs of "
+        "their own see the same projects and files; 'local' keeps them under the data dir.",
     )
     broker_url: str = Field(
         default="",
@@ -206,6 +213,11 @@ class Settings(BaseSettings):
     @property
     def state_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def shared(self) -> bool:
+        """Shared mode (`LF_BLOB_STORE=database`): projects and files in the state database."""
+        return self.blob_store == "database"
 
     @property
     def broker(self) -> str:

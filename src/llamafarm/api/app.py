@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             templates_dir=settings.templates_dir,
             policy=policy,
             check=check_components,
+            shared=db if settings.shared else None,
         )
         streams = Streams()  # the remote chat models' streaming sessions, closed on this loop
         app.state.models = ChatModelCache(

@@ -139,20 +139,23 @@ def _process(
             max_bytes=ctx.embedding_cache_bytes,
         )
         reusing = ReusingEmbedder(steps.embedder, cache)
-        outcome = process_file(
-            plan=replace(steps, embedder=reusing),
-            dataset=job.dataset,
-            path=blobs(ctx.projects, ref).path(job.file_hash),
-            filename=job.filename,
-            file_hash=job.file_hash,
-            stored_fingerprint=record.fingerprint,
-            project_dir=project_dir,
-            chroma=ctx.models.chroma,
-            parsing=ctx.parsing,
-            should_stop=cancelled,
-            on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
-            timeline=timeline,
-        )
+        # The parse process reads a path: in shared mode the bytes are written to this
+        # worker's data dir for the while, and removed after.
+        with blobs(ctx.projects, ref).local(job.file_hash) as path:
+            outcome = process_file(
+                plan=replace(steps, embedder=reusing),
+                dataset=job.dataset,
+                path=path,
+                filename=job.filename,
+                file_hash=job.file_hash,
+                stored_fingerprint=record.fingerprint,
+                project_dir=project_dir,
+                chroma=ctx.models.chroma,
+                parsing=ctx.parsing,
+                should_stop=cancelled,
+                on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
+                timeline=timeline,
+            )
     except Cancelled:
         with ctx.db.session() as session:
             item = session.get_one(TaskFile, task_file_id)

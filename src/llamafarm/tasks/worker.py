@@ -45,6 +45,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             templates_dir=settings.templates_dir,
             policy=policy,
             check=check_components,
+            shared=db if settings.shared else None,
         ),
         worker=name,
         embedding_cache_bytes=settings.embedding_cache_mb << 20,
