@@ -14,7 +14,7 @@ from llamafarm.state import StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat
 from llamafarm.tasks.app import PROCESS_FILE, create_celery
 from llamafarm.tasks.processing import WorkerContext, run_file
-from llamafarm.tasks.worker import requeue_interrupted, warm_embedders
+from llamafarm.tasks.worker import requeue_interrupted, requeue_orphans, warm_embedders
 
 
 def queued_jobs(settings: Settings) -> list[dict[str, object]]:
@@ -76,6 +76,40 @@ def test_files_started_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None
     jobs = queued_jobs(settings)
     assert {job["task"] for job in jobs} == {PROCESS_FILE}
     assert sorted(job["id"] for job in jobs) == ["t1-1", "t1-4", "t1-5"]
+    db.close()
+
+
+def test_live_workers_queue_again_once_what_a_dead_one_had_started(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}"
+    alive = f"{socket.gethostname()}:live"
+    beat(db, alive)
+    with db.session() as session:
+        session.add(
+            TaskRecord(
+                task_id="t",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                files=[
+                    TaskFile(file_hash="a" * 64, filename="a", state="STARTED", worker=dead),
+                    TaskFile(file_hash="b" * 64, filename="b", state="STARTED", worker=alive),
+                    TaskFile(file_hash="c" * 64, filename="c", state="PENDING"),
+                ],
+            )
+        )
+    app = create_celery(settings)
+    seen: set[tuple[int, int]] = set()
+    assert requeue_orphans(db, app, seen) == 1
+    assert requeue_orphans(db, app, seen) == 0  # queued already: not again every heartbeat
+    assert [job["id"] for job in queued_jobs(settings)] == ["t-1"]
+    with db.session() as session:
+        session.get_one(TaskFile, 1).attempts = 1  # taken and lost again
+    assert requeue_orphans(db, app, seen) == 1
     db.close()
 
 

@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health_checks = {
             "api": api_check,
             "data_dir": data_dir_check(settings.data_dir),
-            "state_db": state_db_check(db),
+            "state_db": state_db_check(db, shared=settings.shared),
             "worker": worker_check(db),
             "broker": broker_check(settings.broker, settings.broker_dir),
             "model_server": model_server_check,

@@ -94,9 +94,13 @@ def data_dir_check(data_dir: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> C
     return check
 
 
-def state_db_check(db: StateDB) -> Check:
+def state_db_check(db: StateDB, *, shared: bool = False) -> Check:
+    """`shared`: shared mode, where it holds the projects' configs and files too."""
+
     def check() -> tuple[Status, str]:
         db.ping()
+        if shared:
+            return "healthy", f"{db.engine.dialect.name}: state, project configs and files"
         return "healthy", db.engine.dialect.name
 
     return check

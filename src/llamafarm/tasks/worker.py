@@ -57,7 +57,9 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     requeue_interrupted(db, app, settings)
     # Beside the loop: a file that comes meanwhile waits for the same load, not a second one.
     threading.Thread(target=warm_embedders, args=(context,), daemon=True).start()
-    threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
+    threading.Thread(
+        target=_heartbeat, args=(db, name, parent_pid, app, settings), daemon=True
+    ).start()
     try:
         app.worker_main(
             [
@@ -155,7 +157,36 @@ def _queued_jobs(settings: Settings) -> set[str] | None:
     return queued
 
 
-def _heartbeat(db: StateDB, name: str, parent_pid: int | None) -> None:
+def requeue_orphans(db: StateDB, app: Celery, seen: set[tuple[int, int]]) -> int:
+    """Queue again the files that workers gone since (killed, their machine lost) had started,
+    once per file and attempt (`seen`): on Redis their jobs would come back only after the
+    visibility timeout, and no worker may be started again to do it at its start. Every live
+    worker does this; a file queued twice is claimed once."""
+    alive = {w.worker for w in live_workers(db)}
+    with db.session() as session:
+        started = session.execute(
+            select(TaskFile.task_id, TaskFile.id, TaskFile.attempts, TaskFile.worker)
+            .join(TaskRecord)
+            .where(TaskFile.state == FileState.STARTED.value, TaskRecord.cancelled_at.is_(None))
+        ).all()
+    again = [
+        (task_id, item_id, attempts)
+        for task_id, item_id, attempts, worker in started
+        if worker not in alive and (item_id, attempts) not in seen
+    ]
+    for task_id, item_id, attempts in again:
+        log.warning("re-queueing file %s of task %s: its worker stopped", item_id, task_id)
+        app.send_task(PROCESS_FILE, args=[item_id], task_id=job_id(task_id, item_id))
+        seen.add((item_id, attempts))
+    return len(again)
+
+
+def _heartbeat(
+    db: StateDB, name: str, parent_pid: int | None, app: Celery, settings: Settings
+) -> None:
+    # The embedded broker has one worker, which requeues at its start (requeue_interrupted).
+    shared_broker = not settings.broker.startswith("filesystem")
+    seen: set[tuple[int, int]] = set()
     while True:
         time.sleep(HEARTBEAT_SECONDS)
         if parent_pid is not None and os.getppid() != parent_pid:
@@ -163,5 +194,7 @@ def _heartbeat(db: StateDB, name: str, parent_pid: int | None) -> None:
             os._exit(0)
         try:
             beat(db, name)
+            if shared_broker:
+                requeue_orphans(db, app, seen)
         except Exception:
             log.exception("could not record the worker heartbeat")
