@@ -143,10 +143,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
     chroma_port = free_port()
     chroma_log = root / "chroma.log"
+    command = [str(BIN / "chroma"), "run", "--path", str(root / "chroma"), "--host", "127.0.0.1"]
     with chroma_log.open("wb") as output:
         chroma = subprocess.Popen(
-            [str(BIN / "chroma"), "run", "--path", str(root / "chroma"), "--host", "127.0.0.1"]
-            + ["--port", str(chroma_port)],
+            [*command, "--port", str(chroma_port)],
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -266,9 +266,7 @@ def test_upload_on_one_replica_query_and_chat_on_the_other(cluster: Cluster) -> 
         again = chat(one, ASK, **{"X-No-Session": "1"})
         assert again.json()["choices"][0]["message"] == answer.json()["choices"][0]["message"]
         chat(one, "And goodbye?", **{"X-Session-ID": session})
-        histories = [
-            h.get(f"{PROJECT}/chat/sessions/{session}/history").json() for h in (one, two)
-        ]
+        histories = [h.get(f"{PROJECT}/chat/sessions/{session}/history").json() for h in (one, two)]
         assert histories[0] == histories[1]
         assert [m["role"] for m in histories[0]["messages"]] == ["user", "assistant"] * 2
 
