@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
+# Slow under load: the first test also waits for the 2 replicas, 2 workers and Chroma to start.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BIN = Path(sys.executable).parent
 LF = str(BIN / "lf")
@@ -50,7 +51,7 @@ def text_file(topic: str, paragraphs: int) -> bytes:
 
 
 def wait_until(ready: Any, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a busy machine: 4 Python processes start at once
     while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"{what} did not come up:\n{log.read_text()[-4000:]}")
@@ -73,17 +74,20 @@ class Cluster:
     def http(self, replica: int) -> httpx.Client:
         return httpx.Client(base_url=self.url(replica), timeout=120)
 
-    def start_replica(self, port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    def spawn_replica(self, port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
         """`lf start --no-worker`: the API alone."""
         command = [LF, "start", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
-        log = self.root / f"replica-{port}.log"
-        with log.open("ab") as output:
+        with (self.root / f"replica-{port}.log").open("ab") as output:
             process = subprocess.Popen(
                 [*command, "--data-dir", str(data_dir)],
                 env=self.env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
+        return process, port, data_dir
+
+    def wait_replica(self, replica: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+        process, port, _ = replica
 
         def ready() -> bool:
             try:
@@ -91,8 +95,12 @@ class Cluster:
             except httpx.TransportError:
                 return False
 
-        wait_until(ready, "lf start --no-worker", process, log)
-        return process, port, data_dir
+        wait_until(ready, "lf start --no-worker", process, self.root / f"replica-{port}.log")
+
+    def start_replica(self, port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+        replica = self.spawn_replica(port, data_dir)
+        self.wait_replica(replica)
+        return replica
 
     def start_worker(self, data_dir: Path) -> subprocess.Popen[bytes]:
         """`lf worker`: ingestion alone."""
@@ -182,7 +190,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert migrated.returncode == 0, migrated.stderr
         assert "state database at schema" in migrated.stdout
         made.workers = [made.start_worker(root / f"data-worker-{i}") for i in (1, 2)]
-        made.replicas = [made.start_replica(free_port(), root / f"data-api-{i}") for i in (1, 2)]
+        made.replicas = [made.spawn_replica(free_port(), root / f"data-api-{i}") for i in (1, 2)]
+        for replica in made.replicas:
+            made.wait_replica(replica)
         yield made
     finally:
         for process in [*(r[0] for r in made.replicas), *made.workers]:

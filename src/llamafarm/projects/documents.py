@@ -164,8 +164,9 @@ class FolderDocuments:
 
 class TableDocuments:
     """Rows of `project_documents` in the state database. `local` is this process's folder of
-    projects: the lock's file on SQLite (one machine), and removed with a deleted project
-    (what this process kept there: caches, embedded stores)."""
+    projects, where a project's folder is made when it is read (for caches and scratch files)
+    and removed when this process deletes the project; on SQLite (one machine) it holds the
+    lock's file too."""
 
     def __init__(self, db: StateDB, local: Path) -> None:
         self.db = db
@@ -206,8 +207,14 @@ class TableDocuments:
     def exists(self, namespace: str, name: str) -> bool:
         return self._row(namespace, name) is not None
 
+    def _here(self, namespace: str, name: str) -> None:
+        """The project's local folder exists while the project does: its embedded stores and
+        caches go there, and `create_store` takes a missing folder for a deleted project."""
+        (self.local / namespace / name).mkdir(parents=True, exist_ok=True)
+
     def read(self, namespace: str, name: str) -> Stored:
         row = self._require(namespace, name)
+        self._here(namespace, name)
         modified = datetime.fromtimestamp(row.modified_at, tz=UTC)
         return Stored(row.text.encode("utf-8"), modified, row.version)
 
@@ -220,6 +227,7 @@ class TableDocuments:
             ).one_or_none()
         if version is None:
             raise NotFound(f"Project {namespace}/{name} not found")
+        self._here(namespace, name)
         return version
 
     def create(self, namespace: str, name: str, text: str) -> None:
