@@ -8,6 +8,7 @@ the Chroma server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 # Slow under load: the first test also waits for the 2 replicas, 2 workers and Chroma to start.
@@ -119,6 +121,12 @@ class Cluster:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, then SIGKILL for it and its children (a worker's parse processes) if it lingers:
+    a worker left running would take the next run's jobs from the same Redis db."""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
     try:
@@ -126,6 +134,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +200,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         assert migrated.returncode == 0, migrated.stderr
         assert "state database at schema" in migrated.stdout
-        made.workers = [made.start_worker(root / f"data-worker-{i}") for i in (1, 2)]
-        made.replicas = [made.spawn_replica(free_port(), root / f"data-api-{i}") for i in (1, 2)]
+        for i in (1, 2):  # each kept as soon as it runs, so that it is stopped whatever happens
+            made.workers.append(made.start_worker(root / f"data-worker-{i}"))
+            made.replicas.append(made.spawn_replica(free_port(), root / f"data-api-{i}"))
         for replica in made.replicas:
             made.wait_replica(replica)
         yield made
