@@ -35,38 +35,29 @@ BM25_B = 0.75
 """FTS5's bm25() document-length normalisation (its default)."""
 _BATCH = 500
 
-# The chunks holding any query term (through the GIN index), scored by FTS5's bm25(); the
-# texts are joined for the `top_k` only.
+# The chunks holding any query term (through the GIN index), scored by FTS5's bm25() with the
+# terms' IDFs and the average length given; the texts are joined for the `top_k` only.
 _SEARCH = f"""
-WITH stats AS (
-    SELECT count(*) AS n, coalesce(sum(length), 0) AS tokens
-    FROM lexical_chunks WHERE store = :store
-), q AS (
-    SELECT t.term, t.weight,
-        (SELECT count(*) FROM lexical_chunks AS c
-         WHERE c.store = :store AND c.terms ? t.term) AS df
-    FROM unnest(CAST(:terms AS text[]), CAST(:weights AS integer[])) AS t(term, weight)
-), idf AS (
-    SELECT q.term,
-        q.weight * greatest(ln((stats.n - q.df + 0.5) / (q.df + 0.5)), 1e-6) AS idf,
-        CAST(stats.tokens AS float8) / stats.n AS avgdl
-    FROM q, stats WHERE q.df > 0
-), scored AS (
+SELECT c.id, c.text, c.metadata, s.score
+FROM (
     SELECT c.id, sum(
-        CAST(idf.idf AS float8) * tf.tf * {BM25_K1 + 1}
-        / (tf.tf + {BM25_K1} * ({1 - BM25_B} + {BM25_B} * c.length / idf.avgdl))
+        t.idf * tf.tf * {BM25_K1 + 1}
+        / (tf.tf + {BM25_K1} * ({1 - BM25_B} + {BM25_B} * c.length / :avgdl))
     ) AS score
     FROM lexical_chunks AS c
-    JOIN idf ON c.terms ? idf.term
-    CROSS JOIN LATERAL (SELECT CAST(c.terms ->> idf.term AS float8) AS tf) AS tf
+    JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS t(term, idf)
+        ON c.terms ? t.term
+    CROSS JOIN LATERAL (SELECT CAST(c.terms ->> t.term AS float8) AS tf) AS tf
     WHERE c.store = :store AND c.terms ?| CAST(:terms AS text[]) AND {{where}}
     GROUP BY c.id
     ORDER BY score DESC, c.id
     LIMIT :top_k
-)
-SELECT s.id, c.text, c.metadata, s.score
-FROM scored AS s JOIN lexical_chunks AS c ON c.store = :store AND c.id = s.id
+) AS s
+JOIN lexical_chunks AS c ON c.store = :store AND c.id = s.id
 ORDER BY s.score DESC, s.id
+"""
+_STATS = """
+SELECT count(*), coalesce(sum(length), 0) FROM lexical_chunks WHERE store = :store
 """
 _FREQUENCIES = """
 SELECT t.term, (SELECT count(*) FROM lexical_chunks AS c
@@ -153,17 +144,29 @@ class PostgresLexicalIndex:
         if not weights or top_k <= 0:
             return []
         condition, params = to_postgres(where, "c.metadata") if where is not None else ("true", {})
-        params |= {
-            "store": self.store,
-            "terms": list(weights),
-            "weights": list(weights.values()),
-            "top_k": top_k,
-        }
-        # One snapshot for the matches and the statistics of the most they could score.
+        # One snapshot for the statistics and the matches they score.
         snapshot = self.engine.execution_options(isolation_level="REPEATABLE READ")
         with snapshot.connect() as conn, conn.begin():
+            total, tokens = conn.execute(text(_STATS), {"store": self.store}).one()
+            found = conn.execute(text(_FREQUENCIES), {"store": self.store, "terms": list(weights)})
+            frequencies = {term: int(count) for term, count in found if count}
+            if not frequencies:
+                return []
+            # Each term's IDF (times the query words it stands for); the most the query could
+            # score is their sum times k1+1, as `lexical._most`.
+            idfs = {
+                term: weights[term] * bm25_idf(total, frequency)
+                for term, frequency in frequencies.items()
+            }
+            params |= {
+                "store": self.store,
+                "terms": list(idfs),
+                "idfs": list(idfs.values()),
+                "avgdl": tokens / total,
+                "top_k": top_k,
+            }
             rows = conn.execute(text(_SEARCH.format(where=condition)), params).all()
-            best = self._most(conn, weights) if rows else 1.0
+        best = sum(idfs.values()) * (BM25_K1 + 1)
         return [
             LexicalHit(id=id_, text=text_, metadata=meta, score=min(score / best, 1.0))
             for id_, text_, meta, score in rows
@@ -195,20 +198,6 @@ class PostgresLexicalIndex:
 
     def _rows(self) -> Any:
         return delete(LexicalChunk).where(LexicalChunk.store == self.store)
-
-    def _most(self, conn: Any, weights: Mapping[str, int]) -> float:
-        """The highest BM25 any chunk could get: each term's IDF times k1+1, as
-        `lexical._most`."""
-        params = {"store": self.store, "terms": list(weights)}
-        frequencies = dict(conn.execute(text(_FREQUENCIES), params).all())
-        statement = select(func.count()).where(LexicalChunk.store == self.store)
-        total = int(conn.execute(statement).scalar_one())
-        most = sum(
-            weight * bm25_idf(total, min(frequencies[term], total)) * (BM25_K1 + 1)
-            for term, weight in weights.items()
-            if frequencies.get(term)
-        )
-        return most or 1.0
 
 
 def _no_nul(value: Any) -> Any:
