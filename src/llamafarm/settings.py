@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +64,19 @@ class Settings(BaseSettings):
     result_backend: str = Field(
         default="",
         description="Celery result backend URL; optional, task state lives in the state database.",
+    )
+    chroma_url: str = Field(
+        default="",
+        description="A Chroma server (`chroma run`) every ChromaStore without `host` in its "
+        "config keeps its vectors in, e.g. http://chroma:8000; empty keeps them in the project's "
+        "folder (embedded). With a PostgreSQL state database the stores' BM25 index goes there.",
+    )
+    chroma_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Seconds a Chroma server may take over one request before it counts as "
+        "unavailable (a 503 naming it).",
     )
     embedded_worker: bool = Field(
         default=True, description="Whether `lf start` also runs an ingestion worker process."
@@ -192,6 +206,19 @@ class Settings(BaseSettings):
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _chroma_url(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be http://HOST[:PORT] or https://HOST[:PORT]")
+            if parts.path.strip("/") or parts.query or parts.username:
+                raise ValueError("must name only a scheme, a host and a port")
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
         return value
 
     @field_validator("log_level")

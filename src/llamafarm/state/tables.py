@@ -14,6 +14,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from llamafarm.state.progress import FileState
@@ -207,3 +208,33 @@ class BlobChunk(Base):
     )
     seq: Mapped[int] = mapped_column(primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
+"""JSON, as JSONB on PostgreSQL (indexable by GIN)."""
+
+
+class LexicalChunk(Base):
+    """A chunk of a store on a Chroma server, in that store's BM25 index
+    (`rag/stores/lexical_pg.py`, used on PostgreSQL): its text and metadata, and its terms as
+    the index's tokenizer stems them, each with its count."""
+
+    __tablename__ = "lexical_chunks"
+    __table_args__ = (
+        Index("ix_lexical_chunks_terms", "terms", postgresql_using="gin"),
+        Index(
+            "ix_lexical_chunks_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+    )
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)
+    """The store's collection name on its server."""
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+    terms: Mapped[dict[str, int]] = mapped_column(JSONB)
+    length: Mapped[int]
+    """Tokens in the text (BM25's document length)."""

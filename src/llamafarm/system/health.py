@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import httpx
+
 from llamafarm.state import StateDB
 from llamafarm.state.heartbeats import live_workers
 
@@ -145,3 +147,19 @@ def model_server_check() -> tuple[Status, str]:
     if importlib.util.find_spec("xllamacpp") is None:
         return "degraded", "xllamacpp is not installed: universal models cannot load"
     return "healthy", f"llama.cpp in process (xllamacpp {importlib.metadata.version('xllamacpp')})"
+
+
+def chroma_check(url: str, *, timeout: float = 3.0) -> Check:
+    """The Chroma server the stores keep their vectors in (`LF_CHROMA_URL`): unhealthy when it
+    does not answer its heartbeat, since no query or processing of its stores can run."""
+    server = url.rstrip("/")
+
+    def check() -> tuple[Status, str]:
+        try:
+            response = httpx.get(f"{server}/api/v2/heartbeat", timeout=timeout)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            return "unhealthy", f"Chroma server at {server} cannot be reached: {exc}"
+        return "healthy", f"Chroma server at {server} answering"
+
+    return check

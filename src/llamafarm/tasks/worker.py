@@ -18,8 +18,9 @@ from llamafarm.errors import LfError
 from llamafarm.ingest.sandbox import ParseLimits, ParsePool
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
-from llamafarm.rag.cache import KEPT, key_of
+from llamafarm.rag.cache import KEPT, ModelCache, key_of
 from llamafarm.rag.embedders import vector_key
+from llamafarm.rag.stores import owner_clients
 from llamafarm.settings import Settings
 from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
@@ -48,6 +49,7 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             shared=db if settings.shared else None,
         ),
         worker=name,
+        models=ModelCache(chroma=owner_clients(settings, db.engine)),
         embedding_cache_bytes=settings.embedding_cache_mb << 20,
         parsing=ParsePool(ParseLimits.of(settings)),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -10,7 +10,13 @@ from llamafarm.config.models import Database
 from llamafarm.errors import NotFound
 from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore
-from llamafarm.rag.stores.chroma_clients import ChromaClients, release, release_missing
+from llamafarm.rag.stores.chroma_clients import (
+    ChromaClients,
+    ChromaServer,
+    owner_clients,
+    release,
+    release_missing,
+)
 from llamafarm.rag.stores.qdrant import QdrantStore
 from llamafarm.registry import Registry
 
@@ -25,6 +31,7 @@ class StoreClass(Protocol):
         database: str,
         config: Mapping[str, Any],
         clients: ChromaClients | None = None,
+        scope: Sequence[str] = (),
     ) -> VectorStore: ...
 
 
@@ -43,14 +50,19 @@ project's folder; the size is the embedder's; chunks are deduplicated by id anyw
 
 def create_store(database: Database, *, project_dir: Path, clients: ChromaClients) -> VectorStore:
     """The store of a project database; embedded stores live in `stores/{database}/` and open
-    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`)."""
+    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`); a store on a
+    server names its collection after the project (`project_dir` is `{namespace}/{project}`)."""
     store_class = STORES.find(database.type, owner=database.name)
     if not project_dir.is_dir():
         # The project was deleted: never recreate its folder by writing to its store.
         raise NotFound(f"Project folder {project_dir.name!r} no longer exists")
     path = project_dir / "stores" / database.name
     return store_class.from_config(
-        path=path, database=database.name, config=database.config, clients=clients
+        path=path,
+        database=database.name,
+        config=database.config,
+        clients=clients,
+        scope=(project_dir.parent.name, project_dir.name),
     )
 
 
@@ -58,11 +70,13 @@ __all__ = [
     "STORES",
     "UNHONOURED",
     "ChromaClients",
+    "ChromaServer",
     "ChromaStore",
     "QdrantStore",
     "VectorStore",
     "Where",
     "create_store",
+    "owner_clients",
     "release",
     "release_missing",
 ]

@@ -1,7 +1,7 @@
 """Shared mode (issue 20): project configs and uploaded files in the state database.
 
-Revision ID: 0004_shared_storage
-Revises: 0003_index_lifecycle
+Revision ID: 0005_shared_storage
+Revises: 0004_lexical_chunks
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_shared_storage"
-down_revision = "0003_index_lifecycle"
+revision = "0005_shared_storage"
+down_revision = "0004_lexical_chunks"
 branch_labels = None
 depends_on = None
 
