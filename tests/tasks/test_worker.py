@@ -13,7 +13,7 @@ from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat
 from llamafarm.tasks.app import PROCESS_FILE, create_celery
-from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.processing import WorkerContext, mark_received, run_file
 from llamafarm.tasks.worker import requeue_interrupted, requeue_orphans, warm_embedders
 
 
@@ -99,14 +99,19 @@ def test_live_workers_queue_again_once_what_a_dead_one_had_started(tmp_path: Pat
                     TaskFile(file_hash="a" * 64, filename="a", state="STARTED", worker=dead),
                     TaskFile(file_hash="b" * 64, filename="b", state="STARTED", worker=alive),
                     TaskFile(file_hash="c" * 64, filename="c", state="PENDING"),
+                    TaskFile(file_hash="d" * 64, filename="d", state="PENDING"),
+                    TaskFile(file_hash="e" * 64, filename="e", state="SUCCESS", worker=dead),
                 ],
             )
         )
+    # d's job was taken from the broker by the worker that died, before it started it.
+    mark_received(WorkerContext(db=db, projects=ProjectStore(tmp_path), worker=dead), 4)
+    mark_received(WorkerContext(db=db, projects=ProjectStore(tmp_path), worker=dead), 5)
     app = create_celery(settings)
     seen: set[tuple[int, int]] = set()
-    assert requeue_orphans(db, app, seen) == 1
+    assert requeue_orphans(db, app, seen) == 2
     assert requeue_orphans(db, app, seen) == 0  # queued already: not again every heartbeat
-    assert [job["id"] for job in queued_jobs(settings)] == ["t-1"]
+    assert sorted(job["id"] for job in queued_jobs(settings)) == ["t-1", "t-4"]
     with db.session() as session:
         session.get_one(TaskFile, 1).attempts = 1  # taken and lost again
     assert requeue_orphans(db, app, seen) == 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from llamafarm.settings import Settings
-from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.processing import WorkerContext, mark_received, run_file
 
 PROCESS_FILE = "llamafarm.process_file"
 QUEUE = "llamafarm"
@@ -59,4 +59,12 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
             return run_file(context, task_file_id)
 
         app.task(name=PROCESS_FILE)(process_file)
+
+        def received(sender: Any = None, request: Any = None, **_: Any) -> None:
+            # A job the worker has taken from the broker but not started (Celery reserves
+            # a few ahead): if the worker dies, the others know to queue it again.
+            if getattr(sender, "app", None) is app and request.name == PROCESS_FILE:
+                mark_received(context, request.args[0])
+
+        signals.task_received.connect(received, weak=False)
     return app

@@ -49,6 +49,22 @@ class WorkerContext:
         self.models.close()
 
 
+def mark_received(ctx: WorkerContext, task_file_id: int) -> None:
+    """Name this worker on a PENDING file whose job it has taken from the broker, so that the
+    other workers queue the file again if this one dies before it starts it (on Redis the job
+    would come back only after the visibility timeout). Never raises: the broker's consumer
+    calls it."""
+    try:
+        with ctx.db.session() as session:
+            session.execute(
+                update(TaskFile)
+                .where(TaskFile.id == task_file_id, TaskFile.state == FileState.PENDING.value)
+                .values(worker=ctx.worker)
+            )
+    except Exception:
+        log.exception("could not record that file %s was received", task_file_id)
+
+
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     """Process one TaskFile and record the outcome; returns the file's final state."""
     # A worker lives long: store clients of projects deleted since its last file go now.

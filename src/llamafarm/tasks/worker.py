@@ -160,20 +160,25 @@ def _queued_jobs(settings: Settings) -> set[str] | None:
 
 
 def requeue_orphans(db: StateDB, app: Celery, seen: set[tuple[int, int]]) -> int:
-    """Queue again the files that workers gone since (killed, their machine lost) had started,
-    once per file and attempt (`seen`): on Redis their jobs would come back only after the
-    visibility timeout, and no worker may be started again to do it at its start. Every live
-    worker does this; a file queued twice is claimed once."""
+    """Queue again the files that workers gone since (killed, their machine lost) had taken:
+    started, or received from the broker and not started yet (`mark_received`); once per file
+    and attempt (`seen`). On Redis their jobs would come back only after the visibility
+    timeout, and no worker may be started again to do it at its start. Every live worker does
+    this; a file queued twice is claimed once."""
     alive = {w.worker for w in live_workers(db)}
     with db.session() as session:
-        started = session.execute(
+        taken = session.execute(
             select(TaskFile.task_id, TaskFile.id, TaskFile.attempts, TaskFile.worker)
             .join(TaskRecord)
-            .where(TaskFile.state == FileState.STARTED.value, TaskRecord.cancelled_at.is_(None))
+            .where(
+                TaskFile.state.in_(OPEN_FILE_STATES),
+                TaskFile.worker.is_not(None),
+                TaskRecord.cancelled_at.is_(None),
+            )
         ).all()
     again = [
         (task_id, item_id, attempts)
-        for task_id, item_id, attempts, worker in started
+        for task_id, item_id, attempts, worker in taken
         if worker not in alive and (item_id, attempts) not in seen
     ]
     for task_id, item_id, attempts in again:
