@@ -118,6 +118,34 @@ def test_live_workers_queue_again_once_what_a_dead_one_had_started(tmp_path: Pat
     db.close()
 
 
+def test_a_file_delivered_again_stays_with_the_live_worker_processing_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    alive = f"{socket.gethostname()}:live"
+    beat(db, alive)
+    with db.session() as session:
+        session.add(
+            TaskRecord(
+                task_id="t",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                files=[
+                    TaskFile(
+                        file_hash="a" * 64, filename="a", state="STARTED", worker=alive, attempts=1
+                    )
+                ],
+            )
+        )
+    context = WorkerContext(db=db, projects=ProjectStore(settings.projects_dir), worker="w")
+    assert run_file(context, 1) == "CLAIMED"
+    with db.session() as session:
+        item = session.get_one(TaskFile, 1)
+        assert (item.state, item.worker, item.attempts) == ("STARTED", alive, 1)
+    db.close()
+
+
 def test_a_file_that_keeps_killing_its_worker_fails_alone(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     db = StateDB(settings.state_url)

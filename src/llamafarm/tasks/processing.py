@@ -24,6 +24,7 @@ from llamafarm.rag.index import index_folder
 from llamafarm.rag.stores import ChromaClients, create_store, release_missing
 from llamafarm.settings import Settings
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord
+from llamafarm.state.heartbeats import live_workers
 from llamafarm.state.progress import OPEN_FILE_STATES
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
         task = item.task
         if item.state not in OPEN_FILE_STATES:
             return item.state  # delivered twice: already done
+        if item.state == FileState.STARTED and item.worker in {
+            w.worker for w in live_workers(ctx.db)
+        }:
+            # Delivered again while a live worker processes it (Redis gives a job back after
+            # its visibility timeout, however long the file takes): that worker keeps it.
+            return "CLAIMED"
         if task.cancelled_at is not None:
             _finish(item, FileState.CANCELLED)
             return item.state

@@ -116,7 +116,7 @@ def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
     """Queue again the files a dead worker had taken.
 
     Files it had started: the embedded broker cannot redeliver them at all, and Redis only
-    after its visibility timeout (an hour). On the embedded broker also the files it had
+    after its visibility timeout (a minute). On the embedded broker also the files it had
     fetched but not started yet: a job leaves the queue folder when it is fetched, so a
     PENDING file whose job is not in the folder is in no queue. Jobs delivered twice are
     harmless: the worker claims a file before processing it.
