@@ -90,6 +90,22 @@ def postgres_url() -> Iterator[str]:
         connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def postgres_state(postgres_url: str) -> Iterator[StateDB]:
+    """A state database on a new PostgreSQL database (migrated): where the BM25 index of
+    stores on a Chroma server lives."""
+    state = StateDB(postgres_url)
+    yield state
+    state.close()
+
+
+@pytest.fixture(scope="session")
+def chroma_url(chroma_server: tuple[str, int]) -> str:
+    """The session's Chroma server as `LF_CHROMA_URL` takes it."""
+    host, port = chroma_server
+    return f"http://{host}:{port}"
+
+
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """One `chroma run` (the chromadb wheel's server) for the session: its host and port."""

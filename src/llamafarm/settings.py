@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -48,6 +49,13 @@ class Settings(BaseSettings):
         description="Seconds to wait for another process migrating the state database before "
         "refusing to start.",
     )
+    blob_store: Literal["local", "database"] = Field(
+        default="local",
+        description="Shared mode: 'database' keeps uploaded files and project configs in the "
+        "state database (LF_DATABASE_URL; PostgreSQL when processes run on several machines), "
+        "so API replicas (`lf start --no-worker`) and workers (`lf worker`) with data dirs of "
+        "their own see the same projects and files; 'local' keeps them under the data dir.",
+    )
     broker_url: str = Field(
         default="",
         description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); empty means a local "
@@ -56,6 +64,19 @@ class Settings(BaseSettings):
     result_backend: str = Field(
         default="",
         description="Celery result backend URL; optional, task state lives in the state database.",
+    )
+    chroma_url: str = Field(
+        default="",
+        description="A Chroma server (`chroma run`) every ChromaStore without `host` in its "
+        "config keeps its vectors in, e.g. http://chroma:8000; empty keeps them in the project's "
+        "folder (embedded). With a PostgreSQL state database the stores' BM25 index goes there.",
+    )
+    chroma_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Seconds a Chroma server may take over one request before it counts as "
+        "unavailable (a 503 naming it).",
     )
     embedded_worker: bool = Field(
         default=True, description="Whether `lf start` also runs an ingestion worker process."
@@ -187,6 +208,19 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("chroma_url")
+    @classmethod
+    def _chroma_url(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be http://HOST[:PORT] or https://HOST[:PORT]")
+            if parts.path.strip("/") or parts.query or parts.username:
+                raise ValueError("must name only a scheme, a host and a port")
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -206,6 +240,11 @@ class Settings(BaseSettings):
     @property
     def state_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def shared(self) -> bool:
+        """Shared mode (`LF_BLOB_STORE=database`): projects and files in the state database."""
+        return self.blob_store == "database"
 
     @property
     def broker(self) -> str:

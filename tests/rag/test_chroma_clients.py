@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chromadb.api.shared_system_client import SharedSystemClient
 
-from llamafarm.rag.stores import ChromaClients, ChromaStore, release
+from llamafarm.rag.stores import ChromaClients, ChromaServer, ChromaStore, release
 
 VECTOR = [1.0, 0.0]
 
@@ -105,15 +105,26 @@ def test_another_process_write_reloads_the_folder_for_every_owner(tmp_path: Path
     second.close()
 
 
-def test_a_chroma_server_operation_leaves_no_system_behind(
+def test_an_owner_keeps_one_server_client_and_closes_it(
     tmp_path: Path, chroma_server: tuple[str, int]
 ) -> None:
-    """Each server client is a system in Chroma's process-wide cache: closed after use."""
-    store = ChromaStore(path=tmp_path / "s", collection_name="no-leak", server=chroma_server)
-    store.count()
+    """A server client is a system in Chroma's process-wide cache: one per owner and server,
+    made on first use, gone with the owner."""
     before = len(SharedSystemClient._identifier_to_system)
+    clients = ChromaClients()
+    store = ChromaStore(
+        path=tmp_path / "s",
+        collection_name="no-leak",
+        server=ChromaServer(*chroma_server),
+        clients=clients,
+    )
+    store.count()
+    opened = len(SharedSystemClient._identifier_to_system)
+    assert opened > before
     for _ in range(3):
         store.replace({"dataset": "d"}, ["x"], ["hello"], [VECTOR], [{"dataset": "d"}])
         assert store.count() == 1
-    assert len(SharedSystemClient._identifier_to_system) == before
+    assert len(SharedSystemClient._identifier_to_system) == opened
     store.drop()
+    clients.close()
+    assert len(SharedSystemClient._identifier_to_system) == before

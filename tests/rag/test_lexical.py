@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, parse_filters
-from llamafarm.rag.stores.lexical import MAX_QUERY_TERMS, LexicalIndex, query_terms
+from llamafarm.rag.stores.lexical import MAX_QUERY_TERMS, Lexical, LexicalIndex, query_terms
+from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
+from llamafarm.state import StateDB
 
 CORPUS = {
     "cats": "The cat sat on the mat. Cats like warm places and the cat sleeps.",
@@ -25,24 +29,48 @@ META: dict[str, dict[str, MetadataValue]] = {
 }
 
 
+New = Callable[[], Lexical]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[New]:
+    """Makes empty indexes: FTS5 files, then rows in PostgreSQL (each test runs on both)."""
+    if request.param == "sqlite":
+        paths = (tmp_path / f"lexical{i}.sqlite3" for i in itertools.count())
+        yield lambda: LexicalIndex(next(paths))
+        return
+    state: StateDB = request.getfixturevalue("postgres_state")
+    stores = (f"store-{i}" for i in itertools.count())
+    yield lambda: PostgresLexicalIndex(state.engine, store=next(stores))
+
+
 @pytest.fixture
-def index(tmp_path: Path) -> LexicalIndex:
+def index(new: New) -> Lexical:
+    index = new()
+    index.upsert(list(CORPUS), list(CORPUS.values()), [META[k] for k in CORPUS])
+    return index
+
+
+@pytest.fixture
+def sqlite_index(tmp_path: Path) -> LexicalIndex:
     index = LexicalIndex(tmp_path / "lexical.sqlite3")
     index.upsert(list(CORPUS), list(CORPUS.values()), [META[k] for k in CORPUS])
     return index
 
 
-def _ids(index: LexicalIndex, query: str, where: Filter | None = None) -> list[str]:
+def _ids(index: Lexical, query: str, where: Filter | None = None) -> list[str]:
     return [hit.id for hit in index.search(query, top_k=10, where=where)]
 
 
-def _integrity_check(path: Path) -> None:
+def _integrity_check(index: Lexical) -> None:
     # Raises unless the FTS index holds exactly the postings of the content table.
-    with contextlib.closing(sqlite3.connect(path)) as conn:
+    if not isinstance(index, LexicalIndex):
+        return  # rows in PostgreSQL: the terms are a column of the chunk's own row
+    with contextlib.closing(sqlite3.connect(index.path)) as conn:
         conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
 
 
-def test_a_rare_term_outranks_a_common_one(index: LexicalIndex) -> None:
+def test_a_rare_term_outranks_a_common_one(index: Lexical) -> None:
     hits = index.search("cat zygomorphic", top_k=10)
     assert [hit.id for hit in hits] == ["rare", "cats"]
     assert all(hit.score > 0 for hit in hits)
@@ -51,21 +79,23 @@ def test_a_rare_term_outranks_a_common_one(index: LexicalIndex) -> None:
     assert hits[0].metadata == {"source": "b.pdf", "page": 1, "flag": True}
 
 
-def test_stemming_matches_other_forms_of_a_word(index: LexicalIndex) -> None:
+def test_stemming_matches_other_forms_of_a_word(index: Lexical) -> None:
     assert _ids(index, "running") == ["dogs"]
     assert _ids(index, "Flowers") == ["rare"]
 
 
-def test_top_k_and_ties_break_by_id(tmp_path: Path) -> None:
-    index = LexicalIndex(tmp_path / "lexical.sqlite3")
+def test_top_k_and_ties_break_by_id(new: New) -> None:
+    index = new()
     index.upsert(["b", "c", "a"], ["same words here"] * 3, [{}] * 3)
     assert [hit.id for hit in index.search("words", top_k=3)] == ["a", "b", "c"]
-    # Equal scores at the cut: FTS5 keeps the first stored; the kept ones are in id order.
-    assert [hit.id for hit in index.search("words", top_k=2)] == ["b", "c"]
+    # Equal scores at the cut: FTS5 keeps the first stored, PostgreSQL the first ids; the
+    # kept ones are in id order.
+    kept = ["b", "c"] if isinstance(index, LexicalIndex) else ["a", "b"]
+    assert [hit.id for hit in index.search("words", top_k=2)] == kept
     assert index.search("words", top_k=0) == []
 
 
-def test_stopwords_are_dropped_unless_nothing_else_is_left(index: LexicalIndex) -> None:
+def test_stopwords_are_dropped_unless_nothing_else_is_left(index: Lexical) -> None:
     assert query_terms("The Cat and the CAT, the dog!") == ["cat", "dog"]
     assert query_terms("the and of") == ["the", "and", "of"]
     assert _ids(index, "the of the cat") == ["cats", "rare"]
@@ -73,11 +103,11 @@ def test_stopwords_are_dropped_unless_nothing_else_is_left(index: LexicalIndex) 
     assert len(query_terms(" ".join(f"w{i}" for i in range(1000)))) == MAX_QUERY_TERMS
 
 
-def test_upserting_again_replaces_the_chunk(index: LexicalIndex) -> None:
+def test_upserting_again_replaces_the_chunk(index: Lexical) -> None:
     index.upsert(["cats"], [CORPUS["cats"]], [META["cats"]])
     assert index.count() == 4
     assert index.term_stats(["cat"]) == {"cat": 2}
-    _integrity_check(index.path)
+    _integrity_check(index)
 
     index.upsert(["cats"], ["Kittens purr quietly."], [{"source": "z.pdf"}])
     assert index.count() == 4
@@ -85,33 +115,34 @@ def test_upserting_again_replaces_the_chunk(index: LexicalIndex) -> None:
     assert _ids(index, "mat") == []
     assert index.term_stats(["cat", "mat", "kitten"]) == {"cat": 1, "mat": 0, "kitten": 1}
     assert index.search("kitten", top_k=1)[0].metadata == {"source": "z.pdf"}
-    _integrity_check(index.path)
+    _integrity_check(index)
 
 
-def test_a_metadata_only_change_keeps_the_postings(index: LexicalIndex) -> None:
+def test_a_metadata_only_change_keeps_the_postings(index: Lexical) -> None:
     index.upsert(["cats"], [CORPUS["cats"]], [{"source": "moved.pdf"}])
     hits = index.search("cat", top_k=10, where=parse_filters({"source": "moved.pdf"}))
     assert [hit.id for hit in hits] == ["cats"]
-    _integrity_check(index.path)
+    _integrity_check(index)
 
 
-def test_delete_removes_from_search_and_term_stats(index: LexicalIndex) -> None:
+def test_delete_removes_from_search_and_term_stats(index: Lexical) -> None:
     assert index.delete(["rare", "unknown"]) == 1
     assert index.delete([]) == 0
     assert index.count() == 3
     assert _ids(index, "zygomorphic") == []
     assert _ids(index, "cat") == ["cats"]
     assert index.term_stats(["zygomorphic", "cat"]) == {"zygomorphic": 0, "cat": 1}
-    _integrity_check(index.path)
+    _integrity_check(index)
 
 
-def test_term_stats_stem_the_terms_and_key_them_as_given(index: LexicalIndex) -> None:
+def test_term_stats_stem_the_terms_and_key_them_as_given(index: Lexical) -> None:
     stats = index.term_stats(["Running", "dogs", "e-mail", "unseen", "Running"])
     assert stats == {"Running": 1, "dogs": 1, "e-mail": 0, "unseen": 0}
     assert index.term_stats([]) == {}
 
 
-def test_the_index_persists(index: LexicalIndex) -> None:
+def test_the_index_persists(sqlite_index: Lexical) -> None:
+    index = sqlite_index
     reopened = LexicalIndex(index.path)
     assert reopened.exists
     assert reopened.count() == 4
@@ -130,12 +161,12 @@ def test_reads_of_a_missing_index_create_nothing(tmp_path: Path) -> None:
     assert not index.exists
 
 
-def test_upsert_checks_lengths(tmp_path: Path) -> None:
+def test_upsert_checks_lengths(new: New) -> None:
     with pytest.raises(ValueError, match="differ in length"):
-        LexicalIndex(tmp_path / "x.sqlite3").upsert(["a"], [], [{}])
+        new().upsert(["a"], [], [{}])
 
 
-def test_filtered_search_ranks_among_the_chunks_that_pass(index: LexicalIndex) -> None:
+def test_filtered_search_ranks_among_the_chunks_that_pass(index: Lexical) -> None:
     # The best match fails the filter: the filter must run before the limit, not after it.
     where = parse_filters({"source": {"$ne": "b.pdf"}})
     assert [hit.id for hit in index.search("zygomorphic cat", top_k=1, where=where)] == ["cats"]
@@ -175,25 +206,25 @@ def test_filtered_search_ranks_among_the_chunks_that_pass(index: LexicalIndex) -
         " ".join(f"word{i}" for i in range(2_000)),
     ],
 )
-def test_no_query_is_an_fts5_syntax_error(index: LexicalIndex, query: str) -> None:
+def test_no_query_is_an_fts5_syntax_error(index: Lexical, query: str) -> None:
     hits = index.search(query, top_k=5)
     assert isinstance(hits, list)
 
 
-def test_queries_without_words_find_nothing(index: LexicalIndex) -> None:
+def test_queries_without_words_find_nothing(index: Lexical) -> None:
     for query in ["", "  ", "*", '"', "(", "!?", "🐈"]:
         assert index.search(query, top_k=5) == []
     assert _ids(index, "CAT!!!") == ["cats", "rare"]
 
 
-def test_diacritics_are_folded(tmp_path: Path) -> None:
-    index = LexicalIndex(tmp_path / "lexical.sqlite3")
+def test_diacritics_are_folded(new: New) -> None:
+    index = new()
     index.upsert(["fr"], ["Un café naïf"], [{}])
     assert [hit.id for hit in index.search("naif cafe", top_k=5)] == ["fr"]
 
 
-def test_searches_run_while_another_thread_writes(tmp_path: Path) -> None:
-    index = LexicalIndex(tmp_path / "lexical.sqlite3")
+def test_searches_run_while_another_thread_writes(new: New) -> None:
+    index = new()
     index.upsert(["seed"], ["alpha beta"], [{"n": -1}])
     errors: list[BaseException] = []
     done = threading.Event()
@@ -232,10 +263,11 @@ def test_searches_run_while_another_thread_writes(tmp_path: Path) -> None:
     assert index.count() == 1 + 20 * 25 - 4 * 5
     assert len(index.search("alpha", top_k=1000)) == index.count()
     assert index.term_stats(["gamma"]) == {"gamma": 480}
-    _integrity_check(index.path)
+    _integrity_check(index)
 
 
-def test_drop_removes_every_file(index: LexicalIndex) -> None:
+def test_drop_removes_every_file(sqlite_index: Lexical) -> None:
+    index = sqlite_index
     with contextlib.closing(sqlite3.connect(index.path)) as reader:
         # An open connection keeps the -wal and -shm files in place.
         reader.execute("SELECT count(*) FROM chunks").fetchone()
@@ -247,3 +279,27 @@ def test_drop_removes_every_file(index: LexicalIndex) -> None:
     assert index.search("cat", top_k=5) == []
     index.upsert(["new"], ["a new cat"], [{}])
     assert _ids(index, "cat") == ["new"]
+
+
+def test_postgresql_ranks_and_scores_as_fts5(
+    sqlite_index: LexicalIndex, postgres_state: StateDB
+) -> None:
+    """The PostgreSQL index computes FTS5's bm25() on its own statistics: same hits, same
+    scores (words repeated and stemmed together count as FTS5 counts them)."""
+    rows = PostgresLexicalIndex(postgres_state.engine, store="same")
+    rows.upsert(list(CORPUS), list(CORPUS.values()), [META[k] for k in CORPUS])
+    where = parse_filters({"source": {"$in": ["a.pdf", "c.md"]}})
+    for query, filtered in [
+        ("cat", None),
+        ("the cat sleeps in the morning", None),
+        ("dogs running runs park", None),
+        ("bird winter cat", where),
+        ("plane symmetry zygomorphic", None),
+    ]:
+        expected = sqlite_index.search(query, top_k=10, where=filtered)
+        found = rows.search(query, top_k=10, where=filtered)
+        assert [h.id for h in found] == [h.id for h in expected], query
+        assert [h.score for h in found] == pytest.approx([h.score for h in expected]), query
+        assert [h.metadata for h in found] == [h.metadata for h in expected]
+    terms = ["Running", "dogs", "e-mail", "unseen"]
+    assert rows.term_stats(terms) == sqlite_index.term_stats(terms)

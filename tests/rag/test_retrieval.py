@@ -19,9 +19,11 @@ from llamafarm.rag.retrieval import Search, Strategies
 from llamafarm.rag.retrieval.factors import RerankedStrategy
 from llamafarm.rag.retrieval.multi_query import expand
 from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
-from llamafarm.rag.stores import ChromaStore, QdrantStore, VectorStore
+from llamafarm.rag.stores import ChromaClients, ChromaServer, ChromaStore, QdrantStore, VectorStore
 from llamafarm.rag.stores.base import Hit
-from llamafarm.rag.stores.lexical import LexicalIndex
+from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
+from llamafarm.state import StateDB
 from tests.rag.rerank_fixtures import build_tiny_reranker
 
 CORPUS = {
@@ -46,7 +48,8 @@ def embedder() -> UniversalEmbedder:
 
 
 STORE_KINDS = ["chroma", "chroma-server", "qdrant"]
-"""Every test of a store runs on each: the embedded Chroma, a Chroma server, local Qdrant."""
+"""Every test of a store runs on each: the embedded Chroma, a Chroma server with its BM25 index
+in PostgreSQL (a cluster's stack), local Qdrant."""
 
 
 def make_store(kind: str, path: Path, request: pytest.FixtureRequest) -> ChromaStore | QdrantStore:
@@ -54,8 +57,20 @@ def make_store(kind: str, path: Path, request: pytest.FixtureRequest) -> ChromaS
     name = f"docs-{uuid.uuid4().hex[:8]}" if kind == "chroma-server" else "docs"
     if kind == "qdrant":
         return QdrantStore(path=path, collection_name=name)
-    server = request.getfixturevalue("chroma_server") if kind == "chroma-server" else None
-    return ChromaStore(path=path, collection_name=name, server=server)
+    if kind == "chroma":
+        return ChromaStore(path=path, collection_name=name)
+    state: StateDB = request.getfixturevalue("postgres_state")
+    clients = ChromaClients(lexical=state.engine)
+    request.addfinalizer(clients.close)
+    server = ChromaServer(*request.getfixturevalue("chroma_server"))
+    return ChromaStore(path=path, collection_name=name, server=server, clients=clients)
+
+
+def lexical_of(store: ChromaStore | QdrantStore) -> Lexical:
+    """The store's BM25 index, reached around the store (to plant what a crash would leave)."""
+    if isinstance(store, ChromaStore) and store.clients.lexical is not None:
+        return PostgresLexicalIndex(store.clients.lexical, store=store.collection_name)
+    return LexicalIndex(store.path / f"{store.collection_name}.lexical.sqlite3")
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -372,7 +387,7 @@ def test_deletes_reach_lexical_rows_the_vectors_no_longer_have(
 ) -> None:
     # As if an earlier delete removed the vectors and died before the lexical rows went.
     assert isinstance(store, ChromaStore | QdrantStore)
-    lexical = LexicalIndex(store.path / f"{store.collection_name}.lexical.sqlite3")
+    lexical = lexical_of(store)
     lexical.upsert(["ghost"], ["E4417 ghost row"], [{"source": "ghost.txt"}])
     assert [h.id for h in store.keyword_search("E4417", top_k=5)][:2] == ["ghost", "dishwasher"]
     assert store.delete({"source": "ghost.txt"}) == 0  # no vectors had it
@@ -403,11 +418,12 @@ def test_a_files_batches_go_in_one_by_one_and_out_by_id_or_all_but_some(
     assert store.count() == len(CORPUS)  # the other files' chunks stay
 
 
-@pytest.mark.parametrize("store", ["chroma", "chroma-server"], indirect=True)
+@pytest.mark.parametrize("store", ["chroma"], indirect=True)
 def test_an_old_store_gets_its_lexical_index_once(
     store: VectorStore, embedder: UniversalEmbedder
 ) -> None:
-    # Only Chroma stores predate the lexical index; a Qdrant store always had one.
+    # Only embedded Chroma stores predate the lexical index; Qdrant and server stores always
+    # had one.
     assert isinstance(store, ChromaStore)
     index = store.path / f"{store.collection_name}.lexical.sqlite3"
     partial = index.with_name(index.name + ".partial")

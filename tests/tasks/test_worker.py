@@ -13,9 +13,9 @@ from llamafarm.settings import Settings
 from llamafarm.state import StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat
 from llamafarm.tasks.app import PROCESS_FILE, create_celery
-from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.processing import WorkerContext, mark_received, run_file
 from llamafarm.tasks.service import get_task
-from llamafarm.tasks.worker import requeue_interrupted, warm_embedders
+from llamafarm.tasks.worker import requeue_interrupted, requeue_orphans, warm_embedders
 
 
 def queued_jobs(settings: Settings) -> list[dict[str, object]]:
@@ -120,6 +120,73 @@ def test_a_reindex_whose_worker_died_is_queued_again(tmp_path: Path) -> None:
         assert again.started_at is None and again.running_key is not None
         assert [f.state for f in again.files] == ["SUCCESS", "PENDING", "PENDING"]
         assert session.get_one(TaskRecord, "r2").started_at is not None
+    db.close()
+
+
+def test_live_workers_queue_again_once_what_a_dead_one_had_started(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}"
+    alive = f"{socket.gethostname()}:live"
+    beat(db, alive)
+    with db.session() as session:
+        session.add(
+            TaskRecord(
+                task_id="t",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                files=[
+                    TaskFile(file_hash="a" * 64, filename="a", state="STARTED", worker=dead),
+                    TaskFile(file_hash="b" * 64, filename="b", state="STARTED", worker=alive),
+                    TaskFile(file_hash="c" * 64, filename="c", state="PENDING"),
+                    TaskFile(file_hash="d" * 64, filename="d", state="PENDING"),
+                    TaskFile(file_hash="e" * 64, filename="e", state="SUCCESS", worker=dead),
+                ],
+            )
+        )
+    # d's job was taken from the broker by the worker that died, before it started it.
+    mark_received(WorkerContext(db=db, projects=ProjectStore(tmp_path), worker=dead), 4)
+    mark_received(WorkerContext(db=db, projects=ProjectStore(tmp_path), worker=dead), 5)
+    app = create_celery(settings)
+    seen: set[tuple[int, int]] = set()
+    assert requeue_orphans(db, app, seen) == 2
+    assert requeue_orphans(db, app, seen) == 0  # queued already: not again every heartbeat
+    assert sorted(job["id"] for job in queued_jobs(settings)) == ["t-1", "t-4"]
+    with db.session() as session:
+        session.get_one(TaskFile, 1).attempts = 1  # taken and lost again
+    assert requeue_orphans(db, app, seen) == 1
+    db.close()
+
+
+def test_a_file_delivered_again_stays_with_the_live_worker_processing_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = StateDB(settings.state_url)
+    alive = f"{socket.gethostname()}:live"
+    beat(db, alive)
+    with db.session() as session:
+        session.add(
+            TaskRecord(
+                task_id="t",
+                namespace="ns",
+                project="p",
+                dataset="d",
+                created_at=time.time(),
+                files=[
+                    TaskFile(
+                        file_hash="a" * 64, filename="a", state="STARTED", worker=alive, attempts=1
+                    )
+                ],
+            )
+        )
+    context = WorkerContext(db=db, projects=ProjectStore(settings.projects_dir), worker="w")
+    assert run_file(context, 1) == "CLAIMED"
+    with db.session() as session:
+        item = session.get_one(TaskFile, 1)
+        assert (item.state, item.worker, item.attempts) == ("STARTED", alive, 1)
     db.close()
 
 

@@ -45,12 +45,14 @@ from llamafarm.models.downloads import Downloads
 from llamafarm.models.first_use import FirstUse
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
+from llamafarm.rag.stores import owner_clients
 from llamafarm.residents import Residents
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 from llamafarm.system.health import (
     api_check,
     broker_check,
+    chroma_check,
     data_dir_check,
     model_server_check,
     state_db_check,
@@ -81,9 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             templates_dir=settings.templates_dir,
             policy=policy,
             check=check_components,
+            shared=db if settings.shared else None,
         )
         streams = Streams()  # the remote chat models' streaming sessions, closed on this loop
         app.state.models = ChatModelCache(
+            chroma=owner_clients(settings, db.engine),
             streams=streams,
             first_use=FirstUse(allowed=settings.allow_downloads),
             residents=Residents(
@@ -111,11 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health_checks = {
             "api": api_check,
             "data_dir": data_dir_check(settings.data_dir),
-            "state_db": state_db_check(db),
+            "state_db": state_db_check(db, shared=settings.shared),
             "worker": worker_check(db),
             "broker": broker_check(settings.broker, settings.broker_dir),
             "model_server": model_server_check,
         }
+        if settings.chroma_url:
+            app.state.health_checks["chroma_server"] = chroma_check(settings.chroma_url)
         # Closed in the reverse order, each even when one before it fails.
         async with contextlib.AsyncExitStack() as closing:
             closing.enter_context(redacted_logs(policy))

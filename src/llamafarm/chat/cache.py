@@ -15,6 +15,7 @@ from llamafarm.errors import LfError
 from llamafarm.models.first_use import FirstUse
 from llamafarm.projects import ProjectStore
 from llamafarm.rag.cache import ModelCache, key_of
+from llamafarm.rag.stores import ChromaClients
 from llamafarm.residents import Residents
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ class ChatModelCache(ModelCache):
         streams: Streams | None = None,
         first_use: FirstUse | None = None,
         residents: Residents | None = None,
+        chroma: ChromaClients | None = None,
     ) -> None:
-        super().__init__(hf_cache=hf_cache, residents=residents)
+        super().__init__(hf_cache=hf_cache, residents=residents, chroma=chroma)
         self.streams = Streams() if streams is None else streams
         self.first_use = FirstUse() if first_use is None else first_use
         """Fetches a `universal` model not cached yet, before its provider is made (when

@@ -143,14 +143,25 @@ def worker_command(
         raise CliError(f"cannot start the worker: {exc}") from exc
 
 
-def _upgrade_state(settings: Settings) -> None:
+@app.command()
+def migrate(data_dir: DataDirOption = None) -> None:
+    """Create or upgrade the state database's schema (LF_DATABASE_URL) and exit: run it once
+    per release before starting API replicas and workers (each also upgrades at start)."""
+    from llamafarm.state.migrate import head
+
+    settings = _settings(data_dir=data_dir)
+    _upgrade_state(settings, role="migrate")
+    out.print(f"state database at schema {head()}", highlight=False)
+
+
+def _upgrade_state(settings: Settings, *, role: str = "start the server") -> None:
     """Bring the state database to this version's schema, or exit saying why not."""
     from llamafarm.state import StateDB
 
     try:
         StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout).close()
     except MigrationRefused as exc:
-        raise CliError(f"cannot start the server: {exc}") from exc
+        raise CliError(f"cannot {role}: {exc}") from exc
 
 
 @app.command()

@@ -4,6 +4,7 @@ from llamafarm.config.loader import (
     dump_document,
     json_schema,
     parse_config,
+    parse_document,
     read_document,
 )
 from llamafarm.config.models import ProjectConfig
@@ -19,6 +20,7 @@ __all__ = [
     "dump_document",
     "json_schema",
     "parse_config",
+    "parse_document",
     "read_document",
     "render_template",
 ]

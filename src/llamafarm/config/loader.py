@@ -97,14 +97,20 @@ def parse_config(document: Any, policy: ConfigPolicy | None = None) -> ProjectCo
 
 def read_document(path: Path) -> dict[str, Any]:
     """Load a YAML file as a document; syntax errors become ConfigInvalid."""
+    return parse_document(path.read_bytes(), path.name)
+
+
+def parse_document(data: bytes | str, name: str) -> dict[str, Any]:
+    """A document from YAML text (`name`: what errors call it); errors become ConfigInvalid."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        document = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigInvalid(f"{path.name} is not valid YAML: {exc}") from exc
+        raise ConfigInvalid(f"{name} is not valid YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigInvalid(f"{path.name} is not UTF-8 text") from exc
+        raise ConfigInvalid(f"{name} is not UTF-8 text") from exc
     if not isinstance(document, dict):
-        raise ConfigInvalid(f"{path.name} must contain a mapping of keys to values")
+        raise ConfigInvalid(f"{name} must contain a mapping of keys to values")
     return document
 
 

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import and_, delete, select
 
 from llamafarm.config.models import Dataset, ProjectConfig
-from llamafarm.datasets.blobs import BlobStore, check_hash
+from llamafarm.datasets.blobs import Blobs, BlobStore, DatabaseBlobs, check_hash
 from llamafarm.errors import BadRequest, Conflict, NotFound
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
@@ -73,8 +73,13 @@ class FileRemoval:
     removed_from_disk: bool
 
 
-def blobs(projects: ProjectStore, ref: ProjectRef) -> BlobStore:
-    return BlobStore(projects.path(ref.namespace, ref.project) / "raw")
+def blobs(projects: ProjectStore, ref: ProjectRef) -> Blobs:
+    """The project's uploaded files: its `raw/` folder, or the state database in shared mode
+    (where `raw/` only holds a file while a worker parses it)."""
+    folder = projects.path(ref.namespace, ref.project) / "raw"
+    if projects.shared is None:
+        return BlobStore(folder)
+    return DatabaseBlobs(projects.shared, ref.namespace, ref.project, scratch=folder)
 
 
 def find_dataset(config: ProjectConfig, name: str) -> Dataset:

@@ -1,16 +1,13 @@
-"""Projects on disk: `{projects_dir}/{namespace}/{name}/llamafarm.yaml`."""
+"""Projects: their `llamafarm.yaml` documents (in folders under the data dir, or in the state
+database in shared mode: `projects/documents.py`), checked against the operator's policy."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
-import os
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +16,19 @@ from llamafarm.config import (
     config_warnings,
     dump_document,
     parse_config,
-    read_document,
+    parse_document,
     render_template,
 )
 from llamafarm.config.models import ProjectConfig
-from llamafarm.errors import BadRequest, ConfigInvalid, Conflict, NotFound
-from llamafarm.names import check_name, is_valid_name
-
-CONFIG_FILE = "llamafarm.yaml"
-BACKUP_FILE = "llamafarm.yaml.bak"
-LOCK_FILE = ".lock"
+from llamafarm.errors import BadRequest, ConfigInvalid, NotFound
+from llamafarm.names import check_name
+from llamafarm.projects.documents import (
+    CONFIG_FILE,
+    Documents,
+    FolderDocuments,
+    TableDocuments,
+)
+from llamafarm.state import StateDB
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Project:
     validation_error: str | None = None
     """Why the config on disk is invalid; the project is listed and fixable by an update."""
     last_modified: datetime | None = None
-    """The config file's modification time, in UTC."""
+    """When the config was last written, in UTC."""
 
 
 Warnings = list[str]
@@ -60,7 +60,8 @@ Check = Callable[[ProjectConfig], Warnings]
 
 
 class ProjectStore:
-    """Create, read, update and delete projects under one directory.
+    """Create, read, update and delete projects under one directory, or in the state database
+    (`shared`: shared mode), with each project's local folder under `root` either way.
 
     Every config written or loaded is checked against the operator's `policy`, on writes and
     again on loads (a file edited by hand, or a policy narrowed since, fails there), and by
@@ -75,35 +76,33 @@ class ProjectStore:
         templates_dir: Path | None = None,
         policy: ConfigPolicy | None = None,
         check: Check | None = None,
+        shared: StateDB | None = None,
     ) -> None:
         self.root = root
         self.templates_dir = templates_dir
         self.policy = policy or ConfigPolicy()
         self.check: Check = check or (lambda _: [])
-        self._parsed: dict[Path, tuple[tuple[int, int, int], ProjectConfig]] = {}
+        self.shared = shared
+        """The state database that holds the documents (and uploaded files) in shared mode."""
+        self.documents: Documents = (
+            FolderDocuments(root) if shared is None else TableDocuments(shared, root)
+        )
+        self._parsed: dict[tuple[str, str], tuple[Hashable, ProjectConfig]] = {}
 
     def path(self, namespace: str, name: str) -> Path:
-        """The project's folder; names are validated so it is always inside the root."""
+        """The project's folder in this process's data dir (the config's, unless shared);
+        names are validated so it is always inside the root."""
         check_name(namespace, kind="namespace")
         check_name(name, kind="project name")
         return self.root / namespace / name
 
     def namespaces(self) -> list[str]:
-        """The namespaces that have a folder, by name."""
-        if not self.root.is_dir():
-            return []
-        return sorted(c.name for c in self.root.iterdir() if c.is_dir() and is_valid_name(c.name))
+        """The namespaces that have a project, by name."""
+        return self.documents.namespaces()
 
     def names(self, namespace: str) -> list[str]:
-        """The names of a namespace's projects (folders with a config), sorted."""
-        folder = self.root / check_name(namespace, kind="namespace")
-        if not folder.is_dir():
-            return []
-        return sorted(
-            c.name
-            for c in folder.iterdir()
-            if is_valid_name(c.name) and (c / CONFIG_FILE).is_file()
-        )
+        """The names of a namespace's projects, sorted."""
+        return self.documents.names(check_name(namespace, kind="namespace"))
 
     def list(self, namespace: str) -> list[Project]:
         projects = []
@@ -113,13 +112,14 @@ class ProjectStore:
         return projects
 
     def get(self, namespace: str, name: str) -> Project:
-        """The project as on disk; an invalid config is reported in `validation_error` (with
+        """The project as stored; an invalid config is reported in `validation_error` (with
         the document as written, or `{}` when it cannot be read), never raised, so a client
         can show it and replace it."""
-        config_file = self.require(namespace, name)
-        modified = _modified(config_file)
+        self.path(namespace, name)
+        stored = self.documents.read(namespace, name)
+        modified = stored.modified
         try:
-            document = read_document(config_file)
+            document = parse_document(stored.data, CONFIG_FILE)
         except ConfigInvalid as exc:
             return Project(namespace, name, {}, validation_error=exc.detail, last_modified=modified)
         try:
@@ -128,7 +128,7 @@ class ProjectStore:
             return Project(
                 namespace, name, document, validation_error=exc.detail, last_modified=modified
             )
-        return self._project(namespace, name, document, warnings)
+        return Project(namespace, name, document, warnings=warnings, last_modified=modified)
 
     def _validate(self, document: dict[str, Any]) -> tuple[ProjectConfig, Warnings]:
         """The parsed config and its warnings (keys not acted on, then its components');
@@ -139,32 +139,27 @@ class ProjectStore:
     def _project(
         self, namespace: str, name: str, document: dict[str, Any], warnings: Warnings
     ) -> Project:
-        config_file = self.path(namespace, name) / CONFIG_FILE
-        return Project(
-            namespace, name, document, warnings=warnings, last_modified=_modified(config_file)
-        )
+        modified = self.documents.read(namespace, name).modified
+        return Project(namespace, name, document, warnings=warnings, last_modified=modified)
 
     def load(self, namespace: str, name: str) -> ProjectConfig:
         """The validated config with `${VAR}` substituted, for services that act on it.
 
-        Parsed once per version of the file (its inode, size and mtime: every write replaces
-        it), since every query and file job starts here. Callers must not change it.
+        Parsed once per version of the document (on disk its inode, size and mtime: every
+        write replaces it; in the database a counter of writes), since every query and file
+        job starts here. Callers must not change it.
         """
-        config_file = self.path(namespace, name) / CONFIG_FILE
-        try:
-            stat = config_file.stat()
-        except FileNotFoundError:
-            raise NotFound(f"Project {namespace}/{name} not found") from None
-        version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        cached = self._parsed.get(config_file)
+        self.path(namespace, name)
+        version = self.documents.version(namespace, name)
+        cached = self._parsed.get((namespace, name))
         if cached is not None and cached[0] == version:
             return cached[1]
         config = self._validate(self._read(namespace, name))[0]
-        self._parsed[config_file] = (version, config)
+        self._parsed[(namespace, name)] = (version, config)
         return config
 
     def create(self, namespace: str, name: str, *, template: str = "default") -> Project:
-        folder = self.path(namespace, name)
+        self.path(namespace, name)
         document = render_template(
             template,
             namespace=namespace,
@@ -173,11 +168,7 @@ class ProjectStore:
             policy=self.policy,
         )
         warnings = self._validate(document)[1]
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            _write_atomic(folder / CONFIG_FILE, dump_document(document), exclusive=True)
-        except FileExistsError:
-            raise Conflict(f"Project {namespace}/{name} already exists") from None
+        self.documents.create(namespace, name, dump_document(document))
         return self._project(namespace, name, document, warnings)
 
     def update(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
@@ -185,12 +176,9 @@ class ProjectStore:
             return self._replace(namespace, name, document)
 
     def _replace(self, namespace: str, name: str, document: dict[str, Any]) -> Project:
-        folder = self.path(namespace, name)
         warnings = self.check_update(namespace, name, document)
-        config_file = folder / CONFIG_FILE
-        shutil.copy2(config_file, folder / BACKUP_FILE)
-        _write_atomic(config_file, dump_document(document))
-        self._parsed.pop(config_file, None)  # two writes may fall in one mtime tick
+        self.documents.replace(namespace, name, dump_document(document))
+        self._parsed.pop((namespace, name), None)  # two writes may fall in one mtime tick
         return self._project(namespace, name, document, warnings)
 
     def check_update(self, namespace: str, name: str, document: dict[str, Any]) -> Warnings:
@@ -208,11 +196,12 @@ class ProjectStore:
 
     def previous(self, namespace: str, name: str) -> dict[str, Any]:
         """The config as it was before the last update (its `.bak`); NotFound when none."""
-        backup = self.require(namespace, name).with_name(BACKUP_FILE)
-        if not backup.is_file():
+        self.require(namespace, name)
+        data = self.documents.previous(namespace, name)
+        if data is None:
             raise NotFound(f"Project {namespace}/{name} has no previous config version")
         try:
-            return read_document(backup)
+            return parse_document(data, CONFIG_FILE)
         except ConfigInvalid as exc:
             raise ConfigInvalid(
                 f"Project {namespace}/{name} (previous version): {exc.detail}"
@@ -235,68 +224,35 @@ class ProjectStore:
 
     @contextlib.contextmanager
     def lock(self, namespace: str, name: str) -> Iterator[None]:
-        """A lock on the project shared by every process on this machine (not re-entrant)."""
-        folder = self.path(namespace, name)
+        """A lock on the project shared by every process on this machine, or on every
+        machine in shared mode on PostgreSQL (not re-entrant)."""
         self._read(namespace, name)  # 404 before taking the lock
-        with (folder / LOCK_FILE).open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with self.documents.lock(namespace, name):
             yield
 
     def delete(self, namespace: str, name: str) -> Project:
-        """Remove the project's whole folder; a broken config does not prevent it."""
-        folder = self.path(namespace, name)
+        """Remove the project (and its local folder); a broken config does not prevent it."""
+        self.path(namespace, name)
+        stored = self.documents.delete(namespace, name)
         try:
-            document = self._read(namespace, name)
+            document = parse_document(stored.data, CONFIG_FILE)
         except ConfigInvalid:
             document = {}
-        modified = _modified(folder / CONFIG_FILE)
-        # Rename first so the project disappears at once, then remove the files.
-        doomed = folder.with_name(f".deleting-{name}-{uuid.uuid4().hex}")
-        try:
-            folder.rename(doomed)
-        except FileNotFoundError:
-            raise NotFound(f"Project {namespace}/{name} not found") from None
-        shutil.rmtree(doomed)
-        self._parsed.pop(folder / CONFIG_FILE, None)
-        with contextlib.suppress(OSError):
-            folder.parent.rmdir()  # the namespace folder, once empty
-        return Project(namespace, name, document, last_modified=modified)
+        self._parsed.pop((namespace, name), None)
+        return Project(namespace, name, document, last_modified=stored.modified)
 
     def exists(self, namespace: str, name: str) -> bool:
-        return (self.path(namespace, name) / CONFIG_FILE).is_file()
+        self.path(namespace, name)
+        return self.documents.exists(namespace, name)
 
-    def require(self, namespace: str, name: str) -> Path:
-        """The project's config file; NotFound when there is no such project."""
+    def require(self, namespace: str, name: str) -> None:
+        """NotFound when there is no such project."""
         if not self.exists(namespace, name):
             raise NotFound(f"Project {namespace}/{name} not found")
-        return self.path(namespace, name) / CONFIG_FILE
 
     def _read(self, namespace: str, name: str) -> dict[str, Any]:
-        config_file = self.require(namespace, name)
+        self.path(namespace, name)
         try:
-            return read_document(config_file)
+            return parse_document(self.documents.read(namespace, name).data, CONFIG_FILE)
         except ConfigInvalid as exc:
             raise ConfigInvalid(f"Project {namespace}/{name}: {exc.detail}") from exc
-
-
-def _modified(path: Path) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-    except FileNotFoundError:
-        return None
-
-
-def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:
-    """Write via a temp file in the same folder; `exclusive` fails if `path` already exists."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if exclusive:
-            os.link(tmp, path)  # atomic create-if-absent
-        else:
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

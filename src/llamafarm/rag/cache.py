@@ -31,13 +31,20 @@ T = TypeVar("T")
 class ModelCache:
     """Keyed by the whole config, so an edited strategy gets a new instance."""
 
-    def __init__(self, *, hf_cache: Path | None = None, residents: Residents | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        hf_cache: Path | None = None,
+        residents: Residents | None = None,
+        chroma: ChromaClients | None = None,
+    ) -> None:
         self.hf_cache = hf_cache
         self.shared = Shared(residents)
         """What the models load (ONNX sessions, llama.cpp servers), once per process: the
         instances below come and go with configs, the loaded files stay."""
-        self.chroma = ChromaClients()
-        """The embedded Chroma stores' open clients, one per folder (`create_store` takes it)."""
+        self.chroma = ChromaClients() if chroma is None else chroma
+        """The Chroma stores' open clients, one per folder or server, and the server-wide
+        settings (`owner_clients`); `create_store` takes it. Closed with this cache."""
         self._embedders: OrderedDict[str, Embedder] = OrderedDict()
         self._rerankers: OrderedDict[str, Reranker] = OrderedDict()
         self._lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Metadata filters of a query: parsed once, then run by Chroma, by SQLite or in Python.
+"""Metadata filters of a query: parsed once, then run by Chroma, SQLite, PostgreSQL or Python.
 
 A client writes `{"source": "a.pdf", "page": {"$gte": 2}}`, with `$and`/`$or` lists at any
 level. `parse_filters` turns that into a `Filter` tree, and the three backends agree on it:
@@ -119,6 +119,16 @@ def to_sql(f: Filter, column: str) -> tuple[str, list[Any]]:
         raise ValueError(f"to_sql: {column!r} is not a column name")
     params: list[Any] = []
     return _sql(f, column, params), params
+
+
+def to_postgres(f: Filter, column: str) -> tuple[str, dict[str, Any]]:
+    """A PostgreSQL condition on `column`, a JSONB object of chunk metadata, and its named
+    parameters (`:f0`, `:f1`, …): equality is JSONB containment, which tells `true` from `1`
+    and matches `1` with `1.0` as the rules above want; ranges compare numbers only."""
+    if not _COLUMN.fullmatch(column):
+        raise ValueError(f"to_postgres: {column!r} is not a column name")
+    params: dict[str, Any] = {}
+    return _postgres(f, column, params), params
 
 
 class _Parser:
@@ -259,6 +269,29 @@ def _sql(f: Filter, column: str, params: list[Any]) -> str:
         test = _sql_equals(f.value if isinstance(f.value, tuple) else (f.value,), params)
     exists = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = ? AND {test})"
     return f"NOT {exists}" if f.op in ("$ne", "$nin") else exists
+
+
+def _postgres(f: Filter, column: str, params: dict[str, Any]) -> str:
+    def bind(value: Any) -> str:
+        name = f"f{len(params)}"
+        params[name] = value
+        return f":{name}"
+
+    if isinstance(f, All | AnyOf):
+        joiner = " AND " if isinstance(f, All) else " OR "
+        return "(" + joiner.join(_postgres(item, column, params) for item in f.items) + ")"
+    if f.op in _RANGES:
+        key, bound = bind(f.key), bind(f.value)
+        # CASE, not AND: PostgreSQL may cast before it checks the type.
+        return (
+            f"(CASE WHEN jsonb_typeof({column} -> {key}) = 'number' THEN "
+            f"CAST({column} ->> {key} AS numeric) {_RANGES[f.op]} CAST({bound} AS numeric) "
+            "ELSE false END)"
+        )
+    values = f.value if isinstance(f.value, tuple) else (f.value,)
+    tests = [f"{column} @> CAST({bind(json.dumps({f.key: v}))} AS jsonb)" for v in values]
+    test = "(" + (" OR ".join(tests) or "false") + ")"
+    return f"NOT {test}" if f.op in ("$ne", "$nin") else test
 
 
 def _sql_equals(values: tuple[MetadataValue, ...], params: list[Any]) -> str:

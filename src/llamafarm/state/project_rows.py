@@ -5,10 +5,20 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from llamafarm.state.db import StateDB
-from llamafarm.state.tables import Base, ChatMessage, ChatSession, EventLog, FileRecord, TaskRecord
+from llamafarm.state.tables import (
+    Base,
+    Blob,
+    BlobChunk,
+    ChatMessage,
+    ChatSession,
+    EventLog,
+    FileRecord,
+    TaskRecord,
+)
 
-PROJECT_TABLES: tuple[type[Base], ...] = (FileRecord, TaskRecord, EventLog, ChatSession)
-"""Every table with rows per project; task files and chat messages go with their parent rows."""
+PROJECT_TABLES: tuple[type[Base], ...] = (FileRecord, TaskRecord, EventLog, ChatSession, Blob)
+"""Every table with rows per project; task files, chat messages and blob chunks go with their
+parent rows (a shared-mode project's config row goes with `ProjectStore.delete`)."""
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -31,6 +41,11 @@ def delete_project_rows(
                 delete(ChatMessage)
                 .where(ChatMessage.session_pk.in_(sessions))
                 .execution_options(**_NO_SYNC)
+            )
+        if Blob in tables:
+            blobs = select(Blob.id).where(Blob.namespace == namespace, Blob.project == project)
+            session.execute(
+                delete(BlobChunk).where(BlobChunk.blob_id.in_(blobs)).execution_options(**_NO_SYNC)
             )
         for table in tables:
             column = table.__table__.c

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from llamafarm.state.progress import FileState
@@ -172,3 +182,76 @@ class ApiKey(Base):
     """The one namespace the key may reach; None for all."""
     read_only: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[float]
+
+
+class ProjectDocument(Base):
+    """A project's `llamafarm.yaml` in shared mode (`LF_BLOB_STORE=database`): the text as
+    written and the one before the last update (the file's `.bak` on disk)."""
+
+    __tablename__ = "project_documents"
+    __table_args__ = (UniqueConstraint("namespace", "project"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    previous: Mapped[str | None] = mapped_column(Text, default=None)
+    version: Mapped[int] = mapped_column(default=1)
+    """Counts the writes: a process's parsed copy is good while the version is the same."""
+    modified_at: Mapped[float]
+
+
+class Blob(Base):
+    """An uploaded file's bytes in shared mode, once per project and content, in `BlobChunk`s
+    (chunked `bytea` on PostgreSQL, the way R2R keeps files)."""
+
+    __tablename__ = "blobs"
+    __table_args__ = (UniqueConstraint("namespace", "project", "file_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    file_hash: Mapped[str] = mapped_column(String(64))
+    """The SHA-256 of the bytes; a random name while they are being written."""
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float]
+
+
+class BlobChunk(Base):
+    __tablename__ = "blob_chunks"
+
+    blob_id: Mapped[int] = mapped_column(
+        ForeignKey("blobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
+"""JSON, as JSONB on PostgreSQL (indexable by GIN)."""
+
+
+class LexicalChunk(Base):
+    """A chunk of a store on a Chroma server, in that store's BM25 index
+    (`rag/stores/lexical_pg.py`, used on PostgreSQL): its text and metadata, and its terms as
+    the index's tokenizer stems them, each with its count."""
+
+    __tablename__ = "lexical_chunks"
+    __table_args__ = (
+        Index("ix_lexical_chunks_terms", "terms", postgresql_using="gin"),
+        Index(
+            "ix_lexical_chunks_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+    )
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)
+    """The store's collection name on its server."""
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+    terms: Mapped[dict[str, int]] = mapped_column(JSONB)
+    length: Mapped[int]
+    """Tokens in the text (BM25's document length)."""

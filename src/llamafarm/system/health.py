@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import httpx
+
 from llamafarm.state import StateDB
 from llamafarm.state.heartbeats import live_workers
 
@@ -94,9 +96,13 @@ def data_dir_check(data_dir: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> C
     return check
 
 
-def state_db_check(db: StateDB) -> Check:
+def state_db_check(db: StateDB, *, shared: bool = False) -> Check:
+    """`shared`: shared mode, where it holds the projects' configs and files too."""
+
     def check() -> tuple[Status, str]:
         db.ping()
+        if shared:
+            return "healthy", f"{db.engine.dialect.name}: state, project configs and files"
         return "healthy", db.engine.dialect.name
 
     return check
@@ -141,3 +147,19 @@ def model_server_check() -> tuple[Status, str]:
     if importlib.util.find_spec("xllamacpp") is None:
         return "degraded", "xllamacpp is not installed: universal models cannot load"
     return "healthy", f"llama.cpp in process (xllamacpp {importlib.metadata.version('xllamacpp')})"
+
+
+def chroma_check(url: str, *, timeout: float = 3.0) -> Check:
+    """The Chroma server the stores keep their vectors in (`LF_CHROMA_URL`): unhealthy when it
+    does not answer its heartbeat, since no query or processing of its stores can run."""
+    server = url.rstrip("/")
+
+    def check() -> tuple[Status, str]:
+        try:
+            response = httpx.get(f"{server}/api/v2/heartbeat", timeout=timeout)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            return "unhealthy", f"Chroma server at {server} cannot be reached: {exc}"
+        return "healthy", f"Chroma server at {server} answering"
+
+    return check

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from llamafarm.settings import Settings
-from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.processing import WorkerContext, mark_received, run_file
 from llamafarm.tasks.reindex import run_reindex
 
 PROCESS_FILE = "llamafarm.process_file"
 REINDEX = "llamafarm.reindex"
 """A database's reindex: one job, its Celery id the task's id."""
 QUEUE = "llamafarm"
+REDELIVER_SECONDS = 60
+"""On Redis: seconds after which a job taken but not acknowledged goes back to the queue."""
 
 
 def job_id(task_id: str, task_file_id: int) -> str:
@@ -29,8 +31,9 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
         "result_backend": settings.result_backend or None,
         "task_ignore_result": not settings.result_backend,
         # Jobs are acknowledged when done: on Redis a job of a worker that dies goes back to
-        # the queue (after the visibility timeout); the next worker that starts also queues
-        # again the files dead workers had taken (tasks.worker.requeue_interrupted).
+        # the queue (after the visibility timeout, REDELIVER_SECONDS); live workers queue again
+        # at once the files a dead one had taken (tasks.worker.requeue_orphans), and the next
+        # worker that starts those of dead workers (tasks.worker.requeue_interrupted).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
@@ -43,6 +46,11 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
         # Fail an API request fast when the broker is down instead of retrying for minutes.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     }
+    if settings.broker.startswith(("redis://", "rediss://")):
+        # A job a worker took and did not finish (the worker died, even before it recorded
+        # taking it) goes back to the queue after this long instead of Redis's hour; a live
+        # worker that still processes it keeps it (run_file).
+        conf["broker_transport_options"] = {"visibility_timeout": REDELIVER_SECONDS}
     if settings.broker.startswith("filesystem"):
         queue = settings.broker_dir / "queue"
         control = settings.broker_dir / "control"
@@ -66,4 +74,12 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
 
         app.task(name=PROCESS_FILE)(process_file)
         app.task(name=REINDEX)(reindex)
+
+        def received(sender: Any = None, request: Any = None, **_: Any) -> None:
+            # A job the worker has taken from the broker but not started (Celery reserves
+            # a few ahead): if the worker dies, the others know to queue it again.
+            if getattr(sender, "app", None) is app and request.name == PROCESS_FILE:
+                mark_received(context, request.args[0])
+
+        signals.task_received.connect(received, weak=False)
     return app

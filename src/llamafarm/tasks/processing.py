@@ -24,6 +24,7 @@ from llamafarm.rag.index import index_folder
 from llamafarm.rag.stores import ChromaClients, create_store, release_missing
 from llamafarm.settings import Settings
 from llamafarm.state import FilePhase, FileRecord, FileState, StateDB, TaskFile, TaskRecord
+from llamafarm.state.heartbeats import live_workers
 from llamafarm.state.progress import OPEN_FILE_STATES
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,22 @@ class WorkerContext:
         self.models.close()
 
 
+def mark_received(ctx: WorkerContext, task_file_id: int) -> None:
+    """Name this worker on a PENDING file whose job it has taken from the broker, so that the
+    other workers queue the file again if this one dies before it starts it (on Redis the job
+    would come back only after the visibility timeout). Never raises: the broker's consumer
+    calls it."""
+    try:
+        with ctx.db.session() as session:
+            session.execute(
+                update(TaskFile)
+                .where(TaskFile.id == task_file_id, TaskFile.state == FileState.PENDING.value)
+                .values(worker=ctx.worker)
+            )
+    except Exception:
+        log.exception("could not record that file %s was received", task_file_id)
+
+
 def run_file(ctx: WorkerContext, task_file_id: int) -> str:
     """Process one TaskFile and record the outcome; returns the file's final state."""
     # A worker lives long: store clients of projects deleted since its last file go now.
@@ -60,6 +77,12 @@ def run_file(ctx: WorkerContext, task_file_id: int) -> str:
         task = item.task
         if item.state not in OPEN_FILE_STATES:
             return item.state  # delivered twice: already done
+        if item.state == FileState.STARTED and item.worker in {
+            w.worker for w in live_workers(ctx.db)
+        }:
+            # Delivered again while a live worker processes it (Redis gives a job back after
+            # its visibility timeout, however long the file takes): that worker keeps it.
+            return "CLAIMED"
         if task.cancelled_at is not None:
             _finish(item, FileState.CANCELLED)
             return item.state
@@ -142,21 +165,24 @@ def _process(
             max_bytes=ctx.embedding_cache_bytes,
         )
         reusing = ReusingEmbedder(steps.embedder, cache)
-        outcome = process_file(
-            plan=replace(steps, embedder=reusing),
-            dataset=job.dataset,
-            path=blobs(ctx.projects, ref).path(job.file_hash),
-            filename=job.filename,
-            file_hash=job.file_hash,
-            stored_fingerprint=record.fingerprint,
-            project_dir=project_dir,
-            chroma=ctx.models.chroma,
-            parsing=ctx.parsing,
-            should_stop=cancelled,
-            on_parsed=lambda: _phase(ctx, task_file_id, FilePhase.EMBEDDING),
-            on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
-            timeline=timeline,
-        )
+        # The parse process reads a path: in shared mode the bytes are written to this
+        # worker's data dir for the while, and removed after.
+        with blobs(ctx.projects, ref).local(job.file_hash) as path:
+            outcome = process_file(
+                plan=replace(steps, embedder=reusing),
+                dataset=job.dataset,
+                path=path,
+                filename=job.filename,
+                file_hash=job.file_hash,
+                stored_fingerprint=record.fingerprint,
+                project_dir=project_dir,
+                chroma=ctx.models.chroma,
+                parsing=ctx.parsing,
+                should_stop=cancelled,
+                on_parsed=lambda: _phase(ctx, task_file_id, FilePhase.EMBEDDING),
+                on_stored=lambda chunks: _progress(ctx, task_file_id, chunks),
+                timeline=timeline,
+            )
     except Cancelled:
         with ctx.db.session() as session:
             item = session.get_one(TaskFile, task_file_id)

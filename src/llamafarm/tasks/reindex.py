@@ -131,24 +131,26 @@ def run_reindex(
                 before = reusing.reused
                 timeline = Timeline()
                 try:
-                    built[item.id] = process_file(
-                        plan=Plan(
-                            config.strategy_of(config.dataset(item.dataset)), database, reusing
-                        ),
-                        dataset=item.dataset,
-                        path=blobs(ctx.projects, ref).path(item.file_hash),
-                        filename=item.filename,
-                        file_hash=item.file_hash,
-                        stored_fingerprint=None,
-                        project_dir=project_dir,
-                        chroma=chroma,
-                        parsing=ctx.parsing,
-                        should_stop=cancelled,
-                        on_parsed=functools.partial(_embedding, ctx, item.id),
-                        on_stored=functools.partial(_chunks, ctx, item.id),
-                        timeline=timeline,
-                        generation=old + 1,
-                    )
+                    # In shared mode the bytes come from the database to this worker's disk.
+                    with blobs(ctx.projects, ref).local(item.file_hash) as path:
+                        built[item.id] = process_file(
+                            plan=Plan(
+                                config.strategy_of(config.dataset(item.dataset)), database, reusing
+                            ),
+                            dataset=item.dataset,
+                            path=path,
+                            filename=item.filename,
+                            file_hash=item.file_hash,
+                            stored_fingerprint=None,
+                            project_dir=project_dir,
+                            chroma=chroma,
+                            parsing=ctx.parsing,
+                            should_stop=cancelled,
+                            on_parsed=functools.partial(_embedding, ctx, item.id),
+                            on_stored=functools.partial(_chunks, ctx, item.id),
+                            timeline=timeline,
+                            generation=old + 1,
+                        )
                 except LfError as exc:
                     _end(ctx, item.id, FileState.FAILURE, error=(exc.detail, type(exc).__name__))
                     raise

@@ -18,8 +18,9 @@ from llamafarm.errors import LfError
 from llamafarm.ingest.sandbox import ParseLimits, ParsePool
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
-from llamafarm.rag.cache import KEPT, key_of
+from llamafarm.rag.cache import KEPT, ModelCache, key_of
 from llamafarm.rag.embedders import vector_key
+from llamafarm.rag.stores import owner_clients
 from llamafarm.settings import Settings
 from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
@@ -46,8 +47,10 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             templates_dir=settings.templates_dir,
             policy=policy,
             check=check_components,
+            shared=db if settings.shared else None,
         ),
         worker=name,
+        models=ModelCache(chroma=owner_clients(settings, db.engine)),
         embedding_cache_bytes=settings.embedding_cache_mb << 20,
         parsing=ParsePool(ParseLimits.of(settings)),
     )
@@ -57,7 +60,9 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     requeue_interrupted(db, app, settings)
     # Beside the loop: a file that comes meanwhile waits for the same load, not a second one.
     threading.Thread(target=warm_embedders, args=(context,), daemon=True).start()
-    threading.Thread(target=_heartbeat, args=(db, name, parent_pid), daemon=True).start()
+    threading.Thread(
+        target=_heartbeat, args=(db, name, parent_pid, app, settings), daemon=True
+    ).start()
     try:
         app.worker_main(
             [
@@ -112,7 +117,7 @@ def requeue_interrupted(db: StateDB, app: Celery, settings: Settings) -> int:
     """Queue again the files a dead worker had taken, and the reindexes it ran.
 
     Files it had started: the embedded broker cannot redeliver them at all, and Redis only
-    after its visibility timeout (an hour). On the embedded broker also the files it had
+    after its visibility timeout (a minute). On the embedded broker also the files it had
     fetched but not started yet: a job leaves the queue folder when it is fetched, so a
     PENDING file whose job is not in the folder is in no queue. Jobs delivered twice are
     harmless: the worker claims a file before processing it.
@@ -165,7 +170,43 @@ def _queued_jobs(settings: Settings) -> set[str] | None:
     return queued
 
 
-def _heartbeat(db: StateDB, name: str, parent_pid: int | None) -> None:
+def requeue_orphans(db: StateDB, app: Celery, seen: set[tuple[int, int]]) -> int:
+    """Queue again the files that workers gone since (killed, their machine lost) had taken:
+    started, or received from the broker and not started yet (`mark_received`); once per file
+    and attempt (`seen`). On Redis their jobs would come back only after the visibility
+    timeout, and no worker may be started again to do it at its start. Every live worker does
+    this; a file queued twice is claimed once."""
+    alive = {w.worker for w in live_workers(db)}
+    with db.session() as session:
+        taken = session.execute(
+            select(TaskFile.task_id, TaskFile.id, TaskFile.attempts, TaskFile.worker)
+            .join(TaskRecord)
+            .where(
+                TaskFile.state.in_(OPEN_FILE_STATES),
+                TaskFile.worker.is_not(None),
+                TaskRecord.cancelled_at.is_(None),
+                # A reindex is one job, queued again by `requeue_interrupted`.
+                TaskRecord.kind == "process",
+            )
+        ).all()
+    again = [
+        (task_id, item_id, attempts)
+        for task_id, item_id, attempts, worker in taken
+        if worker not in alive and (item_id, attempts) not in seen
+    ]
+    for task_id, item_id, attempts in again:
+        log.warning("re-queueing file %s of task %s: its worker stopped", item_id, task_id)
+        app.send_task(PROCESS_FILE, args=[item_id], task_id=job_id(task_id, item_id))
+        seen.add((item_id, attempts))
+    return len(again)
+
+
+def _heartbeat(
+    db: StateDB, name: str, parent_pid: int | None, app: Celery, settings: Settings
+) -> None:
+    # The embedded broker has one worker, which requeues at its start (requeue_interrupted).
+    shared_broker = not settings.broker.startswith("filesystem")
+    seen: set[tuple[int, int]] = set()
     while True:
         time.sleep(HEARTBEAT_SECONDS)
         if parent_pid is not None and os.getppid() != parent_pid:
@@ -173,5 +214,7 @@ def _heartbeat(db: StateDB, name: str, parent_pid: int | None) -> None:
             os._exit(0)
         try:
             beat(db, name)
+            if shared_broker:
+                requeue_orphans(db, app, seen)
         except Exception:
             log.exception("could not record the worker heartbeat")

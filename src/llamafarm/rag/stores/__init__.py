@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,7 +11,13 @@ from llamafarm.errors import NotFound
 from llamafarm.rag.index import active_generation
 from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore
-from llamafarm.rag.stores.chroma_clients import ChromaClients, release, release_missing
+from llamafarm.rag.stores.chroma_clients import (
+    ChromaClients,
+    ChromaServer,
+    owner_clients,
+    release,
+    release_missing,
+)
 from llamafarm.rag.stores.qdrant import QdrantStore
 from llamafarm.registry import Registry
 
@@ -26,6 +32,7 @@ class StoreClass(Protocol):
         database: str,
         config: Mapping[str, Any],
         clients: ChromaClients | None = None,
+        scope: Sequence[str] = (),
     ) -> VectorStore: ...
 
 
@@ -50,7 +57,8 @@ def create_store(
     generation: int | None = None,
 ) -> VectorStore:
     """The store of a project database; embedded stores live in `stores/{database}/` and open
-    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`).
+    their clients through `clients`, the caller's owner's (its `ModelCache.chroma`); a store on a
+    server names its collection after the project (`project_dir` is `{namespace}/{project}`).
 
     `generation`: which of its collections (a reindex builds the next beside the serving one);
     None: the one that serves now, as `index.json` records it."""
@@ -66,7 +74,11 @@ def create_store(
         base = config.get("collection_name") or database.name
         config = {**config, "collection_name": f"{base}_g{generation}"}
     return store_class.from_config(
-        path=path, database=database.name, config=config, clients=clients
+        path=path,
+        database=database.name,
+        config=config,
+        clients=clients,
+        scope=(project_dir.parent.name, project_dir.name),
     )
 
 
@@ -74,11 +86,13 @@ __all__ = [
     "STORES",
     "UNHONOURED",
     "ChromaClients",
+    "ChromaServer",
     "ChromaStore",
     "QdrantStore",
     "VectorStore",
     "Where",
     "create_store",
+    "owner_clients",
     "release",
     "release_missing",
 ]

@@ -4,14 +4,19 @@ Its clients come from a `ChromaClients` (`chroma_clients.py`): the owner's open 
 cross-process lock and generation file that keep the API server and the worker from reading a
 stale index (the one piece of hand-written coordination around Chroma).
 
-With `host` (and `port`) in its config the store is a collection of a Chroma server instead,
-through `chromadb.HttpClient`: the server is the one copy every process sees, so no generation
-is needed; the BM25 index stays a file in the project's folder, under the same lock.
+With `host` (and `port`) in its config, or the server-wide `LF_CHROMA_URL`, the store is a
+collection of a Chroma server instead, through the owner's `chromadb.HttpClient`: the server is
+the one copy every process sees, so there is no folder lock and no generation. Its collection is
+named after the namespace, project and collection, so projects sharing a server stay apart; its
+BM25 index is in the state database when that is PostgreSQL (`lexical_pg.py`), which every
+process sees too, else a file in the store's folder (one machine).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 import shutil
 import sqlite3
 import uuid
@@ -19,10 +24,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.errors import InvalidArgumentError
+from chromadb.errors import InvalidArgumentError, NotFoundError
 
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
@@ -31,17 +37,18 @@ from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where
 from llamafarm.rag.stores.chroma_clients import (
     LOCK,
     ChromaClients,
+    ChromaServer,
     CollectionKey,
     bump,
-    close_http,
     forget,
-    http_client,
     is_current,
     locked,
     locked_unless_busy,
     process_locked,
+    unavailable,
 )
-from llamafarm.rag.stores.lexical import LexicalIndex
+from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.rag.stores.metrics import (
     DISTANCES,
     RESCORE_CANDIDATES,
@@ -67,7 +74,7 @@ class ChromaStore:
         path: Path,
         collection_name: str,
         distance_function: str = "cosine",
-        server: tuple[str, int] | None = None,
+        server: ChromaServer | None = None,
         clients: ChromaClients | None = None,
     ):
         if distance_function not in DISTANCES:
@@ -82,7 +89,7 @@ class ChromaStore:
         self.collection_name = collection_name
         self.space = DISTANCES[distance_function]
         self.server = server
-        """A Chroma server's host and port; None: the embedded client in `path`."""
+        """A Chroma server; None: the embedded client in `path`."""
         self.clients = ChromaClients() if clients is None else clients
         """The owner's clients (the app's or the worker's, through their `ModelCache`); a
         store made without one (a test, a config check) gets its own, closed with nothing."""
@@ -95,17 +102,23 @@ class ChromaStore:
         database: str,
         config: Mapping[str, Any],
         clients: ChromaClients | None = None,
+        scope: Sequence[str] = (),
     ) -> ChromaStore:
+        """`scope`: the namespace and project, which name the collection on a server."""
         unknown = set(config) - CONFIG_KEYS - LLAMAFARM_KEYS
         if unknown:
             raise ConfigInvalid(f"ChromaStore config: unknown keys {sorted(unknown)}")
         default_name = database if len(database) >= 3 else f"{database}_chunks"
         distance = config.get("distance_function") or config.get("distance_metric") or "cosine"
+        name = str(config.get("collection_name") or default_name)
+        server = _server(config) or (clients.server if clients is not None else None)
+        if server is not None and _valid_collection(name):
+            name = server_collection(scope, name)
         return cls(
             path=path,
-            collection_name=str(config.get("collection_name") or default_name),
+            collection_name=name,
             distance_function=str(distance),
-            server=_server(config),
+            server=server,
             clients=clients,
         )
 
@@ -235,7 +248,10 @@ class ChromaStore:
     def drop(self) -> None:
         if self.server is not None:
             with self._collection(write=True) as collection:
-                collection._client.delete_collection(self.collection_name)
+                self._lexical(collection).drop()
+                with contextlib.suppress(NotFoundError):  # another process's drop went first
+                    collection._client.delete_collection(self.collection_name)
+            return
         if not self.path.exists():
             return
         with locked(self.path):
@@ -270,9 +286,10 @@ class ChromaStore:
 
     def compact(self) -> None:
         if self.server is not None:
-            with locked(self.path):
-                for lexical in self.path.glob(f"*{LEXICAL_SUFFIX}"):
-                    LexicalIndex(lexical).compact()
+            if self.clients.lexical is None:  # its BM25 file; PostgreSQL vacuums its own
+                with locked(self.path):
+                    for lexical in self.path.glob(f"*{LEXICAL_SUFFIX}"):
+                        LexicalIndex(lexical).compact()
             return
         if not (self.path / CHROMA_FILE).exists():
             return
@@ -296,15 +313,18 @@ class ChromaStore:
 
     def discard(self) -> None:
         with self._collection(write=True) as collection:
+            self._lexical(collection).drop()
             collection._client.delete_collection(self.collection_name)
             self.clients.forget_collection(self.path, self.collection_name)
-            LexicalIndex(self._lexical_path()).drop()
 
     def _lexical_path(self) -> Path:
         return self.path / f"{self.collection_name}{LEXICAL_SUFFIX}"
 
-    def _lexical(self, collection: Collection) -> LexicalIndex:
-        """The collection's BM25 index; a store made before there was one gets it filled once."""
+    def _lexical(self, collection: Collection) -> Lexical:
+        """The collection's BM25 index; a store made before there was one gets it filled once
+        (a file's; the PostgreSQL index is as old as server stores)."""
+        if self.server is not None and self.clients.lexical is not None:
+            return PostgresLexicalIndex(self.clients.lexical, store=self.collection_name)
         lexical = LexicalIndex(self._lexical_path())
         if not lexical.exists and collection.count():
             # Filled under another name and renamed when complete: an interrupted fill
@@ -349,15 +369,15 @@ class ChromaStore:
 
     @contextlib.contextmanager
     def _collection(self, *, write: bool) -> Iterator[Collection]:
-        self.path.mkdir(parents=True, exist_ok=True)
         if self.server is not None:
-            client = http_client(*self.server)
+            if self.clients.lexical is None:
+                self.path.mkdir(parents=True, exist_ok=True)  # for the BM25 file
             try:
-                with locked(self.path):
-                    yield self._open(client)
-            finally:
-                close_http(client)
+                yield self._open(self.clients.http(self.server))
+            except httpx.TransportError as exc:  # refused, reset, timed out
+                raise unavailable(self.server, exc) from exc
             return
+        self.path.mkdir(parents=True, exist_ok=True)
         key = (self.path, self.collection_name, self.space)
         if not write:
             with self._reading(key) as collection:
@@ -400,14 +420,28 @@ class ChromaStore:
             yield self.clients.collection(key, self._open)
 
 
-def _server(config: Mapping[str, Any]) -> tuple[str, int] | None:
+def _server(config: Mapping[str, Any]) -> ChromaServer | None:
     host = config.get("host")
     if host in (None, ""):
         return None
     port = config.get("port", 8000)
     if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigInvalid("ChromaStore config: host must be a name and port a TCP port")
-    return host, port
+    return ChromaServer(host, port)
+
+
+def server_collection(scope: Sequence[str], name: str) -> str:
+    """A collection's name on a shared server: its namespace, project and name joined by dots,
+    and a digest of the three, since names may hold dots themselves (`a.b`/`c` and `a`/`b.c`
+    differ by the digest). Within Chroma's rules: no `..`, letters or digits at both ends."""
+    parts = [*scope, name]
+    readable = ".".join(_ALNUM_ENDS.sub("", part) or "x" for part in parts)
+    readable = re.sub(r"\.{2,}", ".", readable)[:480]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+_ALNUM_ENDS = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
 
 
 def _upsert(

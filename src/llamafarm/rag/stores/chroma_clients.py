@@ -15,6 +15,11 @@ module level, beside Chroma's cache: the lock over it, the generation each syste
 `release`/`release_missing`, which close the systems of deleted folders whichever owner opened
 them. An owner notices that a system it used was closed (by a reload, a release or another
 owner) because Chroma no longer lists it, and opens a new client.
+
+A store on a Chroma server needs none of that: the server is the one copy every process sees.
+The owner keeps one `HttpClient` per server (made on first use, with timeouts: Chroma's own
+client waits forever), the server-wide one (`LF_CHROMA_URL`), and the engine that holds the
+server stores' BM25 index when the state database is PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple, cast
+from urllib.parse import urlsplit
 
 import chromadb
 import httpx
@@ -37,8 +43,10 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 from chromadb.config import System
+from sqlalchemy import Engine
 
 from llamafarm.errors import Unavailable
+from llamafarm.settings import Settings
 
 GENERATION = ".lf-generation"
 LOCK = ".lf-lock"
@@ -52,6 +60,28 @@ own cache; an entry goes with its system)."""
 
 CollectionKey = tuple[Path, str, str]
 """A store's folder, collection name and distance space."""
+CONNECT_TIMEOUT = 3.0
+"""Seconds to open a connection to a Chroma server (a refused one fails at once)."""
+
+
+class ChromaServer(NamedTuple):
+    host: str
+    port: int = 8000
+    ssl: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> ChromaServer:
+        """`http://HOST[:PORT]` or `https://…` (`LF_CHROMA_URL`, checked by the settings)."""
+        parts = urlsplit(url)
+        ssl = parts.scheme == "https"
+        return cls(parts.hostname or "", parts.port or (443 if ssl else 8000), ssl)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class ChromaClients:
@@ -61,10 +91,34 @@ class ChromaClients:
     process lock itself.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        server: ChromaServer | None = None,
+        lexical: Engine | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.server = server
+        """The server-wide Chroma server (`LF_CHROMA_URL`): stores whose config names no
+        `host` keep their vectors there; None: in their folder."""
+        self.lexical = lexical
+        """The PostgreSQL state database: where server stores keep their BM25 index; None:
+        a file in the store's folder."""
+        self.timeout = timeout
+        """Seconds a Chroma server may take over one request (`LF_CHROMA_TIMEOUT`)."""
         self._clients: dict[Path, tuple[ClientAPI, System]] = {}
         self._collections: dict[CollectionKey, Collection] = {}
         """Open collections of the clients (opening one costs more than a query)."""
+        self._http: dict[ChromaServer, ClientAPI] = {}
+        self._http_lock = threading.Lock()
+
+    def http(self, server: ChromaServer) -> ClientAPI:
+        """This owner's client of a Chroma server, made on first use (thread-safe: its HTTP
+        session is httpx's); raises `Unavailable` when the server does not answer."""
+        with self._http_lock:
+            if server not in self._http:
+                self._http[server] = http_client(server, timeout=self.timeout)
+            return self._http[server]
 
     def collection(
         self, key: CollectionKey, open_: Callable[[ClientAPI], Collection]
@@ -110,6 +164,11 @@ class ChromaClients:
     def close(self) -> None:
         """Close this owner's clients; a folder's system stops when its last client closes,
         so another owner's clients of the same folder keep working."""
+        with self._http_lock:
+            servers = list(self._http.values())
+            self._http.clear()
+        for server in servers:
+            close_http(server)
         with _process_lock:
             clients = list(self._clients.items())
             self._clients.clear()
@@ -142,6 +201,16 @@ class ChromaClients:
         for path, (_, system) in list(self._clients.items()):
             if _system_of(path) is not system:
                 self._drop(path)
+
+
+def owner_clients(settings: Settings, state: Engine) -> ChromaClients:
+    """An owner's clients as the settings want them: `LF_CHROMA_URL` and its timeout, and the
+    state database for the server stores' BM25 index when it is PostgreSQL."""
+    return ChromaClients(
+        server=ChromaServer.from_url(settings.chroma_url) if settings.chroma_url else None,
+        lexical=state if state.dialect.name == "postgresql" else None,
+        timeout=settings.chroma_timeout,
+    )
 
 
 @contextlib.contextmanager
@@ -230,15 +299,34 @@ def release_missing() -> None:
             gc.collect()
 
 
-def http_client(host: str, port: int) -> ClientAPI:
+def http_client(server: ChromaServer, *, timeout: float) -> ClientAPI:
     """A client of a Chroma server: a system of its own in Chroma's process-wide cache, kept
-    there until `close_http`."""
+    there until `close_http`. Its requests time out after `timeout` seconds.
+
+    Chroma's client waits forever (its httpx session has no timeout) and asks the server for
+    its tenant while it is made: a heartbeat with our timeouts goes first, so a server that
+    accepts connections and never answers is a bounded wait here too.
+    """
+    limits = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
     try:
-        return chromadb.HttpClient(
-            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
+        httpx.get(f"{server.url}/api/v2/heartbeat", timeout=limits).raise_for_status()
+        client = chromadb.HttpClient(
+            host=server.host,
+            port=server.port,
+            ssl=server.ssl,
+            settings=ChromaSettings(anonymized_telemetry=False),
         )
     except Exception as exc:  # chromadb raises bare ValueError/ConnectionError and httpx's
-        raise Unavailable(f"Chroma server at {host}:{port} cannot be reached: {exc}") from exc
+        raise unavailable(server, exc) from exc
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = limits
+    return client
+
+
+def unavailable(server: ChromaServer, exc: BaseException) -> Unavailable:
+    detail = str(exc) or type(exc).__name__
+    return Unavailable(f"Chroma server at {server} cannot be reached: {detail}")
 
 
 def close_http(client: ClientAPI) -> None:

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, to_sql
@@ -283,9 +283,71 @@ def _most(conn: sqlite3.Connection, terms: Sequence[str]) -> float:
     for parts in stems.values():
         frequencies = [found.get(stem, 0) for stem in parts]
         if parts and min(frequencies) > 0:
-            rarest = min(min(frequencies), total)
-            most += max(math.log((total - rarest + 0.5) / (rarest + 0.5)), 1e-6) * (BM25_K1 + 1)
+            most += bm25_idf(total, min(min(frequencies), total)) * (BM25_K1 + 1)
     return most or 1.0
+
+
+class Lexical(Protocol):
+    """A store's BM25 index: this module's SQLite file, or rows in PostgreSQL
+    (`lexical_pg.py`, for stores on a Chroma server); both score as FTS5's `bm25()`."""
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, MetadataValue]],
+    ) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> int: ...
+
+    def delete_where(
+        self, where: Mapping[str, MetadataValue], *, keep: Sequence[str] = ()
+    ) -> int: ...
+
+    def search(
+        self, query: str, *, top_k: int, where: Filter | None = None
+    ) -> list[LexicalHit]: ...
+
+    def count(self) -> int: ...
+
+    def term_stats(self, terms: Sequence[str]) -> dict[str, int]: ...
+
+    def drop(self) -> None: ...
+
+
+def term_counts(texts: Sequence[str]) -> list[dict[str, int]]:
+    """Each text's tokens as the index's tokenizer stems them, with their counts: what a
+    BM25 index outside SQLite stores, so that it matches and scores as FTS5 does."""
+    if not texts:
+        return []
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(f"CREATE VIRTUAL TABLE texts USING fts5(text, tokenize='{TOKENIZER}')")
+        conn.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(texts, instance)")
+        conn.executemany("INSERT INTO texts (rowid, text) VALUES (?, ?)", enumerate(texts, 1))
+        rows = conn.execute("SELECT doc, term, count(*) FROM tokens GROUP BY doc, term")
+        counts: list[dict[str, int]] = [{} for _ in texts]
+        for doc, term, count in rows:
+            counts[doc - 1][term] = count
+    return counts
+
+
+def query_stems(terms: Sequence[str]) -> dict[str, int]:
+    """The stems a query's words search for, each with how many of the words it stands for.
+
+    FTS5 scores each word of the `OR` query on its own, so two words with one stem (`runs
+    running`) count it twice. A word the tokenizer splits further (rare: `query_terms` splits
+    words much as it does) counts each part, where FTS5 would match the parts as a phrase.
+    """
+    weights: dict[str, int] = {}
+    for parts in _stems(terms).values():
+        for part in parts:
+            weights[part] = weights.get(part, 0) + 1
+    return weights
+
+
+def bm25_idf(total: int, frequency: int) -> float:
+    """FTS5's IDF of a term `frequency` of `total` chunks hold (at least 1e-6)."""
+    return max(math.log((total - frequency + 0.5) / (frequency + 0.5)), 1e-6)
 
 
 def _stems(terms: Sequence[str]) -> dict[str, list[str]]:

@@ -80,9 +80,16 @@ class QdrantStore:
 
     @classmethod
     def from_config(
-        cls, *, path: Path, database: str, config: Mapping[str, Any], clients: object = None
+        cls,
+        *,
+        path: Path,
+        database: str,
+        config: Mapping[str, Any],
+        clients: object = None,
+        scope: Sequence[str] = (),
     ) -> QdrantStore:
-        """`clients` (the owner's Chroma clients) goes unused: a Qdrant client is per operation."""
+        """`clients` (the owner's Chroma clients) goes unused: a Qdrant client is per operation;
+        so does `scope` (a Qdrant server's collection is named by the config alone)."""
         known = _KEYS | {"grpc_port", "prefer_grpc"}
         unknown = set(config) - known
         if unknown:
