@@ -120,3 +120,14 @@ def test_a_failed_upload_leaves_no_bytes(
             assert session.scalar(select(func.count()).select_from(Blob)) == 0
     finally:
         db.close()
+
+
+def test_a_reindex_is_refused_in_shared_mode(replicas: tuple[TestClient, TestClient]) -> None:
+    one, _ = replicas
+    assert (
+        one.post("/v1/projects/acme", json={"name": "bot", "config_template": "rag"}).status_code
+        == 201
+    )
+    refused = one.post(f"{BASE}/rag/databases/main_db/reindex")
+    assert refused.status_code == 409, refused.text
+    assert "shared mode" in refused.json()["detail"]

@@ -219,6 +219,14 @@ def queue_reindex(
     datasets is processed."""
     config = projects.load(ref.namespace, ref.project)
     name = find_database(config, database).name
+    if projects.shared is not None:
+        # The switch is `index.json` on the worker's disk, which other machines do not read.
+        raise Conflict(
+            f"Database {name!r} cannot be reindexed in shared mode (LF_BLOB_STORE=database) "
+            "yet: which collection serves a database is recorded on each machine's own disk, "
+            "so the other API replicas would not see the switch. Clear its datasets' chunks "
+            "and process them again instead"
+        )
     datasets = [d.name for d in config.datasets if d.database == name]
     task_id = uuid.uuid4().hex
     with db.session() as session:
