@@ -148,6 +148,19 @@ def test_live_workers_queue_again_once_what_a_dead_one_had_started(tmp_path: Pat
                 ],
             )
         )
+        # A reindex is one job, queued again by requeue_interrupted, never file by file.
+        session.add(
+            TaskRecord(
+                task_id="r",
+                namespace="ns",
+                project="p",
+                dataset="db",
+                kind="reindex",
+                created_at=time.time(),
+                started_at=time.time(),
+                files=[TaskFile(file_hash="f" * 64, filename="f", state="STARTED", worker=dead)],
+            )
+        )
     # d's job was taken from the broker by the worker that died, before it started it.
     mark_received(WorkerContext(db=db, projects=ProjectStore(tmp_path), worker=dead), 4)
     mark_received(WorkerContext(db=db, projects=ProjectStore(tmp_path), worker=dead), 5)
