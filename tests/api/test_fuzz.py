@@ -5,7 +5,8 @@ Each operation runs against a fresh app whose project `acme/bot` has a dataset w
 RAG database, a chat session, a queued task and an event, and whose chat model is a loopback
 OpenAI-compatible server; path parameters are drawn from those names (or left fuzzed), so
 most cases get past the 404s. The Hugging Face cache is an empty temp dir and the Hub a
-loopback port that refuses connections, so nothing is downloaded or deleted outside the test.
+loopback port that refuses connections, so nothing is downloaded or deleted outside the test
+(an operation that needs the Hub answers the documented 503 naming it, the one 5xx allowed).
 Generation is derandomized, so a run is the same every time."""
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def target(settings: Settings, model: OpenAIServer, no_hub: Path) -> Target:
     )
 
 
+def _hub_unreachable(response: Any) -> bool:
+    """The 503 of an operation that needs the Hub, which this fixture makes refuse connections:
+    its documented answer then, not a server error."""
+    if response.status_code != 503:
+        return False
+    detail = response.json().get("detail", "")
+    return isinstance(detail, str) and detail.startswith("Cannot reach the Hugging Face Hub")
+
+
 @pytest.mark.parametrize(("method", "path"), _operations())
 def test_no_server_errors_and_answers_match_the_openapi(
     method: str, path: str, target: Target
@@ -118,13 +128,10 @@ def test_no_server_errors_and_answers_match_the_openapi(
         suppress_health_check=list(HealthCheck),
     )
     def check(case: Any) -> None:
-        case.call_and_validate(
-            checks=[
-                not_a_server_error,
-                status_code_conformance,
-                content_type_conformance,
-                response_schema_conformance,
-            ]
-        )
+        response = case.call()
+        checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+        if not _hub_unreachable(response):
+            checks.append(not_a_server_error)
+        case.validate_response(response, checks=checks)
 
     check()
