@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -164,12 +164,11 @@ JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 class LexicalChunk(Base):
     """A chunk of a store on a Chroma server, in that store's BM25 index
-    (`rag/stores/lexical_pg.py`, used on PostgreSQL): its text and metadata, and its terms as
-    the index's tokenizer stems them, each with its count."""
+    (`rag/stores/lexical_pg.py`, used on PostgreSQL): its text and metadata, for filters and
+    the hits; its terms are rows of `lexical_postings`."""
 
     __tablename__ = "lexical_chunks"
     __table_args__ = (
-        Index("ix_lexical_chunks_terms", "terms", postgresql_using="gin"),
         Index(
             "ix_lexical_chunks_metadata",
             "metadata",
@@ -183,6 +182,36 @@ class LexicalChunk(Base):
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
-    terms: Mapped[dict[str, int]] = mapped_column(JSONB)
     length: Mapped[int]
     """Tokens in the text (BM25's document length)."""
+
+
+class LexicalPosting(Base):
+    """A term of a chunk in a store's BM25 index, as the index's tokenizer stems it: how often
+    the chunk holds it (`tf`) and the chunk's length, so a query reads only its terms'
+    postings (through the (store, term) index) and needs the chunk rows for filters and the
+    texts of its hits alone. Deleting a chunk deletes its postings (the foreign key cascades,
+    through the primary key's (store, chunk_id) prefix)."""
+
+    __tablename__ = "lexical_postings"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["store", "chunk_id"],
+            ["lexical_chunks.store", "lexical_chunks.id"],
+            ondelete="CASCADE",
+        ),
+        Index(
+            "ix_lexical_postings_term",
+            "store",
+            "term",
+            postgresql_include=["chunk_id", "tf", "length"],
+        ),
+    )
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    term: Mapped[str] = mapped_column(Text, primary_key=True)
+    tf: Mapped[int]
+    """How often the chunk holds the term."""
+    length: Mapped[int]
+    """The chunk's length (as `LexicalChunk.length`)."""
