@@ -15,7 +15,7 @@ a PostgreSQL server (default: postgres@127.0.0.1:5432, where it makes and drops 
 Each document is one chunk (`title`, a blank line, `text`), embedded once by the rag template's
 embedder (all-MiniLM-L6-v2) and kept in the cache as `vectors-HASH.npy`. The chunks go into two
 stores: an embedded ChromaStore (its BM25 index an FTS5 file beside it) and a ChromaStore on the
-Chroma server with its BM25 index in PostgreSQL (`lexical_chunks`), as `LF_CHROMA_URL` with a
+Chroma server with its BM25 index in PostgreSQL (`lexical_postings`), as `LF_CHROMA_URL` with a
 PostgreSQL `LF_DATABASE_URL` makes them. Every test query runs through the retrieval strategies
 below on each store, in this process (no HTTP: the two stacks differ only in the stores), with
 its vector computed beforehand: `top_k=100` for nDCG@10 and Recall@100 (trec_eval's, as
