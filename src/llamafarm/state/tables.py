@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -184,6 +193,18 @@ class LexicalChunk(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
     length: Mapped[int]
     """Tokens in the text (BM25's document length)."""
+
+
+class LexicalStore(Base):
+    """A store's BM25 statistics, kept by each write of its index (`rag/stores/lexical_pg.py`)
+    so a query reads them in one row: its chunks and their tokens. Its row is also the lock by
+    which the store's writers take turns."""
+
+    __tablename__ = "lexical_stores"
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)
+    chunks: Mapped[int]
+    tokens: Mapped[int] = mapped_column(BigInteger)
 
 
 class LexicalPosting(Base):

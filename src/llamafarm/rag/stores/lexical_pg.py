@@ -3,12 +3,13 @@
 A store on a server is shared by every API replica and worker, so its lexical index cannot be a
 file beside it. Each chunk is a row of `lexical_chunks` (`state/tables.py`): its text, its
 metadata (JSONB, for filters) and its length; each of its terms, as FTS5's tokenizer stems them,
-is a row of `lexical_postings` with its count. A search reads only the postings of its terms
-(through their (store, term) index), sums FTS5's own `bm25()` formula per chunk in SQL on the
-table's statistics (chunks, tokens, chunks per term), so it ranks as the embedded index does, and
-reads the chunk rows for a filter and the `top_k` texts alone (hand-written: PostgreSQL's
-`ts_rank` is not BM25, and BM25 extensions are not in a stock server). Writes are plain
-transactions; concurrent writers of one store need no lock of ours.
+is a row of `lexical_postings` with its count; the store's chunks and tokens are kept in its
+row of `lexical_stores`. A search reads only the postings of its terms (through their (store,
+term) index), counts each term's chunks from them, and sums FTS5's own `bm25()` formula per chunk
+in SQL, so it ranks as the embedded index does; it reads the chunk rows for a filter and the
+`top_k` texts alone (hand-written: PostgreSQL's `ts_rank` is not BM25, and BM25 extensions are
+not in a stock server). Writes are transactions; the writers of one store take turns on its
+`lexical_stores` row, so its counts stay exact.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from llamafarm.documents import MetadataValue
@@ -29,22 +30,22 @@ from llamafarm.rag.stores.lexical import (
     query_terms,
     term_counts,
 )
-from llamafarm.state.tables import LexicalChunk, LexicalPosting
+from llamafarm.state.tables import LexicalChunk, LexicalPosting, LexicalStore
 
 BM25_B = 0.75
 """FTS5's bm25() document-length normalisation (its default)."""
 _BATCH = 500
 
 # One statement, so one snapshot for the statistics and the matches they score: the store's
-# chunks and tokens; the postings of the query terms, read once (through their (store, term)
-# index); each term's chunks (a count of its postings) and so its FTS5 IDF (times the query
-# words it stands for, `:weights`); the postings summed per chunk by FTS5's bm25(). The chunk
-# rows are read for a filter (`join`) and for the texts of the `top_k`; `best` is the IDFs' sum,
-# the most the query could score over k1+1 (as `lexical._most`).
+# chunks and tokens (its `lexical_stores` row); the postings of the query terms, read once
+# (through their (store, term) index); each term's chunks (a count of its postings) and so its
+# FTS5 IDF (times the query words it stands for, `:weights`); the postings summed per chunk by
+# FTS5's bm25(). The chunk rows are read for a filter (`join`) and for the texts of the `top_k`;
+# `best` is the IDFs' sum, the most the query could score over k1+1 (as `lexical._most`).
 _SEARCH = f"""
 WITH stats AS (
-    SELECT CAST(count(*) AS float8) AS total, CAST(coalesce(sum(length), 0) AS float8) AS tokens
-    FROM lexical_chunks WHERE store = :store
+    SELECT CAST(chunks AS float8) AS total, CAST(tokens AS float8) AS tokens
+    FROM lexical_stores WHERE store = :store AND chunks > 0
 ), postings AS MATERIALIZED (
     SELECT term, chunk_id, tf, length FROM lexical_postings
     WHERE store = :store AND term = ANY(CAST(:terms AS text[]))
@@ -83,6 +84,20 @@ _FREQUENCIES = """
 SELECT term, count(*) FROM lexical_postings
 WHERE store = :store AND term = ANY(CAST(:terms AS text[]))
 GROUP BY term
+"""
+# The store's row, locked until the transaction ends: the writers of a store take turns, so the
+# chunk and token counts each adds to it are exact.
+_LOCK_STORE = """
+INSERT INTO lexical_stores (store, chunks, tokens) VALUES (:store, 0, 0)
+ON CONFLICT (store) DO UPDATE SET store = excluded.store
+"""
+_OLD = """
+SELECT count(*), coalesce(sum(length), 0) FROM lexical_chunks
+WHERE store = :store AND id = ANY(CAST(:ids AS text[]))
+"""
+_ADD = """
+UPDATE lexical_stores SET chunks = chunks + :chunks, tokens = tokens + :tokens
+WHERE store = :store
 """
 _DROP_POSTINGS = """
 DELETE FROM lexical_postings WHERE store = :store AND chunk_id = ANY(CAST(:ids AS text[]))
@@ -130,8 +145,13 @@ class PostgresLexicalIndex:
             for term, tf in terms.items()
         ]
         with self.engine.begin() as conn:
+            self._lock(conn)
             for start in range(0, len(rows), _BATCH):
                 batch = rows[start : start + _BATCH]
+                ids_ = [row["id"] for row in batch]
+                old, old_tokens = conn.execute(text(_OLD), {"store": self.store, "ids": ids_}).one()
+                tokens = sum(row["length"] for row in batch) - old_tokens
+                self._add(conn, len(batch) - old, tokens)
                 statement = insert(LexicalChunk).values(batch)
                 excluded = statement.excluded
                 conn.execute(
@@ -145,7 +165,6 @@ class PostgresLexicalIndex:
                     )
                 )
                 # A chunk written again: its old terms go.
-                ids_ = [row["id"] for row in batch]
                 conn.execute(text(_DROP_POSTINGS), {"store": self.store, "ids": ids_})
             if postings:
                 conn.execute(insert(LexicalPosting), postings)
@@ -153,10 +172,10 @@ class PostgresLexicalIndex:
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
         with self.engine.begin() as conn:
+            self._lock(conn)
             for start in range(0, len(ids), _BATCH):
                 batch = list(ids[start : start + _BATCH])
-                found = conn.execute(self._rows().where(LexicalChunk.id.in_(batch)))
-                removed += int(found.rowcount)
+                removed += self._remove(conn, self._rows().where(LexicalChunk.id.in_(batch)))
         return removed
 
     def delete_where(self, where: Mapping[str, MetadataValue], *, keep: Sequence[str] = ()) -> int:
@@ -171,7 +190,8 @@ class PostgresLexicalIndex:
         if keep:
             statement = statement.where(LexicalChunk.id.not_in(list(keep)))
         with self.engine.begin() as conn:
-            return int(conn.execute(statement).rowcount)
+            self._lock(conn)
+            return self._remove(conn, statement)
 
     def search(self, query: str, *, top_k: int, where: Filter | None = None) -> list[LexicalHit]:
         """As `LexicalIndex.search`: the `top_k` best among the chunks passing `where`, scored
@@ -221,10 +241,24 @@ class PostgresLexicalIndex:
 
     def drop(self) -> None:
         with self.engine.begin() as conn:
+            self._lock(conn)
             conn.execute(self._rows())
+            conn.execute(delete(LexicalStore).where(LexicalStore.store == self.store))
 
     def _rows(self) -> Any:
         return delete(LexicalChunk).where(LexicalChunk.store == self.store)
+
+    def _lock(self, conn: Connection) -> None:
+        conn.execute(text(_LOCK_STORE), {"store": self.store})
+
+    def _add(self, conn: Connection, chunks: int, tokens: int) -> None:
+        conn.execute(text(_ADD), {"store": self.store, "chunks": chunks, "tokens": tokens})
+
+    def _remove(self, conn: Connection, statement: Any) -> int:
+        """Run a delete of chunk rows (their postings cascade); subtract them from the counts."""
+        lengths = conn.execute(statement.returning(LexicalChunk.length)).scalars().all()
+        self._add(conn, -len(lengths), -sum(lengths))
+        return len(lengths)
 
 
 def _no_nul(value: Any) -> Any:

@@ -36,6 +36,13 @@ def upgrade() -> None:
         postgresql_ops={"metadata": "jsonb_path_ops"},
     )
     op.create_table(
+        "lexical_stores",
+        sa.Column("store", sa.String(512), nullable=False),
+        sa.Column("chunks", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("store"),
+    )
+    op.create_table(
         "lexical_postings",
         sa.Column("store", sa.String(512), nullable=False),
         sa.Column("chunk_id", sa.Text(), nullable=False),
@@ -60,5 +67,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_lexical_postings_term", table_name="lexical_postings")
     op.drop_table("lexical_postings")
+    op.drop_table("lexical_stores")
     op.drop_index("ix_lexical_chunks_metadata", table_name="lexical_chunks")
     op.drop_table("lexical_chunks")
