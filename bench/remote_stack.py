@@ -6,6 +6,8 @@
     e.g. nice -n 10 .venv/bin/python bench/remote_stack.py /work/shared/data/scifact \\
         --cache /tmp/lf-remote-stack
 
+`--lexical-only` compares the two BM25 indexes alone (minutes: no embedding, no Chroma).
+
 Not part of `make bench`: it needs a BEIR folder (SciFact: 5,183 documents, 300 test queries) and
 a PostgreSQL server (default: postgres@127.0.0.1:5432, where it makes and drops a database
 `lf_scaleout_bench_*`); it starts `chroma run` itself on a free port, its files in the cache.
@@ -13,7 +15,7 @@ a PostgreSQL server (default: postgres@127.0.0.1:5432, where it makes and drops 
 Each document is one chunk (`title`, a blank line, `text`), embedded once by the rag template's
 embedder (all-MiniLM-L6-v2) and kept in the cache as `vectors-HASH.npy`. The chunks go into two
 stores: an embedded ChromaStore (its BM25 index an FTS5 file beside it) and a ChromaStore on the
-Chroma server with its BM25 index in PostgreSQL (`lexical_chunks`), as `LF_CHROMA_URL` with a
+Chroma server with its BM25 index in PostgreSQL (`lexical_postings`), as `LF_CHROMA_URL` with a
 PostgreSQL `LF_DATABASE_URL` makes them. Every test query runs through the retrieval strategies
 below on each store, in this process (no HTTP: the two stacks differ only in the stores), with
 its vector computed beforehand: `top_k=100` for nDCG@10 and Recall@100 (trec_eval's, as
@@ -49,6 +51,8 @@ from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.evaluation import measure
 from llamafarm.rag.retrieval import Search, Strategies
 from llamafarm.rag.stores import ChromaClients, ChromaServer, ChromaStore
+from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.state import StateDB
 
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -170,6 +174,42 @@ def run(
     return rankings, latencies
 
 
+def lexical_only(beir: Beir, admin: str, scratch: Path, repeat: int) -> None:
+    """`--lexical-only`: the two BM25 indexes alone (no vectors, no Chroma), in minutes."""
+    ids, texts = list(beir.corpus), list(beir.corpus.values())
+    metadatas = [{"source": f"{d}.txt"} for d in ids]
+    with postgres(admin) as url:
+        state = StateDB(url)
+        indexes: dict[str, Lexical] = {
+            "fts5 file": LexicalIndex(scratch / "lexical.sqlite3"),
+            "postgresql": PostgresLexicalIndex(state.engine, store="bench"),
+        }
+        print(f"{'index':<11} nDCG@10  Recall@100  store s  p50 ms  p95 ms")
+        for name, index in indexes.items():
+            started = time.perf_counter()
+            for i in range(0, len(ids), BATCH):
+                index.upsert(ids[i : i + BATCH], texts[i : i + BATCH], metadatas[i : i + BATCH])
+            stored = time.perf_counter() - started
+            rankings = {
+                qid: [h.id for h in index.search(text, top_k=100)]
+                for qid, text in beir.queries.items()
+            }
+            latencies = []
+            for _ in range(repeat):
+                for text in beir.queries.values():
+                    started = time.perf_counter()
+                    index.search(text, top_k=10)
+                    latencies.append(time.perf_counter() - started)
+            scores = measure(beir.qrels, rankings).values()
+            ndcg = float(np.mean([s["ndcg_cut_10"] for s in scores]))
+            recall = float(np.mean([s["recall_100"] for s in scores]))
+            print(
+                f"{name:<11} {ndcg:.4f}   {recall:.4f}     {stored:7.1f}  "
+                f"{ms(latencies, 50):6.1f}  {ms(latencies, 95):6.1f}"
+            )
+        state.close()
+
+
 def ms(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
@@ -182,12 +222,21 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--repeat", type=int, default=3, help="latency runs of every query")
     parser.add_argument("--strategy", action="append", choices=list(STRATEGIES))
+    parser.add_argument(
+        "--lexical-only",
+        action="store_true",
+        help="compare the FTS5 file and the PostgreSQL BM25 index alone (no embedding)",
+    )
     args = parser.parse_args()
 
     beir = load_beir(args.folder.resolve(), limit=args.limit)
     cache = (args.cache or Path(__file__).parent / ".cache" / "remote-stack").resolve()
     cache.mkdir(parents=True, exist_ok=True)
     print(f"{len(beir.queries)} queries, {len(beir.corpus)} documents, cache in {cache}")
+    if args.lexical_only:
+        with tempfile.TemporaryDirectory(dir=cache) as scratch:
+            lexical_only(beir, args.postgres, Path(scratch), args.repeat)
+        return
     found = vectors(beir, cache)
     embedder = UniversalEmbedder({"model": "all-MiniLM-L6-v2"})
     texts = list(beir.queries.values())

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, parse_filters
@@ -62,10 +63,38 @@ def _ids(index: Lexical, query: str, where: Filter | None = None) -> list[str]:
     return [hit.id for hit in index.search(query, top_k=10, where=where)]
 
 
+_WRONG_POSTINGS = """
+SELECT c.id FROM lexical_chunks AS c
+LEFT JOIN lexical_postings AS p ON p.store = c.store AND p.chunk_id = c.id
+WHERE c.store = :store
+GROUP BY c.id, c.length
+HAVING coalesce(sum(p.tf), 0) <> c.length OR bool_or(p.length <> c.length)
+UNION ALL
+SELECT p.chunk_id FROM lexical_postings AS p
+LEFT JOIN lexical_chunks AS c ON c.store = p.store AND c.id = p.chunk_id
+WHERE p.store = :store AND c.id IS NULL
+"""
+
+# The store's kept counts, as its rows count them.
+_COUNTS = """
+SELECT (SELECT coalesce(max(chunks), 0) || ' ' || coalesce(max(tokens), 0)
+        FROM lexical_stores WHERE store = :store),
+       (SELECT count(*) || ' ' || coalesce(sum(length), 0)
+        FROM lexical_chunks WHERE store = :store)
+"""
+
+
 def _integrity_check(index: Lexical) -> None:
-    # Raises unless the FTS index holds exactly the postings of the content table.
-    if not isinstance(index, LexicalIndex):
-        return  # rows in PostgreSQL: the terms are a column of the chunk's own row
+    # Raises unless the FTS index holds exactly the postings of the content table; in
+    # PostgreSQL, unless each chunk's postings add up to its length and carry it, each posting
+    # has its chunk, and the store's kept counts are its rows'.
+    if isinstance(index, PostgresLexicalIndex):
+        with index.engine.connect() as conn:
+            wrong = conn.execute(text(_WRONG_POSTINGS), {"store": index.store}).all()
+            counts = conn.execute(text(_COUNTS), {"store": index.store}).one()
+        assert wrong == []
+        assert counts[0] == counts[1]
+        return
     with contextlib.closing(sqlite3.connect(index.path)) as conn:
         conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
 

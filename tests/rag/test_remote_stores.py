@@ -153,6 +153,20 @@ def test_health_names_the_chroma_server(settings: Settings, chroma_url: str) -> 
     assert f"Chroma server at {down_url} cannot be reached" in component["message"]
 
 
+def test_a_query_while_the_chroma_server_is_down_is_a_503_naming_it(
+    settings: Settings, silent_server: int
+) -> None:
+    url = f"http://127.0.0.1:{silent_server}"
+    down = settings.model_copy(update={"chroma_url": url, "chroma_timeout": 0.5})
+    with TestClient(create_app(down), raise_server_exceptions=False) as client:
+        assert client.post("/v1/projects/acme", json={"name": "bot"}).status_code == 201
+        response = client.post("/v1/projects/acme/bot/rag/query", json={"query": "hello"})
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith(
+        f"Chroma server at 127.0.0.1:{silent_server} cannot be reached"
+    )
+
+
 @pytest.mark.parametrize(
     "url", ["chroma:8000", "ftp://chroma", "http://", "http://chroma:8000/api", "http://h:x"]
 )

@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     LargeBinary,
     String,
@@ -233,12 +234,11 @@ JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 class LexicalChunk(Base):
     """A chunk of a store on a Chroma server, in that store's BM25 index
-    (`rag/stores/lexical_pg.py`, used on PostgreSQL): its text and metadata, and its terms as
-    the index's tokenizer stems them, each with its count."""
+    (`rag/stores/lexical_pg.py`, used on PostgreSQL): its text and metadata, for filters and
+    the hits; its terms are rows of `lexical_postings`."""
 
     __tablename__ = "lexical_chunks"
     __table_args__ = (
-        Index("ix_lexical_chunks_terms", "terms", postgresql_using="gin"),
         Index(
             "ix_lexical_chunks_metadata",
             "metadata",
@@ -252,6 +252,48 @@ class LexicalChunk(Base):
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
-    terms: Mapped[dict[str, int]] = mapped_column(JSONB)
     length: Mapped[int]
     """Tokens in the text (BM25's document length)."""
+
+
+class LexicalStore(Base):
+    """A store's BM25 statistics, kept by each write of its index (`rag/stores/lexical_pg.py`)
+    so a query reads them in one row: its chunks and their tokens. Its row is also the lock by
+    which the store's writers take turns."""
+
+    __tablename__ = "lexical_stores"
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)
+    chunks: Mapped[int]
+    tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class LexicalPosting(Base):
+    """A term of a chunk in a store's BM25 index, as the index's tokenizer stems it: how often
+    the chunk holds it (`tf`) and the chunk's length, so a query reads only its terms'
+    postings (through the (store, term) index) and needs the chunk rows for filters and the
+    texts of its hits alone. Deleting a chunk deletes its postings (the foreign key cascades,
+    through the primary key's (store, chunk_id) prefix)."""
+
+    __tablename__ = "lexical_postings"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["store", "chunk_id"],
+            ["lexical_chunks.store", "lexical_chunks.id"],
+            ondelete="CASCADE",
+        ),
+        Index(
+            "ix_lexical_postings_term",
+            "store",
+            "term",
+            postgresql_include=["chunk_id", "tf", "length"],
+        ),
+    )
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    term: Mapped[str] = mapped_column(Text, primary_key=True)
+    tf: Mapped[int]
+    """How often the chunk holds the term."""
+    length: Mapped[int]
+    """The chunk's length (as `LexicalChunk.length`)."""

@@ -2,12 +2,14 @@
 
 A store on a server is shared by every API replica and worker, so its lexical index cannot be a
 file beside it. Each chunk is a row of `lexical_chunks` (`state/tables.py`): its text, its
-metadata (JSONB) and its terms as FTS5's tokenizer stems them, with their counts (JSONB, under a
-GIN index). A search finds the chunks holding any query term through that index and scores them
-with FTS5's own `bm25()` formula on the table's statistics (chunks, tokens, chunks per term), so
-it ranks as the embedded index does (hand-written: PostgreSQL's `ts_rank` is not BM25, and BM25
-extensions are not in a stock server). Writes are plain transactions; concurrent writers of one
-store need no lock of ours.
+metadata (JSONB, for filters) and its length; each of its terms, as FTS5's tokenizer stems them,
+is a row of `lexical_postings` with its count; the store's chunks and tokens are kept in its
+row of `lexical_stores`. A search reads only the postings of its terms (through their (store,
+term) index), counts each term's chunks from them, and sums FTS5's own `bm25()` formula per chunk
+in SQL, so it ranks as the embedded index does; it reads the chunk rows for a filter and the
+`top_k` texts alone (hand-written: PostgreSQL's `ts_rank` is not BM25, and BM25 extensions are
+not in a stock server). Writes are transactions; the writers of one store take turns on its
+`lexical_stores` row, so its counts stay exact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from llamafarm.documents import MetadataValue
@@ -24,45 +26,81 @@ from llamafarm.rag.filters import Filter, to_postgres
 from llamafarm.rag.stores.lexical import (
     BM25_K1,
     LexicalHit,
-    bm25_idf,
     query_stems,
     query_terms,
     term_counts,
 )
-from llamafarm.state.tables import LexicalChunk
+from llamafarm.state.tables import LexicalChunk, LexicalPosting, LexicalStore
 
 BM25_B = 0.75
 """FTS5's bm25() document-length normalisation (its default)."""
 _BATCH = 500
 
-# The chunks holding any query term (through the GIN index), scored by FTS5's bm25() with the
-# terms' IDFs and the average length given; the texts are joined for the `top_k` only.
+# One statement, so one snapshot for the statistics and the matches they score: the store's
+# chunks and tokens (its `lexical_stores` row); the postings of the query terms, read once
+# (through their (store, term) index); each term's chunks (a count of its postings) and so its
+# FTS5 IDF (times the query words it stands for, `:weights`); the postings summed per chunk by
+# FTS5's bm25(). The chunk rows are read for a filter (`join`) and for the texts of the `top_k`;
+# `best` is the IDFs' sum, the most the query could score over k1+1 (as `lexical._most`).
 _SEARCH = f"""
-SELECT c.id, c.text, c.metadata, s.score
-FROM (
-    SELECT c.id, sum(
-        t.idf * tf.tf * {BM25_K1 + 1}
-        / (tf.tf + {BM25_K1} * ({1 - BM25_B} + {BM25_B} * c.length / :avgdl))
+WITH stats AS (
+    SELECT CAST(chunks AS float8) AS total, CAST(tokens AS float8) AS tokens
+    FROM lexical_stores WHERE store = :store AND chunks > 0
+), postings AS MATERIALIZED (
+    SELECT term, chunk_id, tf, length FROM lexical_postings
+    WHERE store = :store AND term = ANY(CAST(:terms AS text[]))
+), frequencies AS (
+    SELECT term, CAST(count(*) AS float8) AS frequency FROM postings GROUP BY term
+), idfs AS (
+    SELECT t.term, t.weight * greatest(
+        ln((stats.total - f.frequency + 0.5) / (f.frequency + 0.5)), 1e-6
+    ) AS idf
+    FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS t(term, weight)
+    JOIN frequencies AS f ON f.term = t.term
+    CROSS JOIN stats
+), scores AS (
+    SELECT p.chunk_id AS id, sum(
+        t.idf * p.tf * {BM25_K1 + 1}
+        / (p.tf + {BM25_K1} * ({1 - BM25_B} + {BM25_B} * CAST(p.length AS float8) / stats.avgdl))
     ) AS score
-    FROM lexical_chunks AS c
-    JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS t(term, idf)
-        ON c.terms ? t.term
-    CROSS JOIN LATERAL (SELECT CAST(c.terms ->> t.term AS float8) AS tf) AS tf
-    WHERE c.store = :store AND c.terms ?| CAST(:terms AS text[]) AND {{where}}
-    GROUP BY c.id
-    ORDER BY score DESC, c.id
+    FROM idfs AS t
+    JOIN postings AS p ON p.term = t.term
+    CROSS JOIN (SELECT tokens / total AS avgdl FROM stats) AS stats
+    {{join}}
+    GROUP BY p.chunk_id
+    ORDER BY score DESC, p.chunk_id
     LIMIT :top_k
-) AS s
+)
+SELECT c.id, c.text, c.metadata, s.score, (SELECT sum(idf) FROM idfs) AS best
+FROM scores AS s
 JOIN lexical_chunks AS c ON c.store = :store AND c.id = s.id
 ORDER BY s.score DESC, s.id
 """
-_STATS = """
-SELECT count(*), coalesce(sum(length), 0) FROM lexical_chunks WHERE store = :store
+_FILTER = """
+    JOIN lexical_chunks AS f ON f.store = :store AND f.id = p.chunk_id
+    WHERE {where}
 """
 _FREQUENCIES = """
-SELECT t.term, (SELECT count(*) FROM lexical_chunks AS c
-                WHERE c.store = :store AND c.terms ? t.term)
-FROM unnest(CAST(:terms AS text[])) AS t(term)
+SELECT term, count(*) FROM lexical_postings
+WHERE store = :store AND term = ANY(CAST(:terms AS text[]))
+GROUP BY term
+"""
+# The store's row, locked until the transaction ends: the writers of a store take turns, so the
+# chunk and token counts each adds to it are exact.
+_LOCK_STORE = """
+INSERT INTO lexical_stores (store, chunks, tokens) VALUES (:store, 0, 0)
+ON CONFLICT (store) DO UPDATE SET store = excluded.store
+"""
+_OLD = """
+SELECT count(*), coalesce(sum(length), 0) FROM lexical_chunks
+WHERE store = :store AND id = ANY(CAST(:ids AS text[]))
+"""
+_ADD = """
+UPDATE lexical_stores SET chunks = chunks + :chunks, tokens = tokens + :tokens
+WHERE store = :store
+"""
+_DROP_POSTINGS = """
+DELETE FROM lexical_postings WHERE store = :store AND chunk_id = ANY(CAST(:ids AS text[]))
 """
 
 
@@ -82,25 +120,39 @@ class PostgresLexicalIndex:
         if not len(ids) == len(texts) == len(metadatas):
             raise ValueError("upsert: ids, texts and metadatas differ in length")
         # In id order, so two writers of overlapping chunks lock rows in one order.
-        rows = sorted(
-            (
-                {
-                    "store": self.store,
-                    "id": id_,
-                    "text": _no_nul(text_),
-                    "metadata": {k: _no_nul(v) for k, v in meta.items()},
-                    "terms": terms,
-                    "length": sum(terms.values()),
-                }
-                for id_, text_, meta, terms in zip(
-                    ids, texts, metadatas, term_counts(texts), strict=True
-                )
-            ),
-            key=lambda row: row["id"],
+        chunks = sorted(
+            zip(ids, texts, metadatas, term_counts(texts), strict=True), key=lambda c: c[0]
         )
+        rows = [
+            {
+                "store": self.store,
+                "id": id_,
+                "text": _no_nul(text_),
+                "metadata": {k: _no_nul(v) for k, v in meta.items()},
+                "length": sum(terms.values()),
+            }
+            for id_, text_, meta, terms in chunks
+        ]
+        postings = [
+            {
+                "store": self.store,
+                "chunk_id": id_,
+                "term": term,
+                "tf": tf,
+                "length": row["length"],
+            }
+            for (id_, _, _, terms), row in zip(chunks, rows, strict=True)
+            for term, tf in terms.items()
+        ]
         with self.engine.begin() as conn:
+            self._lock(conn)
             for start in range(0, len(rows), _BATCH):
-                statement = insert(LexicalChunk).values(rows[start : start + _BATCH])
+                batch = rows[start : start + _BATCH]
+                ids_ = [row["id"] for row in batch]
+                old, old_tokens = conn.execute(text(_OLD), {"store": self.store, "ids": ids_}).one()
+                tokens = sum(row["length"] for row in batch) - old_tokens
+                self._add(conn, len(batch) - old, tokens)
+                statement = insert(LexicalChunk).values(batch)
                 excluded = statement.excluded
                 conn.execute(
                     statement.on_conflict_do_update(
@@ -108,19 +160,22 @@ class PostgresLexicalIndex:
                         set_={
                             "text": excluded.text,
                             "metadata": excluded.metadata,
-                            "terms": excluded.terms,
                             "length": excluded.length,
                         },
                     )
                 )
+                # A chunk written again: its old terms go.
+                conn.execute(text(_DROP_POSTINGS), {"store": self.store, "ids": ids_})
+            if postings:
+                conn.execute(insert(LexicalPosting), postings)
 
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
         with self.engine.begin() as conn:
+            self._lock(conn)
             for start in range(0, len(ids), _BATCH):
                 batch = list(ids[start : start + _BATCH])
-                found = conn.execute(self._rows().where(LexicalChunk.id.in_(batch)))
-                removed += int(found.rowcount)
+                removed += self._remove(conn, self._rows().where(LexicalChunk.id.in_(batch)))
         return removed
 
     def delete_where(self, where: Mapping[str, MetadataValue], *, keep: Sequence[str] = ()) -> int:
@@ -135,7 +190,8 @@ class PostgresLexicalIndex:
         if keep:
             statement = statement.where(LexicalChunk.id.not_in(list(keep)))
         with self.engine.begin() as conn:
-            return int(conn.execute(statement).rowcount)
+            self._lock(conn)
+            return self._remove(conn, statement)
 
     def search(self, query: str, *, top_k: int, where: Filter | None = None) -> list[LexicalHit]:
         """As `LexicalIndex.search`: the `top_k` best among the chunks passing `where`, scored
@@ -143,33 +199,24 @@ class PostgresLexicalIndex:
         weights = query_stems(query_terms(query))
         if not weights or top_k <= 0:
             return []
-        condition, params = to_postgres(where, "c.metadata") if where is not None else ("true", {})
-        # One snapshot for the statistics and the matches they score.
-        snapshot = self.engine.execution_options(isolation_level="REPEATABLE READ")
-        with snapshot.connect() as conn, conn.begin():
-            total, tokens = conn.execute(text(_STATS), {"store": self.store}).one()
-            found = conn.execute(text(_FREQUENCIES), {"store": self.store, "terms": list(weights)})
-            frequencies = {term: int(count) for term, count in found if count}
-            if not frequencies:
-                return []
-            # Each term's IDF (times the query words it stands for); the most the query could
-            # score is their sum times k1+1, as `lexical._most`.
-            idfs = {
-                term: weights[term] * bm25_idf(total, frequency)
-                for term, frequency in frequencies.items()
-            }
-            params |= {
-                "store": self.store,
-                "terms": list(idfs),
-                "idfs": list(idfs.values()),
-                "avgdl": tokens / total,
-                "top_k": top_k,
-            }
-            rows = conn.execute(text(_SEARCH.format(where=condition)), params).all()
-        best = sum(idfs.values()) * (BM25_K1 + 1)
+        join = ""
+        params: dict[str, Any] = {}
+        if where is not None:
+            condition, params = to_postgres(where, "f.metadata")
+            join = _FILTER.format(where=condition)
+        params |= {
+            "store": self.store,
+            "terms": list(weights),
+            "weights": [float(w) for w in weights.values()],
+            "top_k": top_k,
+        }
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(_SEARCH.format(join=join)), params).all()
         return [
-            LexicalHit(id=id_, text=text_, metadata=meta, score=min(score / best, 1.0))
-            for id_, text_, meta, score in rows
+            LexicalHit(
+                id=id_, text=text_, metadata=meta, score=min(score / (best * (BM25_K1 + 1)), 1.0)
+            )
+            for id_, text_, meta, score, best in rows
         ]
 
     def count(self) -> int:
@@ -194,10 +241,24 @@ class PostgresLexicalIndex:
 
     def drop(self) -> None:
         with self.engine.begin() as conn:
+            self._lock(conn)
             conn.execute(self._rows())
+            conn.execute(delete(LexicalStore).where(LexicalStore.store == self.store))
 
     def _rows(self) -> Any:
         return delete(LexicalChunk).where(LexicalChunk.store == self.store)
+
+    def _lock(self, conn: Connection) -> None:
+        conn.execute(text(_LOCK_STORE), {"store": self.store})
+
+    def _add(self, conn: Connection, chunks: int, tokens: int) -> None:
+        conn.execute(text(_ADD), {"store": self.store, "chunks": chunks, "tokens": tokens})
+
+    def _remove(self, conn: Connection, statement: Any) -> int:
+        """Run a delete of chunk rows (their postings cascade); subtract them from the counts."""
+        lengths = conn.execute(statement.returning(LexicalChunk.length)).scalars().all()
+        self._add(conn, -len(lengths), -sum(lengths))
+        return len(lengths)
 
 
 def _no_nul(value: Any) -> Any:
