@@ -29,6 +29,7 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 
+from llamafarm.datasets.maintenance import copy_upload
 from llamafarm.errors import BadRequest, Conflict, PayloadTooLarge
 from llamafarm.formats import iso_time
 from llamafarm.projects import ProjectRef, ProjectStore
@@ -240,15 +241,7 @@ def _received(source: BinaryIO, limit: int) -> Iterator[Path]:
     """The upload in a temporary file, at most `limit` bytes."""
     with tempfile.TemporaryDirectory(prefix="lf-import-") as folder:
         path = Path(folder) / "archive.zip"
-        size = 0
-        with path.open("wb") as out:
-            while block := source.read(1 << 20):
-                size += len(block)
-                if size > limit:
-                    raise PayloadTooLarge(f"File is larger than the {limit >> 20} MiB limit")
-                out.write(block)
-        if size == 0:
-            raise BadRequest("File is empty")
+        copy_upload(source, path, limit=limit)
         yield path
 
 

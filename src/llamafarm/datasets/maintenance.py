@@ -297,7 +297,7 @@ def preview_file(
     how = str(overrides.chunk_strategy or options.get("chunk_strategy", "paragraphs"))
     with tempfile.TemporaryDirectory(prefix="lf-preview-") as folder:
         path = Path(folder) / name
-        written = _copy(source, path, limit=limit)
+        written = copy_upload(source, path, limit=limit)
         document = parse_file(parser, path, filename=name)
     chunks = chunk_document(
         document, chunk_size=int(size), chunk_overlap=int(overlap), chunk_strategy=how
@@ -337,7 +337,8 @@ def _strategy(
     return strategies[0]
 
 
-def _copy(source: BinaryIO, path: Path, *, limit: int) -> int:
+def copy_upload(source: BinaryIO, path: Path, *, limit: int) -> int:
+    """An upload written to `path`, at most `limit` bytes and not empty; its size."""
     size = 0
     with path.open("wb") as out:
         while block := source.read(1 << 20):
