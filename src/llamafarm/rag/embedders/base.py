@@ -39,6 +39,28 @@ class Embedder(Protocol):
         ...
 
 
+class WrappedEmbedder:
+    """An embedder around another (`inner`): its name, dimension, fingerprint and health are the
+    inner one's; subclasses change how `embed` reaches it."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
+
+    def check(self) -> None:
+        self.inner.check()
+
+
 def parse_config(model: type[ConfigT], config: dict[str, Any], *, what: str) -> ConfigT:
     """Validate an embedder's `config:` mapping, naming each offending key."""
     try:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llamafarm.rag.embedders.base import Embedder
+from llamafarm.rag.embedders.base import Embedder, WrappedEmbedder
 
 
 @dataclass
@@ -17,7 +17,7 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class BatchingEmbedder:
+class BatchingEmbedder(WrappedEmbedder):
     """An embedder shared by the threads of a worker, which embeds their texts together.
 
     A worker processes several files at once; embedding each file's chunks alone gives small
@@ -28,25 +28,11 @@ class BatchingEmbedder:
     """
 
     def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._waiting: list[_Request] = []
         self._running = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint()
-
-    def check(self) -> None:
-        self.inner.check()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:

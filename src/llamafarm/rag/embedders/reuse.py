@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llamafarm.rag.embedders.base import Embedder
+from llamafarm.rag.embedders.base import Embedder, WrappedEmbedder
 
 CACHE_FILE = "embedding-cache.sqlite3"
 _SCHEMA = """
@@ -133,30 +133,16 @@ def drop_cache(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-class ReusingEmbedder:
+class ReusingEmbedder(WrappedEmbedder):
     """An embedder for one file: texts whose vectors `cache` holds (for this embedder) are not
     embedded again. `reused` and `embedded` count the texts of each kind."""
 
     def __init__(self, inner: Embedder, cache: VectorCache) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
         self.reused = 0
         self.embedded = 0
         self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint()
-
-    def check(self) -> None:
-        self.inner.check()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts or not self.cache.enabled:
