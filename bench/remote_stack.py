@@ -37,11 +37,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import psycopg
+import retrieval
 from harness import free_port
 
 from llamafarm.config.models import Database
@@ -55,19 +55,11 @@ from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
 from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.state import StateDB
 
-STRATEGIES: dict[str, dict[str, Any]] = {
-    "vector": {"type": "BasicSimilarityStrategy", "config": {}},
-    "bm25": {"type": "HybridUniversalStrategy", "config": {"alpha": 0.0}},
-    "hybrid_weighted": {
-        "type": "HybridUniversalStrategy",
-        "config": {"fusion": "weighted", "alpha": 0.5},
-    },
-    "hybrid_zscore": {
-        "type": "HybridUniversalStrategy",
-        "config": {"fusion": "zscore", "alpha": 0.5},
-    },
-    "hybrid_rrf": {"type": "HybridUniversalStrategy", "config": {"fusion": "rrf"}},
+STRATEGIES = {
+    name: retrieval.STRATEGIES[name]
+    for name in ("vector", "bm25", "hybrid_weighted", "hybrid_zscore", "hybrid_rrf")
 }
+"""bench/retrieval.py's strategies that read the store alone (no query rewriting)."""
 BATCH = 256
 
 
