@@ -14,6 +14,14 @@ data dirs of their own:
 3. query p50 and p95 of `--clients` concurrent clients (8) sending `--queries` hybrid queries to
    one replica, then spread over two.
 
+Each ingestion run also prints where the CPU went, in CPU-milliseconds per chunk by role (the
+workers with their parse processes, the API replica, the run's Chroma server, PostgreSQL and
+Redis, all of whose processes are counted) and the whole machine's busy time. A role's CPU time
+does not depend on what else waits for a core. `ceiling` is what the 2 cores could make if the
+CPU per chunk stayed as measured: 2 / (the machine's CPU-s per chunk), a bound on what any
+number of workers can reach, since the services' work grows with the chunks (on a quiet
+machine only: the machine's busy time counts every process).
+
 Needs PostgreSQL and Redis on 127.0.0.1 (trust auth), as the tests do; makes and drops its
 own database `lf_bench_*`. Run it on a quiet machine: the figures are meaningless under load.
 """
@@ -36,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 from harness import free_port
 
 from ingest import generate
@@ -101,9 +110,9 @@ class Stack:
 
 
 @contextmanager
-def services(work: Path) -> Iterator[dict[str, str]]:
+def services(work: Path) -> Iterator[tuple[dict[str, str], int]]:
     """A PostgreSQL database, Redis db 13 and a Chroma server of this run: the remote stack's
-    settings."""
+    settings, and the Chroma server's pid."""
     import psycopg
     import redis
 
@@ -126,12 +135,15 @@ def services(work: Path) -> Iterator[dict[str, str]]:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        yield {
-            "LF_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
-            "LF_BROKER_URL": REDIS,
-            "LF_BLOB_STORE": "database",
-            "LF_CHROMA_URL": f"http://127.0.0.1:{port}",
-        }
+        yield (
+            {
+                "LF_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
+                "LF_BROKER_URL": REDIS,
+                "LF_BLOB_STORE": "database",
+                "LF_CHROMA_URL": f"http://127.0.0.1:{port}",
+            },
+            chroma.pid,
+        )
     finally:
         chroma.terminate()
         chroma.wait(timeout=30)
@@ -172,8 +184,51 @@ def process(url: str, project: str) -> tuple[int, float]:
     return sum(f["chunks"] for f in task["meta"]["files"]), elapsed
 
 
+ROLES = ("workers", "replica", "chroma", "postgres", "redis")
+
+
+def cpu_by_role(stack: Stack, chroma: int | None) -> dict[str, float]:
+    """CPU seconds used so far by each role's processes (with their reaped children)."""
+    ours = {p.pid: "--no-worker" in p.args for p in stack.processes}  # type: ignore[operator]
+    seconds = dict.fromkeys(ROLES, 0.0)
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        times = process.info["cpu_times"]
+        if times is None:
+            continue
+        name = process.info["name"] or ""
+        try:
+            spawned = [p.pid for p in (process, *process.parents()) if p.pid in ours]
+        except psutil.Error:
+            continue
+        if spawned:
+            role = "replica" if ours[spawned[0]] else "workers"
+        elif process.pid == chroma:
+            role = "chroma"
+        elif name.startswith("postgres"):
+            role = "postgres"
+        elif name.startswith("redis-server"):
+            role = "redis"
+        else:
+            continue
+        seconds[role] += times.user + times.system + times.children_user + times.children_system
+    return seconds
+
+
+def busy() -> float:
+    """The machine's busy CPU seconds so far (all cores)."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq + times.steal
+
+
 def run_ingest(
-    name: str, env: dict[str, str], work: Path, paths: list[Path], workers: int, *, shared: bool
+    name: str,
+    env: dict[str, str],
+    work: Path,
+    paths: list[Path],
+    workers: int,
+    *,
+    shared: bool,
+    chroma: int | None = None,
 ) -> float:
     """chunks/s with `workers` workers, each pinned to a core of its own."""
     stack = Stack(name, {**env, "LF_LOG_LEVEL": "info"}, work, [])
@@ -193,11 +248,18 @@ def run_ingest(
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name}: the workers did not load their embedder; see {work}")
             time.sleep(0.2)
+        before, machine = cpu_by_role(stack, chroma), busy()
         chunks, seconds = process(url, name)
+        after, machine = cpu_by_role(stack, chroma), busy() - machine
     finally:
         stack.stop()
     rate = chunks / seconds
     print(f"{name:>22}: {chunks} chunks in {seconds:6.1f} s = {rate:7.1f} chunks/s")
+    roles = ", ".join(f"{r} {(after[r] - before[r]) / chunks * 1000:.1f}" for r in ROLES)
+    print(
+        f"{'':>22}  CPU ms/chunk: {roles}; machine {machine / chunks * 1000:.1f} "
+        f"(ceiling on 2 cores {2 * chunks / machine:.1f} chunks/s)"
+    )
     return rate
 
 
@@ -246,10 +308,10 @@ def main() -> None:
     print(f"{len(paths)} files of {args.paragraphs} paragraphs; work in {work}")
     try:
         embedded = run_ingest("embedded-1-worker", base_env, work, paths, 1, shared=False)
-        with services(work) as remote:
+        with services(work) as (remote, chroma):
             env = {**base_env, **remote}
-            one = run_ingest("remote-1-worker", env, work, paths, 1, shared=True)
-            two = run_ingest("remote-2-workers", env, work, paths, 2, shared=True)
+            one = run_ingest("remote-1-worker", env, work, paths, 1, shared=True, chroma=chroma)
+            two = run_ingest("remote-2-workers", env, work, paths, 2, shared=True, chroma=chroma)
             print(f"2 workers / 1 worker: {two / one:.2f}x (target >= 1.7x)")
             print(f"remote / embedded, 1 worker: {one / embedded:.2f}x (target >= 0.85x)")
 

@@ -220,6 +220,31 @@ def test_a_dead_holders_lease_expires(db: StateDB) -> None:
         assert session.scalars(select(ChatSession.lock_owner)).one() is None
 
 
+def test_a_turn_renews_its_lease_while_it_lasts(db: StateDB) -> None:
+    sid = open_session(db, **BOT, session_id="long", ttl=60)
+
+    def expires() -> float | None:
+        with db.session() as session:
+            return session.scalars(select(ChatSession.lock_expires)).one()
+
+    with turn(db, **BOT, session_id=sid, lease=2.0):
+        first = expires()
+        assert first is not None
+        deadline = time.monotonic() + 30
+        while (renewed := expires()) == first:  # renewed every 2/3 s
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.05)
+        assert renewed is not None and renewed > first
+        # Past its first expiry the turn still holds the session.
+        while time.time() <= first:
+            time.sleep(0.05)
+        with pytest.raises(Conflict), turn(db, **BOT, session_id=sid, wait=0):
+            pass
+    assert expires() is None
+    time.sleep(1.0)  # the renewals ended with the turn
+    assert expires() is None
+
+
 def test_a_turn_that_fails_lets_the_next_one_go(db: StateDB) -> None:
     sid = open_session(db, **BOT, session_id="oops", ttl=60)
     with pytest.raises(RuntimeError), turn(db, **BOT, session_id=sid):

@@ -9,13 +9,17 @@ Turns of one session are serialised by a lease on the session's row (`lock_owner
 `lock_expires`), taken with a compare-and-set and polled while another request holds it. Not a
 held transaction or row lock: a generation can take minutes, and a SQLite write lock (or a
 PostgreSQL transaction) held that long would block every other writer, file ingestion included.
-The same short statements work on SQLite and PostgreSQL, across threads, processes and machines;
-a holder that died leaves a lease that expires after `LEASE_SECONDS`.
+The same short statements work on SQLite and PostgreSQL, across threads, processes and machines.
+The holder renews its lease every third of `LEASE_SECONDS` while it generates, so a turn may
+last as long as it needs, and a holder that died (a replica killed mid-stream) leaves a lease
+that expires within `LEASE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -31,10 +35,12 @@ from llamafarm.chat.providers.base import Message, Role
 from llamafarm.errors import BadRequest, Conflict, NotFound
 from llamafarm.state import ChatMessage, ChatSession, StateDB
 
-LEASE_SECONDS = 300.0
-"""How long a turn holds its session before a waiting request may take it (a dead holder)."""
-WAIT_SECONDS = LEASE_SECONDS + 30.0
-"""How long a request waits for the turn before it: past any holder's lease, then 409."""
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0
+"""How long a turn's lease lasts unless renewed: how soon a dead holder's session is free."""
+WAIT_SECONDS = 330.0
+"""How long a request waits for the turn before it (a long generation), then 409."""
 POLL_SECONDS = 0.1
 """Longest pause between two looks at a taken lease."""
 
@@ -149,11 +155,18 @@ def turn(
     """
     owner = uuid.uuid4().hex
     pk = _acquire(db, namespace, project, session_id, owner=owner, lease=lease, wait=wait)
+    held = threading.Event()
+    renewal = threading.Thread(
+        target=_renew, args=(db, pk, owner, lease, held), name="session-lease", daemon=True
+    )
+    renewal.start()
     try:
         with db.session() as session:
             messages = _newest(session, pk)
         yield messages
     finally:
+        held.set()
+        renewal.join()
         with db.session() as session:
             session.execute(
                 update(ChatSession)
@@ -278,6 +291,25 @@ def _acquire(
             )
         time.sleep(pause)
         pause = min(pause * 2, POLL_SECONDS)
+
+
+def _renew(db: StateDB, pk: int, owner: str, lease: float, over: threading.Event) -> None:
+    """Push the lease on while the turn goes on (until `over`); stops once it is not this
+    turn's any more (the session was deleted)."""
+    while not over.wait(lease / 3):
+        try:
+            with db.session() as session:
+                renewed = session.execute(
+                    update(ChatSession)
+                    .where(ChatSession.id == pk, ChatSession.lock_owner == owner)
+                    .values(lock_expires=time.time() + lease)
+                    .execution_options(**_NO_SYNC)
+                )
+        except Exception:  # the database away for a moment: try again at the next tick
+            log.warning("could not renew the lease of chat session %s", pk, exc_info=True)
+            continue
+        if _rowcount(renewed) != 1:
+            return
 
 
 def _append(session: Session, where: Any, messages: Sequence[Message]) -> bool:
