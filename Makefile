@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/lf start
 
+# Two workers (the machines have 2 cores; many tests wait on the processes they start), each
+# taking whole files, so a file's shared server stays in one worker.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff format --check src tests

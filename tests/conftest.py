@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import os
+
+# pytest-xdist's workers inherit COLUMNS=80 from execnet, which the CLI's rich consoles (made at
+# import) would keep: the CLI tests set their own width.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 import shutil
 import socket
 import subprocess
@@ -18,6 +25,14 @@ from fastapi.testclient import TestClient
 from llamafarm.api import create_app
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with tests that start real processes (marked slow) first: under `make test`'s two
+    xdist workers (one file per worker at a time) the long files then run beside the many short
+    ones instead of last, one worker idle."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture
