@@ -256,9 +256,15 @@ def read_record(folder: Path) -> IndexRecord | None:
 def status(database: Database, records: IndexRecords, count: Callable[[], int]) -> IndexStatus:
     """The database's index against its config; `count` (the store's chunks) is asked only
     when the fingerprints differ."""
+    return status_of(database, records.read(), count)
+
+
+def status_of(
+    database: Database, record: IndexRecord | None, count: Callable[[], int]
+) -> IndexStatus:
+    """`status` with the record read already."""
     strategy = database.required_embedding()
     current = fingerprint_of(strategy)
-    record = records.read()
     stale = record is not None and record.fingerprint != current and count() > 0
     serving = EmbeddingStrategy.model_validate(record.embedding) if stale and record else strategy
     return IndexStatus(current, record, stale, serving)

@@ -13,7 +13,7 @@ from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.filters import parse_filters
-from llamafarm.rag.index import IndexRecords, active_generation, reindex_message
+from llamafarm.rag.index import IndexRecord, active_generation, reindex_message, status_of
 from llamafarm.rag.index import status as index_status
 from llamafarm.rag.retrieval import DEFAULT_TOP_K, Retriever, Search, Strategies, retrieve_all
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy
@@ -139,7 +139,8 @@ def _search(
     records = index_records(database, project_dir, models.chroma)
     top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
     for attempt in range(SWITCH_RETRIES + 1):
-        generation = active_generation(records)
+        record = records.read()  # one read for the generation and the index's status
+        generation = record.generation if record else 0
         try:
             hits, stale = _retrieve(
                 models,
@@ -152,7 +153,7 @@ def _search(
                 create_store(
                     database, project_dir=project_dir, clients=models.chroma, generation=generation
                 ),
-                records,
+                record,
             )
         except Exception:
             # A reindex switched collections and dropped the one this query had begun on
@@ -179,11 +180,11 @@ def _retrieve(
     texts: list[str],
     top_k: int,
     store: VectorStore,
-    records: IndexRecords,
+    record: IndexRecord | None,
 ) -> tuple[list[Hit], bool]:
     """The hits from one collection, and whether the database needs a reindex."""
     # While a reindex is needed, queries embed with the model that built the index.
-    index = index_status(database, records, store.count)
+    index = status_of(database, record, store.count)
     context = Search(
         store=store,
         embedder=models.embedder(index.serving),
