@@ -254,3 +254,10 @@ def test_a_reindex_through_one_replica_serves_on_the_other(
     assert again.status_code == 202, again.text  # writable again, from any replica
     assert not list(tmp_path.rglob("index.json"))
     assert not list((tmp_path / "two").rglob("stores/*/*"))
+
+    # Deleted with its collection, the database loses its record (as the embedded store's
+    # folder takes index.json with it).
+    assert two.delete(f"{base}/datasets/documents").status_code == 200
+    assert two.delete(f"{base}/rag/databases/main_db").json()["collection_deleted"] is True
+    with worker.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DatabaseIndex)) == 0
