@@ -59,7 +59,7 @@ from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.embedders.base import Embedder
 from llamafarm.rag.index import index_folder, record_write
 from llamafarm.rag.service import QueryOptions, query
-from llamafarm.rag.stores import VectorStore, create_store
+from llamafarm.rag.stores import VectorStore, create_store, index_records
 from llamafarm.rag.stores.chroma_clients import GENERATION
 
 NAMESPACE, PROJECT = "bench", "scale"
@@ -247,7 +247,11 @@ class Bench:
         """Files stored until the database holds `size` chunks; returns chunks a second of
         wall-clock time and of this process's CPU time (the text's generation included)."""
         store = self.store()
-        record_write(self.database, self.folder, store.count)
+        record_write(
+            self.database,
+            index_records(self.database, self.project_dir, self.models.chroma),
+            store.count,
+        )
         added = 0
         with timed() as took:
             while self.chunks < size:

@@ -94,7 +94,8 @@ def postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
     psycopg = pytest.importorskip("psycopg")
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"lf_test_{uuid.uuid4().hex[:12]}"
+    # LF_TEST_PG_PREFIX: sessions sharing one server keep to their own names.
+    name = f"{os.environ.get('LF_TEST_PG_PREFIX', 'lf_test_')}{uuid.uuid4().hex[:12]}"
     try:
         with psycopg.connect(admin, autocommit=True, connect_timeout=2) as connection:
             connection.execute(f"CREATE DATABASE {name}")

@@ -1,23 +1,35 @@
 """Shared mode (`LF_BLOB_STORE=database`): two servers with data dirs of their own and one state
-database see the same projects, config history and uploaded files; nothing of a project is
-left in either data dir but scratch."""
+database see the same projects, config history and uploaded files, and with a Chroma server
+the same index records (a reindex's switch, an embedder change); nothing of a project is left
+in either data dir but scratch."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from llamafarm.api import create_app
+from llamafarm.config.models import EmbeddingStrategy
 from llamafarm.datasets.blobs import DatabaseBlobs
+from llamafarm.projects import ProjectStore
+from llamafarm.rag.cache import ModelCache
+from llamafarm.rag.index import fingerprint_of
+from llamafarm.rag.stores import owner_clients
 from llamafarm.settings import Settings
-from llamafarm.state import StateDB
-from llamafarm.state.tables import Blob, BlobChunk, ProjectDocument
+from llamafarm.state import StateDB, TaskFile
+from llamafarm.state.tables import Blob, BlobChunk, DatabaseIndex, ProjectDocument
+from llamafarm.tasks.processing import WorkerContext, run_file
+from llamafarm.tasks.reindex import run_reindex
+from tests.api.test_index_lifecycle import embedding
+from tests.api.test_rag import FILES
 
 BASE = "/v1/projects/acme/bot"
 
@@ -122,12 +134,130 @@ def test_a_failed_upload_leaves_no_bytes(
         db.close()
 
 
-def test_a_reindex_is_refused_in_shared_mode(replicas: tuple[TestClient, TestClient]) -> None:
-    one, _ = replicas
-    assert (
-        one.post("/v1/projects/acme", json={"name": "bot", "config_template": "rag"}).status_code
-        == 201
+@pytest.fixture
+def remote(
+    tmp_path: Path, postgres_url: str, chroma_url: str
+) -> Iterator[tuple[TestClient, TestClient, WorkerContext, str]]:
+    """Two replicas and a worker, each with a data dir of its own, on one PostgreSQL state
+    database and one Chroma server (the deployment of docs/deployment.md); the base URL of a
+    project of the rag template with FILES processed through the first replica."""
+    replica = [
+        Settings(**{**shared(tmp_path, name, postgres_url).model_dump(), "chroma_url": chroma_url})
+        for name in ("one", "two", "worker")
+    ]
+    db = StateDB(postgres_url)
+    worker = WorkerContext(
+        db=db,
+        projects=ProjectStore(replica[2].projects_dir, shared=db),
+        worker="test",
+        models=ModelCache(chroma=owner_clients(replica[2], db.engine)),
     )
-    refused = one.post(f"{BASE}/rag/databases/main_db/reindex")
+    # Its own name: the session's Chroma server keeps other tests' collections.
+    name = f"bot{uuid.uuid4().hex[:8]}"
+    base = f"/v1/projects/acme/{name}"
+    try:
+        with TestClient(create_app(replica[0])) as one, TestClient(create_app(replica[1])) as two:
+            created = one.post("/v1/projects/acme", json={"name": name, "config_template": "rag"})
+            assert created.status_code == 201, created.text
+            for filename, content in FILES.items():
+                sent = one.post(
+                    f"{base}/datasets/documents/data", files={"file": (filename, content)}
+                )
+                assert sent.status_code == 200, sent.text
+            queued = one.post(f"{base}/datasets/documents/actions", json={"action_type": "process"})
+            assert queued.status_code == 202, queued.text
+            with db.session() as session:
+                pending = session.scalars(select(TaskFile.id).where(TaskFile.state == "PENDING"))
+                assert [run_file(worker, file_id) for file_id in pending] == ["SUCCESS"] * 3
+            yield one, two, worker, base
+            assert two.delete(base).status_code == 200
+            with db.session() as session:  # the record goes with the project
+                assert session.scalar(select(func.count()).select_from(DatabaseIndex)) == 0
+    finally:
+        worker.close()
+        db.close()
+
+
+ORIGINAL = EmbeddingStrategy.model_validate(embedding()[0])
+
+
+def ask(client: TestClient, base: str) -> dict[str, Any]:
+    response = client.post(f"{base}/rag/query", json={"query": "Why do glaciers retreat?"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def change_embedder(client: TestClient, base: str) -> None:
+    strategies = embedding(max_length=8)  # other vectors
+    changed = client.patch(
+        f"{base}/rag/databases/main_db", json={"embedding_strategies": strategies}
+    )
+    assert changed.status_code == 200, changed.text
+
+
+def served(worker: WorkerContext) -> tuple[int, str]:
+    with worker.db.session() as session:
+        row = session.scalars(select(DatabaseIndex)).one()
+        return row.generation, row.fingerprint
+
+
+def test_an_embedder_changed_through_one_replica_is_seen_by_the_other(
+    remote: tuple[TestClient, TestClient, WorkerContext, str], tmp_path: Path
+) -> None:
+    one, two, worker, base = remote
+    assert ask(two, base)["needs_reindex"] is False and ask(two, base)["results"]
+    # A file queued through replica two before the change, processed after it.
+    sent = two.post(f"{base}/datasets/documents/data", files={"file": ("new.txt", b"Fjords.")})
+    assert sent.status_code == 200, sent.text
+    queued = two.post(f"{base}/datasets/documents/actions", json={"action_type": "process"})
+    assert queued.status_code == 202, queued.text
+    with worker.db.session() as session:
+        (late,) = session.scalars(select(TaskFile.id).where(TaskFile.state == "PENDING"))
+
+    change_embedder(one, base)
+    # Replica two never wrote the record, and has no file of it: the row tells it.
+    assert ask(two, base)["needs_reindex"] is True
+    assert two.get(f"{base}/rag/health").json()["needs_reindex"] is True
+    assert two.get(f"{base}/rag/stats").json()["needs_reindex"] is True
+    refused = two.post(f"{base}/datasets/documents/actions", json={"action_type": "process"})
     assert refused.status_code == 409, refused.text
-    assert "shared mode" in refused.json()["detail"]
+    assert "lf rag reindex main_db" in refused.json()["detail"]
+    # Nor does the worker (another machine) store another model's vectors.
+    assert run_file(worker, late) == "FAILURE"
+    with worker.db.session() as session:
+        assert "needs a reindex" in (session.get_one(TaskFile, late).error or "")
+    assert served(worker) == (0, fingerprint_of(ORIGINAL))
+    assert not list(tmp_path.rglob("index.json"))
+
+
+def test_a_reindex_through_one_replica_serves_on_the_other(
+    remote: tuple[TestClient, TestClient, WorkerContext, str], tmp_path: Path
+) -> None:
+    one, two, worker, base = remote
+    before = ask(two, base)
+    change_embedder(one, base)
+    started = one.post(f"{base}/rag/databases/main_db/reindex")
+    assert started.status_code == 202, started.text
+    assert run_reindex(worker, started.json()["task_id"]) == "SUCCESS"
+
+    # The switch is one row: replica two, with an empty data dir, serves generation 1.
+    assert served(worker)[0] == 1
+    after = ask(two, base)
+    assert after["needs_reindex"] is False
+    assert [r["metadata"]["source"] for r in after["results"]][:1] == ["glaciers.md"]
+    assert before["results"][0]["score"] != after["results"][0]["score"]  # the new vectors
+    stats = two.get(f"{base}/rag/stats").json()
+    assert stats["needs_reindex"] is False and stats["chunk_count"] > 0
+    assert two.get(f"{base}/rag/health").json()["needs_reindex"] is False
+    again = two.post(f"{base}/datasets/documents/actions", json={"action_type": "process"})
+    assert again.status_code == 202, again.text  # writable again, from any replica
+    assert not list(tmp_path.rglob("index.json"))
+    assert not list((tmp_path / "two").rglob("stores/*/*"))
+
+    # Deleted with its collection, the database loses its record (as the embedded store's
+    # folder takes index.json with it).
+    assert two.delete(f"{base}/datasets/documents").status_code == 200
+    assert two.delete(f"{base}/rag/databases/main_db").json()["collection_deleted"] is True
+    with worker.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DatabaseIndex)) == 0

@@ -299,6 +299,32 @@ def test_upload_on_one_replica_query_and_chat_on_the_other(cluster: Cluster) -> 
         assert not list(folder.rglob("chroma.sqlite3")), folder
 
 
+def test_an_embedder_change_and_a_reindex_are_seen_by_every_process(cluster: Cluster) -> None:
+    with cluster.http(0) as one, cluster.http(1) as two:
+        database = one.get(f"{PROJECT}/rag/databases/main_db").json()
+        strategies = database["embedding_strategies"]
+        strategies[0]["config"]["max_length"] = 8  # other vectors
+        changed = one.patch(
+            f"{PROJECT}/rag/databases/main_db", json={"embedding_strategies": strategies}
+        )
+        assert changed.status_code == 200, changed.text
+        asked = {"query": "Do glaciers retreat in summer?"}
+        assert two.post(f"{PROJECT}/rag/query", json=asked).json()["needs_reindex"] is True
+        refused = two.post(f"{PROJECT}/datasets/documents/actions", json={"action_type": "process"})
+        assert refused.status_code == 409, refused.text
+
+        started = one.post(f"{PROJECT}/rag/databases/main_db/reindex")
+        assert started.status_code == 202, started.text
+        done = wait_task(two, started.json()["task_id"])
+        assert done["state"] == "SUCCESS", done["meta"]["files"]
+        answer = two.post(f"{PROJECT}/rag/query", json=asked).json()
+        assert answer["needs_reindex"] is False
+        assert answer["results"][0]["metadata"]["source"] == "notes.md"
+        assert one.get(f"{PROJECT}/rag/stats").json()["needs_reindex"] is False
+    for folder in cluster.data_dirs():
+        assert not list(folder.rglob("index.json")), folder
+
+
 def test_a_killed_worker_loses_no_file_and_stores_nothing_twice(cluster: Cluster) -> None:
     import psycopg
 

@@ -34,9 +34,9 @@ from llamafarm.errors import BadRequest, Conflict, PayloadTooLarge
 from llamafarm.formats import iso_time
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.embedders.reuse import CACHE_FILE, VectorCache
-from llamafarm.rag.index import fingerprint_of, index_folder, read_record, record_write
+from llamafarm.rag.index import fingerprint_of, index_folder, record_write
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import ChromaClients, create_store
+from llamafarm.rag.stores import ChromaClients, create_store, index_records
 
 FORMAT, VERSION = "llamafarm-rag-archive", 1
 MANIFEST, CHUNKS, VECTORS = "manifest.json", "chunks.jsonl", "vectors.npy"
@@ -67,8 +67,7 @@ def export_database(
     config = projects.load(ref.namespace, ref.project)
     chosen = find_database(config, database)
     project_dir = projects.path(ref.namespace, ref.project)
-    folder = index_folder(project_dir, chosen)
-    record = read_record(folder)
+    record = index_records(chosen, project_dir, chroma).read()
     strategy = chosen.required_embedding()
     store = create_store(chosen, project_dir=project_dir, clients=chroma)
     handle, name = tempfile.mkstemp(prefix="lf-export-", suffix=".zip")
@@ -147,7 +146,7 @@ def import_database(
                 "strategy, or import into a database that has it"
             )
         store = create_store(chosen, project_dir=project_dir, clients=chroma)
-        record_write(chosen, index_folder(project_dir, chosen), store.count)
+        record_write(chosen, index_records(chosen, project_dir, chroma), store.count)
         for start in range(0, len(ids), PAGE):
             end = start + PAGE
             store.upsert(ids[start:end], texts[start:end], vectors[start:end], metadatas[start:end])

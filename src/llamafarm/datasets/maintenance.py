@@ -30,7 +30,7 @@ from llamafarm.rag.embedders import vector_key
 from llamafarm.rag.embedders.reuse import CACHE_FILE, VectorCache
 from llamafarm.rag.index import index_folder, status
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import ChromaClients, create_store
+from llamafarm.rag.stores import ChromaClients, create_store, index_records
 from llamafarm.state import FileRecord, StateDB
 
 LEXICAL_SUFFIX = ".lexical.sqlite3"
@@ -117,7 +117,7 @@ def database_stats(
     project_dir = projects.path(ref.namespace, ref.project)
     store = create_store(chosen, project_dir=project_dir, clients=chroma)
     folder = index_folder(project_dir, chosen)
-    found = status(chosen, folder, store.count)
+    found = status(chosen, index_records(chosen, project_dir, chroma), store.count)
     chunks = store.count()
     names = _datasets_of(config, chosen)
     with db.session() as session:

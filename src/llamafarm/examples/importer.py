@@ -37,6 +37,7 @@ def import_project(
     ref: ProjectRef,
     process: bool,
     limit: int,
+    chroma: ChromaClients,
 ) -> dict[str, Any]:
     """A new project from the example's llamafarm.yaml, with its files uploaded (and queued)."""
     projects.path(ref.namespace, ref.project)  # 400 for an unsafe name, before anything else
@@ -47,7 +48,9 @@ def import_project(
     lifecycle.create_project(projects=projects, db=db, ref=ref)  # 409 if it exists; replaced below
     try:
         projects.update(ref.namespace, ref.project, document)
-        task_ids = _fill(projects, db, celery, example, ref, names, process=process, limit=limit)
+        task_ids = _fill(
+            projects, db, celery, example, ref, names, process=process, limit=limit, chroma=chroma
+        )
     except BaseException:
         try:
             lifecycle.delete_project(projects=projects, db=db, ref=ref, release=release)
@@ -114,7 +117,9 @@ def import_data(
     added_databases = [d["name"] for d in databases]
     added_strategies = [s["name"] for s in strategies]
     try:
-        task_ids = _fill(projects, db, celery, example, ref, names, process=process, limit=limit)
+        task_ids = _fill(
+            projects, db, celery, example, ref, names, process=process, limit=limit, chroma=chroma
+        )
     except BaseException:
         _undo(projects, db, ref, chroma, names, added_databases, added_strategies)
         raise
@@ -181,7 +186,15 @@ def import_dataset(
     projects.edit(ref.namespace, ref.project, merge)
     try:
         task_ids = _fill(
-            projects, db, celery, example, ref, [dataset], process=process, limit=limit
+            projects,
+            db,
+            celery,
+            example,
+            ref,
+            [dataset],
+            process=process,
+            limit=limit,
+            chroma=chroma,
         )
     except BaseException:
         _undo(
@@ -207,6 +220,7 @@ def _fill(
     *,
     process: bool,
     limit: int,
+    chroma: ChromaClients,
 ) -> list[str]:
     """Upload every file of the datasets, then queue each dataset's processing."""
     for name in names:
@@ -224,7 +238,9 @@ def _fill(
     if not process:
         return []
     return [
-        queue_processing(projects=projects, db=db, celery=celery, ref=ref, dataset=name)
+        queue_processing(
+            projects=projects, db=db, celery=celery, ref=ref, dataset=name, chroma=chroma
+        )
         for name in names
     ]
 

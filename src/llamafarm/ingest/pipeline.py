@@ -25,8 +25,8 @@ from llamafarm.ingest.parsers import resolve, select_parser
 from llamafarm.ingest.sandbox import Cancelled, Job, ParsePool, Stats
 from llamafarm.rag.embedders import create_embedder
 from llamafarm.rag.embedders.base import Embedder
-from llamafarm.rag.index import index_folder, record_write
-from llamafarm.rag.stores import ChromaClients, VectorStore, create_store
+from llamafarm.rag.index import record_write
+from llamafarm.rag.stores import ChromaClients, VectorStore, create_store, index_records
 from llamafarm.state.progress import FileState
 
 EMBED_STEP = 256
@@ -120,7 +120,8 @@ def process_file(
     if generation is None:
         # Refused (a 409) when the database's index was built by another embedder; else
         # recorded.
-        record_write(plan.database, index_folder(project_dir, plan.database), store.count)
+        records = index_records(plan.database, project_dir, chroma)
+        record_write(plan.database, records, store.count)
     steps = _Steps(timeline or Timeline(), parser.type, plan.database.name)
     stored: list[str] = []
     try:

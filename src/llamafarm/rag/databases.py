@@ -19,7 +19,7 @@ from llamafarm.rag.embedders.reuse import drop_cache
 from llamafarm.rag.index import index_folder
 from llamafarm.rag.retrieval import RETRIEVERS, Strategies
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import STORES, ChromaClients, create_store, release
+from llamafarm.rag.stores import STORES, ChromaClients, create_store, index_records, release
 
 IMMUTABLE = ("name", "type")
 
@@ -193,6 +193,7 @@ def delete_database(
     project_dir = projects.path(ref.namespace, ref.project)
     if delete_collection:
         create_store(database, project_dir=project_dir, clients=chroma).drop()
+        index_records(database, project_dir, chroma).delete()  # as the drop of its folder does
     drop_cache(index_folder(project_dir, database))  # with the database, its collection or not
     release(project_dir / "stores" / name)
     return DatabaseDeletion(

@@ -9,8 +9,16 @@ answering), and storing new chunks is refused, so one collection never mixes two
 vectors. Once the collection is empty (its files removed) the next write records the new one.
 
 The record also names the generation of the collection that serves: a reindex
-(`tasks/reindex.py`) builds generation n+1 beside generation n and switches by replacing this
-file (one `os.replace`), which every query reads; then generation n is dropped.
+(`tasks/reindex.py`) builds generation n+1 beside generation n and switches by replacing the
+record (`IndexRecords.switch`), which every query reads; then generation n is dropped.
+
+In shared mode (`LF_BLOB_STORE=database`) the record is a row of the state database
+(`TableIndexRecords`) instead of the file (`FileIndexRecords`), so every API replica and worker
+reads the same one: a switch is one UPDATE, seen by all at once, and a worker on another machine
+is refused a write once the embedder changed. `rag.stores.index_records` picks one. Writers
+compare and set: a write's record is stored only while the record is still the one its check
+read, so two writers never lose `created_at`, and only a switch moves the generation, from the
+one it replaces to the next.
 """
 
 from __future__ import annotations
@@ -22,13 +30,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
+
+from sqlalchemy import CursorResult, Engine, RowMapping, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from llamafarm.config.models import Database, EmbeddingStrategy
 from llamafarm.errors import Conflict
 from llamafarm.rag.embedders import vector_key
+from llamafarm.state.tables import DatabaseIndex
 
 INDEX_FILE = "index.json"
+WRITE_TRIES = 5
+"""Times a write's record is tried while other writers change the record under it."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,7 @@ class IndexRecord:
     last_write: float
     generation: int = 0
     """Which of the database's collections serves (`collection_name`, then `_g1`, `_g2`...):
-    a reindex builds the next one beside it and switches by rewriting this file."""
+    a reindex builds the next one beside it and switches by replacing the record."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +85,161 @@ def index_folder(project_dir: Path, database: Database) -> Path:
     return project_dir / "stores" / database.name
 
 
-def active_generation(folder: Path) -> int:
+class IndexRecords(Protocol):
+    """Where a database's record is kept."""
+
+    def read(self) -> IndexRecord | None: ...
+
+    def note_write(
+        self, strategy: EmbeddingStrategy, *, seen: IndexRecord | None
+    ) -> IndexRecord | None:
+        """Record that `strategy` stores chunks now, if the record is still the one `seen`
+        (by fingerprint; None: none recorded): its `created_at` kept when the fingerprint is,
+        its generation always. None when another writer changed the record first."""
+        ...
+
+    def switch(self, record: IndexRecord) -> bool:
+        """Make `record` the record if the generation before its own still serves (a
+        reindex's switch); False when it does not."""
+        ...
+
+    def delete(self) -> None: ...
+
+
+class FileIndexRecords:
+    """`index.json` in the store's folder, which goes with it (and with its drop)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def read(self) -> IndexRecord | None:
+        return read_record(self.folder)
+
+    def note_write(
+        self, strategy: EmbeddingStrategy, *, seen: IndexRecord | None
+    ) -> IndexRecord | None:
+        current = self.read()
+        if _fingerprint(current) != _fingerprint(seen):
+            return None
+        same = current is not None and current.fingerprint == fingerprint_of(strategy)
+        record = record_of(
+            strategy,
+            created_at=current.created_at if current and same else time.time(),
+            generation=current.generation if current else 0,
+        )
+        write_record(self.folder, record)
+        return record
+
+    def switch(self, record: IndexRecord) -> bool:
+        current = self.read()
+        if (current.generation if current else 0) != record.generation - 1:
+            return False
+        write_record(self.folder, record)
+        return True
+
+    def delete(self) -> None:
+        (self.folder / INDEX_FILE).unlink(missing_ok=True)
+
+
+class TableIndexRecords:
+    """A `database_indexes` row of the state database (shared mode). Each change is one
+    statement guarded by what the writer read (the fingerprint, or for a switch the generation),
+    so concurrent writers on any machine cannot undo each other."""
+
+    def __init__(self, engine: Engine, namespace: str, project: str, database: str) -> None:
+        self.engine = engine
+        self.key = {"namespace": namespace, "project": project, "database": database}
+
+    def _where(self) -> list[Any]:
+        return [getattr(DatabaseIndex, k) == v for k, v in self.key.items()]
+
+    def read(self) -> IndexRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(self._select()).mappings().one_or_none()
+        return None if row is None else _from_row(row)
+
+    def _select(self) -> Any:
+        return select(DatabaseIndex.__table__).where(*self._where())
+
+    def note_write(
+        self, strategy: EmbeddingStrategy, *, seen: IndexRecord | None
+    ) -> IndexRecord | None:
+        now = time.time()
+        written = record_of(strategy, created_at=now, generation=0)
+        values: dict[str, Any] = {
+            "fingerprint": written.fingerprint,
+            "embedding": written.embedding,
+            "vectors": written.vectors,
+            "last_write": now,
+        }
+        try:
+            with self.engine.begin() as connection:
+                if seen is None:
+                    connection.execute(
+                        insert(DatabaseIndex).values(
+                            **self.key, **values, created_at=now, generation=0
+                        )
+                    )
+                else:
+                    if written.fingerprint != seen.fingerprint:
+                        values["created_at"] = now
+                    # Not the generation: a switch between the check and this write stays.
+                    changed = connection.execute(
+                        update(DatabaseIndex)
+                        .where(*self._where(), DatabaseIndex.fingerprint == seen.fingerprint)
+                        .values(**values)
+                    )
+                    if cast(CursorResult[Any], changed).rowcount != 1:
+                        return None
+                row = connection.execute(self._select()).mappings().one()
+        except IntegrityError:
+            return None  # another writer recorded the first write meanwhile
+        return _from_row(row)
+
+    def switch(self, record: IndexRecord) -> bool:
+        values = asdict(record)
+        for _ in range(2):
+            with self.engine.begin() as connection:
+                switched = connection.execute(
+                    update(DatabaseIndex)
+                    .where(*self._where(), DatabaseIndex.generation == record.generation - 1)
+                    .values(**values)
+                )
+                if cast(CursorResult[Any], switched).rowcount == 1:
+                    return True
+            if record.generation != 1:
+                return False
+            try:  # from generation 0 with no record yet
+                with self.engine.begin() as connection:
+                    connection.execute(insert(DatabaseIndex).values(**self.key, **values))
+            except IntegrityError:
+                continue  # a first write recorded generation 0 meanwhile: switch from it
+            return True
+        return False
+
+    def delete(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(DatabaseIndex).where(*self._where()))
+
+
+def _fingerprint(record: IndexRecord | None) -> str | None:
+    return None if record is None else record.fingerprint
+
+
+def _from_row(row: RowMapping) -> IndexRecord:
+    return IndexRecord(
+        fingerprint=row["fingerprint"],
+        embedding=dict(row["embedding"]),
+        vectors=dict(row["vectors"]),
+        created_at=row["created_at"],
+        last_write=row["last_write"],
+        generation=row["generation"],
+    )
+
+
+def active_generation(records: IndexRecords) -> int:
     """The generation of the collection that serves the database (0 before any reindex)."""
-    record = read_record(folder)
+    record = records.read()
     return record.generation if record else 0
 
 
@@ -87,44 +253,53 @@ def read_record(folder: Path) -> IndexRecord | None:
         return None  # unreadable: as if unrecorded; the next write records it again
 
 
-def status(database: Database, folder: Path, count: Callable[[], int]) -> IndexStatus:
+def status(database: Database, records: IndexRecords, count: Callable[[], int]) -> IndexStatus:
     """The database's index against its config; `count` (the store's chunks) is asked only
     when the fingerprints differ."""
+    return status_of(database, records.read(), count)
+
+
+def status_of(
+    database: Database, record: IndexRecord | None, count: Callable[[], int]
+) -> IndexStatus:
+    """`status` with the record read already."""
     strategy = database.required_embedding()
     current = fingerprint_of(strategy)
-    record = read_record(folder)
     stale = record is not None and record.fingerprint != current and count() > 0
     serving = EmbeddingStrategy.model_validate(record.embedding) if stale and record else strategy
     return IndexStatus(current, record, stale, serving)
 
 
 def check_writable(
-    database: Database, folder: Path, count: Callable[[], int], datasets: Sequence[str] = ()
+    database: Database,
+    records: IndexRecords,
+    count: Callable[[], int],
+    datasets: Sequence[str] = (),
 ) -> IndexStatus:
     """The status; NeedsReindex when new chunks may not go into the database (`datasets`, its
     datasets, named in the message)."""
-    found = status(database, folder, count)
+    found = status(database, records, count)
     if found.needs_reindex:
         raise NeedsReindex(reindex_message(database.name, found, datasets))
     return found
 
 
-def record_write(database: Database, folder: Path, count: Callable[[], int]) -> IndexRecord:
+def record_write(
+    database: Database, records: IndexRecords, count: Callable[[], int]
+) -> IndexRecord:
     """Before chunks are stored: refuse a write that would mix models (NeedsReindex), record
     the strategy when the collection has none recorded (or is empty), and the time of the
+    write. Checked again when another writer changed the record between the check and the
     write."""
-    found = check_writable(database, folder, count)
-    now = time.time()
-    previous = (
-        found.record if found.record and found.record.fingerprint == found.fingerprint else None
+    for _ in range(WRITE_TRIES):
+        found = check_writable(database, records, count)
+        written = records.note_write(database.required_embedding(), seen=found.record)
+        if written is not None:
+            return written
+    raise Conflict(
+        f"The index record of database {database.name!r} kept changing while this write was "
+        "recorded (other writers with other embedders?); try again"
     )
-    record = record_of(
-        database.required_embedding(),
-        created_at=previous.created_at if previous else now,
-        generation=found.record.generation if found.record else 0,
-    )
-    write_record(folder, record)
-    return record
 
 
 def record_of(strategy: EmbeddingStrategy, *, created_at: float, generation: int) -> IndexRecord:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from llamafarm.config.models import Database, ProjectConfig
@@ -14,12 +13,12 @@ from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore
 from llamafarm.rag.cache import ModelCache
 from llamafarm.rag.filters import parse_filters
-from llamafarm.rag.index import active_generation, index_folder, reindex_message
+from llamafarm.rag.index import IndexRecord, active_generation, reindex_message, status_of
 from llamafarm.rag.index import status as index_status
 from llamafarm.rag.retrieval import DEFAULT_TOP_K, Retriever, Search, Strategies, retrieve_all
 from llamafarm.rag.retrieval.multi_query import MultiQueryStrategy
 from llamafarm.rag.retrieval.reranked import CrossEncoderRerankedStrategy
-from llamafarm.rag.stores import create_store
+from llamafarm.rag.stores import create_store, index_records
 from llamafarm.rag.stores.base import DistanceMetric, Hit, VectorStore
 from llamafarm.system.health import Check, ComponentHealth, Status, check_components, overall
 
@@ -137,10 +136,11 @@ def _search(
     strategies.check(name)
     chosen = _wrapped(strategies, name, options, models)
     project_dir = projects.path(ref.namespace, ref.project)
-    folder = index_folder(project_dir, database)
+    records = index_records(database, project_dir, models.chroma)
     top_k = options.top_k or chosen.default_top_k or DEFAULT_TOP_K
     for attempt in range(SWITCH_RETRIES + 1):
-        generation = active_generation(folder)
+        record = records.read()  # one read for the generation and the index's status
+        generation = record.generation if record else 0
         try:
             hits, stale = _retrieve(
                 models,
@@ -153,16 +153,16 @@ def _search(
                 create_store(
                     database, project_dir=project_dir, clients=models.chroma, generation=generation
                 ),
-                folder,
+                record,
             )
         except Exception:
             # A reindex switched collections and dropped the one this query had begun on
             # (which may fail in any way the store fails on a deleted collection): ask the
             # new one. An error with no switch behind it is the query's own.
-            if attempt == SWITCH_RETRIES or active_generation(folder) == generation:
+            if attempt == SWITCH_RETRIES or active_generation(records) == generation:
                 raise
             continue
-        if active_generation(folder) == generation:
+        if active_generation(records) == generation:
             break  # else the old collection may have been emptied under it: ask the new one
     if options.score_threshold is not None:
         hits = [hit for hit in hits if hit.score >= options.score_threshold]
@@ -180,11 +180,11 @@ def _retrieve(
     texts: list[str],
     top_k: int,
     store: VectorStore,
-    folder: Path,
+    record: IndexRecord | None,
 ) -> tuple[list[Hit], bool]:
     """The hits from one collection, and whether the database needs a reindex."""
     # While a reindex is needed, queries embed with the model that built the index.
-    index = index_status(database, folder, store.count)
+    index = status_of(database, record, store.count)
     context = Search(
         store=store,
         embedder=models.embedder(index.serving),
@@ -302,7 +302,9 @@ def _index_check(
         project_dir = projects.path(ref.namespace, ref.project)
         store = create_store(database, project_dir=project_dir, clients=models.chroma)
         try:
-            found = index_status(database, index_folder(project_dir, database), store.count)
+            found = index_status(
+                database, index_records(database, project_dir, models.chroma), store.count
+            )
         except ConfigInvalid as exc:
             return "unhealthy", exc.detail
         if found.needs_reindex:

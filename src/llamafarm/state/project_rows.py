@@ -11,12 +11,20 @@ from llamafarm.state.tables import (
     BlobChunk,
     ChatMessage,
     ChatSession,
+    DatabaseIndex,
     EventLog,
     FileRecord,
     TaskRecord,
 )
 
-PROJECT_TABLES: tuple[type[Base], ...] = (FileRecord, TaskRecord, EventLog, ChatSession, Blob)
+PROJECT_TABLES: tuple[type[Base], ...] = (
+    FileRecord,
+    TaskRecord,
+    EventLog,
+    ChatSession,
+    Blob,
+    DatabaseIndex,
+)
 """Every table with rows per project; task files, chat messages and blob chunks go with their
 parent rows (a shared-mode project's config row goes with `ProjectStore.delete`)."""
 

@@ -228,6 +228,24 @@ class BlobChunk(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class DatabaseIndex(Base):
+    """What built a database's index and which of its collections serves, in shared mode
+    (`rag/index.py`; `index.json` beside an embedded store otherwise), so that every API
+    replica and worker reads the same record and sees a reindex's switch at once."""
+
+    __tablename__ = "database_indexes"
+
+    namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), primary_key=True)
+    database: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[dict[str, Any]] = mapped_column(JSON)
+    vectors: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float]
+    last_write: Mapped[float]
+    generation: Mapped[int] = mapped_column(default=0)
+
+
 JSONB = JSON().with_variant(postgresql.JSONB(), "postgresql")
 """JSON, as JSONB on PostgreSQL (indexable by GIN)."""
 

@@ -3,8 +3,10 @@
 The stored files of every dataset of the database are processed again, one at a time, into the
 next generation of its collection (`rag/index.py`), beside the one that serves: queries keep
 reading the old one meanwhile. Vectors come through the database's embedding cache, so an
-unchanged embedder embeds nothing again. When every file is in, `index.json` is replaced in one
-step (the new generation and the fingerprint of the embedder that built it): the switch. Then
+unchanged embedder embeds nothing again. When every file is in, the database's index record
+is replaced in one step (the new generation and the fingerprint of the embedder that built
+it): the switch, `index.json` replaced, or in shared mode its row updated, which every replica
+reads. Then
 the files' records take the new chunks' fingerprint and the old collection is dropped. A
 cancel or a failure before the switch drops the partial new collection and leaves the old one
 serving, as it was.
@@ -22,15 +24,15 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 
 from llamafarm.datasets.service import blobs, file_query
-from llamafarm.errors import LfError
+from llamafarm.errors import Conflict, LfError
 from llamafarm.events import Timeline
 from llamafarm.ingest.pipeline import Outcome, Plan, process_file
 from llamafarm.ingest.sandbox import Cancelled
 from llamafarm.projects import ProjectRef
 from llamafarm.rag.embedders.reuse import CACHE_FILE, ReusingEmbedder, VectorCache
-from llamafarm.rag.index import active_generation, index_folder, record_of, write_record
+from llamafarm.rag.index import active_generation, index_folder, record_of
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import VectorStore, create_store
+from llamafarm.rag.stores import VectorStore, create_store, index_records
 from llamafarm.state import FilePhase, FileRecord, FileState, TaskFile, TaskRecord
 from llamafarm.state.progress import OPEN_FILE_STATES
 from llamafarm.tasks.processing import FileJob, WorkerContext, log_file_event
@@ -115,8 +117,9 @@ def run_reindex(
         database = find_database(config, name)
         project_dir = ctx.projects.path(ref.namespace, ref.project)
         folder = index_folder(project_dir, database)
-        old = active_generation(folder)
         chroma = ctx.models.chroma
+        records = index_records(database, project_dir, chroma)
+        old = active_generation(records)
         target = create_store(database, project_dir=project_dir, clients=chroma, generation=old + 1)
         target.discard()  # what a run that died left of it
         strategy = database.required_embedding()
@@ -176,7 +179,11 @@ def run_reindex(
                 raise Cancelled
         _drop_removed(ctx, ref, target, items, built)
         record = record_of(strategy, created_at=time.time(), generation=old + 1)
-        write_record(folder, record)
+        if not records.switch(record):
+            raise Conflict(
+                f"The index record of database {name!r} changed while it was reindexed (it "
+                "no longer names the generation the reindex began from)"
+            )
     except Cancelled:
         _discard(target)
         _close(ctx, task_id, FileState.CANCELLED)

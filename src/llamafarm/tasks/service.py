@@ -19,9 +19,9 @@ from llamafarm.datasets.service import file_query, find_dataset, in_project
 from llamafarm.errors import Conflict, LfError, NotFound, Unavailable
 from llamafarm.ingest.pipeline import file_fingerprint, plan
 from llamafarm.projects import ProjectRef, ProjectStore
-from llamafarm.rag.index import check_writable, index_folder
+from llamafarm.rag.index import check_writable
 from llamafarm.rag.service import find_database
-from llamafarm.rag.stores import ChromaClients, create_store
+from llamafarm.rag.stores import ChromaClients, create_store, index_records
 from llamafarm.state import FileRecord, FileState, StateDB, TaskFile, TaskRecord, TaskState
 from llamafarm.state.progress import FINISHED_TASK_STATES
 from llamafarm.tasks.app import PROCESS_FILE, REINDEX, job_id
@@ -119,26 +119,21 @@ def queue_processing(
     ref: ProjectRef,
     dataset: str,
     file_hashes: list[str] | None = None,
-    chroma: ChromaClients | None = None,
+    chroma: ChromaClients,
 ) -> str:
     """Record a task with one entry per file (all of the dataset's, or the given ones), then
     queue one job per file. A 409 (NeedsReindex) when the dataset's database needs a reindex;
-    `chroma`: the caller's store clients, asked only then."""
+    `chroma`: the caller's store clients (where the index record is, and the store's count)."""
     config = projects.load(ref.namespace, ref.project)
     database = config.database_of(find_dataset(config, dataset))
     project_dir = projects.path(ref.namespace, ref.project)
 
     def count() -> int:
-        clients = chroma or ChromaClients()
-        try:
-            return create_store(database, project_dir=project_dir, clients=clients).count()
-        finally:
-            if chroma is None:
-                clients.close()
+        return create_store(database, project_dir=project_dir, clients=chroma).count()
 
     check_writable(
         database,
-        index_folder(project_dir, database),
+        index_records(database, project_dir, chroma),
         count,
         [d.name for d in config.datasets if d.database == database.name],
     )
@@ -219,14 +214,6 @@ def queue_reindex(
     datasets is processed."""
     config = projects.load(ref.namespace, ref.project)
     name = find_database(config, database).name
-    if projects.shared is not None:
-        # The switch is `index.json` on the worker's disk, which other machines do not read.
-        raise Conflict(
-            f"Database {name!r} cannot be reindexed in shared mode (LF_BLOB_STORE=database) "
-            "yet: which collection serves a database is recorded on each machine's own disk, "
-            "so the other API replicas would not see the switch. Clear its datasets' chunks "
-            "and process them again instead"
-        )
     datasets = [d.name for d in config.datasets if d.database == name]
     task_id = uuid.uuid4().hex
     with db.session() as session:

@@ -91,6 +91,7 @@ def import_project(
     db: StateDBDep,
     celery: CeleryDep,
     grant: GrantDep,
+    chroma: ChromaClientsDep,
 ) -> ImportResult:
     check_namespace(grant, body.namespace)
     example = _example(settings, example_id)
@@ -102,6 +103,7 @@ def import_project(
         ref=ProjectRef(body.namespace, example.id if body.name is None else body.name),
         process=body.process,
         limit=settings.max_upload_bytes,
+        chroma=chroma,
     )
     return ImportResult.model_validate(result)
 

@@ -8,7 +8,13 @@ from typing import Any, Protocol
 
 from llamafarm.config.models import Database
 from llamafarm.errors import NotFound
-from llamafarm.rag.index import active_generation
+from llamafarm.rag.index import (
+    FileIndexRecords,
+    IndexRecords,
+    TableIndexRecords,
+    active_generation,
+    index_folder,
+)
 from llamafarm.rag.stores.base import VectorStore, Where
 from llamafarm.rag.stores.chroma import LLAMAFARM_KEYS, ChromaStore
 from llamafarm.rag.stores.chroma_clients import (
@@ -61,14 +67,14 @@ def create_store(
     server names its collection after the project (`project_dir` is `{namespace}/{project}`).
 
     `generation`: which of its collections (a reindex builds the next beside the serving one);
-    None: the one that serves now, as `index.json` records it."""
+    None: the one that serves now, as its index record says (`index_records`)."""
     store_class = STORES.find(database.type, owner=database.name)
     if not project_dir.is_dir():
         # The project was deleted: never recreate its folder by writing to its store.
         raise NotFound(f"Project folder {project_dir.name!r} no longer exists")
-    path = project_dir / "stores" / database.name
+    path = index_folder(project_dir, database)
     if generation is None:
-        generation = active_generation(path)
+        generation = active_generation(index_records(database, project_dir, clients))
     config = database.config
     if generation:
         base = config.get("collection_name") or database.name
@@ -82,6 +88,17 @@ def create_store(
     )
 
 
+def index_records(database: Database, project_dir: Path, clients: ChromaClients) -> IndexRecords:
+    """Where the database's index record is kept: a row of the state database in shared mode
+    (the owner's `clients.records`), else `index.json` in its store's folder. The one place
+    that chooses; every reader and writer of the record asks here."""
+    if clients.records is not None:
+        return TableIndexRecords(
+            clients.records, project_dir.parent.name, project_dir.name, database.name
+        )
+    return FileIndexRecords(index_folder(project_dir, database))
+
+
 __all__ = [
     "STORES",
     "UNHONOURED",
@@ -92,6 +109,7 @@ __all__ = [
     "VectorStore",
     "Where",
     "create_store",
+    "index_records",
     "owner_clients",
     "release",
     "release_missing",

@@ -19,7 +19,8 @@ owner) because Chroma no longer lists it, and opens a new client.
 A store on a Chroma server needs none of that: the server is the one copy every process sees.
 The owner keeps one `HttpClient` per server (made on first use, with timeouts: Chroma's own
 client waits forever), the server-wide one (`LF_CHROMA_URL`), and the engine that holds the
-server stores' BM25 index when the state database is PostgreSQL.
+server stores' BM25 index when the state database is PostgreSQL. In shared mode the owner's
+stores keep their index records (`rag/index.py`) in the state database too (`records`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class ChromaClients:
         *,
         server: ChromaServer | None = None,
         lexical: Engine | None = None,
+        records: Engine | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.server = server
@@ -104,6 +106,10 @@ class ChromaClients:
         self.lexical = lexical
         """The PostgreSQL state database: where server stores keep their BM25 index; None:
         a file in the store's folder."""
+        self.records = records
+        """The state database in shared mode (`LF_BLOB_STORE=database`): where the stores'
+        index records are kept (`rag.stores.index_records`); None: `index.json` in each store's
+        folder."""
         self.timeout = timeout
         """Seconds a Chroma server may take over one request (`LF_CHROMA_TIMEOUT`)."""
         self._clients: dict[Path, tuple[ClientAPI, System]] = {}
@@ -204,11 +210,13 @@ class ChromaClients:
 
 
 def owner_clients(settings: Settings, state: Engine) -> ChromaClients:
-    """An owner's clients as the settings want them: `LF_CHROMA_URL` and its timeout, and the
-    state database for the server stores' BM25 index when it is PostgreSQL."""
+    """An owner's clients as the settings want them: `LF_CHROMA_URL` and its timeout, the
+    state database for the server stores' BM25 index when it is PostgreSQL, and for the index
+    records in shared mode (as `ProjectStore` keeps the configs there)."""
     return ChromaClients(
         server=ChromaServer.from_url(settings.chroma_url) if settings.chroma_url else None,
         lexical=state if state.dialect.name == "postgresql" else None,
+        records=state if settings.shared else None,
         timeout=settings.chroma_timeout,
     )
 
