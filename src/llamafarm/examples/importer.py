@@ -21,7 +21,7 @@ from llamafarm.examples.catalog import Example
 from llamafarm.names import check_name
 from llamafarm.projects import ProjectRef, ProjectStore, lifecycle
 from llamafarm.rag.databases import delete_database
-from llamafarm.rag.stores import ChromaClients, release
+from llamafarm.rag.stores import ChromaClients, drop_project_stores, release
 from llamafarm.state import StateDB
 from llamafarm.tasks.service import queue_processing
 
@@ -53,7 +53,13 @@ def import_project(
         )
     except BaseException:
         try:
-            lifecycle.delete_project(projects=projects, db=db, ref=ref, release=release)
+            lifecycle.delete_project(
+                projects=projects,
+                db=db,
+                ref=ref,
+                release=release,
+                drop_stores=lambda config, folder: drop_project_stores(config, folder, chroma),
+            )
         except Exception:
             log.exception("could not remove the half-imported project %s", ref)
         raise

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from llamafarm.config.models import ProjectConfig
 from llamafarm.errors import ConfigInvalid, Conflict
 from llamafarm.projects.store import Project, ProjectRef, ProjectStore
 from llamafarm.state import EventLog, FileRecord, StateDB
@@ -72,10 +73,25 @@ def delete_project(
     db: StateDB,
     ref: ProjectRef,
     release: Callable[[Path], object],
+    drop_stores: Callable[[ProjectConfig, Path], object],
 ) -> Project:
     """Delete a project's folder (config, files, stores), then its rows in the state DB
-    (files, tasks, event logs, chat sessions). `release` lets go of what the process holds
-    open under the folder (`llamafarm.rag.stores.release`: its store clients' open files)."""
+    (files, tasks, event logs, chat sessions). `drop_stores` first drops its databases' stores
+    (`llamafarm.rag.stores.drop_project_stores`: those on a server are not in the folder);
+    `release` lets go of what the process holds open under the folder
+    (`llamafarm.rag.stores.release`: its store clients' open files)."""
+    try:
+        config = projects.load(ref.namespace, ref.project)
+    except ConfigInvalid as exc:
+        log.warning(
+            "project %s/%s has an invalid config (%s): the stores of its databases are not "
+            "known, and any on a server are left there",
+            ref.namespace,
+            ref.project,
+            exc.detail,
+        )
+    else:
+        drop_stores(config, projects.path(ref.namespace, ref.project))
     deleted = projects.delete(ref.namespace, ref.project)
     release(projects.path(ref.namespace, ref.project))
     delete_project_rows(db, namespace=ref.namespace, project=ref.project)

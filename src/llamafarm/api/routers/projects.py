@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from llamafarm.api.deps import ProjectStoreDep, StateDBDep
+from llamafarm.api.deps import ChromaClientsDep, ProjectStoreDep, StateDBDep
 from llamafarm.api.errors import errors
 from llamafarm.api.schemas.projects import (
     ConfigChecked,
@@ -19,7 +19,7 @@ from llamafarm.api.schemas.projects import (
     ProjectResponse,
 )
 from llamafarm.projects import ProjectRef, lifecycle
-from llamafarm.rag.stores import release
+from llamafarm.rag.stores import drop_project_stores, release
 
 router = APIRouter(
     prefix="/projects", tags=["projects", "mcp"], responses=errors(400, 404, 409, 413, 422)
@@ -153,12 +153,18 @@ def previous_config(namespace: str, project: str, store: ProjectStoreDep) -> Con
     operation_id="project_delete",
     summary="Delete a project and its data",
     description="Delete the project's folder and everything in it: config, uploaded files and "
-    "stored vectors. Cannot be undone.",
+    "stored vectors, those of its databases on a Chroma or Qdrant server too (503 when one "
+    "cannot be reached, and nothing is deleted). Cannot be undone.",
+    responses=errors(503),
 )
 def delete_project(
-    namespace: str, project: str, store: ProjectStoreDep, db: StateDBDep
+    namespace: str, project: str, store: ProjectStoreDep, db: StateDBDep, chroma: ChromaClientsDep
 ) -> ProjectResponse:
     deleted = lifecycle.delete_project(
-        projects=store, db=db, ref=ProjectRef(namespace, project), release=release
+        projects=store,
+        db=db,
+        ref=ProjectRef(namespace, project),
+        release=release,
+        drop_stores=lambda config, folder: drop_project_stores(config, folder, chroma),
     )
     return ProjectResponse(project=ProjectPublic.of(deleted))

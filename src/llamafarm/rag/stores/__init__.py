@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from llamafarm.config.models import Database
+from llamafarm.config.models import Database, ProjectConfig
 from llamafarm.errors import NotFound
 from llamafarm.rag.index import (
     FileIndexRecords,
@@ -88,6 +88,15 @@ def create_store(
     )
 
 
+def drop_project_stores(config: ProjectConfig, project_dir: Path, clients: ChromaClients) -> None:
+    """Drop the store of each of a project's databases, before its folder is deleted: a
+    collection on a Chroma or Qdrant server (and its BM25 rows in PostgreSQL) lives outside the
+    folder and would outlive the project. A server that cannot be reached is a 503, raised
+    before anything is deleted, so the deletion can be tried again."""
+    for database in config.rag.databases if config.rag else []:
+        create_store(database, project_dir=project_dir, clients=clients).drop()
+
+
 def index_records(database: Database, project_dir: Path, clients: ChromaClients) -> IndexRecords:
     """Where the database's index record is kept: a row of the state database in shared mode
     (the owner's `clients.records`), else `index.json` in its store's folder. The one place
@@ -109,6 +118,7 @@ __all__ = [
     "VectorStore",
     "Where",
     "create_store",
+    "drop_project_stores",
     "index_records",
     "owner_clients",
     "release",
