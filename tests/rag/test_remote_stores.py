@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from llamafarm.api import create_app
 from llamafarm.errors import ConfigInvalid, Unavailable
 from llamafarm.rag.stores import STORES, ChromaClients, ChromaServer, ChromaStore, QdrantStore
-from llamafarm.rag.stores.chroma import server_collection
+from llamafarm.rag.stores.base import server_collection
+from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
 
@@ -74,6 +75,40 @@ def test_a_qdrant_server_that_is_not_there_is_unavailable(tmp_path: Path) -> Non
     assert isinstance(store, QdrantStore) and store.server is not None
     with pytest.raises(Unavailable, match=f"QdrantStore at http://127.0.0.1:{port}"):
         store.count()
+
+
+def test_a_qdrant_server_store_is_named_for_its_project_and_keeps_bm25_in_postgresql(
+    tmp_path: Path, postgres_state: StateDB
+) -> None:
+    clients = ChromaClients(lexical=postgres_state.engine)
+    server = {"url": "http://127.0.0.1:6333"}
+    first, second = (
+        STORES["QdrantStore"].from_config(
+            path=tmp_path / ns,
+            database="main_db",
+            config=server,
+            clients=clients,
+            scope=(ns, "bot"),
+        )
+        for ns in ("a", "b")
+    )
+    assert isinstance(first, QdrantStore) and isinstance(second, QdrantStore)
+    # Two projects' `main_db` on one server are two collections.
+    assert first.collection_name == server_collection(("a", "bot"), "main_db")
+    assert second.collection_name == server_collection(("b", "bot"), "main_db")
+    local = STORES["QdrantStore"].from_config(
+        path=tmp_path / "local", database="main_db", config={}, clients=clients, scope=("a", "bot")
+    )
+    assert isinstance(local, QdrantStore)
+    assert local.collection_name == "main_db" and local.lexical is None  # in its folder
+
+    # The BM25 side of a server store is PostgreSQL's rows (no Qdrant server needed for it).
+    PostgresLexicalIndex(postgres_state.engine, store=first.collection_name).upsert(
+        ["c1"], ["Glaciers retreat in summer"], [{"dataset": "docs"}]
+    )
+    assert [hit.id for hit in first.keyword_search("glaciers", top_k=5)] == ["c1"]
+    assert second.keyword_search("glaciers", top_k=5) == []
+    assert not list(tmp_path.rglob("*.sqlite3"))
 
 
 def test_a_chroma_server_store_keeps_its_chunks_on_the_server_and_nothing_on_disk(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -120,3 +122,18 @@ class VectorStore(Protocol):
         """Remove this collection and its lexical index, and nothing else of the store's
         folder (a reindex's old generation, or its partial new one)."""
         ...
+
+
+def server_collection(scope: Sequence[str], name: str) -> str:
+    """A collection's name on a shared server: its namespace, project and name joined by dots,
+    and a digest of the three, since names may hold dots themselves (`a.b`/`c` and `a`/`b.c`
+    differ by the digest). Within Chroma's rules (and Qdrant's): no `..`, letters or digits at
+    both ends."""
+    parts = [*scope, name]
+    readable = ".".join(_ALNUM_ENDS.sub("", part) or "x" for part in parts)
+    readable = re.sub(r"\.{2,}", ".", readable)[:480]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+_ALNUM_ENDS = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")

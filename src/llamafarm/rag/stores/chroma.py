@@ -15,8 +15,6 @@ process sees too, else a file in the store's folder (one machine).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import shutil
 import sqlite3
 import uuid
@@ -33,7 +31,7 @@ from chromadb.errors import InvalidArgumentError, NotFoundError
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.rag.filters import Filter, to_chroma
-from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where
+from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where, server_collection
 from llamafarm.rag.stores.chroma_clients import (
     LOCK,
     ChromaClients,
@@ -428,20 +426,6 @@ def _server(config: Mapping[str, Any]) -> ChromaServer | None:
     if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigInvalid("ChromaStore config: host must be a name and port a TCP port")
     return ChromaServer(host, port)
-
-
-def server_collection(scope: Sequence[str], name: str) -> str:
-    """A collection's name on a shared server: its namespace, project and name joined by dots,
-    and a digest of the three, since names may hold dots themselves (`a.b`/`c` and `a`/`b.c`
-    differ by the digest). Within Chroma's rules: no `..`, letters or digits at both ends."""
-    parts = [*scope, name]
-    readable = ".".join(_ALNUM_ENDS.sub("", part) or "x" for part in parts)
-    readable = re.sub(r"\.{2,}", ".", readable)[:480]
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
-    return f"{readable}-{digest}"
-
-
-_ALNUM_ENDS = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
 
 
 def _upsert(

@@ -4,7 +4,10 @@ Local mode keeps the points in memory and locks its folder for one client at a t
 API server and the worker both use the store: every operation opens its client under the
 store's cross-process file lock and closes it after, so a write of one process is what the
 next reader loads. A server client is made per operation as well (it is only an HTTP client).
-The BM25 side is the same `LexicalIndex` file beside the points as ChromaStore's.
+The BM25 side is the same `LexicalIndex` file beside the points as ChromaStore's; for a store on
+a server whose owner keeps BM25 in PostgreSQL (shared mode), the same `PostgresLexicalIndex`
+rows. On a server the collection is named after the namespace and project as well
+(`server_collection`), so projects sharing a server stay apart.
 Qdrant wants UUID point ids: each chunk id maps to a UUID5, the id itself kept in the payload.
 """
 
@@ -17,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -26,8 +29,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import ConfigInvalid, Unavailable
 from llamafarm.rag.filters import All, AnyOf, Condition, Filter, matches
-from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where
-from llamafarm.rag.stores.lexical import LexicalIndex
+from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where, server_collection
+from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.rag.stores.metrics import (
     RESCORE_CANDIDATES,
     distances,
@@ -58,6 +62,11 @@ _NAMESPACE = uuid.UUID("6f1c1c55-7b8e-4a5e-9a52-2f1d0c6b7a11")
 _PAGE = 256
 _process_lock = threading.RLock()
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from llamafarm.rag.stores.chroma_clients import ChromaClients
+
 
 class QdrantStore:
     def __init__(
@@ -68,6 +77,7 @@ class QdrantStore:
         distance: str = "cosine",
         server: Mapping[str, Any] | None = None,
         on_disk: bool = False,
+        lexical: Engine | None = None,
     ) -> None:
         if distance.lower() not in DISTANCES:
             raise ConfigInvalid(f"distance {distance!r} is not one of {', '.join(DISTANCES)}")
@@ -77,6 +87,9 @@ class QdrantStore:
         self.space = _SPACES[self.distance]
         self.server = dict(server) if server else None
         self.on_disk = on_disk
+        self.lexical = lexical
+        """The state database that keeps the BM25 index of a store on a server (shared mode);
+        None: a file beside the points."""
 
     @classmethod
     def from_config(
@@ -85,11 +98,12 @@ class QdrantStore:
         path: Path,
         database: str,
         config: Mapping[str, Any],
-        clients: object = None,
+        clients: ChromaClients | None = None,
         scope: Sequence[str] = (),
     ) -> QdrantStore:
-        """`clients` (the owner's Chroma clients) goes unused: a Qdrant client is per operation;
-        so does `scope` (a Qdrant server's collection is named by the config alone)."""
+        """Of `clients` (the owner's) only its PostgreSQL engine counts, for the BM25 index of a
+        store on a server: a Qdrant client is made per operation. `scope`, the namespace and
+        project, names the collection on a server."""
         known = _KEYS | {"grpc_port", "prefer_grpc"}
         unknown = set(config) - known
         if unknown:
@@ -106,12 +120,15 @@ class QdrantStore:
                 "QdrantStore config: path: the store lives in the project's folder; "
                 "give url or host for a server"
             )
+        on_server = bool({"url", "host"} & set(server))
+        name = str(config.get("collection_name") or database)
         return cls(
             path=path,
-            collection_name=str(config.get("collection_name") or database),
+            collection_name=server_collection(scope, name) if on_server and scope else name,
             distance=str(config.get("distance", "cosine")),
-            server=server if {"url", "host"} & set(server) else None,
+            server=server if on_server else None,
             on_disk=bool(config.get("on_disk", False)),
+            lexical=clients.lexical if on_server and clients is not None else None,
         )
 
     def replace(
@@ -293,8 +310,10 @@ class QdrantStore:
                 return
 
     def compact(self) -> None:
-        with self._locked():
-            self._lexical().compact()
+        lexical = self._lexical()
+        if isinstance(lexical, LexicalIndex):  # PostgreSQL's rows need no compaction
+            with self._locked():
+                lexical.compact()
 
     def discard(self) -> None:
         with self._client(write=True) as client:
@@ -308,7 +327,9 @@ class QdrantStore:
             return 1.0 / (1.0 + score * score)  # Chroma's l2 is the squared distance
         return min(max(score, 0.0), 1.0)
 
-    def _lexical(self) -> LexicalIndex:
+    def _lexical(self) -> Lexical:
+        if self.lexical is not None:
+            return PostgresLexicalIndex(self.lexical, store=self.collection_name)
         return LexicalIndex(self.path / f"{self.collection_name}.lexical.sqlite3")
 
     def _ensure(self, client: QdrantClient, size: int) -> None:
