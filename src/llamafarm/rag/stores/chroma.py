@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.errors import InvalidArgumentError, NotFoundError
+from chromadb.errors import InternalError, InvalidArgumentError, NotFoundError
 
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
@@ -65,6 +65,8 @@ LLAMAFARM_KEYS = frozenset(
 """LlamaFarm's keys accepted and not acted on (warned about at validation)."""
 CHROMA_FILE = "chroma.sqlite3"
 LEXICAL_SUFFIX = ".lexical.sqlite3"
+FILTER_IDS = 50_000
+"""Most chunks passing a filter that a search hands Chroma by id (`ChromaStore._passing`)."""
 
 
 class ChromaStore:
@@ -188,13 +190,20 @@ class ChromaStore:
             include.append("embeddings")
         query = np.asarray([vector], dtype=np.float32)
         with self._collection(write=False) as collection:
+            passing = self._passing(collection, where)
+            if passing == []:
+                return []
             try:
-                found = collection.query(
-                    query_embeddings=query,
-                    n_results=wanted,
-                    where=to_chroma(where) if where is not None else None,
-                    include=include,
-                )
+                found = None
+                if passing is not None:
+                    found = _query_among(collection, query, passing, wanted, include)
+                if found is None:
+                    found = collection.query(
+                        query_embeddings=query,
+                        n_results=wanted,
+                        where=to_chroma(where) if where is not None else None,
+                        include=include,
+                    )
             except InvalidArgumentError as exc:
                 if "dimension" not in str(exc):
                     raise BadRequest(f"The vector store refused the query: {exc}") from exc
@@ -316,6 +325,20 @@ class ChromaStore:
             self._lexical(collection).drop()
             collection._client.delete_collection(self.collection_name)
             self.clients.forget_collection(self.path, self.collection_name)
+
+    def _passing(self, collection: Collection, where: Filter | None) -> list[str] | None:
+        """The ids of the chunks passing `where`, from the BM25 index's metadata when `where`
+        tests an indexed key (`lexical.INDEXED_KEYS`) for equality and few enough pass; None
+        otherwise. Chroma searches among given ids at about a quarter of the cost of its own
+        `where` on the same chunks (bench/scale.py, 100,000 chunks: 35 against 130-280 ms,
+        same hits), which reads the metadata of every chunk that passes.
+        """
+        if where is None or self.server is not None:
+            return None
+        lexical = self._lexical(collection)
+        if not isinstance(lexical, LexicalIndex):
+            return None
+        return lexical.ids_where(where, limit=FILTER_IDS)
 
     def _lexical_path(self) -> Path:
         return self.path / f"{self.collection_name}{LEXICAL_SUFFIX}"
@@ -460,6 +483,19 @@ def _upsert(
             embeddings=np.asarray(vectors[start:end], dtype=np.float32),
             metadatas=[dict(m) for m in metadatas[start:end]],
         )
+
+
+def _query_among(
+    collection: Collection, query: np.ndarray, ids: list[str], wanted: int, include: list[Any]
+) -> Any:
+    """Chroma's nearest of `ids`; None when Chroma lacks one of them (its index loaded before
+    a write this process has not reloaded yet), for the caller to ask with `where` instead."""
+    try:
+        return collection.query(query_embeddings=query, n_results=wanted, ids=ids, include=include)
+    except InternalError as exc:
+        if "finding id" not in str(exc):
+            raise
+        return None
 
 
 def _scalars(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:
