@@ -67,6 +67,8 @@ CHROMA_FILE = "chroma.sqlite3"
 LEXICAL_SUFFIX = ".lexical.sqlite3"
 FILTER_IDS = 50_000
 """Most chunks passing a filter that a search hands Chroma by id (`ChromaStore._passing`)."""
+FILTER_VECTORS = 50_000
+"""Most chunks passing a filter whose kept embeddings a search reads (`_nearest_kept`)."""
 
 
 class ChromaStore:
@@ -145,7 +147,10 @@ class ChromaStore:
         with self._collection(write=True) as collection:
             lexical = self._lexical(collection)
             _upsert(collection, ids, texts, vectors, metadatas)
-            lexical.upsert(ids, texts, metadatas)
+            if isinstance(lexical, LexicalIndex):
+                lexical.upsert(ids, texts, metadatas, vectors)
+            else:
+                lexical.upsert(ids, texts, metadatas)
 
     def delete(self, where: Where, *, keep: Sequence[str] = ()) -> int:
         with self._collection(write=True) as collection:
@@ -190,12 +195,12 @@ class ChromaStore:
             include.append("embeddings")
         query = np.asarray([vector], dtype=np.float32)
         with self._collection(write=False) as collection:
-            passing = self._passing(collection, where)
+            found: Any = self._nearest_kept(collection, query, where, wanted, include)
+            passing = None if found is not None else self._passing(collection, where)
             if passing == []:
                 return []
             try:
-                found = None
-                if passing is not None:
+                if found is None and passing is not None:
                     found = _query_among(collection, query, passing, wanted, include)
                 if found is None:
                     found = collection.query(
@@ -326,6 +331,49 @@ class ChromaStore:
             collection._client.delete_collection(self.collection_name)
             self.clients.forget_collection(self.path, self.collection_name)
 
+    def _nearest_kept(
+        self,
+        collection: Collection,
+        query: np.ndarray,
+        where: Filter | None,
+        wanted: int,
+        include: list[Any],
+    ) -> dict[str, Any] | None:
+        """Chroma's query answer, exact, from the embeddings the BM25 file keeps of the chunks
+        passing `where` (`LexicalIndex.vectors_where`); None where it cannot answer.
+
+        Chroma's own filtered query pays about 40-90 ms at 100,000 chunks however few pass
+        (bench/scale.py); this reads only the passing chunks' 1.5 KB rows, and their texts
+        for the hits returned.
+        """
+        if where is None or self.server is not None:
+            return None
+        lexical = self._lexical(collection)
+        if not isinstance(lexical, LexicalIndex):
+            return None
+        kept = lexical.vectors_where(where, limit=FILTER_VECTORS)
+        if kept is None:
+            return None
+        ids, stored = kept
+        if ids and stored.shape[1] != query.shape[1]:
+            return None  # Chroma's query raises the size conflict
+        found = distances(self.space, query[0], stored) if ids else np.zeros(0)
+        order = sorted(range(len(ids)), key=lambda i: (float(found[i]), ids[i]))[:wanted]
+        chosen = [ids[i] for i in order]
+        texts = lexical.texts(chosen) if "documents" in include else {}
+        # A chunk the file lost since it was chosen (a delete in between) comes without text.
+        return {
+            "ids": [chosen],
+            "distances": [[float(found[i]) for i in order]],
+            "documents": [[texts[i][0] if i in texts else None for i in chosen]]
+            if "documents" in include
+            else None,
+            "metadatas": [[texts[i][1] if i in texts else {} for i in chosen]]
+            if "metadatas" in include
+            else None,
+            "embeddings": [stored[order]] if "embeddings" in include else None,
+        }
+
     def _passing(self, collection: Collection, where: Filter | None) -> list[str] | None:
         """The ids of the chunks passing `where`, from the BM25 index's metadata when `where`
         tests an indexed key (`lexical.INDEXED_KEYS`) for equality and few enough pass; None
@@ -359,11 +407,15 @@ class ChromaStore:
             step = collection._client.get_max_batch_size()
             offset = 0
             while True:
-                page = collection.get(include=["documents", "metadatas"], limit=step, offset=offset)
+                page = collection.get(
+                    include=["documents", "metadatas", "embeddings"], limit=step, offset=offset
+                )
                 if not page["ids"]:
                     break
                 texts = [t or "" for t in page["documents"] or []]
-                partial.upsert(page["ids"], texts, [_scalars(m) for m in page["metadatas"] or []])
+                metadatas = [_scalars(m) for m in page["metadatas"] or []]
+                vectors = np.asarray(page["embeddings"], dtype=np.float32)
+                partial.upsert(page["ids"], texts, metadatas, vectors.reshape(len(texts), -1))
                 offset += len(page["ids"])
             partial.path.replace(lexical.path)
         return lexical
