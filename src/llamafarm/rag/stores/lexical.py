@@ -17,14 +17,19 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+import numpy as np
 
 from llamafarm.documents import MetadataValue
-from llamafarm.rag.filters import Filter, to_sql
+from llamafarm.rag.filters import All, Condition, Filter, to_sql
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 BM25_K1 = 1.2
 """FTS5's bm25() term-frequency saturation (its default)."""
+CANDIDATE_POSTINGS = 10_000
+"""Chunks holding the query's words (summed over the words) above which an unfiltered search
+ranks only the chunks holding its rarer words (`_ranking`)."""
 MAX_QUERY_TERMS = 256
 """Distinct words of a query that are searched; a longer query keeps its first ones."""
 STOPWORDS = frozenset(
@@ -39,6 +44,9 @@ _WORD = re.compile(r"[^\W_]+")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BATCH = 500
 """Ids per DELETE: well under SQLite's limit on bound parameters."""
+INDEXED_KEYS = ("dataset", "file_hash", "document_id")
+"""Metadata keys with an index: a filter that tests one of them for equality (or `$in`) reads
+only the chunks holding its values, where any other filter tests every chunk the query matches."""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS chunks (
     seq INTEGER PRIMARY KEY,
@@ -64,8 +72,15 @@ WHEN old.text IS NOT new.text BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
     INSERT INTO chunks_fts(rowid, text) VALUES (new.seq, new.text);
 END;
+CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks (json_extract(metadata, '$.file_hash'));
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (json_extract(metadata, '$.document_id'));
+CREATE TABLE IF NOT EXISTS vectors (seq INTEGER PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS vectors_delete AFTER DELETE ON chunks BEGIN
+    DELETE FROM vectors WHERE seq = old.seq;
+END;
 """
-_LAST_OBJECT = "chunks_by_file"
+_LAST_OBJECT = "vectors_delete"
+"""The schema's last object: a file without it (made by an older version) gets the rest."""
 # ON CONFLICT DO UPDATE keeps the row (and its seq): INSERT OR REPLACE would delete it without
 # firing the delete trigger, leaving the old text's postings behind.
 _UPSERT = """
@@ -75,8 +90,37 @@ ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadat
 _SEARCH = """
 SELECT c.id, c.text, c.metadata, -bm25(chunks_fts) AS score
 FROM chunks_fts JOIN chunks AS c ON c.seq = chunks_fts.rowid
-WHERE chunks_fts MATCH ? AND {where}
+WHERE chunks_fts MATCH ? AND {narrow}{where}
 ORDER BY score DESC, c.id
+LIMIT ?
+"""
+# Among the chunks holding the rarer words (`_ranking`): the first MATCH gives those chunks and
+# their score over those words, the second (`rare AND all`) their score over all the words with
+# the rare ones counted twice; CROSS JOIN keeps FTS5 driving the second, never looked up by rowid.
+_SEARCH_AMONG = """
+WITH rare AS MATERIALIZED (
+    SELECT rowid AS seq, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?
+), best AS (
+    SELECT chunks_fts.rowid AS seq, rare.score - bm25(chunks_fts) AS score
+    FROM chunks_fts CROSS JOIN rare ON rare.seq = chunks_fts.rowid
+    WHERE chunks_fts MATCH ?
+    ORDER BY score DESC
+    LIMIT ?
+)
+SELECT c.id, c.text, c.metadata, best.score
+FROM best JOIN chunks AS c ON c.seq = best.seq
+ORDER BY best.score DESC, c.id
+"""
+# With a filter on an indexed key, the chunks holding its values are read from that index first
+# and FTS5 scores only the matches among them ({narrow}); the unary `+` keeps the planner from
+# handing that set to FTS5 as rowid lookups, which would rerun the query once per chunk. The
+# whole filter ({where}) still decides.
+_NARROW = "+chunks_fts.rowid IN (SELECT seq FROM chunks WHERE {test}) AND "
+_PUT_VECTOR = "INSERT OR REPLACE INTO vectors (seq, vector) SELECT seq, ? FROM chunks WHERE id = ?"
+_FORGET_VECTOR = "DELETE FROM vectors WHERE seq = (SELECT seq FROM chunks WHERE id = ?)"
+_VECTORS_WHERE = """
+SELECT c.id, v.vector FROM chunks AS c LEFT JOIN vectors AS v ON v.seq = c.seq
+WHERE {test} AND {where}
 LIMIT ?
 """
 # Without a filter FTS5 ranks and cuts by itself before the join: twice as fast (measured on
@@ -113,9 +157,14 @@ class LexicalIndex:
         ids: Sequence[str],
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, MetadataValue]],
+        vectors: Sequence[Sequence[float]] | np.ndarray | None = None,
     ) -> None:
+        """`vectors`: the chunks' embeddings, kept for `vectors_where`; without them any kept
+        for these ids are removed (they might be another embedder's)."""
         if not len(ids) == len(texts) == len(metadatas):
             raise ValueError("upsert: ids, texts and metadatas differ in length")
+        if vectors is not None and len(vectors) != len(ids):
+            raise ValueError("upsert: ids and vectors differ in length")
         if not ids:
             return
         rows = [
@@ -124,6 +173,13 @@ class LexicalIndex:
         ]
         with self._connect() as conn, _transaction(conn):
             conn.executemany(_UPSERT, rows)
+            if vectors is None:
+                conn.executemany(_FORGET_VECTOR, [(id_,) for id_ in ids])
+                return
+            blobs = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+            conn.executemany(
+                _PUT_VECTOR, [(b.tobytes(), i) for b, i in zip(blobs, ids, strict=True)]
+            )
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove these chunks; returns how many there were."""
@@ -162,24 +218,22 @@ class LexicalIndex:
         """The `top_k` best BM25 matches of any of the query's words, among chunks passing `where`.
 
         The filter runs in the same SQL as the ranking: the best `top_k` of the chunks that pass.
+        Without a filter, when the query's words are in more than `CANDIDATE_POSTINGS` chunks
+        (summed over the words), the best are found among the chunks that hold one of its
+        rarer words (`_ranking`), each scored on all the words as FTS5 would.
         Scores are BM25 divided by the most this query could score (every word's IDF times
         `k1 + 1`, which BM25 approaches as a word repeats): in [0, 1], comparable across queries.
         """
         terms = query_terms(query)
         if not terms or top_k <= 0 or not self.exists:
             return []
-        params: list[Any] = [match_expression(terms)]
-        sql = _SEARCH_ALL
-        if where is not None:
-            condition, where_params = to_sql(where, "c.metadata")
-            sql = _SEARCH.format(where=condition)
-            params.extend(where_params)
-        params.append(top_k)
         with self._connect() as conn:
             conn.execute("BEGIN")  # one snapshot for the matches and the statistics
             try:
+                frequencies = _frequencies(conn, terms)
+                sql, params = _ranking(terms, frequencies, top_k=top_k, where=where)
                 rows = conn.execute(sql, params).fetchall()
-                best = _most(conn, terms) if rows else 0.0
+                best = _most(frequencies, _total(conn)) if rows else 0.0
             finally:
                 conn.execute("COMMIT")
         return [
@@ -187,12 +241,60 @@ class LexicalIndex:
             for id_, text, meta, score in rows
         ]
 
+    def ids_where(self, where: Filter, *, limit: int) -> list[str] | None:
+        """The ids of the chunks passing `where`, read through the index of one of its keys;
+        None when `where` tests no indexed key for equality or more than `limit` chunks pass."""
+        indexed = indexed_condition(where)
+        if indexed is None or not self.exists:
+            return None
+        test, params = _indexed_test(indexed)
+        condition, where_params = to_sql(where, "metadata")
+        sql = f"SELECT id FROM chunks WHERE {test} AND {condition} LIMIT ?"
+        with self._connect() as conn:
+            ids = [row[0] for row in conn.execute(sql, [*params, *where_params, limit + 1])]
+        return ids if len(ids) <= limit else None
+
+    def vectors_where(self, where: Filter, *, limit: int) -> tuple[list[str], np.ndarray] | None:
+        """The ids and kept embeddings (float32, one row each) of the chunks passing `where`,
+        as `ids_where` finds them; None when it finds none that way or a chunk that passes has
+        no embedding kept (a file from before they were, or a store that gives none)."""
+        indexed = indexed_condition(where)
+        if indexed is None or not self.exists:
+            return None
+        test, params = _indexed_test(indexed, "c.metadata")
+        condition, where_params = to_sql(where, "c.metadata")
+        sql = _VECTORS_WHERE.format(test=test, where=condition)
+        with self._connect() as conn:
+            rows = conn.execute(sql, [*params, *where_params, limit + 1]).fetchall()
+        if len(rows) > limit or any(blob is None for _, blob in rows):
+            return None
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        sizes = {len(blob) for _, blob in rows}
+        if len(sizes) != 1:
+            return None  # vectors of two sizes: an embedder changed half-way
+        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
+        return [id_ for id_, _ in rows], matrix.reshape(len(rows), -1)
+
+    def texts(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, MetadataValue]]]:
+        """The text and metadata of each of these chunks that the index holds."""
+        found: dict[str, tuple[str, dict[str, MetadataValue]]] = {}
+        if not ids or not self.exists:
+            return found
+        with self._connect() as conn:
+            for start in range(0, len(ids), _BATCH):
+                batch = list(ids[start : start + _BATCH])
+                marks = ", ".join("?" * len(batch))
+                sql = f"SELECT id, text, metadata FROM chunks WHERE id IN ({marks})"
+                for id_, text, meta in conn.execute(sql, batch):
+                    found[id_] = (text, json.loads(meta))
+        return found
+
     def count(self) -> int:
         if not self.exists:
             return 0
         with self._connect() as conn:
-            total: int = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        return total
+            return _total(conn)
 
     def term_stats(self, terms: Sequence[str]) -> dict[str, int]:
         """How many chunks hold each term (as the index stems it); keys are the terms as given.
@@ -248,6 +350,56 @@ def query_terms(text: str) -> list[str]:
     return (kept or words)[:MAX_QUERY_TERMS]
 
 
+def indexed_condition(where: Filter) -> tuple[str, tuple[str, ...]] | None:
+    """A key of `INDEXED_KEYS` and the strings it must equal for a chunk to pass `where` (a
+    test of `where`, or of one of the items of its top `$and`); None when there is none."""
+    for item in where.items if isinstance(where, All) else (where,):
+        if not isinstance(item, Condition) or item.key not in INDEXED_KEYS:
+            continue
+        if item.op not in ("$eq", "$in"):
+            continue
+        values = item.value if isinstance(item.value, tuple) else (item.value,)
+        if all(isinstance(value, str) for value in values):
+            return item.key, cast(tuple[str, ...], values)
+    return None
+
+
+def _indexed_test(
+    indexed: tuple[str, tuple[str, ...]], column: str = "metadata"
+) -> tuple[str, list[str]]:
+    """SQL that the index on the key answers (the key is one of `INDEXED_KEYS`, never input).
+
+    `json_extract` gives a JSON string as text, which equals no number: strings only, as the
+    filter's rules want; the whole filter is tested beside it all the same.
+    """
+    key, values = indexed
+    if key not in INDEXED_KEYS:
+        raise ValueError(f"{key!r} has no index")
+    marks = ", ".join("?" * len(values))
+    return f"json_extract({column}, '$.{key}') IN ({marks})", list(values)
+
+
+def _total(conn: sqlite3.Connection) -> int:
+    """How many chunks the index holds, from FTS5's own count (the first number of its
+    "averages" record, which every write keeps): one row read, where count(*) reads them all
+    (15 ms at 100,000 chunks, on every search)."""
+    found = conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+    return _varint(found[0]) if found is not None else 0
+
+
+def _varint(data: bytes) -> int:
+    """The first of SQLite's variable-length integers in `data`: 7 bits a byte, most
+    significant first, while the top bit is set; a ninth byte gives all its 8 bits."""
+    value = 0
+    for position, byte in enumerate(data[:9]):
+        if position == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value
+    raise ValueError("truncated varint")
+
+
 def match_expression(terms: Sequence[str]) -> str:
     """An FTS5 query matching any of `terms`; quoting makes every word a literal, never syntax."""
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
@@ -264,26 +416,71 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _most(conn: sqlite3.Connection, terms: Sequence[str]) -> float:
+def _frequencies(conn: sqlite3.Connection, terms: Sequence[str]) -> dict[str, int]:
+    """How many chunks hold each of the query's words; a word the tokenizer splits counts at
+    its rarest part (FTS5 matches it as a phrase of its parts, in at most that many chunks)."""
+    stems = _stems(terms)
+    wanted = sorted({stem for parts in stems.values() for stem in parts})
+    found: dict[str, int] = {}
+    if wanted:
+        marks = ", ".join("?" * len(wanted))
+        sql = f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})"
+        found = dict(conn.execute(sql, wanted))
+    return {
+        term: min((found.get(stem, 0) for stem in stems.get(term, ())), default=0) for term in terms
+    }
+
+
+def _ranking(
+    terms: Sequence[str], frequencies: Mapping[str, int], *, top_k: int, where: Filter | None
+) -> tuple[str, list[Any]]:
+    """The SQL, and its parameters, of the `top_k` best chunks for these words.
+
+    FTS5 scores every chunk that holds any of the words, about 1 us each: 0.1 s at 100,000
+    matches, which a million chunks reach when a word is common. So when the words are in more
+    than `CANDIDATE_POSTINGS` chunks in all, the candidates are the chunks holding one of the
+    rarest words (at most that many chunks, and always the rarest word's): FTS5 finds them
+    with an AND, which seeks through the other words' lists instead of reading them, and
+    scores each on all the words. That AND counts the rare words twice (they are on both
+    sides), so each candidate's score over the rare words alone, from a query of them, is
+    taken off again: the score is FTS5's own bm25() of the whole query.
+
+    What this leaves out is a chunk holding only commoner words: it scores less than the sum
+    of their most (IDF times k1+1), often less than the last of the `top_k` kept.
+    """
+    full = match_expression(terms)
+    if where is not None:
+        indexed = indexed_condition(where)
+        test, narrow_params = _indexed_test(indexed) if indexed is not None else ("", [])
+        narrow = _NARROW.format(test=test) if indexed is not None else ""
+        condition, where_params = to_sql(where, "c.metadata")
+        sql = _SEARCH.format(narrow=narrow, where=condition)
+        return sql, [full, *narrow_params, *where_params, top_k]
+    held = sorted((t for t in terms if frequencies[t] > 0), key=lambda t: (frequencies[t], t))
+    if sum(frequencies[t] for t in held) <= CANDIDATE_POSTINGS:
+        return _SEARCH_ALL, [full, top_k]
+    rare = held[:1]
+    for term in held[1:]:
+        if sum(frequencies[t] for t in rare) + frequencies[term] > CANDIDATE_POSTINGS:
+            break
+        rare.append(term)
+    if len(rare) == len(held):
+        return _SEARCH_ALL, [full, top_k]
+    among = match_expression(rare)
+    return _SEARCH_AMONG, [among, f"({among}) AND ({full})", top_k]
+
+
+def _most(frequencies: Mapping[str, int], total: int) -> float:
     """The highest BM25 any chunk could get for these words: the sum of their IDF times k1+1.
 
     The IDF is FTS5's (`log((N - n + 0.5) / (n + 0.5))`, at least 1e-6); a word the tokenizer
     splits counts at its rarest part; words no chunk holds cannot score and are left out.
     """
-    stems = _stems(terms)
-    wanted = sorted({stem for parts in stems.values() for stem in parts})
-    if not wanted:
-        return 1.0
-    marks = ", ".join("?" * len(wanted))
-    found = dict(
-        conn.execute(f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})", wanted)
+    most = sum(
+        bm25_idf(total, min(frequency, total)) * (BM25_K1 + 1)
+        for frequency in frequencies.values()
+        if frequency > 0
     )
-    total: int = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-    most = 0.0
-    for parts in stems.values():
-        frequencies = [found.get(stem, 0) for stem in parts]
-        if parts and min(frequencies) > 0:
-            most += bm25_idf(total, min(min(frequencies), total)) * (BM25_K1 + 1)
     return most or 1.0
 
 

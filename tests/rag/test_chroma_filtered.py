@@ -1,0 +1,131 @@
+"""ChromaStore's filtered search, from the embeddings the BM25 file keeps or among its ids,
+against Chroma's own `where`."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llamafarm.rag.filters import parse_filters
+from llamafarm.rag.stores import ChromaStore, chroma
+from llamafarm.rag.stores.lexical import LexicalIndex
+
+FILTERS = [
+    {"dataset": "d1"},
+    {"dataset": {"$in": ["d2", "d3"]}, "page": {"$gte": 2}},
+    {"file_hash": "h4"},
+    {"$or": [{"dataset": "d1"}, {"page": 1}]},  # no indexed test: Chroma's where
+]
+Found = list[tuple[str, float, str]]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> ChromaStore:
+    store = ChromaStore(path=tmp_path_factory.mktemp("store"), collection_name="docs")
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((200, 16)).astype(np.float32)
+    ids = [f"c{i:03d}" for i in range(200)]
+    metadatas = [
+        {"dataset": f"d{i % 5}", "file_hash": f"h{i % 11}", "page": i % 4} for i in range(200)
+    ]
+    store.upsert(ids, [f"chunk {i}" for i in range(200)], vectors.tolist(), metadatas)
+    return store
+
+
+def _lexical(store: ChromaStore) -> LexicalIndex:
+    return LexicalIndex(store.path / f"{store.collection_name}.lexical.sqlite3")
+
+
+def _search(store: ChromaStore, vector: list[float], raw: dict[str, object], **kw: object) -> Found:
+    hits = store.search(vector, top_k=10, where=parse_filters(raw), **kw)  # type: ignore[arg-type]
+    return [(hit.id, hit.score, hit.text) for hit in hits]
+
+
+def _same(found: Found, expected: Found) -> None:
+    assert [h[0] for h in found] == [h[0] for h in expected]
+    assert [h[1] for h in found] == pytest.approx([h[1] for h in expected], abs=1e-6)
+    assert [h[2] for h in found] == [h[2] for h in expected]
+
+
+@pytest.mark.parametrize("raw", FILTERS)
+@pytest.mark.parametrize("metric", [None, "l2"])
+@pytest.mark.parametrize("texts", [True, False])
+def test_each_way_finds_what_where_finds(
+    store: ChromaStore,
+    raw: dict[str, object],
+    metric: str | None,
+    texts: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    where = parse_filters(raw)
+    assert where is not None
+    indexed = "$or" not in raw
+    assert (_lexical(store).vectors_where(where, limit=1000) is None) != indexed
+    vector = np.random.default_rng(len(str(raw))).standard_normal(16).tolist()
+    kept = _search(store, vector, raw, metric=metric, texts=texts)
+    monkeypatch.setattr(chroma, "FILTER_VECTORS", 0)  # no kept embeddings: among the ids
+    among = _search(store, vector, raw, metric=metric, texts=texts)
+    monkeypatch.setattr(chroma, "FILTER_IDS", 0)  # Chroma's where
+    expected = _search(store, vector, raw, metric=metric, texts=texts)
+    assert len(expected) == 10
+    _same(kept, expected)
+    _same(among, expected)
+
+
+def test_a_filter_nothing_passes_finds_nothing(store: ChromaStore) -> None:
+    assert _search(store, [0.1] * 16, {"dataset": "none"}) == []
+
+
+def test_an_id_chroma_lacks_falls_back_to_where(store: ChromaStore) -> None:
+    """What a reader whose Chroma index is a write behind the BM25 file sees."""
+    vector = [0.2] * 16
+    expected = _search(store, vector, {"dataset": "d4"})
+    lexical = _lexical(store)
+    lexical.upsert(["ghost"], ["a chunk only the BM25 index has"], [{"dataset": "d4"}])
+    try:
+        _same(_search(store, vector, {"dataset": "d4"}), expected)
+    finally:
+        lexical.delete(["ghost"])
+
+
+def test_embeddings_are_kept_replaced_and_removed_with_their_chunks(store: ChromaStore) -> None:
+    lexical = _lexical(store)
+    where = parse_filters({"file_hash": "h7"})
+    assert where is not None
+    kept = lexical.vectors_where(where, limit=100)
+    assert kept is not None and len(kept[0]) == kept[1].shape[0] > 0 and kept[1].shape[1] == 16
+    # An upsert without embeddings (a store that gives none) forgets the old ones: no search
+    # may use a vector of another embedder.
+    first = kept[0][0]
+    text, meta = lexical.texts([first])[first]
+    lexical.upsert([first], [text], [meta])
+    assert lexical.vectors_where(where, limit=100) is None
+    store.upsert([first], [text], [np.ones(16).tolist()], [meta])
+    again = lexical.vectors_where(where, limit=100)
+    assert again is not None and again[1][again[0].index(first)].tolist() == [1.0] * 16
+    store.delete({"file_hash": "h7"})
+    with contextlib.closing(sqlite3.connect(lexical.path)) as conn:
+        orphans = conn.execute(
+            "SELECT count(*) FROM vectors WHERE seq NOT IN (SELECT seq FROM chunks)"
+        ).fetchone()[0]
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM chunks), (SELECT count(*) FROM vectors)"
+        )
+        assert orphans == 0 and len(set(counts.fetchone())) == 1
+    emptied = lexical.vectors_where(where, limit=100)
+    assert emptied is not None and emptied[0] == []
+
+
+def test_a_bm25_file_filled_from_chroma_keeps_the_embeddings(tmp_path: Path) -> None:
+    store = ChromaStore(path=tmp_path, collection_name="docs")
+    vectors = np.eye(4, 16, dtype=np.float32)
+    store.upsert(["a", "b", "c", "d"], ["w"] * 4, vectors.tolist(), [{"dataset": "x"}] * 4)
+    _lexical(store).drop()  # a store from before the BM25 file: the next use fills it
+    assert _search(store, vectors[2].tolist(), {"dataset": "x"})[0][0] == "c"
+    kept = _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=10)  # type: ignore[arg-type]
+    assert kept is not None
+    assert dict(zip(kept[0], kept[1].tolist(), strict=True))["c"] == vectors[2].tolist()

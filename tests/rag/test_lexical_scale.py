@@ -1,0 +1,150 @@
+"""The SQLite BM25 index at scale, on small files: the ranking that reads only the rarer words'
+chunks, filters on indexed keys, and the count that reads no rows, each against the plain way."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from llamafarm.rag.filters import matches, parse_filters
+from llamafarm.rag.stores import lexical
+from llamafarm.rag.stores.lexical import LexicalIndex
+
+WORDS = [f"w{i}" for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> LexicalIndex:
+    """300 chunks of words drawn so that w0 is in most chunks and w39 in few, as in prose."""
+    rng = random.Random(7)
+    weights = [1 / (rank + 1) for rank in range(len(WORDS))]
+    ids, texts, metas = [], [], []
+    for i in range(300):
+        ids.append(f"c{i:03d}")
+        texts.append(" ".join(rng.choices(WORDS, weights, k=rng.randint(5, 30))))
+        metas.append({"dataset": f"d{i % 7}", "file_hash": f"h{i % 13}", "page": i % 5})
+    metas[5]["dataset"] = 3  # a number: no filter on the string "3" may match it
+    index = LexicalIndex(tmp_path_factory.mktemp("lexical") / "scale.sqlite3")
+    index.upsert(ids, texts, metas)
+    return index
+
+
+def _hits(
+    index: LexicalIndex, query: str, top_k: int = 20, **kw: object
+) -> list[tuple[str, float]]:
+    return [(hit.id, hit.score) for hit in index.search(query, top_k=top_k, **kw)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "query", ["w1 w30 w35", "w0 w2 w3 w39", "w5 w6 w7 w8 w9 w38", "w0 w1", "w39 w38"]
+)
+def test_ranking_among_the_rarer_words_scores_as_fts5(
+    corpus: LexicalIndex, query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terms = lexical.query_terms(query)
+    with contextlib.closing(sqlite3.connect(corpus.path)) as conn:
+        frequencies = lexical._frequencies(conn, terms)
+    rarest = min(terms, key=lambda term: (frequencies[term], term))
+    full = dict(_hits(corpus, query, top_k=1000))
+    holding = {hit.id for hit in corpus.search(rarest, top_k=1000)}
+    monkeypatch.setattr(lexical, "CANDIDATE_POSTINGS", frequencies[rarest])
+    sql, _ = lexical._ranking(terms, frequencies, top_k=20, where=None)
+    assert sql == lexical._SEARCH_AMONG  # the narrowed path runs
+    found = _hits(corpus, query)
+    # The best 20 of the chunks holding the rarest word, each scored as the full query scores
+    # it (the AND counts the rare word twice; the second count is taken off again).
+    best = sorted((i for i in full if i in holding), key=lambda i: (-full[i], i))[:20]
+    assert [id_ for id_, _ in found] == best
+    assert [score for _, score in found] == pytest.approx([full[i] for i in best], rel=1e-12)
+
+
+def test_the_narrowed_ranking_equals_the_full_one_when_the_rare_words_decide(
+    corpus: LexicalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # w39 is rare and w0 in most chunks (its IDF near 0): the best chunks all hold w39.
+    expected = _hits(corpus, "w0 w39", top_k=3)
+    monkeypatch.setattr(lexical, "CANDIDATE_POSTINGS", 1)
+    found = _hits(corpus, "w0 w39", top_k=3)
+    assert [i for i, _ in found] == [i for i, _ in expected]
+    assert [s for _, s in found] == pytest.approx([s for _, s in expected], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"dataset": "d3"},
+        {"dataset": {"$in": ["d1", "d4", "nothing"]}},
+        {"dataset": "d2", "page": {"$gte": 2}},
+        {"$and": [{"file_hash": "h5"}, {"dataset": {"$ne": "d1"}}]},
+        {"document_id": "none"},
+        {"$or": [{"dataset": "d1"}, {"page": 4}]},  # no indexed test: the plain way
+        {"dataset": {"$ne": "d3"}},
+    ],
+)
+def test_filters_on_indexed_keys_find_what_the_filter_passes(
+    corpus: LexicalIndex, raw: dict[str, object]
+) -> None:
+    where = parse_filters(raw)
+    assert where is not None
+    with contextlib.closing(sqlite3.connect(corpus.path)) as conn:
+        rows = conn.execute("SELECT id, metadata FROM chunks").fetchall()
+    passing = sorted(id_ for id_, meta in rows if matches(where, json.loads(meta)))
+    ids = corpus.ids_where(where, limit=1000)
+    if lexical.indexed_condition(where) is None:
+        assert ids is None
+    else:
+        assert ids is not None and sorted(ids) == passing
+    hits = corpus.search("w0 w1 w2 w20", top_k=500, where=where)
+    assert sorted(hit.id for hit in hits) == [i for i in passing if i in _holding(corpus)]
+    assert corpus.ids_where(where, limit=len(passing) - 1) is None if passing else True
+
+
+def _holding(index: LexicalIndex) -> set[str]:
+    return {hit.id for hit in index.search("w0 w1 w2 w20", top_k=1000)}
+
+
+def test_the_string_3_never_matches_the_number_3(corpus: LexicalIndex) -> None:
+    where = parse_filters({"dataset": "3"})
+    assert where is not None
+    assert corpus.ids_where(where, limit=10) == []
+    assert corpus.search("w0 w1 w2", top_k=10, where=where) == []
+    number = parse_filters({"dataset": 3})
+    assert number is not None and corpus.ids_where(number, limit=10) is None  # not indexed
+    assert [hit.id for hit in corpus.search("w0 w1 w2 w3 w4", top_k=10, where=number)] == ["c005"]
+
+
+def test_the_count_is_fts5s_own_and_follows_every_write(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "count.sqlite3")
+    assert index.count() == 0
+    index.upsert(["a", "b", "c"], ["one", "two", "three"], [{}] * 3)
+    index.upsert(["a", "d"], ["one again", "four"], [{"k": 1}, {}])  # a replaced, d added
+    index.delete(["b"])
+    index.delete_where({"k": 1})
+    with contextlib.closing(sqlite3.connect(index.path)) as conn:
+        rows = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    assert index.count() == rows == 2
+    index.upsert([f"x{i}" for i in range(300)], ["word"] * 300, [{}] * 300)
+    assert index.count() == 302  # past one byte of varint
+    index.delete([f"x{i}" for i in range(300)])
+    assert index.count() == 2
+
+
+def test_an_older_file_gets_the_new_indexes(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "old.sqlite3")
+    index.upsert(["a"], ["one"], [{"dataset": "d", "file_hash": "h", "document_id": "x"}])
+    with contextlib.closing(sqlite3.connect(index.path)) as conn:
+        # What a file of the version before holds: none of these.
+        for drop in ("INDEX chunks_by_hash", "INDEX chunks_by_document", "TRIGGER vectors_delete"):
+            conn.execute(f"DROP {drop}")
+        conn.execute("DROP TABLE vectors")
+        conn.commit()
+    where = parse_filters({"document_id": "x"})
+    assert where is not None and index.ids_where(where, limit=5) == ["a"]
+    with contextlib.closing(sqlite3.connect(index.path)) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"chunks_by_hash", "chunks_by_document", "vectors", "vectors_delete"} <= names
