@@ -52,7 +52,10 @@ TINY_FILES = {"config.json": b"{}", "model.bin": b"m" * (2 << 20)}
 """What the fake hub serves; `model.bin` is held until the test releases it (`hub.release`)."""
 
 
-@pytest.fixture(scope="session")
+# Module-scoped (there is one module of UI tests): Playwright's sync API keeps an event loop
+# running on the thread while it is open, and the tests run after this module (in the same
+# xdist worker) call asyncio.run.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -65,13 +68,13 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def hub() -> Iterator[FakeHub]:
     with FakeHub({TINY_MODEL: TINY_FILES}, hold="model.bin") as fake:
         yield fake
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, hub: FakeHub) -> Iterator[Server]:
     cache = tmp_path_factory.mktemp("hf-cache")
     started = launch(tmp_path_factory, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(cache))
