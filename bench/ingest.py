@@ -60,19 +60,29 @@ def generate(folder: Path, files: int, paragraphs: int, seed: int = 7) -> None:
         (folder / f"doc{f:03d}.txt").write_text("\n\n".join(body))
 
 
-def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
-    """Peak memory of the worker (the server's child and its pool), as summed PSS.
+def tree_pss(root: psutil.Process) -> tuple[int, int]:
+    """PSS of the worker (the server's child) and of its child processes (parse processes,
+    their forkserver), summed.
 
     PSS splits pages shared by the pool's parent and children between them, so the sum is
     what the worker really holds; summing RSS would count the forked pages twice.
     """
+    own = children = 0
+    for child in root.children():
+        try:
+            own += child.memory_full_info().pss
+            children += sum(p.memory_full_info().pss for p in child.children(recursive=True))
+        except psutil.Error:
+            pass
+    return own, children
+
+
+def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
+    """Peak memory of the worker with its pool (`peak[0]`), of the worker alone (`peak[1]`)
+    and of its parse processes (`peak[2]`), as PSS (`tree_pss`)."""
     while not stop.is_set():
-        for child in root.children():
-            try:
-                tree = [child, *child.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_full_info().pss for p in tree))
-            except psutil.Error:
-                pass
+        own, children = tree_pss(root)
+        peak[:] = max(peak[0], own + children), max(peak[1], own), max(peak[2], children)
         # Reading smaps costs CPU that the worker would miss: sample once a second.
         stop.wait(1.0)
 
@@ -127,7 +137,8 @@ def main() -> None:
         api_process = psutil.Process(server.pid)
         [worker_process] = api_process.children()
         cpu_before = [p.cpu_times() for p in (api_process, worker_process)]
-        stop, peak = threading.Event(), [0]
+        idle = tree_pss(api_process)
+        stop, peak = threading.Event(), [0, 0, 0]
         watcher = threading.Thread(target=watch_rss, args=(psutil.Process(server.pid), stop, peak))
         watcher.start()
         started = time.perf_counter()
@@ -220,7 +231,12 @@ def main() -> None:
     print(f"ratio end to end / raw (per file):    {e2e_rate / file_rate:.2f}")
     print(f"CPU used meanwhile: API server {api_cpu:.2f} s, worker {worker_cpu:.2f} s")
     print(f"time inside file jobs, summed over files processed at once: {busy:6.2f} s")
-    print(f"worker peak memory (PSS, with any child processes): {peak[0] / 2**20:.0f} MiB")
+    mib = [round(value / 2**20) for value in (*idle, *peak)]
+    print(f"worker peak memory (PSS, with any child processes): {mib[2]} MiB")
+    print(
+        f"  the worker alone {mib[3]} MiB (idle before: {mib[0]}), its parse processes "
+        f"{mib[4]} MiB (idle before: {mib[1]})"
+    )
     print(
         f"re-ingest after changing {args.edit:.0%} of the paragraphs: {len(redone)} edited "
         f"files, {re_chunks} chunks of which {reused} reused ({reused / max(re_chunks, 1):.0%})"

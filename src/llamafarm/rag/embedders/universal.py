@@ -7,7 +7,7 @@ a 503 naming it when the model is first needed, not a config error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ BUNDLED = bundled.EMBEDDER
 BUNDLED_ALIASES = bundled.EMBEDDER_ALIASES
 BUNDLED_DIMENSION = 384
 BUNDLED_MAX_POSITIONS = 512
+ATTENTION_BUDGET = 8 * 256 * 256
+"""Most texts x tokens x tokens one inference may take (its batch times its longest text's
+length, squared): attention keeps a width x width matrix per text and head, so a batch of 32
+chunks of 256 tokens took a worker to 818 MiB, 8 of them to 524 MiB, at the same speed
+(bench/ingest.py). Short texts (queries) still go `batch_size` at a time."""
 WHAT = "UniversalEmbedder"
 
 Floats = npt.NDArray[np.float32]
@@ -157,10 +162,11 @@ class UniversalEmbedder:
         loaded = self._load()
         encodings = loaded.tokenizer.encode_batch(list(texts))
         # Batches of similar length waste less work on padding; results go back by index.
-        order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
+        lengths = [len(encoding.ids) for encoding in encodings]
+        order = np.argsort(lengths, kind="stable")
         vectors: Floats | None = None
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for part in self._batches([lengths[i] for i in order]):
+            rows = order[part]
             batch = self._run(loaded, [encodings[i] for i in rows])
             self._dimension = self._dimension or int(batch.shape[1])
             if vectors is None:
@@ -169,6 +175,21 @@ class UniversalEmbedder:
         assert vectors is not None
         result: list[list[float]] = vectors.tolist()
         return result
+
+    def _batches(self, lengths: list[int]) -> Iterator[slice]:
+        """Texts of ascending `lengths` (in tokens) cut into runs of at most `batch_size`
+        texts and `ATTENTION_BUDGET`; a run is padded to its last, longest text."""
+        start = 0
+        while start < len(lengths):
+            end = start + 1
+            while (
+                end < len(lengths)
+                and end - start < self.batch_size
+                and (end - start + 1) * lengths[end] ** 2 <= ATTENTION_BUDGET
+            ):
+                end += 1
+            yield slice(start, end)
+            start = end
 
     def _load(self) -> Loaded:
         if self._missing is not None:
