@@ -32,9 +32,10 @@ BUNDLED_DIMENSION = 384
 BUNDLED_MAX_POSITIONS = 512
 ATTENTION_BUDGET = 8 * 256 * 256
 """Most texts x tokens x tokens one inference may take (its batch times its longest text's
-length, squared): attention keeps a width x width matrix per text and head, so a batch of 32
-chunks of 256 tokens took a worker to 818 MiB, 8 of them to 524 MiB, at the same speed
-(bench/ingest.py). Short texts (queries) still go `batch_size` at a time."""
+length, squared): attention keeps a width x width matrix per text and head. Embedding the
+chunks of bench/ingest.py (~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32,
+524 MiB in runs of 8, at the same rate within the noise (10-12 texts/s on 2 busy cores). Short
+texts (queries) still go `batch_size` at a time."""
 WHAT = "UniversalEmbedder"
 
 Floats = npt.NDArray[np.float32]
@@ -49,7 +50,12 @@ class UniversalConfig(StrictModel):
     dimension: PositiveInt | None = Field(
         default=None, description="Default: what the model makes (384 for the bundled one)."
     )
-    batch_size: PositiveInt = Field(default=32, le=1024)
+    batch_size: PositiveInt = Field(
+        default=32,
+        le=1024,
+        description="Texts per inference at most; long ones go fewer at a time, within "
+        "ATTENTION_BUDGET (8 texts of 256 tokens).",
+    )
     max_length: int = Field(
         default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
     )
