@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 import psutil
@@ -60,19 +61,42 @@ def generate(folder: Path, files: int, paragraphs: int, seed: int = 7) -> None:
         (folder / f"doc{f:03d}.txt").write_text("\n\n".join(body))
 
 
-def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
-    """Peak memory of the worker (the server's child and its pool), as summed PSS.
+class Rerun(NamedTuple):
+    again_id: str
+    re_ingest: float
+    redone: list[dict[str, Any]]
+    reused: int
+    re_chunks: int
+    reindex_id: str
+    reindex: float
+    rebuilt: dict[str, Any]
+    reindex_chunks: int
+    reindex_reused: int
+
+
+def tree_pss(root: psutil.Process) -> tuple[int, int]:
+    """PSS of the worker (the server's child) and of its child processes (parse processes,
+    their forkserver), summed.
 
     PSS splits pages shared by the pool's parent and children between them, so the sum is
     what the worker really holds; summing RSS would count the forked pages twice.
     """
+    own = children = 0
+    for child in root.children():
+        try:
+            own += child.memory_full_info().pss
+            children += sum(p.memory_full_info().pss for p in child.children(recursive=True))
+        except psutil.Error:
+            pass
+    return own, children
+
+
+def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
+    """Peak memory of the worker with its pool (`peak[0]`), of the worker alone (`peak[1]`)
+    and of its parse processes (`peak[2]`), as PSS (`tree_pss`)."""
     while not stop.is_set():
-        for child in root.children():
-            try:
-                tree = [child, *child.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_full_info().pss for p in tree))
-            except psutil.Error:
-                pass
+        own, children = tree_pss(root)
+        peak[:] = max(peak[0], own + children), max(peak[1], own), max(peak[2], children)
         # Reading smaps costs CPU that the worker would miss: sample once a second.
         stop.wait(1.0)
 
@@ -83,6 +107,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--paragraphs", type=int, default=40)
     parser.add_argument("--edit", type=float, default=0.1, help="Share of paragraphs changed.")
+    parser.add_argument(
+        "--only-ingest", action="store_true", help="No re-ingest after an edit, no reindex."
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lf-bench-"))
@@ -127,7 +154,8 @@ def main() -> None:
         api_process = psutil.Process(server.pid)
         [worker_process] = api_process.children()
         cpu_before = [p.cpu_times() for p in (api_process, worker_process)]
-        stop, peak = threading.Event(), [0]
+        idle = tree_pss(api_process)
+        stop, peak = threading.Event(), [0, 0, 0]
         watcher = threading.Thread(target=watch_rss, args=(psutil.Process(server.pid), stop, peak))
         watcher.start()
         started = time.perf_counter()
@@ -150,51 +178,20 @@ def main() -> None:
         chunks = sum(f["chunks"] for f in task["meta"]["files"])
         if task["state"] != "SUCCESS":
             raise SystemExit(f"processing failed: {task['error']}")
-        edited = edit(paths, work / "edited", args.edit)
-        for path in edited:
-            with path.open("rb") as handle:
-                http.post(
-                    f"{base}/datasets/documents/data", files={"file": (path.name, handle)}
-                ).raise_for_status()
-        started = time.perf_counter()
-        again_id = http.post(
-            f"{base}/datasets/documents/actions", json={"action_type": "process"}
-        ).json()["task_id"]
-        while (again := http.get(f"{base}/tasks/{again_id}").json())["state"] not in (
-            "SUCCESS",
-            "FAILURE",
-        ):
-            time.sleep(0.2)
-        re_ingest = time.perf_counter() - started
-        redone = [f for f in again["meta"]["files"] if f["state"] == "SUCCESS"]
-        reused = sum(f["chunks_reused"] for f in redone)
-        re_chunks = sum(f["chunks"] for f in redone)
-
-        started = time.perf_counter()
-        reindex_id = http.post(f"{base}/rag/databases/main_db/reindex").json()["task_id"]
-        while (rebuilt := http.get(f"{base}/tasks/{reindex_id}").json())["state"] not in (
-            "SUCCESS",
-            "FAILURE",
-            "REVOKED",
-        ):
-            time.sleep(0.2)
-        reindex = time.perf_counter() - started
-        if rebuilt["state"] != "SUCCESS":
-            raise SystemExit(f"reindex failed: {rebuilt['error']}")
-        reindex_chunks = sum(f["chunks"] for f in rebuilt["meta"]["files"])
-        reindex_reused = sum(f["chunks_reused"] for f in rebuilt["meta"]["files"])
+        later = None if args.only_ingest else rerun(http, base, paths, work, args.edit)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
 
     busy = job_seconds(work / "data" / "state.db", task_id)
-    steps = {
-        run: step_seconds(work / "data" / "state.db", run_id)
-        for run, run_id in (("ingest", task_id), ("re-ingest", again_id), ("reindex", reindex_id))
-    }
+    runs = [("ingest", task_id)]
+    if later is not None:
+        runs += [("re-ingest", later.again_id), ("reindex", later.reindex_id)]
+    steps = {run: step_seconds(work / "data" / "state.db", run_id) for run, run_id in runs}
     store_dir = work / "data" / "projects" / "bench" / "kb" / "stores" / "main_db"
-    # The reindex built generation 1 of the collection.
-    stored = stored_chunks(ChromaStore(path=store_dir, collection_name="documents_g1"))
+    # A reindex built generation 1 of the collection.
+    collection = "documents" if later is None else "documents_g1"
+    stored = stored_chunks(ChromaStore(path=store_dir, collection_name=collection))
     by_file = [stored[f["hash"]] for f in task["meta"]["files"]]  # the first run's files
     texts = [text for chunks_of_file in by_file for text in chunks_of_file]
     assert len(texts) == chunks, (len(texts), chunks)
@@ -220,25 +217,86 @@ def main() -> None:
     print(f"ratio end to end / raw (per file):    {e2e_rate / file_rate:.2f}")
     print(f"CPU used meanwhile: API server {api_cpu:.2f} s, worker {worker_cpu:.2f} s")
     print(f"time inside file jobs, summed over files processed at once: {busy:6.2f} s")
-    print(f"worker peak memory (PSS, with any child processes): {peak[0] / 2**20:.0f} MiB")
+    mib = [round(value / 2**20) for value in (*idle, *peak)]
+    print(f"worker peak memory (PSS, with any child processes): {mib[2]} MiB")
     print(
-        f"re-ingest after changing {args.edit:.0%} of the paragraphs: {len(redone)} edited "
-        f"files, {re_chunks} chunks of which {reused} reused ({reused / max(re_chunks, 1):.0%})"
+        f"  the worker alone {mib[3]} MiB (idle before: {mib[0]}), its parse processes "
+        f"{mib[4]} MiB (idle before: {mib[1]})"
     )
-    print(f"re-ingest (request -> task done):   {re_ingest:6.2f} s")
-    print(f"full ingest / re-ingest:            {end_to_end / re_ingest:6.2f}x")
-    reindex_rate = reindex_chunks / reindex
-    print(
-        f"reindex (request -> switched):      {reindex:6.2f} s  {reindex_rate:7.1f} chunks/s "
-        f"({reindex_chunks} chunks of {len(rebuilt['meta']['files'])} files, "
-        f"{reindex_reused} reused)"
-    )
-    print(f"reindex rate / full ingest rate:    {reindex_rate / e2e_rate:6.2f}x")
+    if later is not None:
+        report(later, share=args.edit, end_to_end=end_to_end, e2e_rate=e2e_rate)
     print("worker time by step, summed over files (s):")
     names = ["parse", "chunk", "embed", "store"]
     print(f"  {'':10s}" + "".join(f"{n:>9s}" for n in names))
     for run, seconds in steps.items():
         print(f"  {run:10s}" + "".join(f"{seconds.get(n, 0.0):9.2f}" for n in names))
+
+
+def rerun(http: httpx.Client, base: str, paths: list[Path], work: Path, share: float) -> Rerun:
+    """Processing again after an edit of `share` of the paragraphs, then a reindex."""
+    edited = edit(paths, work / "edited", share)
+    for path in edited:
+        with path.open("rb") as handle:
+            http.post(
+                f"{base}/datasets/documents/data", files={"file": (path.name, handle)}
+            ).raise_for_status()
+    started = time.perf_counter()
+    again_id = http.post(
+        f"{base}/datasets/documents/actions", json={"action_type": "process"}
+    ).json()["task_id"]
+    while (again := http.get(f"{base}/tasks/{again_id}").json())["state"] not in (
+        "SUCCESS",
+        "FAILURE",
+    ):
+        time.sleep(0.2)
+    re_ingest = time.perf_counter() - started
+    redone = [f for f in again["meta"]["files"] if f["state"] == "SUCCESS"]
+    reused = sum(f["chunks_reused"] for f in redone)
+    re_chunks = sum(f["chunks"] for f in redone)
+
+    started = time.perf_counter()
+    reindex_id = http.post(f"{base}/rag/databases/main_db/reindex").json()["task_id"]
+    while (rebuilt := http.get(f"{base}/tasks/{reindex_id}").json())["state"] not in (
+        "SUCCESS",
+        "FAILURE",
+        "REVOKED",
+    ):
+        time.sleep(0.2)
+    reindex = time.perf_counter() - started
+    if rebuilt["state"] != "SUCCESS":
+        raise SystemExit(f"reindex failed: {rebuilt['error']}")
+    reindex_chunks = sum(f["chunks"] for f in rebuilt["meta"]["files"])
+    reindex_reused = sum(f["chunks_reused"] for f in rebuilt["meta"]["files"])
+    return Rerun(
+        again_id,
+        re_ingest,
+        redone,
+        reused,
+        re_chunks,
+        reindex_id,
+        reindex,
+        rebuilt,
+        reindex_chunks,
+        reindex_reused,
+    )
+
+
+def report(r: Rerun, *, share: float, end_to_end: float, e2e_rate: float) -> None:
+    """The re-ingest's and the reindex's figures, against the full ingest's."""
+    print(
+        f"re-ingest after changing {share:.0%} of the paragraphs: {len(r.redone)} edited "
+        f"files, {r.re_chunks} chunks of which {r.reused} reused "
+        f"({r.reused / max(r.re_chunks, 1):.0%})"
+    )
+    print(f"re-ingest (request -> task done):   {r.re_ingest:6.2f} s")
+    print(f"full ingest / re-ingest:            {end_to_end / r.re_ingest:6.2f}x")
+    reindex_rate = r.reindex_chunks / r.reindex
+    print(
+        f"reindex (request -> switched):      {r.reindex:6.2f} s  {reindex_rate:7.1f} chunks/s "
+        f"({r.reindex_chunks} chunks of {len(r.rebuilt['meta']['files'])} files, "
+        f"{r.reindex_reused} reused)"
+    )
+    print(f"reindex rate / full ingest rate:    {reindex_rate / e2e_rate:6.2f}x")
 
 
 def edit(paths: list[Path], folder: Path, share: float, seed: int = 11) -> list[Path]:

@@ -29,7 +29,7 @@ from llamafarm.rag.embedders import (
 )
 from llamafarm.rag.embedders.base import HttpEmbedder
 from llamafarm.rag.embedders.ollama import ollama_url
-from llamafarm.rag.embedders.universal import bundled_files
+from llamafarm.rag.embedders.universal import ATTENTION_BUDGET, bundled_files
 
 VOCABULARY = (
     "river mountain engine protein invoice harbour violin glacier tax ledger orbit pasta "
@@ -99,6 +99,23 @@ def test_batches_split_and_join_at_their_boundaries() -> None:
     assert np.allclose(batched, single, atol=1e-5)
     similarity = np.array(batched) @ np.array(single).T
     assert list(similarity.argmax(axis=1)) == list(range(70))
+
+
+def test_long_texts_run_in_fewer_rows_within_the_attention_budget() -> None:
+    embedder = UniversalEmbedder({"batch_size": 32})
+    lengths = sorted([10] * 40 + [250] * 20)
+    runs = [lengths[part] for part in embedder._batches(lengths)]
+    assert [len(run) for run in runs] == [32, 8, 8, 8, 4]
+    assert all(len(run) * run[-1] ** 2 <= ATTENTION_BUDGET for run in runs)
+    # A text too long for the budget alone still runs, alone.
+    assert [part.stop - part.start for part in embedder._batches([600, 700])] == [1, 1]
+
+
+def test_long_texts_cut_into_runs_keep_their_vectors(minilm: UniversalEmbedder) -> None:
+    texts = sentences(12, words=200)  # up to 256 tokens: runs of a few texts
+    together = minilm.embed(texts)
+    alone = [minilm.embed([text])[0] for text in texts]
+    assert np.allclose(together, alone, atol=1e-5)
 
 
 def test_empty_input_gives_no_vectors(minilm: UniversalEmbedder) -> None:

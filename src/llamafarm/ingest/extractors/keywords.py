@@ -12,8 +12,6 @@ import re
 from collections import Counter
 from typing import Any, ClassVar
 
-import yake
-
 from llamafarm.documents import Chunk, MetadataValue
 from llamafarm.errors import ConfigInvalid
 from llamafarm.ingest.extractors.base import STOPWORDS, integer, words
@@ -119,6 +117,10 @@ class KeywordExtractor:
         return sorted(scores, key=lambda k: -scores[k])[: self.max_keywords]
 
     def _yake(self, text: str) -> list[str]:
+        # Imported here, not with the module (13 MiB with networkx): the worker imports the
+        # extractors to check configs; its parse processes preload it (sandbox.child.PRELOAD).
+        import yake
+
         extractor = yake.KeywordExtractor(
             lan=self.language, n=self.ngram, dedupLim=self.dedup, top=self.max_keywords
         )

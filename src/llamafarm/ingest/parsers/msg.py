@@ -6,9 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
-import extract_msg
-from extract_msg.exceptions import ExMsgBaseException
-
 from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
 from llamafarm.ingest.parsers.base import clean_text, finish
@@ -28,6 +25,10 @@ class MsgParser:
     def parse(self, path: Path, *, filename: str) -> ParsedDocument:
         # extract-msg logs every unusual property it meets at WARNING; the text is what matters.
         logging.getLogger("extract_msg").setLevel(logging.ERROR)
+        # Imported here, not with the module (17 MiB): see `pdf.PDFParser._inspect`.
+        import extract_msg
+        from extract_msg.exceptions import ExMsgBaseException
+
         try:
             message = extract_msg.openMsg(str(path), strict=False)
         except (ExMsgBaseException, OSError, ValueError) as exc:

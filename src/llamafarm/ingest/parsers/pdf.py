@@ -11,10 +11,7 @@ import threading
 import unicodedata
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
-
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import PdfReadWarning
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llamafarm.documents import MetadataValue, ParsedDocument, Section
 from llamafarm.errors import ParseFailed
@@ -27,6 +24,9 @@ from llamafarm.ingest.parsers.pdf_layout import (
     paragraphs,
     rejoin_hyphens,
 )
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 OCR_DPI = 150
 """Pages are rendered for OCR at this resolution: body text is then ~20 px high, which the
@@ -93,6 +93,11 @@ class PDFParser:
 
     def _inspect(self, path: Path, filename: str) -> tuple[list[str], object]:
         """Page labels and title, after refusing encrypted files with no usable password."""
+        # Imported here, not with the module: the worker imports the parsers to choose one,
+        # and only its parse processes (which preload it, sandbox.child.PRELOAD) read files.
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadWarning
+
         # pypdf warns about every repairable oddity in real-world files; anything fatal raises.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PdfReadWarning)
@@ -108,6 +113,8 @@ class PDFParser:
         return labels, title
 
     def _decrypt(self, reader: PdfReader, filename: str) -> None:
+        from pypdf import PasswordType
+
         if not reader.is_encrypted:
             return
         # Copy-protected PDFs are encrypted with an empty user password: they open as-is.

@@ -35,6 +35,10 @@ from llamafarm.ingest.sandbox.zips import check_zip
 
 READY = "ready"
 MORE = "more"
+PRELOAD = ("pypdf", "extract_msg", "yake")
+"""Libraries the parsers and extractors import only when they first read a file (the worker,
+which imports them to choose and check, never does): the parse processes' forkserver imports
+them once, so that every parse process starts with them."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from llamafarm.documents import Chunk
 from llamafarm.errors import ParseFailed, ParseLimitExceeded, Unavailable
-from llamafarm.ingest.sandbox.child import MORE, READY, Job, Stats, serve
+from llamafarm.ingest.sandbox.child import MORE, PRELOAD, READY, Job, Stats, serve
 from llamafarm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,6 @@ def _context() -> BaseContext:
     open databases; spawn elsewhere."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["llamafarm.ingest.sandbox.child"])
+        context.set_forkserver_preload(["llamafarm.ingest.sandbox.child", *PRELOAD])
         return context
     return multiprocessing.get_context("spawn")

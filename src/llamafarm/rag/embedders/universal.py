@@ -7,7 +7,7 @@ a 503 naming it when the model is first needed, not a config error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ BUNDLED = bundled.EMBEDDER
 BUNDLED_ALIASES = bundled.EMBEDDER_ALIASES
 BUNDLED_DIMENSION = 384
 BUNDLED_MAX_POSITIONS = 512
+ATTENTION_BUDGET = 8 * 256 * 256
+"""Most texts x tokens x tokens one inference may take (its batch times its longest text's
+length, squared): attention keeps a width x width matrix per text and head. Embedding the
+chunks of bench/ingest.py (~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32,
+524 MiB in runs of 8, at the same rate within the noise (10-12 texts/s on 2 busy cores). Short
+texts (queries) still go `batch_size` at a time."""
 WHAT = "UniversalEmbedder"
 
 Floats = npt.NDArray[np.float32]
@@ -44,7 +50,12 @@ class UniversalConfig(StrictModel):
     dimension: PositiveInt | None = Field(
         default=None, description="Default: what the model makes (384 for the bundled one)."
     )
-    batch_size: PositiveInt = Field(default=32, le=1024)
+    batch_size: PositiveInt = Field(
+        default=32,
+        le=1024,
+        description="Texts per inference at most; long ones go fewer at a time, within "
+        "ATTENTION_BUDGET (8 texts of 256 tokens).",
+    )
     max_length: int = Field(
         default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
     )
@@ -157,10 +168,11 @@ class UniversalEmbedder:
         loaded = self._load()
         encodings = loaded.tokenizer.encode_batch(list(texts))
         # Batches of similar length waste less work on padding; results go back by index.
-        order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
+        lengths = [len(encoding.ids) for encoding in encodings]
+        order = np.argsort(lengths, kind="stable")
         vectors: Floats | None = None
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for part in self._batches([lengths[i] for i in order]):
+            rows = order[part]
             batch = self._run(loaded, [encodings[i] for i in rows])
             self._dimension = self._dimension or int(batch.shape[1])
             if vectors is None:
@@ -169,6 +181,21 @@ class UniversalEmbedder:
         assert vectors is not None
         result: list[list[float]] = vectors.tolist()
         return result
+
+    def _batches(self, lengths: list[int]) -> Iterator[slice]:
+        """Texts of ascending `lengths` (in tokens) cut into runs of at most `batch_size`
+        texts and `ATTENTION_BUDGET`; a run is padded to its last, longest text."""
+        start = 0
+        while start < len(lengths):
+            end = start + 1
+            while (
+                end < len(lengths)
+                and end - start < self.batch_size
+                and (end - start + 1) * lengths[end] ** 2 <= ATTENTION_BUDGET
+            ):
+                end += 1
+            yield slice(start, end)
+            start = end
 
     def _load(self) -> Loaded:
         if self._missing is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +25,6 @@ from llamafarm.rag.stores.chroma_clients import (
     release,
     release_missing,
 )
-from llamafarm.rag.stores.qdrant import QdrantStore
 from llamafarm.registry import Registry
 
 
@@ -45,7 +45,34 @@ class StoreClass(Protocol):
 STORES: Registry[StoreClass] = Registry("database")
 """Store classes by the `type` a database names."""
 STORES.register("ChromaStore", ChromaStore)
-STORES.register("QdrantStore", QdrantStore)
+
+
+class _Deferred:
+    """A store class imported on its first use: qdrant_client costs a process 27 MiB and
+    1.4 s to import, which a server or worker whose databases are all Chroma never pays."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def load(self) -> StoreClass:
+        store_class: StoreClass = getattr(importlib.import_module(self.module), self.name)
+        return store_class
+
+    def from_config(
+        self,
+        *,
+        path: Path,
+        database: str,
+        config: Mapping[str, Any],
+        clients: ChromaClients | None = None,
+        scope: Sequence[str] = (),
+    ) -> VectorStore:
+        return self.load().from_config(
+            path=path, database=database, config=config, clients=clients, scope=scope
+        )
+
+
+STORES.register("QdrantStore", _Deferred("llamafarm.rag.stores.qdrant", "QdrantStore"))
 
 UNHONOURED: dict[str, frozenset[str]] = {
     "ChromaStore": LLAMAFARM_KEYS,
@@ -106,6 +133,13 @@ def index_records(database: Database, project_dir: Path, clients: ChromaClients)
             clients.records, project_dir.parent.name, project_dir.name, database.name
         )
     return FileIndexRecords(index_folder(project_dir, database))
+
+
+def __getattr__(name: str) -> Any:
+    # `from llamafarm.rag.stores import QdrantStore` imports it then, and only then.
+    if name == "QdrantStore":
+        return _Deferred("llamafarm.rag.stores.qdrant", name).load()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
