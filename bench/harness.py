@@ -1,4 +1,5 @@
-"""What the benchmarks that start a real `lf start` share: a free port, and waiting for it."""
+"""What the benchmarks that start a real `lf start` share: a free port, waiting for it, and
+running a task to its end."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,3 +33,23 @@ def wait_until_up(http: httpx.Client, server: subprocess.Popen[bytes], log: Path
             pass
         time.sleep(0.2)
     raise SystemExit(f"the server or its worker was not up within 2 minutes; see {log}")
+
+
+PROCESS = ("/datasets/documents/actions", {"action_type": "process"})
+"""The request that processes the bench project's `documents` dataset."""
+
+
+def run_task(
+    http: httpx.Client, base: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST `base + path` (what starts a task: a dataset's process, a reindex), then poll the
+    task until it ends; the task as it ended."""
+    task_id = http.post(f"{base}{path}", json=body).json()["task_id"]
+    while (task := http.get(f"{base}/tasks/{task_id}").json())["state"] not in (
+        "SUCCESS",
+        "FAILURE",
+        "REVOKED",
+    ):
+        time.sleep(0.2)
+    result: dict[str, Any] = task
+    return result

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import psutil
-from harness import free_port
+from harness import PROCESS, free_port, run_task
 
 from llamafarm.config import parse_config, render_template
 from llamafarm.rag.embedders import create_embedder
@@ -159,14 +159,7 @@ def main() -> None:
         watcher = threading.Thread(target=watch_rss, args=(psutil.Process(server.pid), stop, peak))
         watcher.start()
         started = time.perf_counter()
-        task_id = http.post(
-            f"{base}/datasets/documents/actions", json={"action_type": "process"}
-        ).json()["task_id"]
-        while (task := http.get(f"{base}/tasks/{task_id}").json())["state"] not in (
-            "SUCCESS",
-            "FAILURE",
-        ):
-            time.sleep(0.2)
+        task = run_task(http, base, *PROCESS)
         end_to_end = time.perf_counter() - started
         cpu_after = [p.cpu_times() for p in (api_process, worker_process)]
         api_cpu, worker_cpu = (
@@ -183,8 +176,8 @@ def main() -> None:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
 
-    busy = job_seconds(work / "data" / "state.db", task_id)
-    runs = [("ingest", task_id)]
+    busy = job_seconds(work / "data" / "state.db", task["task_id"])
+    runs = [("ingest", task["task_id"])]
     if later is not None:
         runs += [("re-ingest", later.again_id), ("reindex", later.reindex_id)]
     steps = {run: step_seconds(work / "data" / "state.db", run_id) for run, run_id in runs}
@@ -241,39 +234,26 @@ def rerun(http: httpx.Client, base: str, paths: list[Path], work: Path, share: f
                 f"{base}/datasets/documents/data", files={"file": (path.name, handle)}
             ).raise_for_status()
     started = time.perf_counter()
-    again_id = http.post(
-        f"{base}/datasets/documents/actions", json={"action_type": "process"}
-    ).json()["task_id"]
-    while (again := http.get(f"{base}/tasks/{again_id}").json())["state"] not in (
-        "SUCCESS",
-        "FAILURE",
-    ):
-        time.sleep(0.2)
+    again = run_task(http, base, *PROCESS)
     re_ingest = time.perf_counter() - started
     redone = [f for f in again["meta"]["files"] if f["state"] == "SUCCESS"]
     reused = sum(f["chunks_reused"] for f in redone)
     re_chunks = sum(f["chunks"] for f in redone)
 
     started = time.perf_counter()
-    reindex_id = http.post(f"{base}/rag/databases/main_db/reindex").json()["task_id"]
-    while (rebuilt := http.get(f"{base}/tasks/{reindex_id}").json())["state"] not in (
-        "SUCCESS",
-        "FAILURE",
-        "REVOKED",
-    ):
-        time.sleep(0.2)
+    rebuilt = run_task(http, base, "/rag/databases/main_db/reindex")
     reindex = time.perf_counter() - started
     if rebuilt["state"] != "SUCCESS":
         raise SystemExit(f"reindex failed: {rebuilt['error']}")
     reindex_chunks = sum(f["chunks"] for f in rebuilt["meta"]["files"])
     reindex_reused = sum(f["chunks_reused"] for f in rebuilt["meta"]["files"])
     return Rerun(
-        again_id,
+        again["task_id"],
         re_ingest,
         redone,
         reused,
         re_chunks,
-        reindex_id,
+        rebuilt["task_id"],
         reindex,
         rebuilt,
         reindex_chunks,

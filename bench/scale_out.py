@@ -46,7 +46,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from harness import free_port
+from harness import PROCESS, free_port, run_task
 
 from ingest import generate
 
@@ -171,14 +171,7 @@ def process(url: str, project: str) -> tuple[int, float]:
     base = f"/v1/projects/bench/{project}"
     with httpx.Client(base_url=url, timeout=300) as http:
         started = time.perf_counter()
-        task_id = http.post(
-            f"{base}/datasets/documents/actions", json={"action_type": "process"}
-        ).json()["task_id"]
-        while (task := http.get(f"{base}/tasks/{task_id}").json())["state"] not in (
-            "SUCCESS",
-            "FAILURE",
-        ):
-            time.sleep(0.2)
+        task = run_task(http, base, *PROCESS)
     elapsed = time.perf_counter() - started
     if task["state"] != "SUCCESS":
         raise SystemExit(f"processing failed: {task['error']}")
