@@ -100,13 +100,13 @@ def test_embeddings_are_kept_replaced_and_removed_with_their_chunks(store: Chrom
     assert kept is not None and len(kept[0]) == kept[1].shape[0] > 0 and kept[1].shape[1] == 16
     # An upsert without embeddings (a store that gives none) forgets the old ones: no search
     # may use a vector of another embedder.
-    first = kept[0][0]
-    text, meta = lexical.texts([first])[first]
+    seq = int(kept[0][0])
+    first, text, meta = lexical.rows([seq])[seq]
     lexical.upsert([first], [text], [meta])
     assert lexical.vectors_where(where, limit=100) is None
     store.upsert([first], [text], [np.ones(16).tolist()], [meta])
     again = lexical.vectors_where(where, limit=100)
-    assert again is not None and again[1][again[0].index(first)].tolist() == [1.0] * 16
+    assert again is not None and again[1][again[0].tolist().index(seq)].tolist() == [1.0] * 16
     store.delete({"file_hash": "h7"})
     with contextlib.closing(sqlite3.connect(lexical.path)) as conn:
         orphans = conn.execute(
@@ -117,7 +117,7 @@ def test_embeddings_are_kept_replaced_and_removed_with_their_chunks(store: Chrom
         )
         assert orphans == 0 and len(set(counts.fetchone())) == 1
     emptied = lexical.vectors_where(where, limit=100)
-    assert emptied is not None and emptied[0] == []
+    assert emptied is not None and len(emptied[0]) == 0 and lexical.rows([seq]) == {}
 
 
 def test_a_bm25_file_filled_from_chroma_keeps_the_embeddings(tmp_path: Path) -> None:
@@ -128,4 +128,27 @@ def test_a_bm25_file_filled_from_chroma_keeps_the_embeddings(tmp_path: Path) -> 
     assert _search(store, vectors[2].tolist(), {"dataset": "x"})[0][0] == "c"
     kept = _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=10)  # type: ignore[arg-type]
     assert kept is not None
-    assert dict(zip(kept[0], kept[1].tolist(), strict=True))["c"] == vectors[2].tolist()
+    rows = _lexical(store).rows(kept[0].tolist())
+    ids = [rows[seq][0] for seq in kept[0].tolist()]
+    assert dict(zip(ids, kept[1].tolist(), strict=True))["c"] == vectors[2].tolist()
+
+
+def test_chunks_at_the_same_distance_are_ranked_by_id(tmp_path: Path) -> None:
+    """The same chunk in several files has the same vector: of those tied at the cut, the
+    first ids are kept, whichever rows the file holds first."""
+    store = ChromaStore(path=tmp_path, collection_name="docs")
+    rng = np.random.default_rng(5)
+    ids = [f"c{i:02d}" for i in range(40)]
+    vectors = rng.standard_normal((40, 16)).astype(np.float32)
+    twins = [7, 31, 3, 22, 15, 38, 11]  # stored in this order, not by id
+    vectors[twins] = vectors[0]
+    order = [i for i in range(40) if i not in twins] + twins
+    store.upsert(
+        [ids[i] for i in order],
+        [f"chunk {i}" for i in order],
+        vectors[order].tolist(),
+        [{"dataset": "x"}] * 40,
+    )
+    found = store.search(vectors[0].tolist(), top_k=5, where=parse_filters({"dataset": "x"}))
+    assert [hit.id for hit in found] == ["c00", "c03", "c07", "c11", "c15"]
+    assert len({round(hit.score, 6) for hit in found}) == 1

@@ -352,24 +352,25 @@ class ChromaStore:
         kept = lexical.vectors_where(where, limit=FILTER_VECTORS)
         if kept is None:
             return None
-        ids, stored = kept
-        if ids and stored.shape[1] != query.shape[1]:
+        seqs, stored = kept
+        if len(seqs) and stored.shape[1] != query.shape[1]:
             return None  # Chroma's query raises the size conflict
-        found = distances(self.space, query[0], stored) if ids else np.zeros(0)
-        order = sorted(range(len(ids)), key=lambda i: (float(found[i]), ids[i]))[:wanted]
-        chosen = [ids[i] for i in order]
-        texts = lexical.texts(chosen) if "documents" in include else {}
-        # A chunk the file lost since it was chosen (a delete in between) comes without text.
+        found = distances(self.space, query[0], stored) if len(seqs) else np.zeros(0)
+        # The `wanted` nearest, and any tied with the last of them: ties are ordered by id, as
+        # Chroma's answer is sorted below, so only these few chunks' rows are read.
+        cut = np.partition(found, wanted - 1)[wanted - 1] if len(seqs) > wanted else np.inf
+        near = np.flatnonzero(found <= cut).tolist()
+        rows = lexical.rows([int(seqs[i]) for i in near])
+        # A chunk the file lost since it was chosen (a delete in between) has no row: left out.
+        held = [i for i in near if int(seqs[i]) in rows]
+        chosen = sorted(held, key=lambda i: (float(found[i]), rows[int(seqs[i])][0]))[:wanted]
+        picked = [rows[int(seqs[i])] for i in chosen]
         return {
-            "ids": [chosen],
-            "distances": [[float(found[i]) for i in order]],
-            "documents": [[texts[i][0] if i in texts else None for i in chosen]]
-            if "documents" in include
-            else None,
-            "metadatas": [[texts[i][1] if i in texts else {} for i in chosen]]
-            if "metadatas" in include
-            else None,
-            "embeddings": [stored[order]] if "embeddings" in include else None,
+            "ids": [[id_ for id_, _, _ in picked]],
+            "distances": [[float(found[i]) for i in chosen]],
+            "documents": [[text for _, text, _ in picked]] if "documents" in include else None,
+            "metadatas": [[meta for _, _, meta in picked]] if "metadatas" in include else None,
+            "embeddings": [stored[chosen]] if "embeddings" in include else None,
         }
 
     def _passing(self, collection: Collection, where: Filter | None) -> list[str] | None:
