@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from pathlib import Path
 
+import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from llamafarm.rag.stores import ChromaClients, ChromaServer, ChromaStore, release
+from llamafarm.rag.stores.chroma_clients import SharedLock
+from llamafarm.rag.stores.lexical import LexicalIndex
 
 VECTOR = [1.0, 0.0]
 
@@ -128,3 +132,89 @@ def test_an_owner_keeps_one_server_client_and_closes_it(
     store.drop()
     clients.close()
     assert len(SharedSystemClient._identifier_to_system) == before
+
+
+def test_readers_share_the_process_lock_and_a_writer_waits_for_them() -> None:
+    lock = SharedLock()
+    inside = threading.Barrier(2, timeout=10)
+    order: list[str] = []
+
+    def read(name: str) -> None:
+        with lock.shared():
+            inside.wait()  # both readers are in at once, or this times out
+            order.append(name)
+
+    readers = [threading.Thread(target=read, args=(n,)) for n in ("a", "b")]
+    for thread in readers:
+        thread.start()
+    for thread in readers:
+        thread.join()
+    assert sorted(order) == ["a", "b"]
+
+    release = threading.Event()
+    reading = threading.Event()
+
+    def hold() -> None:
+        with lock.shared():
+            reading.set()
+            release.wait(10)
+            order.append("read")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    reading.wait(10)
+
+    def write() -> None:
+        with lock.exclusive():
+            order.append("write")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join(0.2)
+    assert writer.is_alive()  # it waits for the reader
+    release.set()
+    holder.join()
+    writer.join(10)
+    assert order[-2:] == ["read", "write"]
+
+
+def test_the_writer_may_lock_again_and_a_reader_may_not_write() -> None:
+    lock = SharedLock()
+    with lock.exclusive(), lock.exclusive(), lock.shared():
+        pass
+    with (
+        lock.shared(),
+        lock.shared(),
+        pytest.raises(RuntimeError, match="asked to write"),
+        lock.exclusive(),
+    ):
+        pass
+    with lock.exclusive():  # nothing was left held
+        pass
+
+
+def test_two_reads_of_a_store_run_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two sides of a hybrid query: a keyword search and a vector search of one store,
+    each in its own thread, both inside the store at once."""
+    clients = ChromaClients()
+    store = filled(tmp_path, clients)
+    store.search(VECTOR, top_k=1)  # opened and current: reads take the shared lock
+    both = threading.Barrier(2, timeout=10)
+    search = LexicalIndex.search
+
+    def meeting(self: LexicalIndex, *args: object, **kwargs: object) -> object:
+        both.wait()
+        return search(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LexicalIndex, "search", meeting)
+    found: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(store.keyword_search("hello", top_k=1)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    clients.close()
+    assert [[hit.id for hit in hits] for hits in found] == [["x"], ["x"]]  # type: ignore[attr-defined]

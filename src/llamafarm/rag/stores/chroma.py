@@ -475,7 +475,9 @@ class ChromaStore:
         generation answers with no folder lock; one that is stale reloads under the lock when
         it is free, and while a write holds the lock, answers as of its last load (a write
         behind, never torn: chunks the write removed come back without text and are dropped
-        by `search`). Only a process with nothing open waits for the write.
+        by `search`). Only a process with nothing open waits for the write. Reads of an open,
+        current collection share this process's lock (`process_locked`): the two sides of a
+        hybrid query and concurrent requests run together.
         """
         lexical = self._lexical_path().exists()
         with process_locked():

@@ -52,9 +52,70 @@ from llamafarm.settings import Settings
 GENERATION = ".lf-generation"
 LOCK = ".lf-lock"
 
-_process_lock = threading.RLock()
+
+
+class SharedLock:
+    """A lock that readers hold together and a writer alone (the standard library has none).
+
+    The writer's thread may take it again, either way; a reader that asks to write is a bug
+    (it would wait for itself) and raises. Readers are not held back by a waiting writer:
+    a reader may take it again while it reads, which a writer-first lock would deadlock.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None
+        self._depth = 0
+        self._reads = threading.local()
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._changed:
+            counted = self._writer != me
+            if counted:
+                while self._writer is not None:
+                    self._changed.wait()
+                self._readers += 1
+        self._reads.depth = getattr(self._reads, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._reads.depth -= 1
+            if counted:
+                with self._changed:
+                    self._readers -= 1
+                    if not self._readers:
+                        self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._changed:
+            if self._writer != me:
+                if getattr(self._reads, "depth", 0):
+                    raise RuntimeError("a reader of the stores asked to write")
+                while self._writer is not None or self._readers:
+                    self._changed.wait()
+                self._writer = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._depth -= 1
+                if not self._depth:
+                    self._writer = None
+                    self._changed.notify_all()
+
+
+_process_lock = SharedLock()
 """Guards Chroma's process-wide cache of systems and `_loaded`: closing a folder's system
-changes what every owner's clients of it see, so this lock is the process's, not an owner's."""
+changes what every owner's clients of it see, so this lock is the process's, not an owner's.
+Held shared by a read of a collection that is open and current (`process_locked`), so reads
+of this process run together: the two sides of a hybrid query, and concurrent requests;
+everything else holds it alone."""
 _loaded: weakref.WeakKeyDictionary[System, str] = weakref.WeakKeyDictionary()
 """The generation of its folder that each of Chroma's systems has read (a note on Chroma's
 own cache; an entry goes with its system)."""
@@ -175,7 +236,7 @@ class ChromaClients:
             self._http.clear()
         for server in servers:
             close_http(server)
-        with _process_lock:
+        with _process_lock.exclusive():
             clients = list(self._clients.items())
             self._clients.clear()
             self._collections.clear()
@@ -226,7 +287,7 @@ def locked(path: Path) -> Iterator[None]:
     """Hold the folder's cross-process lock (and this process's)."""
     # The process lock first: closing a system changes Chroma's process-wide cache, which
     # must not happen under another thread's operation on any store.
-    with _process_lock, (path / LOCK).open("a") as handle:
+    with _process_lock.exclusive(), (path / LOCK).open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -236,8 +297,9 @@ def locked(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def process_locked() -> Iterator[None]:
-    """This process's lock alone: for a read that needs nothing from the files' index."""
-    with _process_lock:
+    """This process's lock alone, shared with other reads: for a read that needs nothing from
+    the files' index (and changes nothing of Chroma's cache)."""
+    with _process_lock.shared():
         yield
 
 
@@ -245,7 +307,7 @@ def process_locked() -> Iterator[None]:
 def locked_unless_busy(path: Path) -> Iterator[bool]:
     """The process lock, and the folder's lock unless another process holds it (a write):
     True when it is held, False when it is busy and was not waited for."""
-    with _process_lock, (path / LOCK).open("a") as handle:
+    with _process_lock.exclusive(), (path / LOCK).open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -283,14 +345,14 @@ def bump(path: Path) -> None:
 
 def forget(path: Path) -> None:
     """Close this process's system of `path` (before its files are deleted)."""
-    with _process_lock:
+    with _process_lock.exclusive():
         _shut(str(path))
 
 
 def release(root: Path) -> None:
     """Close this process's systems of the stores under `root` (a deleted project or store),
     whichever owner opened them."""
-    with _process_lock:
+    with _process_lock.exclusive():
         for path in _open_folders():
             if path == root or root in path.parents:
                 _shut(str(path))
@@ -299,7 +361,7 @@ def release(root: Path) -> None:
 
 def release_missing() -> None:
     """Close this process's systems whose folder is gone (deleted by another process)."""
-    with _process_lock:
+    with _process_lock.exclusive():
         gone = [path for path in _open_folders() if not path.is_dir()]
         for path in gone:
             _shut(str(path))
