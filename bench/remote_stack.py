@@ -51,7 +51,8 @@ from llamafarm.rag.embedders import UniversalEmbedder
 from llamafarm.rag.evaluation import measure
 from llamafarm.rag.retrieval import Search, Strategies
 from llamafarm.rag.stores import ChromaClients, ChromaServer, ChromaStore
-from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.bm25 import Lexical
+from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.state import StateDB
 

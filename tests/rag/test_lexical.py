@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, parse_filters
-from llamafarm.rag.stores.lexical import MAX_QUERY_TERMS, Lexical, LexicalIndex, query_terms
+from llamafarm.rag.stores.bm25 import MAX_QUERY_TERMS, Lexical, query_terms
+from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.state import StateDB
 

@@ -13,6 +13,7 @@ import pytest
 
 from llamafarm.rag.filters import matches, parse_filters
 from llamafarm.rag.stores import lexical
+from llamafarm.rag.stores.bm25 import query_terms
 from llamafarm.rag.stores.lexical import LexicalIndex
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -46,7 +47,7 @@ def _hits(
 def test_ranking_among_the_rarer_words_scores_as_fts5(
     corpus: LexicalIndex, query: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    terms = lexical.query_terms(query)
+    terms = query_terms(query)
     with contextlib.closing(sqlite3.connect(corpus.path)) as conn:
         frequencies = lexical._frequencies(conn, terms)
     rarest = min(terms, key=lambda term: (frequencies[term], term))

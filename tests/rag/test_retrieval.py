@@ -21,7 +21,8 @@ from llamafarm.rag.retrieval.multi_query import expand
 from llamafarm.rag.retrieval.multi_turn import MultiTurnRAGStrategy
 from llamafarm.rag.stores import ChromaClients, ChromaServer, ChromaStore, QdrantStore, VectorStore
 from llamafarm.rag.stores.base import Hit
-from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.bm25 import Lexical
+from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.state import StateDB
 from tests.rag.rerank_fixtures import build_tiny_reranker

@@ -13,7 +13,7 @@ from llamafarm.config.models import StrictModel
 from llamafarm.rag.embedders.base import parse_config
 from llamafarm.rag.retrieval.base import MAX_TOP_K, Retriever, Search
 from llamafarm.rag.stores.base import Hit
-from llamafarm.rag.stores.lexical import STOPWORDS
+from llamafarm.rag.stores.bm25 import STOPWORDS
 
 MAX_QUERIES = 8
 _WORD = re.compile(r"\w+")

@@ -32,6 +32,7 @@ from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.rag.filters import Filter, to_chroma
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where, server_collection
+from llamafarm.rag.stores.bm25 import Lexical
 from llamafarm.rag.stores.chroma_clients import (
     LOCK,
     ChromaClients,
@@ -45,7 +46,7 @@ from llamafarm.rag.stores.chroma_clients import (
     process_locked,
     unavailable,
 )
-from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.rag.stores.metrics import (
     DISTANCES,

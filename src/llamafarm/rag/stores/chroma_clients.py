@@ -53,7 +53,6 @@ GENERATION = ".lf-generation"
 LOCK = ".lf-lock"
 
 
-
 class SharedLock:
     """A lock that readers hold together and a writer alone (the standard library has none).
 

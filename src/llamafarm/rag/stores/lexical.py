@@ -11,36 +11,28 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import numpy as np
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import All, Condition, Filter, to_sql
+from llamafarm.rag.stores.bm25 import (
+    BM25_K1,
+    TOKENIZER,
+    LexicalHit,
+    bm25_idf,
+    query_terms,
+    stems_of,
+)
 
-TOKENIZER = "porter unicode61 remove_diacritics 2"
-BM25_K1 = 1.2
-"""FTS5's bm25() term-frequency saturation (its default)."""
 CANDIDATE_POSTINGS = 10_000
 """Chunks holding the query's words (summed over the words) above which an unfiltered search
 ranks only the chunks holding its rarer words (`_ranking`)."""
-MAX_QUERY_TERMS = 256
-"""Distinct words of a query that are searched; a longer query keeps its first ones."""
-STOPWORDS = frozenset(
-    "a about after all also an and any are as at be been but by can could did do "  # noqa: SIM905
-    "does for from had has have he her his how i if in into is it its may more "
-    "most no not of on or our she should so such than that the their them then "
-    "there these they this those to was we were what when where which while who "
-    "why will with would you your".split()
-)
-
-_WORD = re.compile(r"[^\W_]+")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BATCH = 500
 """Ids per DELETE: well under SQLite's limit on bound parameters."""
@@ -134,15 +126,6 @@ FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank 
 JOIN chunks AS c ON c.seq = f.rowid
 ORDER BY score DESC, c.id
 """
-
-
-@dataclass(frozen=True)
-class LexicalHit:
-    id: str
-    text: str
-    metadata: dict[str, MetadataValue]
-    score: float
-    """BM25 as a fraction of the most the query could score, in [0, 1]."""
 
 
 class LexicalIndex:
@@ -310,7 +293,7 @@ class LexicalIndex:
 
         A term the tokenizer splits (`e-mail`) counts as its rarest part.
         """
-        stems = _stems(terms)
+        stems = stems_of(terms)
         frequency: dict[str, int] = {}
         if self.exists and stems:
             with self._connect() as conn:
@@ -350,13 +333,6 @@ class LexicalIndex:
             yield conn
         finally:
             conn.close()
-
-
-def query_terms(text: str) -> list[str]:
-    """The distinct lowercase words of `text`, stopwords dropped unless nothing else is left."""
-    words = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))
-    kept = [word for word in words if word not in STOPWORDS]
-    return (kept or words)[:MAX_QUERY_TERMS]
 
 
 def indexed_condition(where: Filter) -> tuple[str, tuple[str, ...]] | None:
@@ -428,7 +404,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 def _frequencies(conn: sqlite3.Connection, terms: Sequence[str]) -> dict[str, int]:
     """How many chunks hold each of the query's words; a word the tokenizer splits counts at
     its rarest part (FTS5 matches it as a phrase of its parts, in at most that many chunks)."""
-    stems = _stems(terms)
+    stems = stems_of(terms)
     wanted = sorted({stem for parts in stems.values() for stem in parts})
     found: dict[str, int] = {}
     if wanted:
@@ -491,84 +467,3 @@ def _most(frequencies: Mapping[str, int], total: int) -> float:
         if frequency > 0
     )
     return most or 1.0
-
-
-class Lexical(Protocol):
-    """A store's BM25 index: this module's SQLite file, or rows in PostgreSQL
-    (`lexical_pg.py`, for stores on a Chroma server); both score as FTS5's `bm25()`."""
-
-    def upsert(
-        self,
-        ids: Sequence[str],
-        texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, MetadataValue]],
-    ) -> None: ...
-
-    def delete(self, ids: Sequence[str]) -> int: ...
-
-    def delete_where(
-        self, where: Mapping[str, MetadataValue], *, keep: Sequence[str] = ()
-    ) -> int: ...
-
-    def search(
-        self, query: str, *, top_k: int, where: Filter | None = None
-    ) -> list[LexicalHit]: ...
-
-    def count(self) -> int: ...
-
-    def term_stats(self, terms: Sequence[str]) -> dict[str, int]: ...
-
-    def drop(self) -> None: ...
-
-
-def term_counts(texts: Sequence[str]) -> list[dict[str, int]]:
-    """Each text's tokens as the index's tokenizer stems them, with their counts: what a
-    BM25 index outside SQLite stores, so that it matches and scores as FTS5 does."""
-    if not texts:
-        return []
-    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
-        conn.execute(f"CREATE VIRTUAL TABLE texts USING fts5(text, tokenize='{TOKENIZER}')")
-        conn.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(texts, instance)")
-        conn.executemany("INSERT INTO texts (rowid, text) VALUES (?, ?)", enumerate(texts, 1))
-        rows = conn.execute("SELECT doc, term, count(*) FROM tokens GROUP BY doc, term")
-        counts: list[dict[str, int]] = [{} for _ in texts]
-        for doc, term, count in rows:
-            counts[doc - 1][term] = count
-    return counts
-
-
-def query_stems(terms: Sequence[str]) -> dict[str, int]:
-    """The stems a query's words search for, each with how many of the words it stands for.
-
-    FTS5 scores each word of the `OR` query on its own, so two words with one stem (`runs
-    running`) count it twice. A word the tokenizer splits further (rare: `query_terms` splits
-    words much as it does) counts each part, where FTS5 would match the parts as a phrase.
-    """
-    weights: dict[str, int] = {}
-    for parts in _stems(terms).values():
-        for part in parts:
-            weights[part] = weights.get(part, 0) + 1
-    return weights
-
-
-def bm25_idf(total: int, frequency: int) -> float:
-    """FTS5's IDF of a term `frequency` of `total` chunks hold (at least 1e-6)."""
-    return max(math.log((total - frequency + 0.5) / (frequency + 0.5)), 1e-6)
-
-
-def _stems(terms: Sequence[str]) -> dict[str, list[str]]:
-    """Each term's tokens as the index's tokenizer writes them (`Running` → `run`)."""
-    if not terms:
-        return {}
-    # A throwaway in-memory FTS5 table with the same tokenizer: its per-token vocabulary is
-    # the exact stemming of the index, without a second stemmer to keep in agreement.
-    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
-        conn.execute(f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize='{TOKENIZER}')")
-        conn.execute("CREATE VIRTUAL TABLE stems USING fts5vocab(words, instance)")
-        unique = list(dict.fromkeys(terms))
-        conn.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", enumerate(unique, 1))
-        rows = conn.execute("SELECT doc, term FROM stems ORDER BY doc, offset").fetchall()
-    found: dict[str, list[str]] = {term: [] for term in unique}
-    for doc, stem in rows:
-        found[unique[doc - 1]].append(stem)
-    return found

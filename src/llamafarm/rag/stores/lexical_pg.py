@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, to_postgres
-from llamafarm.rag.stores.lexical import (
+from llamafarm.rag.stores.bm25 import (
     BM25_K1,
     LexicalHit,
     query_stems,

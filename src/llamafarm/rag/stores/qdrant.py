@@ -30,7 +30,8 @@ from llamafarm.documents import MetadataValue
 from llamafarm.errors import ConfigInvalid, Unavailable
 from llamafarm.rag.filters import All, AnyOf, Condition, Filter, matches
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where, server_collection
-from llamafarm.rag.stores.lexical import Lexical, LexicalIndex
+from llamafarm.rag.stores.bm25 import Lexical
+from llamafarm.rag.stores.lexical import LexicalIndex
 from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.rag.stores.metrics import (
     RESCORE_CANDIDATES,
