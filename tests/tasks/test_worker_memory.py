@@ -1,5 +1,5 @@
 """A worker's memory (issue 21): libraries only its parse processes or other stores use stay out
-of it, and its threads share few malloc arenas."""
+of it, its threads share few malloc arenas, and large blocks go back to the system when freed."""
 
 from __future__ import annotations
 
@@ -61,3 +61,32 @@ def test_threads_share_the_malloc_arenas_the_worker_allows() -> None:
         return int(done.stdout)
 
     assert heaps("limit") <= 1 < heaps("default")
+
+
+LARGE_BLOCKS = """
+import re, sys
+from llamafarm.system.memory import map_large_blocks
+if sys.argv[1] == "map":
+    assert map_large_blocks(1 << 20)
+def anonymous_mib():
+    text = open("/proc/self/smaps_rollup").read()
+    return int(re.search(r"^Anonymous:\\s+(\\d+)", text, re.M).group(1)) >> 10
+first = bytearray(8 << 20)  # mapped, and freed: glibc raises its threshold past 2 MiB
+del first
+before = anonymous_mib()
+blocks = [bytearray(2 << 20) for _ in range(40)]
+last = blocks.pop()  # kept: on a heap's top, it holds the freed ones below it
+del blocks
+print(anonymous_mib() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_large_blocks_go_back_to_the_system_when_freed() -> None:
+    def kept_mib(mode: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", LARGE_BLOCKS, mode], capture_output=True, text=True, check=True
+        )
+        return int(done.stdout)
+
+    assert kept_mib("map") < 8 < 40 < kept_mib("default")

@@ -25,7 +25,7 @@ from llamafarm.settings import Settings
 from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
 from llamafarm.state.progress import OPEN_FILE_STATES
-from llamafarm.system.memory import limit_malloc_arenas
+from llamafarm.system.memory import limit_malloc_arenas, map_large_blocks
 from llamafarm.tasks.app import PROCESS_FILE, REINDEX, create_celery, job_id
 from llamafarm.tasks.processing import WorkerContext
 from llamafarm.tasks.reindex import interrupted
@@ -35,11 +35,14 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 MALLOC_ARENAS = 2
 """glibc arenas the worker's threads share (`limit_malloc_arenas`)."""
+MMAP_THRESHOLD = 1 << 20
+"""Blocks this large or larger are mapped alone and handed back when freed (`map_large_blocks`)."""
 
 
 def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
     """Block running a worker; with `parent_pid` it exits when that process is gone."""
     limit_malloc_arenas(MALLOC_ARENAS)  # before the pools' threads start
+    map_large_blocks(MMAP_THRESHOLD)
     db = StateDB(settings.state_url, migration_lock_timeout=settings.migration_lock_timeout)
     name = f"{socket.gethostname()}:{os.getpid()}"
     policy = config_policy(settings)

@@ -30,12 +30,14 @@ BUNDLED = bundled.EMBEDDER
 BUNDLED_ALIASES = bundled.EMBEDDER_ALIASES
 BUNDLED_DIMENSION = 384
 BUNDLED_MAX_POSITIONS = 512
-ATTENTION_BUDGET = 8 * 256 * 256
+ATTENTION_BUDGET = 2 * 256 * 256
 """Most texts x tokens x tokens one inference may take (its batch times its longest text's
-length, squared): attention keeps a width x width matrix per text and head. Embedding the
-chunks of bench/ingest.py (~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32,
-524 MiB in runs of 8, at the same rate within the noise (10-12 texts/s on 2 busy cores). Short
-texts (queries) still go `batch_size` at a time."""
+length, squared): attention keeps a width x width matrix per text and head, and onnxruntime's
+arena holds a run's every intermediate until it ends. Embedding the chunks of bench/ingest.py
+(~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32 and 524 MiB in runs of 8;
+with large blocks mapped alone (`llamafarm.system.memory`) at 397 MiB in runs of 8 and
+232-236 MiB in runs of 2, at the same rate within the noise (7-8 texts/s on 2 busy cores).
+Short texts (queries) still go `batch_size` at a time."""
 WHAT = "UniversalEmbedder"
 
 Floats = npt.NDArray[np.float32]
@@ -54,7 +56,7 @@ class UniversalConfig(StrictModel):
         default=32,
         le=1024,
         description="Texts per inference at most; long ones go fewer at a time, within "
-        "ATTENTION_BUDGET (8 texts of 256 tokens).",
+        "ATTENTION_BUDGET (2 texts of 256 tokens).",
     )
     max_length: int = Field(
         default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
