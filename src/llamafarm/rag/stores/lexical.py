@@ -116,8 +116,10 @@ WHERE {test}{where}
 LIMIT ?
 """
 # When the indexed test is the whole filter, the index alone gives the rows' seq (it holds the
-# rowid) and the chunk rows are never read: 1.3 against 2.2 us of CPU a chunk, which a filter
-# passing 10,000 chunks of a million pays on every query (bench/scale.py's 100,000 chunks).
+# rowid) and the chunk rows are never read: 2.6 against 4.4 us of CPU a chunk on a new
+# connection (bench/scale.py's 100,000 chunks), which a filter passing 10,000 chunks of a
+# million pays on every query; at 1M, where the rows are not all in the page cache, 159-196
+# against 61-65 ms p50 a vector + filter query.
 # Without a filter FTS5 ranks and cuts by itself before the join: twice as fast (measured on
 # SciFact, 5,183 chunks: 5.4 ms against 11.2 ms a query).
 _SEARCH_ALL = """
