@@ -65,7 +65,7 @@ LLAMAFARM_KEYS = frozenset(
 CHROMA_FILE = "chroma.sqlite3"
 LEXICAL_SUFFIX = ".lexical.sqlite3"
 FILTER_IDS = 50_000
-"""Most chunks passing a filter that a search hands Chroma by id (`ChromaStore._passing`)."""
+"""Most chunks passing a filter that a search hands Chroma by id (`ChromaStore._filter_index`)."""
 FILTER_VECTORS = 50_000
 """Most chunks passing a filter whose kept embeddings a search reads (`_nearest_kept`)."""
 
@@ -194,8 +194,13 @@ class ChromaStore:
             include.append("embeddings")
         query = np.asarray([vector], dtype=np.float32)
         with self._collection(write=False) as collection:
-            found: Any = self._nearest_kept(collection, query, where, wanted, include)
-            passing = None if found is not None else self._passing(collection, where)
+            index = self._filter_index(collection, where)
+            found: Any = None
+            passing: list[str] | None = None
+            if index is not None and where is not None:
+                found = self._nearest_kept(index, query, where, wanted, include)
+                if found is None:
+                    passing = index.ids_where(where, limit=FILTER_IDS)
             if passing == []:
                 return []
             try:
@@ -330,11 +335,28 @@ class ChromaStore:
             collection._client.delete_collection(self.collection_name)
             self.clients.forget_collection(self.path, self.collection_name)
 
+    def _filter_index(self, collection: Collection, where: Filter | None) -> LexicalIndex | None:
+        """The BM25 file, which answers a filtered search faster than Chroma when `where` tests
+        an indexed key (`lexical.INDEXED_KEYS`) for equality: None without a filter, and for a
+        store on a server (its BM25 rows keep no embeddings).
+
+        From the embeddings it keeps (`_nearest_kept`), or else from the ids of the chunks
+        that pass (`LexicalIndex.ids_where`), among which Chroma searches in a half to a quarter
+        of the time of its own `where` on the same chunks, which reads the metadata of every
+        chunk that passes (bench/scale.py's 100,000 chunks, a dataset's 800-1,400: 40-65
+        against 115-145 ms, the same hits). A chunk whose vector Chroma has and whose BM25 row
+        a crash lost is not found by such a filter (the store writes the vectors first).
+        """
+        if where is None or self.server is not None:
+            return None
+        lexical = self._lexical(collection)
+        return lexical if isinstance(lexical, LexicalIndex) else None
+
     def _nearest_kept(
         self,
-        collection: Collection,
+        lexical: LexicalIndex,
         query: np.ndarray,
-        where: Filter | None,
+        where: Filter,
         wanted: int,
         include: list[Any],
     ) -> dict[str, Any] | None:
@@ -342,14 +364,9 @@ class ChromaStore:
         passing `where` (`LexicalIndex.vectors_where`); None where it cannot answer.
 
         Chroma's own filtered query pays about 40-90 ms at 100,000 chunks however few pass
-        (bench/scale.py); this reads only the passing chunks' 1.5 KB rows, and their texts
-        for the hits returned.
+        (bench/scale.py); this reads only the passing chunks' 1.5 KB embeddings, and the rows
+        of the hits returned.
         """
-        if where is None or self.server is not None:
-            return None
-        lexical = self._lexical(collection)
-        if not isinstance(lexical, LexicalIndex):
-            return None
         kept = lexical.vectors_where(where, limit=FILTER_VECTORS)
         if kept is None:
             return None
@@ -360,35 +377,24 @@ class ChromaStore:
         # The `wanted` nearest, and any tied with the last of them: ties are ordered by id, as
         # Chroma's answer is sorted below, so only these few chunks' rows are read.
         cut = np.partition(found, wanted - 1)[wanted - 1] if len(seqs) > wanted else np.inf
-        near = np.flatnonzero(found <= cut).tolist()
-        rows = lexical.rows([int(seqs[i]) for i in near])
+        near = np.flatnonzero(found <= cut)
+        rows = lexical.rows(seqs[near].tolist())
         # A chunk the file lost since it was chosen (a delete in between) has no row: left out.
-        held = [i for i in near if int(seqs[i]) in rows]
-        chosen = sorted(held, key=lambda i: (float(found[i]), rows[int(seqs[i])][0]))[:wanted]
-        picked = [rows[int(seqs[i])] for i in chosen]
+        ranked = sorted(
+            (float(found[i]), rows[seq][0], i, seq)
+            for i, seq in zip(near.tolist(), seqs[near].tolist(), strict=True)
+            if seq in rows
+        )[:wanted]
+        picked = [rows[seq] for _, _, _, seq in ranked]
         return {
             "ids": [[id_ for id_, _, _ in picked]],
-            "distances": [[float(found[i]) for i in chosen]],
+            "distances": [[distance for distance, _, _, _ in ranked]],
             "documents": [[text for _, text, _ in picked]] if "documents" in include else None,
             "metadatas": [[meta for _, _, meta in picked]] if "metadatas" in include else None,
-            "embeddings": [stored[chosen]] if "embeddings" in include else None,
+            "embeddings": [stored[[i for _, _, i, _ in ranked]]]
+            if "embeddings" in include
+            else None,
         }
-
-    def _passing(self, collection: Collection, where: Filter | None) -> list[str] | None:
-        """The ids of the chunks passing `where`, from the BM25 index's metadata when `where`
-        tests an indexed key (`lexical.INDEXED_KEYS`) for equality and few enough pass; None
-        otherwise. Chroma searches among given ids in a half to a quarter of the time of its
-        own `where` on the same chunks, which reads the metadata of every chunk that passes
-        (bench/scale.py's 100,000 chunks, a dataset's 800-1,400: 40-65 against 115-145 ms, the
-        same hits). A chunk whose vector Chroma has and whose BM25 row a crash lost is not
-        found by such a filter (the store writes the vectors first).
-        """
-        if where is None or self.server is not None:
-            return None
-        lexical = self._lexical(collection)
-        if not isinstance(lexical, LexicalIndex):
-            return None
-        return lexical.ids_where(where, limit=FILTER_IDS)
 
     def _lexical_path(self) -> Path:
         return self.path / f"{self.collection_name}{LEXICAL_SUFFIX}"
