@@ -259,16 +259,15 @@ class LexicalIndex:
             params += where_params
         with self._connect() as conn:
             rows = conn.execute(sql, [*params, limit + 1]).fetchall()
-        if len(rows) > limit or any(blob is None for _, blob in rows):
+        if len(rows) > limit:
             return None
-        seqs = np.fromiter((seq for seq, _ in rows), dtype=np.int64, count=len(rows))
         if not rows:
-            return seqs, np.zeros((0, 0), dtype=np.float32)
-        sizes = {len(blob) for _, blob in rows}
-        if len(sizes) != 1:
-            return None  # vectors of two sizes: an embedder changed half-way
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
-        return seqs, matrix.reshape(len(rows), -1)
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        seqs, blobs = zip(*rows, strict=True)  # passes in C: 10,000 rows a query at 1M chunks
+        if None in blobs or len(set(map(len, blobs))) != 1:
+            return None  # one without an embedding, or two sizes (an embedder changed)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32)
+        return np.array(seqs, dtype=np.int64), matrix.reshape(len(rows), -1)
 
     def rows(self, seqs: Sequence[int]) -> dict[int, tuple[str, str, dict[str, MetadataValue]]]:
         """The id, text and metadata of each of these rows (of `vectors_where`) still held."""
