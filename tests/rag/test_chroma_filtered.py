@@ -12,7 +12,9 @@ import pytest
 
 from llamafarm.rag.filters import parse_filters
 from llamafarm.rag.stores import ChromaStore, chroma
-from llamafarm.rag.stores.lexical import LexicalIndex
+from llamafarm.rag.stores import lexical as lexical_module
+from llamafarm.rag.stores.lexical import LexicalIndex, dequantize
+from llamafarm.rag.stores.metrics import approximation_error, distances, norms
 
 FILTERS = [
     {"dataset": "d1"},
@@ -106,14 +108,18 @@ def test_embeddings_are_kept_replaced_and_removed_with_their_chunks(store: Chrom
     assert lexical.vectors_where(where, limit=100) is None
     store.upsert([first], [text], [np.ones(16).tolist()], [meta])
     again = lexical.vectors_where(where, limit=100)
-    assert again is not None and again[1][again[0].tolist().index(seq)].tolist() == [1.0] * 16
+    assert again is not None
+    assert again[1][again[0].tolist().index(seq)].tolist() == pytest.approx([1.0] * 16)
+    assert lexical.exact([seq])[1].tolist() == [[1.0] * 16]
     store.delete({"file_hash": "h7"})
     with contextlib.closing(sqlite3.connect(lexical.path)) as conn:
         orphans = conn.execute(
-            "SELECT count(*) FROM vectors WHERE seq NOT IN (SELECT seq FROM chunks)"
+            "SELECT (SELECT count(*) FROM vectors WHERE seq NOT IN (SELECT seq FROM chunks))"
+            " + (SELECT count(*) FROM compact WHERE seq NOT IN (SELECT seq FROM chunks))"
         ).fetchone()[0]
         counts = conn.execute(
-            "SELECT (SELECT count(*) FROM chunks), (SELECT count(*) FROM vectors)"
+            "SELECT (SELECT count(*) FROM chunks), (SELECT count(*) FROM vectors),"
+            " (SELECT count(*) FROM compact)"
         )
         assert orphans == 0 and len(set(counts.fetchone())) == 1
     emptied = lexical.vectors_where(where, limit=100)
@@ -130,7 +136,7 @@ def test_a_bm25_file_filled_from_chroma_keeps_the_embeddings(tmp_path: Path) -> 
     assert kept is not None
     rows = _lexical(store).rows(kept[0].tolist())
     ids = [rows[seq][0] for seq in kept[0].tolist()]
-    assert dict(zip(ids, kept[1].tolist(), strict=True))["c"] == vectors[2].tolist()
+    assert dict(zip(ids, kept[1].tolist(), strict=True))["c"] == pytest.approx(vectors[2].tolist())
 
 
 def test_chunks_at_the_same_distance_are_ranked_by_id(tmp_path: Path) -> None:
@@ -152,3 +158,75 @@ def test_chunks_at_the_same_distance_are_ranked_by_id(tmp_path: Path) -> None:
     found = store.search(vectors[0].tolist(), top_k=5, where=parse_filters({"dataset": "x"}))
     assert [hit.id for hit in found] == ["c00", "c03", "c07", "c11", "c15"]
     assert len({round(hit.score, 6) for hit in found}) == 1
+
+
+@pytest.mark.parametrize("space", ["cosine", "l2", "ip"])
+def test_near_ties_int16_cannot_tell_apart_are_ranked_exactly(
+    tmp_path: Path, space: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks whose distances differ below the compact copies' precision (made coarse here, as
+    int8's: int16's is finer than float32's sums): the float32 vectors decide."""
+    monkeypatch.setattr(lexical_module, "QUANTUM", 127)
+    store = ChromaStore(path=tmp_path, collection_name="docs", distance_function=space)
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal(16).astype(np.float32)
+    base *= 0.5 / np.linalg.norm(base)  # inner products under 1: scores not clipped
+    vectors = base + rng.standard_normal((60, 16)).astype(np.float32) * 5e-4
+    query = base + rng.standard_normal(16).astype(np.float32) * 1e-2
+    far = rng.standard_normal((60, 16)).astype(np.float32)
+    far *= 0.2 / np.linalg.norm(far, axis=1, keepdims=True)  # far in every space
+    stored = np.vstack([vectors, far])
+    ids = [f"c{i:03d}" for i in range(len(stored))]
+    store.upsert(ids, ["w"] * len(ids), stored.tolist(), [{"dataset": "x"}] * len(ids))
+    approximate = dequantize(*lexical_module._quantize(stored))[0]
+    exact = distances(space, query, stored)
+    assert (
+        np.argsort(distances(space, query, approximate))[:5].tolist()
+        != np.argsort(exact)[:5].tolist()
+    )
+    found = _search(store, query.tolist(), {"dataset": "x"})
+    assert [hit[0] for hit in found[:5]] == [ids[i] for i in np.argsort(exact)[:5]]
+    monkeypatch.setattr(chroma, "FILTER_VECTORS", 0)
+    monkeypatch.setattr(chroma, "FILTER_IDS", 0)  # Chroma's where
+    _same(found, _search(store, query.tolist(), {"dataset": "x"}))
+
+
+@pytest.mark.parametrize("space", ["cosine", "l2", "ip"])
+def test_approximation_error_bounds_the_int16_distances(space: str) -> None:
+    rng = np.random.default_rng(9)
+    for scale in (1e-30, 1e-6, 1.0, 300.0, 1e6):
+        stored = (rng.standard_normal((500, 384)) * scale).astype(np.float32)
+        stored[:100, 0] *= 1000  # an outlier in a vector makes its scale coarse
+        stored[100:150] = stored[0] + stored[100:150] * 1e-3  # near the first
+        query = (stored[0] + rng.standard_normal(384) * scale * 1e-2).astype(np.float32)
+        approximate, moved = dequantize(*lexical_module._quantize(stored))
+        assert (np.linalg.norm(approximate - stored, axis=1) <= moved).all()
+        rough = distances(space, query, approximate)
+        off = np.abs(distances(space, query, stored) - rough)
+        error = approximation_error(space, query, rough, moved, norms(approximate))
+        assert (off <= error).all()
+
+
+def test_a_vector_int16_cannot_hold_is_found_another_way(tmp_path: Path) -> None:
+    store = ChromaStore(path=tmp_path, collection_name="docs", distance_function="l2")
+    vectors = np.eye(4, 16, dtype=np.float32)
+    vectors[3] = 1e-35  # its scale would be below float32's normal numbers
+    store.upsert(["a", "b", "c", "d"], ["w"] * 4, vectors.tolist(), [{"dataset": "x"}] * 4)
+    assert _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=10) is None  # type: ignore[arg-type]
+    assert _search(store, [0.0] * 16, {"dataset": "x"})[0][0] == "d"
+
+
+def test_a_bm25_file_from_before_int16_copies_gets_them_on_first_use(tmp_path: Path) -> None:
+    store = ChromaStore(path=tmp_path, collection_name="docs")
+    vectors = np.random.default_rng(4).standard_normal((30, 16)).astype(np.float32)
+    ids = [f"c{i:02d}" for i in range(30)]
+    store.upsert(ids, ["w"] * 30, vectors.tolist(), [{"dataset": "x"}] * 30)
+    expected = _search(store, vectors[7].tolist(), {"dataset": "x"})
+    before = _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=100)  # type: ignore[arg-type]
+    with contextlib.closing(sqlite3.connect(_lexical(store).path)) as conn:
+        conn.executescript("DROP TRIGGER compact_delete; DROP TABLE compact;")
+    kept = _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=100)  # type: ignore[arg-type]
+    assert kept is not None and before is not None
+    for made, filled in zip(before, kept, strict=True):
+        assert np.array_equal(made, filled)
+    _same(_search(store, vectors[7].tolist(), {"dataset": "x"}), expected)

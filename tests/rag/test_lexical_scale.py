@@ -140,12 +140,19 @@ def test_an_older_file_gets_the_new_indexes(tmp_path: Path) -> None:
     index.upsert(["a"], ["one"], [{"dataset": "d", "file_hash": "h", "document_id": "x"}])
     with contextlib.closing(sqlite3.connect(index.path)) as conn:
         # What a file of the version before holds: none of these.
-        for drop in ("INDEX chunks_by_hash", "INDEX chunks_by_document", "TRIGGER vectors_delete"):
+        for drop in (
+            "INDEX chunks_by_hash",
+            "INDEX chunks_by_document",
+            "TRIGGER vectors_delete",
+            "TRIGGER compact_delete",
+            "TABLE vectors",
+            "TABLE compact",
+        ):
             conn.execute(f"DROP {drop}")
-        conn.execute("DROP TABLE vectors")
         conn.commit()
     where = parse_filters({"document_id": "x"})
     assert where is not None and index.ids_where(where, limit=5) == ["a"]
     with contextlib.closing(sqlite3.connect(index.path)) as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"chunks_by_hash", "chunks_by_document", "vectors", "vectors_delete"} <= names
+    assert {"compact", "compact_delete"} <= names

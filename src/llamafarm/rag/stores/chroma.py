@@ -51,7 +51,9 @@ from llamafarm.rag.stores.lexical_pg import PostgresLexicalIndex
 from llamafarm.rag.stores.metrics import (
     DISTANCES,
     RESCORE_CANDIDATES,
+    approximation_error,
     distances,
+    norms,
     similarity,
     size_conflict,
     space_of,
@@ -364,15 +366,25 @@ class ChromaStore:
         passing `where` (`LexicalIndex.vectors_where`); None where it cannot answer.
 
         Chroma's own filtered query pays about 40-90 ms at 100,000 chunks however few pass
-        (bench/scale.py); this reads only the passing chunks' 1.5 KB embeddings, and the rows
-        of the hits returned.
+        (bench/scale.py); this reads only the passing chunks' embeddings in int16 (768 bytes at
+        384 dimensions), then the float32 ones of the chunks that can be among the nearest
+        given the int16's error (`approximation_error`), and the rows of the hits returned.
         """
         kept = lexical.vectors_where(where, limit=FILTER_VECTORS)
         if kept is None:
             return None
-        seqs, stored = kept
-        if len(seqs) and stored.shape[1] != query.shape[1]:
+        seqs, approximate, moved = kept
+        if len(seqs) and approximate.shape[1] != query.shape[1]:
             return None  # Chroma's query raises the size conflict
+        if len(seqs) > wanted:
+            lengths = norms(approximate)
+            rough = distances(self.space, query[0], approximate, lengths)
+            error = approximation_error(self.space, query[0], rough, moved, lengths)
+            # No chunk farther than the `wanted`-th nearest could be, at the most, can be
+            # among the nearest or tied with the last of them.
+            ceiling = np.partition(rough + error, wanted - 1)[wanted - 1]
+            seqs = seqs[rough - error <= ceiling]
+        seqs, stored = lexical.exact(seqs.tolist())
         found = distances(self.space, query[0], stored) if len(seqs) else np.zeros(0)
         # The `wanted` nearest, and any tied with the last of them: ties are ordered by id, as
         # Chroma's answer is sorted below, so only these few chunks' rows are read.

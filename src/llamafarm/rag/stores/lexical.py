@@ -70,8 +70,20 @@ CREATE TABLE IF NOT EXISTS vectors (seq INTEGER PRIMARY KEY, vector BLOB NOT NUL
 CREATE TRIGGER IF NOT EXISTS vectors_delete AFTER DELETE ON chunks BEGIN
     DELETE FROM vectors WHERE seq = old.seq;
 END;
+CREATE TABLE IF NOT EXISTS compact (
+    seq INTEGER PRIMARY KEY, scale REAL NOT NULL, vector BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS compact_delete AFTER DELETE ON chunks BEGIN
+    DELETE FROM compact WHERE seq = old.seq;
+END;
+INSERT OR IGNORE INTO compact (seq, scale, vector)
+SELECT seq, lf_scale(vector), lf_ints(vector) FROM vectors;
 """
-_LAST_OBJECT = "vectors_delete"
+# `compact`: each kept embedding again as int16 times a scale (`_quantize`), half the bytes, for
+# `vectors_where` to read; the float32 in `vectors` rescore the few nearest exactly. The last
+# statement fills it for a file made before it was (once), skipping (OR IGNORE, on NOT NULL)
+# the vectors `_quantize` cannot hold.
+_LAST_OBJECT = "compact_delete"
 """The schema's last object: a file without it (made by an older version) gets the rest."""
 # ON CONFLICT DO UPDATE keeps the row (and its seq): INSERT OR REPLACE would delete it without
 # firing the delete trigger, leaving the old text's postings behind.
@@ -109,9 +121,12 @@ ORDER BY best.score DESC, c.id
 # whole filter ({where}) still decides.
 _NARROW = "+chunks_fts.rowid IN (SELECT seq FROM chunks WHERE {test}) AND "
 _PUT_VECTOR = "INSERT OR REPLACE INTO vectors (seq, vector) SELECT seq, ? FROM chunks WHERE id = ?"
-_FORGET_VECTOR = "DELETE FROM vectors WHERE seq = (SELECT seq FROM chunks WHERE id = ?)"
-_VECTORS_WHERE = """
-SELECT c.seq, v.vector FROM chunks AS c LEFT JOIN vectors AS v ON v.seq = c.seq
+_PUT_COMPACT = """
+INSERT OR REPLACE INTO compact (seq, scale, vector) SELECT seq, ?, ? FROM chunks WHERE id = ?
+"""
+_FORGET = "DELETE FROM {table} WHERE seq = (SELECT seq FROM chunks WHERE id = ?)"
+_COMPACT_WHERE = """
+SELECT c.seq, q.scale, q.vector FROM chunks AS c LEFT JOIN compact AS q ON q.seq = c.seq
 WHERE {test}{where}
 LIMIT ?
 """
@@ -159,14 +174,31 @@ class LexicalIndex:
             (id_, text, json.dumps(dict(meta), ensure_ascii=False, allow_nan=False))
             for id_, text, meta in zip(ids, texts, metadatas, strict=True)
         ]
+        matrix = None if vectors is None else np.asarray(vectors, np.float32).reshape(len(ids), -1)
+        scales, ints = (np.zeros(0), np.zeros(0)) if matrix is None else _quantize(matrix)
         with self._connect() as conn, _transaction(conn):
             conn.executemany(_UPSERT, rows)
-            if vectors is None:
-                conn.executemany(_FORGET_VECTOR, [(id_,) for id_ in ids])
+            if matrix is None:
+                for table in ("vectors", "compact"):
+                    conn.executemany(_FORGET.format(table=table), [(id_,) for id_ in ids])
                 return
-            blobs = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
             conn.executemany(
-                _PUT_VECTOR, [(b.tobytes(), i) for b, i in zip(blobs, ids, strict=True)]
+                _PUT_VECTOR, [(v.tobytes(), i) for v, i in zip(matrix, ids, strict=True)]
+            )
+            # A vector `_quantize` cannot hold keeps no compact copy: filters passing its chunk
+            # are answered another way (`vectors_where` gives None).
+            held = np.isfinite(scales)
+            conn.executemany(
+                _PUT_COMPACT,
+                [
+                    (float(s), v.tobytes(), i)
+                    for s, v, i, ok in zip(scales, ints, ids, held, strict=True)
+                    if ok
+                ],
+            )
+            conn.executemany(
+                _FORGET.format(table="compact"),
+                [(i,) for i, ok in zip(ids, held, strict=True) if not ok],
             )
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -242,32 +274,55 @@ class LexicalIndex:
             ids = [row[0] for row in conn.execute(sql, [*params, *where_params, limit + 1])]
         return ids if len(ids) <= limit else None
 
-    def vectors_where(self, where: Filter, *, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The row numbers (int64) and kept embeddings (float32, one row each) of the chunks
-        passing `where`, found as `ids_where` finds them; None when they cannot be found that
-        way or a chunk that passes has no embedding kept (a file from before they were, or a
-        store that gives none). `rows` gives the chunks of the row numbers chosen."""
+    def vectors_where(
+        self, where: Filter, *, limit: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The row numbers (int64), kept embeddings and how far each can be from the embedding
+        stored (`dequantize`) of the chunks passing `where`, found as `ids_where` finds them;
+        None when they cannot be found that way or a chunk that passes has no embedding kept
+        (a file from before they were, a store that gives none, or a vector `_quantize` cannot
+        hold). `exact` gives the stored embeddings and `rows` the chunks of the row numbers
+        chosen."""
         indexed = indexed_condition(where)
         if indexed is None or not self.exists:
             return None
         test, params = _indexed_test(indexed, "c.metadata")
         if isinstance(where, Condition):  # the indexed test is the whole filter
-            sql = _VECTORS_WHERE.format(test=test, where="")
+            sql = _COMPACT_WHERE.format(test=test, where="")
         else:
             condition, where_params = to_sql(where, "c.metadata")
-            sql = _VECTORS_WHERE.format(test=test, where=f" AND {condition}")
+            sql = _COMPACT_WHERE.format(test=test, where=f" AND {condition}")
             params += where_params
         with self._connect() as conn:
             rows = conn.execute(sql, [*params, limit + 1]).fetchall()
         if len(rows) > limit:
             return None
         if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        seqs, blobs = zip(*rows, strict=True)  # passes in C: 10,000 rows a query at 1M chunks
+            empty = np.zeros(0)
+            return empty.astype(np.int64), np.zeros((0, 0), dtype=np.float32), empty
+        seqs, scales, blobs = zip(*rows, strict=True)  # in C: 10,000 rows a query at 1M chunks
         if None in blobs or len(set(map(len, blobs))) != 1:
             return None  # one without an embedding, or two sizes (an embedder changed)
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32)
-        return np.array(seqs, dtype=np.int64), matrix.reshape(len(rows), -1)
+        ints = np.frombuffer(b"".join(blobs), dtype=np.int16).reshape(len(rows), -1)
+        vectors, moved = dequantize(np.array(scales, dtype=np.float64), ints)
+        return np.array(seqs, dtype=np.int64), vectors, moved
+
+    def exact(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The float32 embeddings of these rows (of `vectors_where`), for those still held: their
+        row numbers, in the order given, and the embeddings, one row each."""
+        found: dict[int, bytes] = {}
+        if len(seqs) and self.exists:
+            with self._connect() as conn:
+                for start in range(0, len(seqs), _BATCH):
+                    batch = [int(seq) for seq in seqs[start : start + _BATCH]]
+                    marks = ", ".join("?" * len(batch))
+                    sql = f"SELECT seq, vector FROM vectors WHERE seq IN ({marks})"
+                    found.update(conn.execute(sql, batch).fetchall())
+        held = [int(seq) for seq in seqs if int(seq) in found]
+        if not held:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(found[seq] for seq in held), dtype=np.float32)
+        return np.array(held, dtype=np.int64), matrix.reshape(len(held), -1)
 
     def rows(self, seqs: Sequence[int]) -> dict[int, tuple[str, str, dict[str, MetadataValue]]]:
         """The id, text and metadata of each of these rows (of `vectors_where`) still held."""
@@ -329,6 +384,8 @@ class LexicalIndex:
                 "SELECT 1 FROM sqlite_master WHERE name = ?", [_LAST_OBJECT]
             ).fetchone()
             if known is None:
+                conn.create_function("lf_scale", 1, _scale_of, deterministic=True)
+                conn.create_function("lf_ints", 1, _ints_of, deterministic=True)
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             yield conn
@@ -363,6 +420,47 @@ def _indexed_test(
         raise ValueError(f"{key!r} has no index")
     marks = ", ".join("?" * len(values))
     return f"json_extract({column}, '$.{key}') IN ({marks})", list(values)
+
+
+QUANTUM = 32_767
+"""`_quantize`'s largest integer: int16's, kept symmetric."""
+
+
+def _quantize(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each float32 vector as int16 integers and a scale, their product within half the scale
+    of each value (`dequantize`); the scale is NaN for a vector this cannot hold (one not
+    finite, or so small its scale is below float32's normal range)."""
+    wide = matrix.astype(np.float64)
+    peak = np.abs(wide).max(axis=1) if wide.shape[1] else np.zeros(len(wide))
+    scales = (peak / QUANTUM).astype(np.float32).astype(np.float64)
+    tiny = float(np.finfo(np.float32).tiny)
+    held = np.isfinite(peak) & ((scales >= tiny) | (peak == 0))
+    scales[~held] = np.nan
+    divisor = np.where(held & (scales > 0), scales, 1.0)[:, None]
+    with np.errstate(invalid="ignore"):
+        ints = np.rint(np.nan_to_num(wide) / divisor).clip(-QUANTUM, QUANTUM).astype(np.int16)
+    return scales, ints
+
+
+def dequantize(scales: np.ndarray, ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 vectors from `_quantize`'s, and how far each can be from the vector it was made
+    from (the norm of the difference): half a scale a value, and float32's rounding."""
+    vectors = ints.astype(np.float32)
+    vectors *= scales.astype(np.float32)[:, None]
+    # float32's rounding of each product: 2^-24 of a value under QUANTUM scales.
+    return vectors, scales * np.sqrt(ints.shape[1]) * (0.5 + QUANTUM * 2.0**-24)
+
+
+def _scale_of(blob: bytes) -> float | None:
+    """SQL's `lf_scale`: the scale of a float32 blob's vector, NULL where it cannot be held."""
+    scale = float(_quantize(np.frombuffer(blob, dtype=np.float32)[None, :])[0][0])
+    return None if np.isnan(scale) else scale
+
+
+def _ints_of(blob: bytes) -> bytes:
+    """SQL's `lf_ints`: the int16 integers of a float32 blob's vector."""
+    ints: np.ndarray = _quantize(np.frombuffer(blob, dtype=np.float32)[None, :])[1]
+    return ints.tobytes()
 
 
 def _total(conn: sqlite3.Connection) -> int:
