@@ -33,7 +33,8 @@ BUNDLED_MAX_POSITIONS = 512
 ATTENTION_BUDGET = 2 * 256 * 256
 """Most texts x tokens x tokens one inference may take (its batch times its longest text's
 length, squared): attention keeps a width x width matrix per text and head, and onnxruntime's
-arena holds a run's every intermediate until it ends. Embedding the chunks of bench/ingest.py
+arena holds a run's every intermediate until it ends (and the largest run's until the call's
+last run ends: it is shrunk only then). Embedding the chunks of bench/ingest.py
 (~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32 and 524 MiB in runs of 8;
 with large blocks mapped alone (`llamafarm.system.memory`) at 397 MiB in runs of 8 and
 232-236 MiB in runs of 2, at the same rate within the noise (7-8 texts/s on 2 busy cores).
