@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 
 def free_port() -> int:
@@ -33,6 +34,33 @@ def wait_until_up(http: httpx.Client, server: subprocess.Popen[bytes], log: Path
             pass
         time.sleep(0.2)
     raise SystemExit(f"the server or its worker was not up within 2 minutes; see {log}")
+
+
+def wait_until_idle(process: psutil.Process, *, window: float = 1.0, busy: float = 0.1) -> float:
+    """Until `process` and its children use less than `busy` of a core over `window` seconds
+    (at most a minute); the seconds waited. A worker reports healthy at its first heartbeat,
+    while it still loads its embedders and starts its parse processes (seconds of CPU): a
+    timing begun then counts its start-up."""
+    begun = time.perf_counter()
+
+    def cpu() -> float:
+        total = 0.0
+        for p in (process, *process.children(recursive=True)):
+            try:
+                times = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    last = cpu()
+    while time.perf_counter() - begun < 60:
+        time.sleep(window)
+        now = cpu()
+        if now - last < busy * window:
+            break
+        last = now
+    return time.perf_counter() - begun
 
 
 PROCESS = ("/datasets/documents/actions", {"action_type": "process"})

@@ -4,9 +4,11 @@
 
 Without FOLDER it generates a corpus of FILES x PARAGRAPHS paragraphs. It starts `lf start`
 (server + embedded worker) on a free port with a temporary data directory, uploads the files,
-times processing from the request to the task's end, then embeds the very same chunk texts with
-the raw embedder in this process (all at once, and one call per file as the pipeline does), and
-prints the rates, their ratios and the worker's peak memory.
+waits for the worker to be warm (its embedder loaded, its parse processes started: its CPU
+quiet), times processing from the request to the task's end, then embeds the very same chunk
+texts with the raw embedder in this process (all at once, and one call per file as the
+pipeline does, its model loaded first likewise), and prints the rates, their ratios, the CPU a
+chunk took in the worker and in the raw embedder, and the worker's peak memory.
 
 Then it changes `--edit` (default 10 %) of the paragraphs, uploads the edited files and times
 their processing again: unchanged chunks reuse their cached vectors (issue 19), so this is
@@ -33,7 +35,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import psutil
-from harness import PROCESS, free_port, run_task
+from harness import PROCESS, free_port, run_task, wait_until_idle
 
 from llamafarm.config import parse_config, render_template
 from llamafarm.rag.embedders import create_embedder
@@ -89,6 +91,19 @@ def tree_pss(root: psutil.Process) -> tuple[int, int]:
         except psutil.Error:
             pass
     return own, children
+
+
+def tree_cpu(worker: psutil.Process) -> dict[int, float]:
+    """CPU seconds (user and system) of each of the worker's child processes (its parse
+    processes and their forkserver) by pid."""
+    seconds = {}
+    for child in worker.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[child.pid] = times.user + times.system
+    return seconds
 
 
 def watch_rss(root: psutil.Process, stop: threading.Event, peak: list[int]) -> None:
@@ -153,7 +168,9 @@ def main() -> None:
 
         api_process = psutil.Process(server.pid)
         [worker_process] = api_process.children()
+        warming = wait_until_idle(worker_process)
         cpu_before = [p.cpu_times() for p in (api_process, worker_process)]
+        parse_before = tree_cpu(worker_process)
         idle = tree_pss(api_process)
         stop, peak = threading.Event(), [0, 0, 0]
         watcher = threading.Thread(target=watch_rss, args=(psutil.Process(server.pid), stop, peak))
@@ -162,6 +179,10 @@ def main() -> None:
         task = run_task(http, base, *PROCESS)
         end_to_end = time.perf_counter() - started
         cpu_after = [p.cpu_times() for p in (api_process, worker_process)]
+        parse_cpu = sum(
+            seconds - parse_before.get(pid, 0.0)
+            for pid, seconds in tree_cpu(worker_process).items()
+        )
         api_cpu, worker_cpu = (
             (a.user + a.system) - (b.user + b.system)
             for a, b in zip(cpu_after, cpu_before, strict=True)
@@ -193,9 +214,12 @@ def main() -> None:
     assert config.rag is not None
     embedder = create_embedder(config.rag.databases[0].embedding_strategies[0])
     embedder.embed(texts[:8])  # load the model outside the timing, as the worker had
+    me = psutil.Process()
+    cpu_started = sum(me.cpu_times()[:2])
     started = time.perf_counter()
     embedder.embed(texts)
     raw = time.perf_counter() - started
+    raw_cpu = sum(me.cpu_times()[:2]) - cpu_started
     started = time.perf_counter()
     for chunks_of_file in by_file:
         embedder.embed(chunks_of_file)
@@ -208,7 +232,14 @@ def main() -> None:
     print(f"raw embedder, one call per file:    {per_file:6.2f} s  {file_rate:7.1f} chunks/s")
     print(f"ratio end to end / raw (all at once): {e2e_rate / raw_rate:.2f}")
     print(f"ratio end to end / raw (per file):    {e2e_rate / file_rate:.2f}")
-    print(f"CPU used meanwhile: API server {api_cpu:.2f} s, worker {worker_cpu:.2f} s")
+    print(
+        f"CPU used meanwhile: API server {api_cpu:.2f} s, worker {worker_cpu:.2f} s, its parse "
+        f"processes {parse_cpu:.2f} s (the worker warmed up for {warming:.1f} s before)"
+    )
+    print(
+        f"CPU a chunk: worker {worker_cpu / chunks * 1000:.1f} ms, raw embedder all at once "
+        f"{raw_cpu / chunks * 1000:.1f} ms"
+    )
     print(f"time inside file jobs, summed over files processed at once: {busy:6.2f} s")
     mib = [round(value / 2**20) for value in (*idle, *peak)]
     print(f"worker peak memory (PSS, with any child processes): {mib[2]} MiB")

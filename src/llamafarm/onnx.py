@@ -25,6 +25,10 @@ class Loaded(NamedTuple):
     inputs: frozenset[str]
     """Input names the model takes; some exports lack token_type_ids."""
     run_options: Any
+    """A run's options: the arena hands back the memory the run took once it ends."""
+    keeping: Any = None
+    """Options of a run that another run of the same call follows: the arena keeps its memory
+    for that run (None: `run_options`)."""
 
 
 def _onnxruntime() -> Any:
@@ -36,10 +40,13 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-def run_options() -> Any:
+def run_options(*, shrink: bool = True) -> Any:
+    """A run's options; `shrink`: the memory arena hands back what the run took once it ends,
+    else it keeps it for the next run."""
     onnxruntime = _onnxruntime()
     options = onnxruntime.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    if shrink:
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
 
@@ -59,19 +66,26 @@ def _load_session(path: Path, threads: int) -> Any:
     # The memory arena makes inference ~1.5x faster than without it (measured on the bench
     # corpus: 31 s against 47 s), but keeps the peak of the largest batch for the life of the
     # process; shrinking it after each run (run_options) gives most of the speed (35 s) and
-    # hands the memory back (459 MB RSS after, not 903 MB).
+    # hands the memory back (459 MB RSS after, not 903 MB). The embedder shrinks it after a
+    # call's last run only (`run(..., more=True)` before).
     options.enable_cpu_mem_arena = True
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run(loaded: Loaded, feeds: Mapping[str, Any], *, fail: Callable[[str], LfError]) -> Any:
+def run(
+    loaded: Loaded,
+    feeds: Mapping[str, Any],
+    *,
+    fail: Callable[[str], LfError],
+    more: bool = False,
+) -> Any:
     """The model's output for `feeds`, given only the inputs its graph takes; an error from
-    onnxruntime becomes `fail("inference failed: ...")`."""
+    onnxruntime becomes `fail("inference failed: ...")`. `more`: another run of the same call
+    follows, which reuses the arena's memory (`Loaded.keeping`)."""
+    options = loaded.keeping if more and loaded.keeping is not None else loaded.run_options
     try:
         (output,) = loaded.session.run(
-            [loaded.output],
-            {k: v for k, v in feeds.items() if k in loaded.inputs},
-            loaded.run_options,
+            [loaded.output], {k: v for k, v in feeds.items() if k in loaded.inputs}, options
         )
     except Exception as exc:  # onnxruntime's errors share no public base class
         raise fail(f"inference failed: {exc}") from exc

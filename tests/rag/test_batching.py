@@ -102,3 +102,34 @@ def test_single_calls_and_empty_input() -> None:
     assert (shared.name, shared.dimension, shared.fingerprint()) == ("recorder", 1, "recorder")
     with pytest.raises(EmbedderUnavailable):
         shared.embed(["poison"])
+
+
+def test_rounds_take_the_longest_waiting_callers_whole_up_to_round_texts() -> None:
+    inner = Recorder()
+    shared = BatchingEmbedder(inner, round_texts=4)
+    inner.gate.clear()
+    results: dict[str, list[list[float]]] = {}
+
+    def call(name: str, texts: list[str]) -> None:
+        results[name] = shared.embed(texts)
+
+    blocker = threading.Thread(target=call, args=("blocker", ["b"]))
+    blocker.start()
+    assert inner.entered.wait(5)
+    # Queued in this order while the model is busy: 3, 2, 6 (more than a round) and 1 texts.
+    sizes = {"p": 3, "q": 2, "r": 6, "s": 1}
+    threads = []
+    for name, size in sizes.items():
+        threads.append(threading.Thread(target=call, args=(name, [name] * size)))
+        threads[-1].start()
+        while len(shared._waiting) < len(threads):
+            threading.Event().wait(0.01)
+    inner.gate.set()
+    for thread in [blocker, *threads]:
+        thread.join(5)
+
+    # p alone (p and q would be 5 texts), q (q and r: 8), r whole although past the bound,
+    # then s: each caller's texts in one round, in the order they came.
+    assert inner.calls == [["b"], ["p"] * 3, ["q"] * 2, ["r"] * 6, ["s"]]
+    for name, size in sizes.items():
+        assert results[name] == [[1.0]] * size

@@ -118,6 +118,33 @@ def test_long_texts_cut_into_runs_keep_their_vectors(minilm: UniversalEmbedder) 
     assert np.allclose(together, alone, atol=1e-5)
 
 
+def shrinks(options: Any) -> bool:
+    try:
+        return bool(options.get_run_config_entry("memory.enable_memory_arena_shrinkage"))
+    except RuntimeError:  # onnxruntime's answer for a key never set
+        return False
+
+
+def test_the_arena_is_shrunk_after_a_calls_last_run_only() -> None:
+    embedder = UniversalEmbedder({})
+    loaded = embedder._load()
+    seen: list[Any] = []
+
+    class Recording:
+        def run(self, outputs: Any, feeds: Any, options: Any) -> Any:
+            seen.append(options)
+            return loaded.session.run(outputs, feeds, options)
+
+    embedder._loaded = loaded._replace(session=Recording())
+    texts = sentences(12, words=200)  # runs of a few texts each
+    assert np.allclose(embedder.embed(texts), UniversalEmbedder({}).embed(texts), atol=1e-5)
+    assert len(seen) > 2
+    assert [shrinks(options) for options in seen] == [False] * (len(seen) - 1) + [True]
+    seen.clear()
+    embedder.embed(["one short text"])  # a call of one run: shrunk after it
+    assert [shrinks(options) for options in seen] == [True]
+
+
 def test_empty_input_gives_no_vectors(minilm: UniversalEmbedder) -> None:
     assert minilm.embed([]) == []
 

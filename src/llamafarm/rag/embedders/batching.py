@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 from llamafarm.rag.embedders.base import Embedder, WrappedEmbedder
 
+ROUND_TEXTS = 64
+"""Texts of waiting callers embedded in one round at most (a caller's texts are never split):
+enough to sort into runs of like length (the embedder's runs are 2-32 texts)."""
+
 
 @dataclass
 class _Request:
@@ -21,14 +25,21 @@ class BatchingEmbedder(WrappedEmbedder):
     """An embedder shared by the threads of a worker, which embeds their texts together.
 
     A worker processes several files at once; embedding each file's chunks alone gives small
-    batches of mixed lengths. Here the first caller to find the model idle embeds everything
-    waiting (its own texts and those of the other files), sorted by length by the embedder;
-    callers that arrive meanwhile wait and are served by the next round. A failing round is
-    retried per caller, so one file's bad input fails only that file.
+    batches of mixed lengths. Here a caller that finds the model idle embeds the callers
+    waiting longest (its own texts or those of other files), whole, up to `round_texts` texts,
+    sorted by length by the embedder; callers that arrive meanwhile wait and are served by a
+    later round, by whichever of them finds the model idle. A failing round is retried per
+    caller, so one file's bad input fails only that file.
+
+    Rounds are bounded so that files finish a few at a time: their threads store them and
+    start the next files while the model embeds the next round. One round of everything
+    waiting (~280 chunks of 15 files in bench/ingest.py) finished its files all together, whose
+    stores then ran one after another with the model idle after the last round.
     """
 
-    def __init__(self, inner: Embedder) -> None:
+    def __init__(self, inner: Embedder, *, round_texts: int = ROUND_TEXTS) -> None:
         super().__init__(inner)
+        self.round_texts = round_texts
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._waiting: list[_Request] = []
@@ -40,19 +51,31 @@ class BatchingEmbedder(WrappedEmbedder):
         request = _Request(list(texts))
         with self._lock:
             self._waiting.append(request)
-            while not request.done.is_set() and self._running:
-                self._idle.wait()
-            if request.done.is_set():
-                return _result(request)
-            self._running = True
-            batch, self._waiting = self._waiting, []
-        try:
-            self._serve(batch)
-        finally:
+        while True:
             with self._lock:
-                self._running = False
-                self._idle.notify_all()
-        return _result(request)
+                while not request.done.is_set() and self._running:
+                    self._idle.wait()
+                if request.done.is_set():
+                    return _result(request)
+                self._running = True
+                batch = self._next_round()
+            try:
+                self._serve(batch)
+            finally:
+                with self._lock:
+                    self._running = False
+                    self._idle.notify_all()
+
+    def _next_round(self) -> list[_Request]:
+        """The requests waiting longest, whole, up to `round_texts` texts (at least one)."""
+        taken, count = 0, 0
+        while taken < len(self._waiting) and (
+            taken == 0 or count + len(self._waiting[taken].texts) <= self.round_texts
+        ):
+            count += len(self._waiting[taken].texts)
+            taken += 1
+        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        return batch
 
     def _serve(self, batch: list[_Request]) -> None:
         try:

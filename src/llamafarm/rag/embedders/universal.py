@@ -33,7 +33,8 @@ BUNDLED_MAX_POSITIONS = 512
 ATTENTION_BUDGET = 2 * 256 * 256
 """Most texts x tokens x tokens one inference may take (its batch times its longest text's
 length, squared): attention keeps a width x width matrix per text and head, and onnxruntime's
-arena holds a run's every intermediate until it ends. Embedding the chunks of bench/ingest.py
+arena holds a run's every intermediate until it ends (and the largest run's until the call's
+last run ends: it is shrunk only then). Embedding the chunks of bench/ingest.py
 (~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32 and 524 MiB in runs of 8;
 with large blocks mapped alone (`llamafarm.system.memory`) at 397 MiB in runs of 8 and
 232-236 MiB in runs of 2, at the same rate within the noise (7-8 texts/s on 2 busy cores).
@@ -173,9 +174,10 @@ class UniversalEmbedder:
         lengths = [len(encoding.ids) for encoding in encodings]
         order = np.argsort(lengths, kind="stable")
         vectors: Floats | None = None
-        for part in self._batches([lengths[i] for i in order]):
+        parts = list(self._batches([lengths[i] for i in order]))
+        for number, part in enumerate(parts, 1):
             rows = order[part]
-            batch = self._run(loaded, [encodings[i] for i in rows])
+            batch = self._run(loaded, [encodings[i] for i in rows], more=number < len(parts))
             self._dimension = self._dimension or int(batch.shape[1])
             if vectors is None:
                 vectors = np.empty((len(texts), batch.shape[1]), dtype=np.float32)
@@ -224,13 +226,21 @@ class UniversalEmbedder:
                     f"not {self._dimension}"
                 )
             inputs = frozenset(node.name for node in session.get_inputs())
-            self._loaded = Loaded(session, tokenizer, output.name, inputs, run_options())
+            # The arena is shrunk after a call's last run, not after each: its memory handed
+            # back and faulted in again for every run cost the worker (which maps large
+            # blocks alone, llamafarm.system.memory) 8-9 % more CPU embedding 120 bench chunks
+            # in calls of 60 (9.05 s against 8.28-8.36 s, 362k against 170k page faults), for
+            # the same peak (355-358 MiB RSS): a call's runs are of ascending length, so the
+            # arena's largest is its last.
+            self._loaded = Loaded(
+                session, tokenizer, output.name, inputs, run_options(), run_options(shrink=False)
+            )
         return self._loaded
 
     def _fail(self, cause: str) -> EmbedderUnavailable:
         return EmbedderUnavailable(f"{WHAT} ({self.name}): {cause}")
 
-    def _run(self, loaded: Loaded, batch: list[Encoding]) -> Floats:
+    def _run(self, loaded: Loaded, batch: list[Encoding], *, more: bool = False) -> Floats:
         width = max(len(encoding.ids) for encoding in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)  # 0 is [PAD]
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -238,7 +248,7 @@ class UniversalEmbedder:
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = run(loaded, feeds, fail=self._fail)
+        hidden = run(loaded, feeds, fail=self._fail, more=more)
         weights = mask.astype(np.float32)
         summed = np.einsum("bsd,bs->bd", hidden, weights)
         means = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
