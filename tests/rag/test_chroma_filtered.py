@@ -165,7 +165,8 @@ def test_near_ties_int16_cannot_tell_apart_are_ranked_exactly(
     tmp_path: Path, space: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks whose distances differ below the compact copies' precision (made coarse here, as
-    int8's: int16's is finer than float32's sums): the float32 vectors decide."""
+    int8's: int16's error is too small to reorder distances float32 tells apart): the float32
+    vectors decide."""
     monkeypatch.setattr(lexical_module, "QUANTUM", 127)
     store = ChromaStore(path=tmp_path, collection_name="docs", distance_function=space)
     rng = np.random.default_rng(8)
