@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from llamafarm.rag.embedders.base import Embedder, WrappedEmbedder
 
-ROUND_TEXTS = 64
+ROUND_TEXTS = 256
 """Texts of waiting callers embedded in one round at most (a caller's texts are never split):
-enough to sort into runs of like length (the embedder's runs are 2-32 texts)."""
+enough to sort into runs of like length (the embedder's runs are 2-32 texts). 256 against 64,
+bench/ingest.py in turn, 5 pairs of runs: end to end faster in each (mean 28.4 against 31.6 s
+on a quiet machine), less padding (1.3 % more tokens than one sorted call, against 4.3 %)."""
 
 
 @dataclass
