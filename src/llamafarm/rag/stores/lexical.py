@@ -310,14 +310,7 @@ class LexicalIndex:
     def exact(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The float32 embeddings of these rows (of `vectors_where`), for those still held: their
         row numbers, in the order given, and the embeddings, one row each."""
-        found: dict[int, bytes] = {}
-        if len(seqs) and self.exists:
-            with self._connect() as conn:
-                for start in range(0, len(seqs), _BATCH):
-                    batch = [int(seq) for seq in seqs[start : start + _BATCH]]
-                    marks = ", ".join("?" * len(batch))
-                    sql = f"SELECT seq, vector FROM vectors WHERE seq IN ({marks})"
-                    found.update(conn.execute(sql, batch).fetchall())
+        found: dict[int, bytes] = dict(self._by_seq("SELECT seq, vector FROM vectors", seqs))
         held = [int(seq) for seq in seqs if int(seq) in found]
         if not held:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
@@ -326,16 +319,20 @@ class LexicalIndex:
 
     def rows(self, seqs: Sequence[int]) -> dict[int, tuple[str, str, dict[str, MetadataValue]]]:
         """The id, text and metadata of each of these rows (of `vectors_where`) still held."""
-        found: dict[int, tuple[str, str, dict[str, MetadataValue]]] = {}
-        if not len(seqs) or not self.exists:
-            return found
-        with self._connect() as conn:
-            for start in range(0, len(seqs), _BATCH):
-                batch = [int(seq) for seq in seqs[start : start + _BATCH]]
-                marks = ", ".join("?" * len(batch))
-                sql = f"SELECT seq, id, text, metadata FROM chunks WHERE seq IN ({marks})"
-                for seq, id_, text, meta in conn.execute(sql, batch):
-                    found[seq] = (id_, text, json.loads(meta))
+        sql = "SELECT seq, id, text, metadata FROM chunks"
+        return {
+            seq: (id_, text, json.loads(meta)) for seq, id_, text, meta in self._by_seq(sql, seqs)
+        }
+
+    def _by_seq(self, select: str, seqs: Sequence[int]) -> list[Any]:
+        """The rows `select` gives for these row numbers, read `_BATCH` at a time."""
+        found: list[Any] = []
+        if len(seqs) and self.exists:
+            with self._connect() as conn:
+                for start in range(0, len(seqs), _BATCH):
+                    batch = [int(seq) for seq in seqs[start : start + _BATCH]]
+                    marks = ", ".join("?" * len(batch))
+                    found += conn.execute(f"{select} WHERE seq IN ({marks})", batch).fetchall()
         return found
 
     def count(self) -> int:
