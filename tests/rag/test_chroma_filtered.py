@@ -225,7 +225,9 @@ def test_a_bm25_file_from_before_int16_copies_gets_them_on_first_use(tmp_path: P
     expected = _search(store, vectors[7].tolist(), {"dataset": "x"})
     before = _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=100)  # type: ignore[arg-type]
     with contextlib.closing(sqlite3.connect(_lexical(store).path)) as conn:
-        conn.executescript("DROP TRIGGER compact_delete; DROP TABLE compact;")
+        conn.executescript(
+            "DROP TRIGGER compact_delete; DROP TABLE compact; PRAGMA user_version = 0;"
+        )
     kept = _lexical(store).vectors_where(parse_filters({"dataset": "x"}), limit=100)  # type: ignore[arg-type]
     assert kept is not None and before is not None
     for made, filled in zip(before, kept, strict=True):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from llamafarm.errors import Unavailable
 from llamafarm.rag.filters import matches, parse_filters
 from llamafarm.rag.stores import lexical
 from llamafarm.rag.stores.bm25 import query_terms
@@ -151,6 +152,7 @@ def test_an_older_file_gets_the_new_indexes(tmp_path: Path) -> None:
             "TABLE compact",
         ):
             conn.execute(f"DROP {drop}")
+        conn.execute("PRAGMA user_version = 0")
         conn.commit()
     where = parse_filters({"document_id": "x"})
     assert where is not None and index.ids_where(where, limit=5) == ["a"]
@@ -158,3 +160,125 @@ def test_an_older_file_gets_the_new_indexes(tmp_path: Path) -> None:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"chunks_by_hash", "chunks_by_document", "vectors", "vectors_delete"} <= names
     assert {"compact", "compact_delete"} <= names
+
+
+TRICKY = ["n", "ed", "sses", "ies", "", "a\x00b", "é dataset ü", "x" * 300, "3", "D6E0"]
+"""Dataset names whose tags a stemmer or tokenizer could change or merge: hex ending in e, ed or
+ss; an empty string; a NUL (SQLite's JSON functions end the string there); accents and spaces; a
+long one; a digit; one spelled like a tag."""
+
+
+def test_every_tag_is_one_token_for_one_value(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "tags.sqlite3")
+    metas: list[dict[str, object]] = [{"dataset": name, "document_id": "doc"} for name in TRICKY]
+    metas += [{"dataset": 3}, {}]  # no string: the key's letter alone
+    ids = [f"c{i}" for i in range(len(metas))]
+    index.upsert(ids, ["alpha beta"] * len(ids), metas)  # type: ignore[arg-type]
+    with contextlib.closing(sqlite3.connect(index.path)) as conn:
+        held = {row[0] for row in conn.execute("SELECT term FROM chunks_terms WHERE col = 'tags'")}
+    wanted = {lexical.tag("dataset", name) for name in TRICKY} | {lexical.tag("document_id", "doc")}
+    assert held == wanted | {"d", "f", "i"}
+    for name, id_ in zip(TRICKY, ids, strict=False):
+        where = parse_filters({"dataset": name})
+        assert where is not None
+        assert [hit.id for hit in index.search("alpha", top_k=50, where=where)] == [id_], name
+    both = parse_filters({"dataset": {"$in": ["n", "ed"]}})
+    assert both is not None
+    assert sorted(hit.id for hit in index.search("beta", top_k=50, where=both)) == ["c0", "c1"]
+
+
+def test_a_word_spelled_like_a_tag_is_only_text(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "words.sqlite3")
+    spelled = lexical.tag("dataset", "x")
+    index.upsert(
+        ["tagged", "says"],
+        ["alpha", f"alpha {spelled}"],
+        [{"dataset": "x"}, {"dataset": "y"}],
+    )
+    assert [hit.id for hit in index.search(spelled, top_k=5)] == ["says"]
+    assert index.term_stats([spelled]) == {spelled: 1}
+    x = parse_filters({"dataset": "x"})
+    assert x is not None and index.search(spelled, top_k=5, where=x) == []
+
+
+def test_a_chunk_moved_to_another_dataset_is_found_there(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "moved.sqlite3")
+    index.upsert(["a", "b"], ["alpha", "alpha"], [{"dataset": "x"}, {"dataset": "x"}])
+    index.upsert(["a"], ["alpha"], [{"dataset": "y", "page": 2}])
+    x, y = parse_filters({"dataset": "x"}), parse_filters({"dataset": "y"})
+    assert x is not None and y is not None
+    assert [hit.id for hit in index.search("alpha", top_k=5, where=x)] == ["b"]
+    assert [hit.id for hit in index.search("alpha", top_k=5, where=y)] == ["a"]
+    index.delete(["a"])
+    assert index.search("alpha", top_k=5, where=y) == []
+    with contextlib.closing(sqlite3.connect(index.path)) as conn:
+        conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+
+
+@pytest.mark.parametrize("raw", [{"dataset": "d2"}, {"dataset": "d2", "page": {"$gte": 1}}])
+def test_a_filtered_score_is_the_unfiltered_score(
+    corpus: LexicalIndex, raw: dict[str, object]
+) -> None:
+    """The tag a filter matches adds nothing to a chunk's score, in either way of filtering."""
+    where = parse_filters(raw)
+    assert where is not None
+    unfiltered = dict(_hits(corpus, "w1 w30 w35 w0", top_k=1000))
+    filtered = _hits(corpus, "w1 w30 w35 w0", top_k=1000, where=where)
+    assert filtered
+    assert all(score == pytest.approx(unfiltered[id_], rel=1e-12) for id_, score in filtered)
+
+
+# The full-text index of the version before tags, as that version made it.
+_BEFORE_TAGS = """
+CREATE TABLE chunks (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, metadata TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    text, content='chunks', content_rowid='seq', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE chunks_terms USING fts5vocab(chunks_fts, row);
+CREATE TRIGGER chunks_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.seq, new.text);
+END;
+CREATE TRIGGER chunks_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+END;
+CREATE TRIGGER chunks_update AFTER UPDATE OF text ON chunks
+WHEN old.text IS NOT new.text BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.seq, new.text);
+END;
+"""
+
+
+def test_a_file_from_before_tags_gets_them_once(corpus: LexicalIndex, tmp_path: Path) -> None:
+    old = LexicalIndex(tmp_path / "old.sqlite3")
+    with contextlib.closing(sqlite3.connect(corpus.path)) as conn:
+        rows = conn.execute("SELECT id, text, metadata FROM chunks ORDER BY seq").fetchall()
+    with contextlib.closing(sqlite3.connect(old.path)) as conn:
+        conn.executescript(_BEFORE_TAGS)
+        conn.executemany("INSERT INTO chunks (id, text, metadata) VALUES (?, ?, ?)", rows)
+        conn.commit()
+    for raw in (None, {"dataset": "d2"}, {"dataset": "d2", "page": 1}, {"page": 3}):
+        where = None if raw is None else parse_filters(raw)
+        for query in ("w1 w30 w35", "w0 w2 w3 w39"):
+            assert _hits(old, query, where=where) == _hits(corpus, query, where=where)
+    with contextlib.closing(sqlite3.connect(old.path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+    old.delete(["c001"])
+    assert old.count() == len(rows) - 1
+
+
+def test_a_search_during_the_conversion_is_told_to_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = LexicalIndex(tmp_path / "old.sqlite3")
+    with contextlib.closing(sqlite3.connect(old.path, isolation_level=None)) as converting:
+        converting.executescript(_BEFORE_TAGS)
+        converting.execute("BEGIN IMMEDIATE")  # as the process converting it holds it
+        monkeypatch.setattr(lexical, "BUSY_TIMEOUT_S", 0.05)
+        with pytest.raises(Unavailable, match="being converted"):
+            old.search("alpha", top_k=5)
+        converting.execute("COMMIT")
+    assert old.search("alpha", top_k=5) == []

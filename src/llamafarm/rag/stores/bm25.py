@@ -18,6 +18,16 @@ from llamafarm.rag.filters import Filter
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 BM25_K1 = 1.2
 """FTS5's bm25() term-frequency saturation (its default)."""
+BM25_B = 0.75
+"""FTS5's bm25() document-length normalisation (its default)."""
+INDEXED_KEYS = ("dataset", "file_hash", "document_id")
+"""Metadata keys a filter is fastest on: a test of one of them for equality (or `$in`) reads only
+the chunks holding its values (`lexical.indexed_condition`), where any other filter tests every
+chunk the query matches."""
+TAG_TOKENS = len(INDEXED_KEYS)
+"""Tokens every chunk's length counts beyond its words: the SQLite index keeps one tag a key of
+`INDEXED_KEYS` in a second column, which FTS5's bm25() counts in a chunk's length. PostgreSQL's
+index adds them too, so that both score alike."""
 MAX_QUERY_TERMS = 256
 """Distinct words of a query that are searched; a longer query keeps its first ones."""
 STOPWORDS = frozenset(

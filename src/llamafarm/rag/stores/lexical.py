@@ -20,9 +20,11 @@ from typing import Any, cast
 import numpy as np
 
 from llamafarm.documents import MetadataValue
+from llamafarm.errors import Unavailable
 from llamafarm.rag.filters import All, Condition, Filter, to_sql
 from llamafarm.rag.stores.bm25 import (
     BM25_K1,
+    INDEXED_KEYS,
     TOKENIZER,
     LexicalHit,
     bm25_idf,
@@ -36,34 +38,31 @@ ranks only the chunks holding its rarer words (`_ranking`)."""
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BATCH = 500
 """Ids per DELETE: well under SQLite's limit on bound parameters."""
-INDEXED_KEYS = ("dataset", "file_hash", "document_id")
-"""Metadata keys with an index: a filter that tests one of them for equality (or `$in`) reads
-only the chunks holding its values, where any other filter tests every chunk the query matches."""
-_SCHEMA = f"""
+BUSY_TIMEOUT_S = 30.0
+"""How long a connection waits for another's write (or conversion, `_migrate`) to end."""
+_TAG_PREFIXES = {"dataset": "d", "file_hash": "f", "document_id": "i"}
+"""A tag's first letter, by key of `INDEXED_KEYS` (`tag`)."""
+_TAGS = " || ' ' || ".join(
+    f"'{_TAG_PREFIXES[key]}' || CASE json_type(metadata, '$.{key}') "
+    f"WHEN 'text' THEN hex(json_extract(metadata, '$.{key}')) || '0' ELSE '' END"
+    for key in INDEXED_KEYS
+)
+"""SQL of a chunk's tags, one a key of `INDEXED_KEYS` whether or not its metadata holds it: where
+the key's value is a string, the key's letter, the value's UTF-8 bytes in hex and a 0 (`tag`);
+otherwise the letter alone. Always as many, so that every chunk's length, which FTS5's bm25()
+counts over both columns, is its words plus the same `TAG_TOKENS`. A tag is one token that the
+tokenizer keeps as it is (letters and digits, folded to lower case, ending in a digit, which no
+rule of the Porter stemmer takes off), so it stands for one value only."""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     text TEXT NOT NULL,
     metadata TEXT NOT NULL
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='seq', tokenize='{TOKENIZER}'
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_terms USING fts5vocab(chunks_fts, row);
-CREATE TRIGGER IF NOT EXISTS chunks_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.seq, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
-END;
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (
     json_extract(metadata, '$.dataset'), json_extract(metadata, '$.file_hash')
 );
-CREATE TRIGGER IF NOT EXISTS chunks_update AFTER UPDATE OF text ON chunks
-WHEN old.text IS NOT new.text BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.seq, new.text);
-END;
 CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks (json_extract(metadata, '$.file_hash'));
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (json_extract(metadata, '$.document_id'));
 CREATE TABLE IF NOT EXISTS vectors (seq INTEGER PRIMARY KEY, vector BLOB NOT NULL);
@@ -85,6 +84,40 @@ SELECT seq, lf_scale(vector), lf_ints(vector) FROM vectors;
 # the vectors `_quantize` cannot hold.
 _LAST_OBJECT = "compact_delete"
 """The schema's last object: a file without it (made by an older version) gets the rest."""
+_VERSION = 1
+"""The file's `user_version` once its full-text index has the `tags` column (`_FULL_TEXT`)."""
+_ADD_TAGS = f"ALTER TABLE chunks ADD COLUMN tags TEXT GENERATED ALWAYS AS ({_TAGS}) VIRTUAL"
+_FULL_TEXT = (
+    "DROP TRIGGER IF EXISTS chunks_insert",
+    "DROP TRIGGER IF EXISTS chunks_delete",
+    "DROP TRIGGER IF EXISTS chunks_update",
+    "DROP TABLE IF EXISTS chunks_terms",
+    "DROP TABLE IF EXISTS chunks_fts",
+    f"""CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, tags, content='chunks', content_rowid='seq', tokenize='{TOKENIZER}'
+    )""",
+    "CREATE VIRTUAL TABLE chunks_terms USING fts5vocab(chunks_fts, col)",
+    """CREATE TRIGGER chunks_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text, tags) VALUES (new.seq, new.text, new.tags);
+    END""",
+    """CREATE TRIGGER chunks_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, tags)
+        VALUES ('delete', old.seq, old.text, old.tags);
+    END""",
+    """CREATE TRIGGER chunks_update AFTER UPDATE OF text, metadata ON chunks
+    WHEN old.text IS NOT new.text OR old.tags IS NOT new.tags BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, tags)
+        VALUES ('delete', old.seq, old.text, old.tags);
+        INSERT INTO chunks_fts(rowid, text, tags) VALUES (new.seq, new.text, new.tags);
+    END""",
+    "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)')",
+    "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')",
+)
+"""The full-text index of the chunks' text and tags (`_TAGS`), made anew from the chunks: a file
+from before it had tags loses its one-column index (1,000,042 chunks: NN s, once). A filter on an
+indexed key is then a term FTS5 intersects with the query's words itself (`_ranking`). `rank` is
+bm25() of the text alone: a tag matched adds nothing to a score. `chunks_terms` counts a word's
+chunks by column, so a word spelled like a tag counts only where it is text."""
 # ON CONFLICT DO UPDATE keeps the row (and its seq): INSERT OR REPLACE would delete it without
 # firing the delete trigger, leaving the old text's postings behind.
 _UPSERT = """
@@ -92,9 +125,9 @@ INSERT INTO chunks (id, text, metadata) VALUES (?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata
 """
 _SEARCH = """
-SELECT c.id, c.text, c.metadata, -bm25(chunks_fts) AS score
+SELECT c.id, c.text, c.metadata, -chunks_fts.rank AS score
 FROM chunks_fts JOIN chunks AS c ON c.seq = chunks_fts.rowid
-WHERE chunks_fts MATCH ? AND {narrow}{where}
+WHERE chunks_fts MATCH ? AND {where}
 ORDER BY score DESC, c.id
 LIMIT ?
 """
@@ -103,9 +136,9 @@ LIMIT ?
 # the rare ones counted twice; CROSS JOIN keeps FTS5 driving the second, never looked up by rowid.
 _SEARCH_AMONG = """
 WITH rare AS MATERIALIZED (
-    SELECT rowid AS seq, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?
+    SELECT rowid AS seq, rank AS score FROM chunks_fts WHERE chunks_fts MATCH ?
 ), best AS (
-    SELECT chunks_fts.rowid AS seq, rare.score - bm25(chunks_fts) AS score
+    SELECT chunks_fts.rowid AS seq, rare.score - chunks_fts.rank AS score
     FROM chunks_fts CROSS JOIN rare ON rare.seq = chunks_fts.rowid
     WHERE chunks_fts MATCH ?
     ORDER BY score DESC
@@ -115,11 +148,7 @@ SELECT c.id, c.text, c.metadata, best.score
 FROM best JOIN chunks AS c ON c.seq = best.seq
 ORDER BY best.score DESC, c.id
 """
-# With a filter on an indexed key, the chunks holding its values are read from that index first
-# and FTS5 scores only the matches among them ({narrow}); the unary `+` keeps the planner from
-# handing that set to FTS5 as rowid lookups, which would rerun the query once per chunk. The
-# whole filter ({where}) still decides.
-_NARROW = "+chunks_fts.rowid IN (SELECT seq FROM chunks WHERE {test}) AND "
+_TERM_CHUNKS = "SELECT doc FROM chunks_terms WHERE col = 'text' AND term = ?"
 _PUT_VECTOR = "INSERT OR REPLACE INTO vectors (seq, vector) SELECT seq, ? FROM chunks WHERE id = ?"
 _PUT_COMPACT = """
 INSERT OR REPLACE INTO compact (seq, scale, vector) SELECT seq, ?, ? FROM chunks WHERE id = ?
@@ -135,8 +164,8 @@ LIMIT ?
 # connection (bench/scale.py's 100,000 chunks), which a filter passing 10,000 chunks of a
 # million pays on every query; at 1M, where the rows are not all in the page cache, 159-196
 # against 61-65 ms p50 a vector + filter query.
-# Without a filter FTS5 ranks and cuts by itself before the join: twice as fast (measured on
-# SciFact, 5,183 chunks: 5.4 ms against 11.2 ms a query).
+# Without a filter, or with one that its tags answer, FTS5 ranks and cuts by itself before the
+# join: twice as fast (measured on SciFact, 5,183 chunks: 5.4 ms against 11.2 ms a query).
 _SEARCH_ALL = """
 SELECT c.id, c.text, c.metadata, -f.rank AS score
 FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS f
@@ -351,7 +380,7 @@ class LexicalIndex:
         if self.exists and stems:
             with self._connect() as conn:
                 for stem in {s for parts in stems.values() for s in parts}:
-                    row = conn.execute("SELECT doc FROM chunks_terms WHERE term = ?", [stem])
+                    row = conn.execute(_TERM_CHUNKS, [stem])
                     found = row.fetchone()
                     frequency[stem] = found[0] if found else 0
         return {
@@ -375,19 +404,41 @@ class LexicalIndex:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # Autocommit mode: transactions are opened explicitly, and reads take no write lock.
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            known = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = ?", [_LAST_OBJECT]
-            ).fetchone()
-            if known is None:
-                conn.create_function("lf_scale", 1, _scale_of, deterministic=True)
-                conn.create_function("lf_ints", 1, _ints_of, deterministic=True)
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < _VERSION:
+                try:
+                    _migrate(conn)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc):
+                        raise
+                    raise Unavailable(
+                        f"the BM25 index {self.path.name} is being converted to this version's "
+                        "format (once; minutes for a million chunks): try again shortly"
+                    ) from exc
             yield conn
         finally:
             conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Give a new file, or one an older version made, the current schema: `_SCHEMA` where its
+    last object is missing, then the full-text index with tags (`_FULL_TEXT`). Writers wait
+    meanwhile; a second connection waiting to do the same finds it done."""
+    conn.create_function("lf_scale", 1, _scale_of, deterministic=True)
+    conn.create_function("lf_ints", 1, _ints_of, deterministic=True)
+    conn.execute("PRAGMA journal_mode = WAL")
+    known = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [_LAST_OBJECT]).fetchone()
+    if known is None:
+        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+    with _transaction(conn):
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= _VERSION:
+            return
+        if "tags" not in {row[1] for row in conn.execute("PRAGMA table_xinfo(chunks)")}:
+            conn.execute(_ADD_TAGS)
+        for statement in _FULL_TEXT:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {_VERSION}")
 
 
 def indexed_condition(where: Filter) -> tuple[str, tuple[str, ...]] | None:
@@ -482,8 +533,27 @@ def _varint(data: bytes) -> int:
 
 
 def match_expression(terms: Sequence[str]) -> str:
-    """An FTS5 query matching any of `terms`; quoting makes every word a literal, never syntax."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    """An FTS5 query matching any of `terms` in the chunks' text; quoting makes every word a
+    literal, never syntax."""
+    return f"text : ({_any_of(terms)})"
+
+
+def tag(key: str, value: str) -> str:
+    """The tag (`_TAGS`) of a chunk whose `key`, one of `INDEXED_KEYS`, is the string `value`.
+
+    SQLite's JSON functions end a string at its first NUL character, and so does this, as the
+    indexes on these keys do (`_indexed_test`).
+    """
+    return _TAG_PREFIXES[key] + value.split("\x00", 1)[0].encode().hex() + "0"
+
+
+def _tags_expression(key: str, values: Sequence[str]) -> str:
+    """An FTS5 query matching the chunks tagged with any of these values of `key`."""
+    return f"tags : ({_any_of([tag(key, value) for value in values])})"
+
+
+def _any_of(words: Sequence[str]) -> str:
+    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
 @contextlib.contextmanager
@@ -505,7 +575,7 @@ def _frequencies(conn: sqlite3.Connection, terms: Sequence[str]) -> dict[str, in
     found: dict[str, int] = {}
     if wanted:
         marks = ", ".join("?" * len(wanted))
-        sql = f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})"
+        sql = f"SELECT term, doc FROM chunks_terms WHERE col = 'text' AND term IN ({marks})"
         found = dict(conn.execute(sql, wanted))
     return {
         term: min((found.get(stem, 0) for stem in stems.get(term, ())), default=0) for term in terms
@@ -531,15 +601,15 @@ def _ranking(
     """
     full = match_expression(terms)
     if where is not None:
+        # A test of an indexed key is also a term of the query, its tags: FTS5 reads only the
+        # chunks holding both. A filter that is that test alone FTS5 then answers, ranking and
+        # cutting before any chunk is read; any other decides on the chunks FTS5 gives.
         indexed = indexed_condition(where)
-        test, narrow_params = _indexed_test(indexed) if indexed is not None else ("", [])
-        narrow = _NARROW.format(test=test) if indexed is not None else ""
-        # Where the indexed test is the whole filter, the narrowing is the test: no chunk's
-        # metadata is parsed again (13-17 -> 11-13 ms at 230,000 chunks, 1 % passing).
-        whole = indexed is not None and isinstance(where, Condition)
-        condition, where_params = ("1", []) if whole else to_sql(where, "c.metadata")
-        sql = _SEARCH.format(narrow=narrow, where=condition)
-        return sql, [full, *narrow_params, *where_params, top_k]
+        match = full if indexed is None else f"{full} AND {_tags_expression(*indexed)}"
+        if indexed is not None and isinstance(where, Condition):  # the tags are the filter
+            return _SEARCH_ALL, [match, top_k]
+        condition, where_params = to_sql(where, "c.metadata")
+        return _SEARCH.format(where=condition), [match, *where_params, top_k]
     held = sorted((t for t in terms if frequencies[t] > 0), key=lambda t: (frequencies[t], t))
     if sum(frequencies[t] for t in held) <= CANDIDATE_POSTINGS:
         return _SEARCH_ALL, [full, top_k]

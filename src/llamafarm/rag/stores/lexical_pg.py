@@ -24,7 +24,9 @@ from sqlalchemy.dialects.postgresql import insert
 from llamafarm.documents import MetadataValue
 from llamafarm.rag.filters import Filter, to_postgres
 from llamafarm.rag.stores.bm25 import (
+    BM25_B,
     BM25_K1,
+    TAG_TOKENS,
     LexicalHit,
     query_stems,
     query_terms,
@@ -32,16 +34,15 @@ from llamafarm.rag.stores.bm25 import (
 )
 from llamafarm.state.tables import LexicalChunk, LexicalPosting, LexicalStore
 
-BM25_B = 0.75
-"""FTS5's bm25() document-length normalisation (its default)."""
 _BATCH = 500
 
 # One statement, so one snapshot for the statistics and the matches they score: the store's
 # chunks and tokens (its `lexical_stores` row); the postings of the query terms, read once
 # (through their (store, term) index); each term's chunks (a count of its postings) and so its
 # FTS5 IDF (times the query words it stands for, `:weights`); the postings summed per chunk by
-# FTS5's bm25(). The chunk rows are read for a filter (`join`) and for the texts of the `top_k`;
-# `best` is the IDFs' sum, the most the query could score over k1+1 (as `lexical._most`).
+# FTS5's bm25(), a chunk's length counting the tags the SQLite index adds (`TAG_TOKENS`). The
+# chunk rows are read for a filter (`join`) and for the texts of the `top_k`; `best` is the IDFs'
+# sum, the most the query could score over k1+1 (as `lexical._most`).
 _SEARCH = f"""
 WITH stats AS (
     SELECT CAST(chunks AS float8) AS total, CAST(tokens AS float8) AS tokens
@@ -61,11 +62,11 @@ WITH stats AS (
 ), scores AS (
     SELECT p.chunk_id AS id, sum(
         t.idf * p.tf * {BM25_K1 + 1}
-        / (p.tf + {BM25_K1} * ({1 - BM25_B} + {BM25_B} * CAST(p.length AS float8) / stats.avgdl))
+        / (p.tf + {BM25_K1} * ({1 - BM25_B} + {BM25_B} * (p.length + {TAG_TOKENS}) / stats.avgdl))
     ) AS score
     FROM idfs AS t
     JOIN postings AS p ON p.term = t.term
-    CROSS JOIN (SELECT tokens / total AS avgdl FROM stats) AS stats
+    CROSS JOIN (SELECT tokens / total + {TAG_TOKENS} AS avgdl FROM stats) AS stats
     {{join}}
     GROUP BY p.chunk_id
     ORDER BY score DESC, p.chunk_id
