@@ -7,6 +7,7 @@ import contextlib
 import json
 import random
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -275,6 +276,7 @@ def test_a_search_during_the_conversion_is_told_to_come_back(
 ) -> None:
     old = LexicalIndex(tmp_path / "old.sqlite3")
     with contextlib.closing(sqlite3.connect(old.path, isolation_level=None)) as converting:
+        converting.execute("PRAGMA journal_mode = WAL")  # as every file this index made
         converting.executescript(_BEFORE_TAGS)
         converting.execute("BEGIN IMMEDIATE")  # as the process converting it holds it
         monkeypatch.setattr(lexical, "BUSY_TIMEOUT_S", 0.05)
@@ -282,3 +284,19 @@ def test_a_search_during_the_conversion_is_told_to_come_back(
             old.search("alpha", top_k=5)
         converting.execute("COMMIT")
     assert old.search("alpha", top_k=5) == []
+
+
+def test_a_write_waits_for_the_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = LexicalIndex(tmp_path / "old.sqlite3")
+    monkeypatch.setattr(lexical, "BUSY_TIMEOUT_S", 0.05)
+    with contextlib.closing(sqlite3.connect(old.path, isolation_level=None)) as converting:
+        converting.execute("PRAGMA journal_mode = WAL")  # as every file this index made
+        converting.executescript(_BEFORE_TAGS)
+        converting.execute("BEGIN IMMEDIATE")
+        writing = threading.Thread(target=old.upsert, args=(["a"], ["alpha"], [{"dataset": "x"}]))
+        writing.start()
+        writing.join(0.5)
+        assert writing.is_alive()  # still waiting, well past BUSY_TIMEOUT_S
+        converting.execute("COMMIT")
+    writing.join(10)
+    assert [hit.id for hit in old.search("alpha", top_k=5)] == ["a"]

@@ -39,7 +39,10 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BATCH = 500
 """Ids per DELETE: well under SQLite's limit on bound parameters."""
 BUSY_TIMEOUT_S = 30.0
-"""How long a connection waits for another's write (or conversion, `_migrate`) to end."""
+"""How long a connection waits for another's write to end; a search, for a conversion too."""
+CONVERSION_WAIT_S = 3600.0
+"""How long a write waits for another connection's conversion of the file (`_migrate`) to end:
+the worker's files wait for it rather than fail."""
 _TAG_PREFIXES = {"dataset": "d", "file_hash": "f", "document_id": "i"}
 """A tag's first letter, by key of `INDEXED_KEYS` (`tag`)."""
 _TAGS = " || ' ' || ".join(
@@ -205,7 +208,7 @@ class LexicalIndex:
         ]
         matrix = None if vectors is None else np.asarray(vectors, np.float32).reshape(len(ids), -1)
         scales, ints = (np.zeros(0), np.zeros(0)) if matrix is None else _quantize(matrix)
-        with self._connect() as conn, _transaction(conn):
+        with self._connect(writer=True) as conn, _transaction(conn):
             conn.executemany(_UPSERT, rows)
             if matrix is None:
                 for table in ("vectors", "compact"):
@@ -235,7 +238,7 @@ class LexicalIndex:
         if not ids or not self.exists:
             return 0
         removed = 0
-        with self._connect() as conn, _transaction(conn):
+        with self._connect(writer=True) as conn, _transaction(conn):
             for start in range(0, len(ids), _BATCH):
                 batch = list(ids[start : start + _BATCH])
                 marks = ", ".join("?" * len(batch))
@@ -255,7 +258,7 @@ class LexicalIndex:
             raise ValueError(f"delete_where takes plain metadata keys, got {sorted(where)}")
         condition = " AND ".join(f"json_extract(metadata, '$.{key}') = ?" for key in where)
         params = list(where.values())
-        with self._connect() as conn, _transaction(conn):
+        with self._connect(writer=True) as conn, _transaction(conn):
             if not keep:
                 return conn.execute(f"DELETE FROM chunks WHERE {condition}", params).rowcount
             conn.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
@@ -392,7 +395,7 @@ class LexicalIndex:
         """Merge the full-text index's segments and give back the file's free pages."""
         if not self.exists:
             return
-        with self._connect() as conn:
+        with self._connect(writer=True) as conn:
             conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
             conn.execute("VACUUM")
 
@@ -402,11 +405,13 @@ class LexicalIndex:
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, *, writer: bool = False) -> Iterator[sqlite3.Connection]:
         # Autocommit mode: transactions are opened explicitly, and reads take no write lock.
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             if conn.execute("PRAGMA user_version").fetchone()[0] < _VERSION:
+                wait = CONVERSION_WAIT_S if writer else BUSY_TIMEOUT_S
+                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
                 try:
                     _migrate(conn)
                 except sqlite3.OperationalError as exc:
@@ -416,6 +421,7 @@ class LexicalIndex:
                         f"the BM25 index {self.path.name} is being converted to this version's "
                         "format (once; minutes for a million chunks): try again shortly"
                     ) from exc
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             yield conn
         finally:
             conn.close()
