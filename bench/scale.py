@@ -25,7 +25,7 @@ size, the store's bytes on disk, this process's RSS, and p50/p95 of QUERIES quer
 kind, through `llamafarm.rag.service.query` (what `POST .../rag/query` calls, minus HTTP) with
 top_k 5: `vector` (the template's `basic_search`), `hybrid` (its default `hybrid_search`) and
 both with `metadata_filters: {"dataset": ...}` (a key the BM25 index has an index on, which
-both sides then use: `lexical.INDEXED_KEYS`). A query's text is 4 words of a stored chunk
+both sides then use: `bm25.INDEXED_KEYS`). A query's text is 4 words of a stored chunk
 (none of the 50 commonest) and its vector that chunk's plus noise, from an embedder that stands
 in for the model. `reload` is the first query after another process's write (the generation
 bump makes this process load the index again), `delete` the time to delete one file's chunks

@@ -339,7 +339,7 @@ class ChromaStore:
 
     def _filter_index(self, collection: Collection, where: Filter | None) -> LexicalIndex | None:
         """The BM25 file, which answers a filtered search faster than Chroma when `where` tests
-        an indexed key (`lexical.INDEXED_KEYS`) for equality: None without a filter, and for a
+        an indexed key (`bm25.INDEXED_KEYS`) for equality: None without a filter, and for a
         store on a server (its BM25 rows keep no embeddings).
 
         From the embeddings it keeps (`_nearest_kept`), or else from the ids of the chunks

@@ -117,7 +117,7 @@ _FULL_TEXT = (
     "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')",
 )
 """The full-text index of the chunks' text and tags (`_TAGS`), made anew from the chunks: a file
-from before it had tags loses its one-column index (1,000,042 chunks: NN s, once). A filter on an
+from before it had tags loses its one-column index (1,000,042 chunks: 64 s, once). A filter on an
 indexed key is then a term FTS5 intersects with the query's words itself (`_ranking`). `rank` is
 bm25() of the text alone: a tag matched adds nothing to a score. `chunks_terms` counts a word's
 chunks by column, so a word spelled like a tag counts only where it is text."""
