@@ -1,10 +1,10 @@
 """LexicalIndex: a persistent BM25 index of chunk texts in SQLite FTS5, kept up to date per write.
 
-The chunks live in a plain table and the FTS5 index reads their text from it (external
-content); triggers keep the two in step, so an upsert or delete touches only its own rows and
-a search never rebuilds anything. The index lives next to the vector store's files, and its
-caller serializes writers across processes; each call here opens and closes its own
-connection, so threads never share one.
+The chunks live in a plain table and the FTS5 index reads their text, and tags of the keys
+filters use most, from it (external content); triggers keep the two in step, so an upsert or
+delete touches only its own rows and a search never rebuilds anything. The index lives next to
+the vector store's files, and its caller serializes writers across processes; each call here
+opens and closes its own connection, so threads never share one.
 """
 
 from __future__ import annotations
