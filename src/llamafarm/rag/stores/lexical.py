@@ -151,7 +151,6 @@ SELECT c.id, c.text, c.metadata, best.score
 FROM best JOIN chunks AS c ON c.seq = best.seq
 ORDER BY best.score DESC, c.id
 """
-_TERM_CHUNKS = "SELECT doc FROM chunks_terms WHERE col = 'text' AND term = ?"
 _PUT_VECTOR = "INSERT OR REPLACE INTO vectors (seq, vector) SELECT seq, ? FROM chunks WHERE id = ?"
 _PUT_COMPACT = """
 INSERT OR REPLACE INTO compact (seq, scale, vector) SELECT seq, ?, ? FROM chunks WHERE id = ?
@@ -378,18 +377,10 @@ class LexicalIndex:
 
         A term the tokenizer splits (`e-mail`) counts as its rarest part.
         """
-        stems = stems_of(terms)
-        frequency: dict[str, int] = {}
-        if self.exists and stems:
-            with self._connect() as conn:
-                for stem in {s for parts in stems.values() for s in parts}:
-                    row = conn.execute(_TERM_CHUNKS, [stem])
-                    found = row.fetchone()
-                    frequency[stem] = found[0] if found else 0
-        return {
-            term: min((frequency.get(s, 0) for s in stems.get(term, ())), default=0)
-            for term in terms
-        }
+        if not self.exists:
+            return dict.fromkeys(terms, 0)
+        with self._connect() as conn:
+            return _frequencies(conn, terms)
 
     def compact(self) -> None:
         """Merge the full-text index's segments and give back the file's free pages."""
