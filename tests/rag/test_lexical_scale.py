@@ -8,6 +8,7 @@ import json
 import random
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -271,14 +272,21 @@ def test_a_file_from_before_tags_gets_them_once(corpus: LexicalIndex, tmp_path: 
     assert old.count() == len(rows) - 1
 
 
+@contextlib.contextmanager
+def _converting(path: Path) -> Iterator[sqlite3.Connection]:
+    """A file of the version before tags, held as the process converting it holds it."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as converting:
+        converting.execute("PRAGMA journal_mode = WAL")  # as every file this index made
+        converting.executescript(_BEFORE_TAGS)
+        converting.execute("BEGIN IMMEDIATE")
+        yield converting
+
+
 def test_a_search_during_the_conversion_is_told_to_come_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = LexicalIndex(tmp_path / "old.sqlite3")
-    with contextlib.closing(sqlite3.connect(old.path, isolation_level=None)) as converting:
-        converting.execute("PRAGMA journal_mode = WAL")  # as every file this index made
-        converting.executescript(_BEFORE_TAGS)
-        converting.execute("BEGIN IMMEDIATE")  # as the process converting it holds it
+    with _converting(old.path) as converting:
         monkeypatch.setattr(lexical, "BUSY_TIMEOUT_S", 0.05)
         with pytest.raises(Unavailable, match="being converted"):
             old.search("alpha", top_k=5)
@@ -289,10 +297,7 @@ def test_a_search_during_the_conversion_is_told_to_come_back(
 def test_a_write_waits_for_the_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old = LexicalIndex(tmp_path / "old.sqlite3")
     monkeypatch.setattr(lexical, "BUSY_TIMEOUT_S", 0.05)
-    with contextlib.closing(sqlite3.connect(old.path, isolation_level=None)) as converting:
-        converting.execute("PRAGMA journal_mode = WAL")  # as every file this index made
-        converting.executescript(_BEFORE_TAGS)
-        converting.execute("BEGIN IMMEDIATE")
+    with _converting(old.path) as converting:
         writing = threading.Thread(target=old.upsert, args=(["a"], ["alpha"], [{"dataset": "x"}]))
         writing.start()
         writing.join(0.5)
