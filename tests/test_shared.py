@@ -9,8 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from llamafarm.config.models import EmbeddingStrategy
-from llamafarm.rag.cache import ModelCache
-from llamafarm.rag.embedders.universal import bundled_files, default_threads, onnx_session
+from llamafarm.rag.cache import ModelCache, lanes_for
+from llamafarm.rag.embedders.batching import BatchingEmbedder
+from llamafarm.rag.embedders.universal import (
+    UniversalEmbedder,
+    bundled_files,
+    default_threads,
+    onnx_session,
+)
+from llamafarm.rag.rerankers.cross_encoder import CrossEncoderReranker
 from llamafarm.shared import Shared
 
 
@@ -63,3 +70,25 @@ def test_embedders_of_one_model_cache_share_one_onnx_session() -> None:
     assert onnx_session(Shared(), model, threads) is not session  # another process's own
     models.close()
     assert ("onnx-session", model, threads) not in models.shared
+
+
+def test_a_worker_cache_runs_its_embedders_in_lanes_of_fewer_threads() -> None:
+    assert [lanes_for(cpus) for cpus in (1, 2, 3, 16)] == [1, 2, 2, 2]
+    strategy = EmbeddingStrategy(name="e", type="UniversalEmbedder", config={})
+    api, worker = ModelCache(), ModelCache(lanes=2)
+    queries, files = api.embedder(strategy), worker.embedder(strategy)
+    assert isinstance(queries, BatchingEmbedder) and isinstance(files, BatchingEmbedder)
+    assert (queries.lanes, files.lanes) == (1, 2)
+    # The model runs a call on every CPU for the API, on its share of them in a lane.
+    assert api.shared.threads is None
+    assert worker.shared.threads == max(1, default_threads() // 2)
+    assert isinstance(queries.inner, UniversalEmbedder)
+    assert isinstance(files.inner, UniversalEmbedder)
+    assert queries.inner.threads == default_threads()
+    assert files.inner.threads == worker.shared.threads
+    # A strategy that names its threads keeps them.
+    named = EmbeddingStrategy(name="n", type="UniversalEmbedder", config={"threads": 3})
+    assert worker.embedder(named).inner.threads == 3  # type: ignore[attr-defined]
+    assert CrossEncoderReranker("m", shared=Shared(threads=1)).threads == 1
+    for models in (api, worker):
+        models.close()

@@ -22,10 +22,14 @@ T = TypeVar("T")
 class Shared:
     """Things loaded once per key; a load blocks only the callers of the same key."""
 
-    def __init__(self, residents: Residents | None = None) -> None:
+    def __init__(self, residents: Residents | None = None, *, threads: int | None = None) -> None:
         """`residents`: where the chat models are held (default: loaded until closed)."""
         self.residents = Residents() if residents is None else residents
         """The loaded chat models, which unload when idle or to stay under a memory cap."""
+        self.threads = threads
+        """CPU threads an ONNX model (embedder, cross-encoder) runs a call on when its config
+        names none; None: every CPU. The worker runs its embedder's calls side by side, on
+        fewer threads each (`llamafarm.rag.cache.ModelCache`'s `lanes`)."""
         self._items: dict[Hashable, Any] = {}
         self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()

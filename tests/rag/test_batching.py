@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from threading import Thread
 
 import pytest
 
 from llamafarm.errors import EmbedderUnavailable
-from llamafarm.rag.embedders.batching import BatchingEmbedder
+from llamafarm.rag.embedders.batching import LANE_TEXTS, BatchingEmbedder
 
 
 class Recorder:
@@ -133,3 +134,87 @@ def test_rounds_take_the_longest_waiting_callers_whole_up_to_round_texts() -> No
     assert inner.calls == [["b"], ["p"] * 3, ["q"] * 2, ["r"] * 6, ["s"]]
     for name, size in sizes.items():
         assert results[name] == [[1.0]] * size
+
+
+class Held(Recorder):
+    """A Recorder whose calls holding a text in `holds` wait for that text's release; it counts
+    the calls inside it at once."""
+
+    def __init__(self, *holds: str) -> None:
+        super().__init__()
+        self.holds = {text: threading.Event() for text in holds}
+        self.arrived = {text: threading.Event() for text in holds}
+        self.inside = self.most = 0
+        self.counting = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        with self.counting:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        try:
+            for text in texts:
+                if text in self.holds:
+                    self.arrived[text].set()
+                    assert self.holds[text].wait(5)
+            return super().embed(texts)
+        finally:
+            with self.counting:
+                self.inside -= 1
+
+
+def _calls(shared: BatchingEmbedder, results: dict[str, object]) -> Callable[[str], Thread]:
+    def start(text: str) -> Thread:
+        thread = Thread(target=lambda: results.update({text: shared.embed([text])}))
+        thread.start()
+        return thread
+
+    return start
+
+
+def test_lanes_run_that_many_rounds_at_once_and_the_next_caller_waits() -> None:
+    inner = Held("a", "b")
+    shared = BatchingEmbedder(inner, lanes=2)
+    results: dict[str, object] = {}
+    start = _calls(shared, results)
+    a, b = start("a"), start("b")
+    assert inner.arrived["a"].wait(5) and inner.arrived["b"].wait(5)  # both inside at once
+    c = start("c")
+    while len(shared._waiting) < 1:  # no lane free: c waits
+        threading.Event().wait(0.01)
+    inner.holds["a"].set()
+    inner.holds["b"].set()
+    for thread in (a, b, c):
+        thread.join(5)
+    assert inner.most == 2
+    assert sorted(map(tuple, inner.calls)) == [("a",), ("b",), ("c",)]
+    assert results == {"a": [[1.0]], "b": [[1.0]], "c": [[1.0]]}
+    assert shared.round_texts == LANE_TEXTS
+
+
+def test_a_caller_whose_texts_are_in_another_lanes_round_waits_for_it() -> None:
+    # Lanes 1 and 2 held by a and b; x and y queue; b's end lets x take a round of x and y,
+    # held; a's end frees a lane while y's texts are in x's round and nothing waits: y must
+    # wait for that round, not run rounds of nothing.
+    inner = Held("a", "b", "x")
+    shared = BatchingEmbedder(inner, lanes=2)
+    results: dict[str, object] = {}
+    start = _calls(shared, results)
+    a, b = start("a"), start("b")
+    assert inner.arrived["a"].wait(5) and inner.arrived["b"].wait(5)
+    x = start("x")
+    while len(shared._waiting) < 1:
+        threading.Event().wait(0.01)
+    y = start("y")
+    while len(shared._waiting) < 2:
+        threading.Event().wait(0.01)
+    inner.holds["b"].set()
+    assert inner.arrived["x"].wait(5)
+    inner.holds["a"].set()
+    a.join(5)
+    y.join(0.2)  # a chance for y to run, wrongly, while x's round is held
+    inner.holds["x"].set()
+    for thread in (b, x, y):
+        thread.join(5)
+    assert [] not in inner.calls
+    assert sorted(map(tuple, inner.calls)) == [("a",), ("b",), ("x", "y")]
+    assert results == {"a": [[1.0]], "b": [[1.0]], "x": [[1.0]], "y": [[1.0]]}

@@ -26,6 +26,7 @@ from llamafarm.rag.embedders import (
     OpenAIEmbedder,
     UniversalEmbedder,
     create_embedder,
+    universal,
 )
 from llamafarm.rag.embedders.base import HttpEmbedder
 from llamafarm.rag.embedders.ollama import ollama_url
@@ -109,6 +110,19 @@ def test_long_texts_run_in_fewer_rows_within_the_attention_budget() -> None:
     assert all(len(run) * run[-1] ** 2 <= ATTENTION_BUDGET for run in runs)
     # A text too long for the budget alone still runs, alone.
     assert [part.stop - part.start for part in embedder._batches([600, 700])] == [1, 1]
+
+
+def test_a_call_on_a_share_of_the_cpus_takes_that_share_of_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(universal, "default_threads", lambda: 4)
+
+    def runs(threads: int | None) -> list[int]:
+        embedder = UniversalEmbedder({} if threads is None else {"threads": threads})
+        return [part.stop - part.start for part in embedder._batches([250] * 4)]
+
+    assert runs(None) == runs(4) == runs(8) == [2, 2]  # every CPU (or more): the whole budget
+    assert runs(2) == [1, 1, 1, 1]  # half the CPUs: half of it
 
 
 def test_long_texts_cut_into_runs_keep_their_vectors(minilm: UniversalEmbedder) -> None:

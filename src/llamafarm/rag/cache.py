@@ -21,9 +21,14 @@ from llamafarm.rag.rerankers import Reranker, create_reranker
 from llamafarm.rag.stores import ChromaClients
 from llamafarm.residents import Residents
 from llamafarm.shared import Shared
+from llamafarm.system.cpus import default_threads
 
 KEPT = 8
 """Models of each kind kept; the least recently used goes (a client may name any reranker)."""
+MAX_LANES = 2
+"""Most embedding rounds a worker runs at once (`BatchingEmbedder`'s lanes): one per CPU up to
+this, the CPUs shared out among them. Each running round holds its own activations, so more
+lanes take more memory; 2 is what was measured (2 cores, bench/ingest.py)."""
 
 T = TypeVar("T")
 
@@ -37,9 +42,16 @@ class ModelCache:
         hf_cache: Path | None = None,
         residents: Residents | None = None,
         chroma: ChromaClients | None = None,
+        lanes: int = 1,
     ) -> None:
+        """`lanes`: embedding rounds run at once (the worker's, for throughput: `lanes_for`);
+        the CPUs are shared out among them. 1: each call on every CPU (the API's queries, for
+        latency)."""
         self.hf_cache = hf_cache
-        self.shared = Shared(residents)
+        self.lanes = max(1, lanes)
+        self.shared = Shared(
+            residents, threads=None if self.lanes == 1 else max(1, default_threads() // self.lanes)
+        )
         """What the models load (ONNX sessions, llama.cpp servers), once per process: the
         instances below come and go with configs, the loaded files stay."""
         self.chroma = ChromaClients() if chroma is None else chroma
@@ -56,7 +68,9 @@ class ModelCache:
         return self._get(
             self._embedders,
             config,
-            lambda: BatchingEmbedder(create_embedder(strategy, shared=self.shared)),
+            lambda: BatchingEmbedder(
+                create_embedder(strategy, shared=self.shared), lanes=self.lanes
+            ),
         )
 
     def reranker(self, config: Mapping[str, Any]) -> Reranker:
@@ -91,6 +105,11 @@ class ModelCache:
                     kept.popitem(last=False)
             kept.move_to_end(key)
             return kept[key]
+
+
+def lanes_for(cpus: int) -> int:
+    """A worker's embedding lanes on `cpus` CPUs."""
+    return max(1, min(cpus, MAX_LANES))
 
 
 def key_of(config: Any) -> str:

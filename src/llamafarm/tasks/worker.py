@@ -18,13 +18,14 @@ from llamafarm.errors import LfError
 from llamafarm.ingest.sandbox import ParseLimits, ParsePool
 from llamafarm.models.policy import config_policy
 from llamafarm.projects import ProjectStore
-from llamafarm.rag.cache import KEPT, ModelCache, key_of
+from llamafarm.rag.cache import KEPT, ModelCache, key_of, lanes_for
 from llamafarm.rag.embedders import vector_key
 from llamafarm.rag.stores import owner_clients
 from llamafarm.settings import Settings
 from llamafarm.state import FileState, StateDB, TaskFile, TaskRecord
 from llamafarm.state.heartbeats import beat, live_workers
 from llamafarm.state.progress import OPEN_FILE_STATES
+from llamafarm.system.cpus import default_threads
 from llamafarm.system.memory import limit_malloc_arenas, map_large_blocks
 from llamafarm.tasks.app import PROCESS_FILE, REINDEX, create_celery, job_id
 from llamafarm.tasks.processing import WorkerContext
@@ -57,7 +58,9 @@ def run_worker(settings: Settings, *, parent_pid: int | None = None) -> None:
             shared=db if settings.shared else None,
         ),
         worker=name,
-        models=ModelCache(chroma=owner_clients(settings, db.engine)),
+        models=ModelCache(
+            chroma=owner_clients(settings, db.engine), lanes=lanes_for(default_threads())
+        ),
         embedding_cache_bytes=settings.embedding_cache_mb << 20,
         parsing=ParsePool(ParseLimits.of(settings)),
     )

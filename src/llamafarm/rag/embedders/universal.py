@@ -38,7 +38,10 @@ last run ends: it is shrunk only then). Embedding the chunks of bench/ingest.py
 (~230 tokens) from 16 threads peaked at 818 MiB PSS in runs of 32 and 524 MiB in runs of 8;
 with large blocks mapped alone (`llamafarm.system.memory`) at 397 MiB in runs of 8 and
 232-236 MiB in runs of 2, at the same rate within the noise (7-8 texts/s on 2 busy cores).
-Short texts (queries) still go `batch_size` at a time."""
+Short texts (queries) still go `batch_size` at a time. A call on a share of the CPUs takes that
+share of the budget: the worker's lanes run calls at once, which together then hold what one
+call on every CPU would (2 lanes of 2 texts each peaked at 591-603 MiB PSS in bench/ingest.py,
+of 1 text each at 516-527)."""
 WHAT = "UniversalEmbedder"
 
 Floats = npt.NDArray[np.float32]
@@ -57,13 +60,17 @@ class UniversalConfig(StrictModel):
         default=32,
         le=1024,
         description="Texts per inference at most; long ones go fewer at a time, within "
-        "ATTENTION_BUDGET (2 texts of 256 tokens).",
+        "ATTENTION_BUDGET (2 texts of 256 tokens on every CPU; a call on fewer threads, its "
+        "share).",
     )
     max_length: int = Field(
         default=256, ge=8, le=8192, description="Tokens kept per text; the rest is cut."
     )
     threads: PositiveInt | None = Field(
-        default=None, le=256, description="Default: the CPUs available."
+        default=None,
+        le=256,
+        description="Threads a call runs on. Default: the CPUs available (in the ingestion "
+        "worker, which runs 2 calls at once, half of them).",
     )
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
     cache_dir: str | None = Field(
@@ -139,8 +146,10 @@ class UniversalEmbedder:
         self.normalize = settings.normalize
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
-        self.threads = settings.threads or default_threads()
         self._shared = shared or Shared()
+        self.threads = settings.threads or self._shared.threads or default_threads()
+        cpus = default_threads()
+        self.attention_budget = ATTENTION_BUDGET * min(self.threads, cpus) // cpus
         self._loaded: Loaded | None = None
 
     @property
@@ -188,14 +197,14 @@ class UniversalEmbedder:
 
     def _batches(self, lengths: list[int]) -> Iterator[slice]:
         """Texts of ascending `lengths` (in tokens) cut into runs of at most `batch_size`
-        texts and `ATTENTION_BUDGET`; a run is padded to its last, longest text."""
+        texts and `attention_budget`; a run is padded to its last, longest text."""
         start = 0
         while start < len(lengths):
             end = start + 1
             while (
                 end < len(lengths)
                 and end - start < self.batch_size
-                and (end - start + 1) * lengths[end] ** 2 <= ATTENTION_BUDGET
+                and (end - start + 1) * lengths[end] ** 2 <= self.attention_budget
             ):
                 end += 1
             yield slice(start, end)

@@ -63,8 +63,8 @@ class CrossEncoderReranker:
         self.cache_dir = cache_dir
         self.max_length = max_length
         self.batch_size = batch_size
-        self.threads = threads or default_threads()
         self._shared = shared or Shared()
+        self.threads = threads or self._shared.threads or default_threads()
         self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
