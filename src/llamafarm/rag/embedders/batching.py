@@ -34,7 +34,7 @@ class BatchingEmbedder(WrappedEmbedder):
     batches of mixed lengths. Here a caller that finds a lane free embeds the callers
     waiting longest (its own texts or those of other files), whole, up to `round_texts` texts,
     sorted by length by the embedder; callers that arrive meanwhile wait and are served by a
-    later round, by whichever of them finds the model idle. A failing round is retried per
+    later round, by whichever of them finds a lane free. A failing round is retried per
     caller, so one file's bad input fails only that file.
 
     Rounds are bounded so that files finish a few at a time: their threads store them and

@@ -70,7 +70,7 @@ class UniversalConfig(StrictModel):
         default=None,
         le=256,
         description="Threads a call runs on. Default: the CPUs available (in the ingestion "
-        "worker, which runs 2 calls at once, half of them).",
+        "worker, which runs up to 2 calls at once, their share).",
     )
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
     cache_dir: str | None = Field(
