@@ -1,6 +1,6 @@
 """Where a database's index record is kept: `index.json` beside an embedded store, or a row of
 the state database in shared mode (on SQLite and PostgreSQL). Both keep the same contract; the
-row's writers compare and set, so concurrent writers lose neither `created_at` nor a switch."""
+writers of both compare and set, so concurrent writers lose neither `created_at` nor a switch."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from llamafarm.config.models import Database, EmbeddingStrategy
 from llamafarm.errors import Conflict
 from llamafarm.rag.index import (
     INDEX_FILE,
+    RECORD_LOCK,
     FileIndexRecords,
     IndexRecords,
     NeedsReindex,
@@ -26,7 +27,8 @@ from llamafarm.rag.index import (
     record_write,
     status,
 )
-from llamafarm.rag.stores import ChromaClients, index_records
+from llamafarm.rag.stores import ChromaClients, ChromaStore, index_records
+from llamafarm.rag.stores.qdrant import QdrantStore
 from llamafarm.state import StateDB
 from llamafarm.state.project_rows import delete_project_rows
 from llamafarm.state.tables import DatabaseIndex
@@ -127,11 +129,9 @@ def test_record_write_refuses_another_embedder_while_the_collection_holds_chunks
     assert written.fingerprint == fingerprint_of(B) and written.generation == 0
 
 
-@pytest.mark.parametrize("records", ["sqlite", "postgresql"], indirect=True)
 def test_concurrent_writers_agree_on_one_birth_and_never_undo_a_switch(
     records: IndexRecords,
 ) -> None:
-    """Of the row only: `index.json` has one machine's writers, as before shared mode."""
     written: list[float] = []
     errors: list[BaseException] = []
     start = threading.Barrier(9)
@@ -162,6 +162,26 @@ def test_concurrent_writers_agree_on_one_birth_and_never_undo_a_switch(
     # Writes before the switches share the first write's birth; after them, the switch's.
     births = set(written)
     assert len(written) == 40 and len(births - {99.0}) <= 1
+
+
+@pytest.mark.parametrize("kind", ["chroma", "qdrant"])
+def test_a_stores_drop_takes_the_record_and_keeps_its_lock_file(tmp_path: Path, kind: str) -> None:
+    """Another process may hold the lock file open: one made anew beside it would not be locked
+    against that process."""
+    folder = tmp_path / "stores" / "main_db"
+    clients = ChromaClients()
+    store = (
+        ChromaStore(path=folder, collection_name="docs", clients=clients)
+        if kind == "chroma"
+        else QdrantStore(path=folder, collection_name="docs")
+    )
+    store.upsert(["x"], ["hello"], [[1.0, 0.0, 0.0]], [{"dataset": "d"}])
+    records = FileIndexRecords(folder)
+    assert records.note_write(A, seen=None) is not None
+    lock = (folder / RECORD_LOCK).stat().st_ino
+    store.drop()
+    assert records.read() is None and (folder / RECORD_LOCK).stat().st_ino == lock
+    clients.close()
 
 
 def test_the_choice_follows_the_owners_clients(tmp_path: Path, state_db: StateDB) -> None:

@@ -16,18 +16,20 @@ In shared mode (`LF_BLOB_STORE=database`) the record is a row of the state datab
 (`TableIndexRecords`) instead of the file (`FileIndexRecords`), so every API replica and worker
 reads the same one: a switch is one UPDATE, seen by all at once, and a worker on another machine
 is refused a write once the embedder changed. `rag.stores.index_records` picks one. Writers
-compare and set: a write's record is stored only while the record is still the one its check
-read, so two writers never lose `created_at`, and only a switch moves the generation, from the
-one it replaces to the next.
+compare and set (the file under a lock, the row in one statement): a write's record is stored
+only while the record is still the one its check read, so two writers never lose `created_at`,
+and only a switch moves the generation, from the one it replaces to the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -41,6 +43,9 @@ from llamafarm.rag.embedders import vector_key
 from llamafarm.state.tables import DatabaseIndex
 
 INDEX_FILE = "index.json"
+RECORD_LOCK = ".lf-index-lock"
+"""Its lock file, beside it: a store's drop keeps it, as its own lock file, since another
+process may hold it open."""
 WRITE_TRIES = 5
 """Times a write's record is tried while other writers change the record under it."""
 
@@ -107,7 +112,10 @@ class IndexRecords(Protocol):
 
 
 class FileIndexRecords:
-    """`index.json` in the store's folder, which goes with it (and with its drop)."""
+    """`index.json` in the store's folder, which goes with it (and with its drop). A change
+    reads, compares and replaces the file under the folder's `RECORD_LOCK` (an flock, which
+    threads of one process hold apart too), so writers in any process on the machine cannot
+    undo each other."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -118,27 +126,36 @@ class FileIndexRecords:
     def note_write(
         self, strategy: EmbeddingStrategy, *, seen: IndexRecord | None
     ) -> IndexRecord | None:
-        current = self.read()
-        if _fingerprint(current) != _fingerprint(seen):
-            return None
-        same = current is not None and current.fingerprint == fingerprint_of(strategy)
-        record = record_of(
-            strategy,
-            created_at=current.created_at if current and same else time.time(),
-            generation=current.generation if current else 0,
-        )
-        write_record(self.folder, record)
-        return record
+        with self._locked():
+            current = self.read()
+            if _fingerprint(current) != _fingerprint(seen):
+                return None
+            same = current is not None and current.fingerprint == fingerprint_of(strategy)
+            record = record_of(
+                strategy,
+                created_at=current.created_at if current and same else time.time(),
+                generation=current.generation if current else 0,
+            )
+            write_record(self.folder, record)
+            return record
 
     def switch(self, record: IndexRecord) -> bool:
-        current = self.read()
-        if (current.generation if current else 0) != record.generation - 1:
-            return False
-        write_record(self.folder, record)
-        return True
+        with self._locked():
+            current = self.read()
+            if (current.generation if current else 0) != record.generation - 1:
+                return False
+            write_record(self.folder, record)
+            return True
 
     def delete(self) -> None:
         (self.folder / INDEX_FILE).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / RECORD_LOCK).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
 
 class TableIndexRecords:

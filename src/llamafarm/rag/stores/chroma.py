@@ -31,6 +31,7 @@ from chromadb.errors import InternalError, InvalidArgumentError, NotFoundError
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import BadRequest, ConfigInvalid, Conflict
 from llamafarm.rag.filters import Filter, to_chroma
+from llamafarm.rag.index import RECORD_LOCK
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where, server_collection
 from llamafarm.rag.stores.bm25 import Lexical
 from llamafarm.rag.stores.chroma_clients import (
@@ -276,9 +277,9 @@ class ChromaStore:
             return
         with locked(self.path):
             forget(self.path)
-            # Everything but the lock file, which other processes may hold open right now.
+            # Everything but the lock files, which other processes may hold open right now.
             for entry in self.path.iterdir():
-                if entry.name == LOCK:
+                if entry.name in (LOCK, RECORD_LOCK):
                     continue
                 if entry.is_dir():
                     shutil.rmtree(entry)

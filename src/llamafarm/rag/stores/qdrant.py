@@ -29,6 +29,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from llamafarm.documents import MetadataValue
 from llamafarm.errors import ConfigInvalid, Unavailable
 from llamafarm.rag.filters import All, AnyOf, Condition, Filter, matches
+from llamafarm.rag.index import RECORD_LOCK
 from llamafarm.rag.stores.base import DistanceMetric, Hit, Stored, Where, server_collection
 from llamafarm.rag.stores.bm25 import Lexical
 from llamafarm.rag.stores.lexical import LexicalIndex
@@ -279,7 +280,7 @@ class QdrantStore:
             return
         with self._locked():
             for entry in self.path.iterdir():
-                if entry.name == _LOCK:
+                if entry.name in (_LOCK, RECORD_LOCK):
                     continue
                 if entry.is_dir():
                     shutil.rmtree(entry)
