@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from fastapi.testclient import TestClient
 from llamafarm.api import create_app
 from llamafarm.settings import Settings
 from llamafarm.state import StateDB
+from tests.postgres import new_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -92,18 +92,8 @@ def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    # LF_TEST_PG_PREFIX: sessions sharing one server keep to their own names.
-    name = f"{os.environ.get('LF_TEST_PG_PREFIX', 'lf_test_')}{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=2) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+
+from tests.postgres import new_database
 
 # Slow under load: the first test also waits for the 2 replicas, 2 workers and Chroma to start.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -141,7 +142,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    psycopg = pytest.importorskip("psycopg")
     redis = pytest.importorskip("redis")
     broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
     try:
@@ -150,72 +150,69 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         queue.close()
     except redis.RedisError as exc:
         pytest.skip(f"Redis is not reachable on 127.0.0.1:6379: {exc}")
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"lf_cluster_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=2) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    database_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with new_database() as database_url:
+        root = tmp_path_factory.mktemp("cluster")
+        chroma_port = free_port()
+        chroma_log = root / "chroma.log"
+        command = [
+            str(BIN / "chroma"),
+            "run",
+            "--path",
+            str(root / "chroma"),
+            "--host",
+            "127.0.0.1",
+        ]
+        with chroma_log.open("wb") as output:
+            chroma = subprocess.Popen(
+                [*command, "--port", str(chroma_port)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        env = {
+            **os.environ,
+            "LF_DATABASE_URL": database_url,
+            "LF_BROKER_URL": broker,
+            "LF_BLOB_STORE": "database",
+            "LF_CHROMA_URL": f"http://127.0.0.1:{chroma_port}",
+            "LF_VERSION_CHECK_URL": "",
+            # Small workers: two of them and two replicas share the machine's cores.
+            "LF_WORKER_CONCURRENCY": "4",
+            "LF_PARSE_PROCESSES": "1",
+        }
+        made = Cluster(env, root, database_url, chroma, chroma_port)
+        try:
 
-    root = tmp_path_factory.mktemp("cluster")
-    chroma_port = free_port()
-    chroma_log = root / "chroma.log"
-    command = [str(BIN / "chroma"), "run", "--path", str(root / "chroma"), "--host", "127.0.0.1"]
-    with chroma_log.open("wb") as output:
-        chroma = subprocess.Popen(
-            [*command, "--port", str(chroma_port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    env = {
-        **os.environ,
-        "LF_DATABASE_URL": database_url,
-        "LF_BROKER_URL": broker,
-        "LF_BLOB_STORE": "database",
-        "LF_CHROMA_URL": f"http://127.0.0.1:{chroma_port}",
-        "LF_VERSION_CHECK_URL": "",
-        # Small workers: two of them and two replicas share the machine's cores.
-        "LF_WORKER_CONCURRENCY": "4",
-        "LF_PARSE_PROCESSES": "1",
-    }
-    made = Cluster(env, root, database_url, chroma, chroma_port)
-    try:
+            def chroma_ready() -> bool:
+                try:
+                    url = f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat"
+                    return httpx.get(url, timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
 
-        def chroma_ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat"
-                return httpx.get(url, timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(chroma_ready, "chroma run", chroma, chroma_log)
-        migrated = subprocess.run(
-            [LF, "migrate", "--data-dir", str(root / "data-migrate")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert migrated.returncode == 0, migrated.stderr
-        assert "state database at schema" in migrated.stdout
-        for i in (1, 2):  # each kept as soon as it runs, so that it is stopped whatever happens
-            made.workers.append(made.start_worker(root / f"data-worker-{i}"))
-            made.replicas.append(made.spawn_replica(free_port(), root / f"data-api-{i}"))
-        for replica in made.replicas:
-            made.wait_replica(replica)
-        yield made
-    finally:
-        for process in [*(r[0] for r in made.replicas), *made.workers]:
-            stop(process)
-        chroma.terminate()
-        chroma.wait(timeout=30)
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        queue = redis.Redis.from_url(broker)
-        queue.flushdb()
-        queue.close()
+            wait_until(chroma_ready, "chroma run", chroma, chroma_log)
+            migrated = subprocess.run(
+                [LF, "migrate", "--data-dir", str(root / "data-migrate")],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert migrated.returncode == 0, migrated.stderr
+            assert "state database at schema" in migrated.stdout
+            for i in (1, 2):  # each kept as soon as it runs, so that it is stopped whatever happens
+                made.workers.append(made.start_worker(root / f"data-worker-{i}"))
+                made.replicas.append(made.spawn_replica(free_port(), root / f"data-api-{i}"))
+            for replica in made.replicas:
+                made.wait_replica(replica)
+            yield made
+        finally:
+            for process in [*(r[0] for r in made.replicas), *made.workers]:
+                stop(process)
+            chroma.terminate()
+            chroma.wait(timeout=30)
+            queue = redis.Redis.from_url(broker)
+            queue.flushdb()
+            queue.close()
 
 
 def wait_task(http: httpx.Client, task_id: str, *, timeout: float = 300) -> dict[str, Any]:
