@@ -8,7 +8,7 @@ and reported on the test queries.
 
 Not part of `make bench`: it needs a BEIR folder with `qrels/train.tsv` and `qrels/test.tsv`
 (SciFact), and embeds the corpus three times (10 minutes on 2 cores; a rerun on the same
-`--cache` only scores).
+`--cache` only scores). A run that embeds prints how long each kind of text took.
 
 Offline, in this process, with the server's own parts: BM25 from `LexicalIndex` (the lexical
 side's scores), vectors from the bundled embedder (`UniversalEmbedder`, 256 tokens a text),
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def main() -> None:
     def vectors(name: str, texts: list[str]) -> np.ndarray:
         path = cache / f"{name}.npy"
         if not path.exists():
+            start = time.perf_counter()
             np.save(path, np.asarray(embedder.embed(texts), np.float32))
+            print(f"embedded {len(texts)} {name} in {time.perf_counter() - start:.0f} s")
         loaded: np.ndarray = np.load(path)
         return loaded
 
