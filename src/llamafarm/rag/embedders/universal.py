@@ -147,8 +147,8 @@ class UniversalEmbedder:
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length
         self._shared = shared or Shared()
-        self.threads = settings.threads or self._shared.threads or default_threads()
         cpus = default_threads()
+        self.threads = settings.threads or self._shared.threads or cpus
         self.attention_budget = ATTENTION_BUDGET * min(self.threads, cpus) // cpus
         self._loaded: Loaded | None = None
 
